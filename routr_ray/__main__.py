@@ -1,0 +1,5 @@
+import sys
+
+from routr_ray.cli import main
+
+sys.exit(main())
