@@ -1,0 +1,272 @@
+"""EdgePort config: Routr's `kind: EdgePort` document plus routr-ray's guards.
+
+Routr fields (routr.md §1.1, §5.1): bindAddr, transport[], externalAddrs, localnets, methods,
+unknownMethodAction, processor.addr, securityContext (PKCS#12 key stores). routr-ray adds, all optional:
+
+    securityContext: {certificate, privateKey, caCertificate}   # PEM paths, an alternative to keyStore
+    accessControlList: {deny: [CIDR], allow: [CIDR]}           # banned sources; allow overrides deny
+    rateLimit: {enabled, requestsPerSecond, burst, banSeconds, trusted: [CIDR]}
+    limits: {maxMessageSize, maxConnections, maxConnectionsPerSource, idleTimeoutSeconds}
+    health: {enabled, port, bindAddr}                           # /healthz, /readyz, /metrics
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from routr_ray.config.problems import Place
+from routr_ray.config.values import IPNetwork, to_networks
+
+
+class TransportProtocol(StrEnum):
+    UDP = "udp"
+    TCP = "tcp"
+    TLS = "tls"
+    WS = "ws"
+    WSS = "wss"
+
+    @property
+    def is_secure(self) -> bool:
+        return self in (TransportProtocol.TLS, TransportProtocol.WSS)
+
+
+DEFAULT_PORTS: dict[TransportProtocol, int] = {
+    TransportProtocol.UDP: 5060,
+    TransportProtocol.TCP: 5060,
+    TransportProtocol.TLS: 5061,
+    TransportProtocol.WS: 5062,
+    TransportProtocol.WSS: 5063,
+}
+
+# The only protocols that may share a port on one address: one is a datagram socket, the other a stream
+# listener (RFC 3261 §18: a server listening on UDP 5060 also listens on TCP 5060).
+_PORT_SHARING = frozenset({TransportProtocol.UDP, TransportProtocol.TCP})
+
+
+class UnknownMethodAction(StrEnum):
+    DISCARD = "Discard"  # drop silently
+    RESPOND = "Respond"  # answer 405 Method Not Allowed with Allow (RFC 3261 §8.2.1)
+
+
+class TlsClientAuth(StrEnum):
+    DISABLED = "Disabled"
+    DISABLED_ALL = "DisabledAll"
+    REQUIRED = "Required"
+    WANTED = "Wanted"
+
+
+DEFAULT_METHODS: tuple[str, ...] = (
+    "REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE",
+    "PRACK", "UPDATE", "INFO", "REFER", "SUBSCRIBE", "NOTIFY",
+)  # fmt: skip
+DEFAULT_PROCESSOR_ADDR = "serve://routr"
+
+
+@dataclass(frozen=True)
+class Transport:
+    protocol: TransportProtocol
+    port: int
+    bind_addr: str = "0.0.0.0"  # the entry's own bindAddr, else the EdgePort's
+
+
+@dataclass(frozen=True)
+class TlsClientConfig:
+    protocols: tuple[str, ...] = ()
+    auth_type: TlsClientAuth = TlsClientAuth.DISABLED
+
+
+@dataclass(frozen=True)
+class SecurityContext:
+    """TLS material for tls/wss: Routr's PKCS#12 key store, or PEM files. Paths are not opened here."""
+
+    key_store: str | None = None
+    trust_store: str | None = None
+    key_store_password: str | None = field(default=None, repr=False)
+    trust_store_password: str | None = field(default=None, repr=False)
+    key_store_type: str = "pkcs12"
+    client: TlsClientConfig = TlsClientConfig()
+    certificate: str | None = None
+    private_key: str | None = None
+    ca_certificate: str | None = None
+
+    @property
+    def has_pem(self) -> bool:
+        return self.certificate is not None and self.private_key is not None
+
+
+@dataclass(frozen=True)
+class SourceFilter:
+    """Source networks the EdgePort bans (`deny`) and exempts from the ban (`allow`, more specific wins)."""
+
+    deny: tuple[IPNetwork, ...] = ()
+    allow: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Per-source request rate limit (token bucket) with a ban; `trusted` sources are never limited."""
+
+    enabled: bool = True
+    requests_per_second: float = 100.0
+    burst: int = 200
+    ban_seconds: float = 60.0
+    trusted: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_message_size: int = 65_536
+    max_connections: int = 10_000
+    max_connections_per_source: int = 100
+    idle_timeout_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    enabled: bool = True
+    port: int = 8080
+    bind_addr: str = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class EdgePortConfig:
+    ref: str = "edgeport-01"
+    bind_addr: str = "0.0.0.0"
+    transports: tuple[Transport, ...] = (Transport(TransportProtocol.UDP, 5060),)
+    external_addrs: tuple[str, ...] = ()
+    localnets: tuple[IPNetwork, ...] = ()
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    unknown_method_action: UnknownMethodAction = UnknownMethodAction.RESPOND
+    processor_addr: str = DEFAULT_PROCESSOR_ADDR
+    security_context: SecurityContext | None = None
+    access_control_list: SourceFilter = SourceFilter()
+    rate_limit: RateLimit = RateLimit()
+    limits: ConnectionLimits = ConnectionLimits()
+    health: HealthConfig = HealthConfig()
+    region: str | None = None
+
+    def transport(self, protocol: TransportProtocol) -> Transport | None:
+        return next((t for t in self.transports if t.protocol is protocol), None)
+
+
+def build_edgeport(document: dict[str, Any], place: Place) -> EdgePortConfig:
+    """Build from a document that passed the schema; semantic problems are recorded at `place`."""
+    spec: dict[str, Any] = document["spec"]
+    at = place.child("spec")
+    bind_addr = spec.get("bindAddr", "0.0.0.0")
+    metadata = document.get("metadata") or {}
+    processor_addr = (spec.get("processor") or {}).get("addr", DEFAULT_PROCESSOR_ADDR)
+    return EdgePortConfig(
+        ref=document.get("ref", "edgeport-01"),
+        bind_addr=bind_addr,
+        transports=_transports(spec["transport"], bind_addr, at.child("transport")),
+        external_addrs=tuple(spec.get("externalAddrs", ())),
+        localnets=to_networks(spec.get("localnets")),
+        methods=_methods(spec.get("methods", DEFAULT_METHODS), at.child("methods")),
+        unknown_method_action=UnknownMethodAction(spec.get("unknownMethodAction", "Respond")),
+        processor_addr=processor_addr,
+        security_context=_security_context(spec.get("securityContext"), at.child("securityContext")),
+        access_control_list=_source_filter(spec.get("accessControlList") or {}),
+        rate_limit=_rate_limit(spec.get("rateLimit") or {}),
+        limits=_limits(spec.get("limits") or {}),
+        health=_health(spec.get("health") or {}),
+        region=metadata.get("region") if isinstance(metadata.get("region"), str) else None,
+    )
+
+
+def _transports(entries: list[dict[str, Any]], default_bind: str, at: Place) -> tuple[Transport, ...]:
+    """Routr's assertions (routr.md §5.1): one entry per protocol; a port shared by UDP and TCP only."""
+    transports: list[Transport] = []
+    for index, entry in enumerate(entries):
+        protocol = TransportProtocol(entry["protocol"].lower())
+        transport = Transport(
+            protocol, int(entry.get("port", DEFAULT_PORTS[protocol])), entry.get("bindAddr", default_bind)
+        )
+        for other in transports:
+            if other.protocol is protocol:
+                at.child(index, "protocol").error(
+                    f"{protocol.value} is configured twice; one entry per protocol"
+                )
+            elif (other.port, other.bind_addr) == (transport.port, transport.bind_addr) and not (
+                {other.protocol, protocol} == _PORT_SHARING
+            ):
+                at.child(index, "port").error(
+                    f"port {transport.port} is already used by {other.protocol.value}; "
+                    "only udp and tcp may share a port"
+                )
+        transports.append(transport)
+    return tuple(transports)
+
+
+def _methods(methods: list[str] | tuple[str, ...], at: Place) -> tuple[str, ...]:
+    seen: set[str] = set()
+    for index, method in enumerate(methods):
+        if method != method.upper():
+            at.child(index).warn(
+                f"SIP methods are case-sensitive (RFC 3261 §7.1); {method!r} is not {method.upper()!r}"
+            )
+        if method in seen:
+            at.child(index).warn(f"{method} is listed twice")
+        seen.add(method)
+    return tuple(dict.fromkeys(methods))
+
+
+def _security_context(raw: dict[str, Any] | None, at: Place) -> SecurityContext | None:
+    if raw is None:
+        return None
+    if ("certificate" in raw) != ("privateKey" in raw):
+        missing = "privateKey" if "certificate" in raw else "certificate"
+        at.child(missing).error("certificate and privateKey (PEM paths) must be given together")
+    client = raw.get("client") or {}
+    return SecurityContext(
+        key_store=raw.get("keyStore"),
+        trust_store=raw.get("trustStore"),
+        key_store_password=raw.get("keyStorePassword"),
+        trust_store_password=raw.get("trustStorePassword"),
+        key_store_type=raw.get("keyStoreType", "pkcs12"),
+        client=TlsClientConfig(
+            protocols=tuple(client.get("protocols", ())),
+            auth_type=TlsClientAuth(client.get("authType", "Disabled")),
+        ),
+        certificate=raw.get("certificate"),
+        private_key=raw.get("privateKey"),
+        ca_certificate=raw.get("caCertificate"),
+    )
+
+
+def _source_filter(raw: dict[str, Any]) -> SourceFilter:
+    return SourceFilter(deny=to_networks(raw.get("deny")), allow=to_networks(raw.get("allow")))
+
+
+def _rate_limit(raw: dict[str, Any]) -> RateLimit:
+    default = RateLimit()
+    return RateLimit(
+        enabled=raw.get("enabled", default.enabled),
+        requests_per_second=float(raw.get("requestsPerSecond", default.requests_per_second)),
+        burst=int(raw.get("burst", default.burst)),
+        ban_seconds=float(raw.get("banSeconds", default.ban_seconds)),
+        trusted=to_networks(raw.get("trusted")),
+    )
+
+
+def _limits(raw: dict[str, Any]) -> ConnectionLimits:
+    default = ConnectionLimits()
+    return ConnectionLimits(
+        max_message_size=int(raw.get("maxMessageSize", default.max_message_size)),
+        max_connections=int(raw.get("maxConnections", default.max_connections)),
+        max_connections_per_source=int(
+            raw.get("maxConnectionsPerSource", default.max_connections_per_source)
+        ),
+        idle_timeout_seconds=float(raw.get("idleTimeoutSeconds", default.idle_timeout_seconds)),
+    )
+
+
+def _health(raw: dict[str, Any]) -> HealthConfig:
+    default = HealthConfig()
+    return HealthConfig(
+        enabled=raw.get("enabled", default.enabled),
+        port=int(raw.get("port", default.port)),
+        bind_addr=raw.get("bindAddr", default.bind_addr),
+    )
