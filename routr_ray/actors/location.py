@@ -1,0 +1,155 @@
+"""Location shards as named Ray actors, a batching client that routes to them, and the gRPC API actor.
+
+* ``location-shard-<i>`` (i in 0..N-1): an async actor owning one :class:`LocationService`; it reloads its slice
+  from the store in ``__init__`` (so a restarted shard answers only after reloading) and is restarted by Ray
+  after a crash (``max_restarts=-1``; no task retries, so a call that kills it cannot crash-loop).
+* :class:`ShardedLocationClient`: jump-hashes each AOR to its shard and batches operations per shard (one Ray call
+  per shard per batch, DESIGN §10). A dead or restarting shard surfaces as ``UNAVAILABLE``.
+* ``location-api``: an actor running the ``fonoster.routr.location.v2beta1.Location`` grpc.aio server
+  (not a Serve app: Serve has one gRPC port for all apps).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayError
+
+from routr_ray.actors import NAMESPACE
+from routr_ray.location.errors import LocationError, LocationErrorCode
+from routr_ray.location.hashing import shard_for_aor
+from routr_ray.location.ops import (
+    Op,
+    OpResult,
+    apply_ops,
+    decode_result,
+    encode_add,
+    encode_find,
+    encode_remove,
+)
+from routr_ray.location.service import LocationService
+from routr_ray.location.stores import create_store
+from routr_ray.proto.gen import location_pb2
+from routr_ray.util.batching import AdaptiveBatcher, BatchQueueFull
+
+log = logging.getLogger(__name__)
+
+SHARD_NAME = "location-shard-{index}"
+API_NAME = "location-api"
+CALL_TIMEOUT_S = 5.0
+
+
+@ray.remote(num_cpus=0.05, max_restarts=-1, max_task_retries=0, max_concurrency=1000)
+class LocationShardActor:
+    async def __init__(
+        self, index: int, count: int, provider: str = "memory", parameters: str | None = None
+    ) -> None:
+        logging.basicConfig(level=logging.INFO)
+        self.index = index
+        self.count = count
+        store = create_store(provider, parameters, shard_id=index)
+        self.service = LocationService(store, shard_index=index, shard_count=count)
+        loaded = await self.service.load()
+        log.info("location shard %d/%d ready (%s store, %d bindings loaded)", index, count, provider, loaded)
+
+    async def apply(self, ops: list[Op]) -> list[OpResult]:
+        return await apply_ops(self.service, ops)
+
+    async def stats(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "count": self.count,
+            "bindings": self.service.binding_count,
+            "aors": self.service.aor_count,
+            "durable": self.service.store.durable,
+        }
+
+    async def ready(self) -> bool:
+        return True
+
+
+def shard_handles(count: int) -> list[Any]:
+    return [ray.get_actor(SHARD_NAME.format(index=i), namespace=NAMESPACE) for i in range(count)]
+
+
+def deploy_shards(
+    count: int, provider: str = "memory", parameters: str | None = None, *, timeout: float = 60.0
+) -> list[Any]:
+    """Create (or find) the N detached shard actors and wait until every one has loaded its slice."""
+    handles = [
+        LocationShardActor.options(  # type: ignore[attr-defined]
+            name=SHARD_NAME.format(index=i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        ).remote(i, count, provider, parameters)
+        for i in range(count)
+    ]
+    ray.get([h.ready.remote() for h in handles], timeout=timeout)
+    return handles
+
+
+class ShardedLocationClient:
+    """LocationClient over the shard actors, batching per shard."""
+
+    def __init__(
+        self, handles: Sequence[Any], *, max_batch: int = 64, max_wait: float = 0.001, timeout: float = CALL_TIMEOUT_S
+    ) -> None:
+        if not handles:
+            raise ValueError("at least one shard handle is needed")
+        self._handles = list(handles)
+        self._batchers = [
+            AdaptiveBatcher(self._sender(h), max_batch=max_batch, max_wait=max_wait, timeout=timeout)
+            for h in self._handles
+        ]
+
+    @staticmethod
+    def _sender(handle: Any):  # noqa: ANN205 - a closure over the handle
+        async def send(ops: list[Op]) -> list[OpResult]:
+            return await handle.apply.remote(ops)
+
+        return send
+
+    @property
+    def shard_count(self) -> int:
+        return len(self._handles)
+
+    async def _call(self, aor: str, op: Op) -> bytes:
+        batcher = self._batchers[shard_for_aor(aor, len(self._handles))]
+        try:
+            result = await batcher.submit(op)
+        except (RayActorError, RayError, TimeoutError, BatchQueueFull) as exc:
+            raise LocationError(LocationErrorCode.UNAVAILABLE, f"location shard unavailable: {exc}") from exc
+        return decode_result(result)
+
+    async def add_route(self, request: location_pb2.AddRouteRequest) -> None:
+        await self._call(request.aor, encode_add(request))
+
+    async def find_routes(self, request: location_pb2.FindRoutesRequest) -> location_pb2.FindRoutesResponse:
+        return location_pb2.FindRoutesResponse.FromString(await self._call(request.aor, encode_find(request)))
+
+    async def remove_routes(self, request: location_pb2.RemoveRoutesRequest) -> None:
+        await self._call(request.aor, encode_remove(request))
+
+
+@ray.remote(num_cpus=0.05, max_restarts=-1, max_task_retries=0, max_concurrency=1000)
+class LocationApiActor:
+    """Serves the Location gRPC API on ``bind_addr``, routing to the shard actors."""
+
+    async def __init__(self, bind_addr: str, shard_count: int, token: str | None = None) -> None:
+        from routr_ray.location.grpc_api import start_location_server
+
+        self.client = ShardedLocationClient(shard_handles(shard_count))
+        self.server = await start_location_server(self.client, bind_addr, token)
+        self.port = self.server.bound_port
+
+    async def ready(self) -> int:
+        return self.port
+
+
+def deploy_api(bind_addr: str, shard_count: int, token: str | None = None, *, timeout: float = 60.0) -> Any:
+    handle = LocationApiActor.options(  # type: ignore[attr-defined]
+        name=API_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(bind_addr, shard_count, token)
+    ray.get(handle.ready.remote(), timeout=timeout)
+    return handle

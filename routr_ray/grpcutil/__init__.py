@@ -1,0 +1,1 @@
+"""Small helpers shared by the gRPC servers (Location API, standalone processors)."""

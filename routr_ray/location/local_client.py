@@ -1,0 +1,34 @@
+"""A LocationClient over in-process LocationService shards (tests, tools, single-process use).
+
+It routes by the same jump hash as the Ray client, through the same byte-level operations, so what passes here
+passes over Ray too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from routr_ray.location.hashing import shard_for_aor
+from routr_ray.location.ops import Op, apply_op, decode_result, encode_add, encode_find, encode_remove
+from routr_ray.location.service import LocationService
+from routr_ray.proto.gen import location_pb2
+
+
+class LocalLocationClient:
+    def __init__(self, shards: Sequence[LocationService]) -> None:
+        if not shards:
+            raise ValueError("at least one shard is needed")
+        self.shards = list(shards)
+
+    async def _call(self, aor: str, op: Op) -> bytes:
+        shard = self.shards[shard_for_aor(aor, len(self.shards))]
+        return decode_result(await apply_op(shard, op))
+
+    async def add_route(self, request: location_pb2.AddRouteRequest) -> None:
+        await self._call(request.aor, encode_add(request))
+
+    async def find_routes(self, request: location_pb2.FindRoutesRequest) -> location_pb2.FindRoutesResponse:
+        return location_pb2.FindRoutesResponse.FromString(await self._call(request.aor, encode_find(request)))
+
+    async def remove_routes(self, request: location_pb2.RemoveRoutesRequest) -> None:
+        await self._call(request.aor, encode_remove(request))

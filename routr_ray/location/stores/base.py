@@ -1,0 +1,97 @@
+"""The persistence interface every Location store implements.
+
+The LocationService keeps the working set of its shard in memory and writes every change through
+one of these stores before the call returns; `load_slice` gives the state back after a restart.
+A store never decides anything (expiry, ownership, balancing): it only keeps what it is told.
+Failures to reach the backend raise LocationError(UNAVAILABLE); nothing falls back to memory.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from routr_ray.location.routes import Route
+
+
+class AffinityKind(enum.Enum):
+    CALL = "c"  # keyed by Call-ID
+    REF = "r"  # keyed by the session affinity header value (e.g. X-Room-Id)
+
+
+@dataclass(frozen=True, slots=True)
+class AffinityEntry:
+    """`aor` + (`kind`, `value`) is pinned to the route `route_id` until `expires_at` (seconds)."""
+
+    aor: str
+    kind: AffinityKind
+    value: str
+    route_id: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBinding:
+    aor: str
+    route_id: str
+    route: Route
+    shard_id: str  # the shard whose keys hold it (differs from ours only in a rebalance load)
+
+
+@dataclass(slots=True)
+class SliceSnapshot:
+    bindings: list[StoredBinding] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    affinities: list[AffinityEntry] = field(default_factory=list)
+
+
+class LocationStore(abc.ABC):
+    """Write-through persistence for one shard's slice of the location table."""
+
+    shard_id: str
+    durable: bool  # False: state is lost when the process ends (the memory provider)
+
+    @abc.abstractmethod
+    async def load_slice(self, *, all_shards: bool = False) -> SliceSnapshot:
+        """Everything stored for this shard (or for every shard when `all_shards`, to rebalance)."""
+
+    @abc.abstractmethod
+    async def put_binding(self, aor: str, route_id: str, route: Route, ttl_ms: int) -> None:
+        """Create or replace one binding; the backend may forget it after `ttl_ms`."""
+
+    @abc.abstractmethod
+    async def delete_binding(self, aor: str, route_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def delete_aor(
+        self, aor: str, route_ids: Iterable[str], affinities: Iterable[tuple[AffinityKind, str]]
+    ) -> None:
+        """Delete the named bindings, affinity entries and the round-robin counter of `aor`."""
+
+    @abc.abstractmethod
+    async def put_counter(self, aor: str, value: int) -> None: ...
+
+    @abc.abstractmethod
+    async def put_affinities(
+        self, entries: Sequence[AffinityEntry], ttl_ms: int, *, counter: tuple[str, int] | None = None
+    ) -> None:
+        """Store affinity entries (and, in the same write, an AOR's round-robin `counter`)."""
+
+    @abc.abstractmethod
+    async def delete_affinities(self, aor: str, keys: Iterable[tuple[AffinityKind, str]]) -> None: ...
+
+    @abc.abstractmethod
+    async def adopt_binding(self, binding: StoredBinding, ttl_ms: int) -> None:
+        """Rebalance: store `binding` under this shard and delete the copy under its old shard."""
+
+    async def get_shard_count(self) -> int | None:
+        """The shard count this shard last loaded with (None: never recorded, or not durable)."""
+        return None
+
+    async def put_shard_count(self, count: int) -> None:  # noqa: B027 - optional hook
+        """Record the shard count this shard loaded with (durable stores only)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default has nothing to release."""
