@@ -1,0 +1,978 @@
+"""The EdgePort: listeners + guards + NAT + transactions + the dispatcher client (DESIGN §4, issue 3).
+
+Pure asyncio, no Ray (``routr_ray/actors`` wraps it). One message's path:
+
+inbound bytes -> source ACL / ban check (before parsing: a banned flood costs nothing) -> parse (malformed:
+400 for requests, drop for responses, one summary log line per interval) -> per-source rate limit (well-formed
+requests only) -> method filter -> Via received/rport (RFC 3261 §18.2.1, RFC 3581) ->
+
+* request: ACK matched to an INVITE server transaction is absorbed (hop by hop, §17.2.1); other ACKs go through
+  the dispatcher statelessly (§16.11 for the 2xx ACK). CANCEL is answered here (200, or 481 when it matches
+  nothing, §9.2) and cancels the pending branch itself (§16.10); it never reaches the dispatcher. A
+  retransmission is absorbed by its server transaction (§17.2.3 matching). A new request gets a server
+  transaction (100 Trying at once for INVITE, §16.2), then OPTIONS to ourselves -> 200, a loop -> 482, Max-
+  Forwards 0 -> 483 (§16.3), else a MessageRequest to the dispatcher. Its answer is a response (sent on the
+  server transaction) or a request forwarded on a new client transaction: the branch of the top Via (added by
+  the processor, without branch) is set here (z9hG4bK + random, §16.6 step 8); no Record-Route is added here.
+* response: matched to its client transaction by top Via branch + CSeq method (§17.1.3); 100 and responses to
+  our CANCELs stop here (hop by hop); others go through the dispatcher with the handling processor's ref in
+  metadata, our Via is removed if the processor left it, and the response goes upstream on the server
+  transaction. A dispatcher failure never loses a response: it is relayed without the processor.
+
+Next hop of a forwarded request: the top Route (loose routing), else the Request-URI; transport from the
+URI's ``transport`` param, else TLS for sips:, else the transport of the processor's top Via, else UDP (the
+Via the processor chose names the egress interface, routr.md §3.6); host ``*.invalid`` (a WebSocket client,
+RFC 7118 §5) -> the connection that client last sent from; other names are resolved with getaddrinfo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from routr_ray.config.edgeport import EdgePortConfig
+from routr_ray.edge.connections import ConnectionTable
+from routr_ray.edge.dispatcher_client import (
+    PROCESSOR_METADATA_KEY,
+    BatchingDispatcher,
+    DispatcherClient,
+    DispatcherUnavailable,
+)
+from routr_ray.edge.guards import MalformedLog, MethodDecision, MethodFilter, RateLimiter, SourceGuard
+from routr_ray.edge.health import HealthServer
+from routr_ray.edge.metrics import EdgeMetrics
+from routr_ray.edge.nat import (
+    LocalAddresses,
+    apply_received_rport,
+    default_port,
+    is_ip_literal,
+    response_address,
+)
+from routr_ray.edge.transports import Flow, Listener, TransportLimits, TransportName, create_listener
+from routr_ray.edge.txn_runner import RunningTransaction
+from routr_ray.proto.convert import ConversionError, make_message_request, read_message_response
+from routr_ray.proto.gen import processor_pb2
+from routr_ray.sip import Headers, ParseError, Request, Response, Via, parse
+from routr_ray.sip.timers import TimerConfig
+from routr_ray.sip.transaction import (
+    InviteClientTransaction,
+    InviteServerTransaction,
+    NonInviteClientTransaction,
+    NonInviteServerTransaction,
+    State,
+)
+from routr_ray.sip.transaction_effects import Timer, TimerCGuard
+from routr_ray.sip.transaction_keys import (
+    ClientKey,
+    TransactionTable,
+    cancel_target_key,
+    client_key,
+    make_branch,
+)
+from routr_ray.sip.transaction_messages import build_ack, build_cancel, client_key_for, server_key_for
+
+__all__ = ["EdgePort", "EdgePortOptions", "NextHop", "make_response"]
+
+log = logging.getLogger(__name__)
+
+REASONS = {
+    100: "Trying", 200: "OK", 400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout",
+    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist", 482: "Loop Detected",
+    483: "Too Many Hops", 487: "Request Terminated", 500: "Server Internal Error", 502: "Bad Gateway",
+    503: "Service Unavailable", 505: "Version Not Supported", 413: "Request Entity Too Large",
+}  # fmt: skip
+
+# RFC 3261 §8.2.6.2: a response copies these from the request (From, Call-ID, CSeq, every Via; To + tag).
+_COPIED = ("via", "from", "to", "call-id", "cseq")
+_RAW_COPIED = {
+    b"via": "Via", b"v": "Via", b"from": "From", b"f": "From", b"to": "To", b"t": "To",
+    b"call-id": "Call-ID", b"i": "Call-ID", b"cseq": "CSeq",
+}  # fmt: skip
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    extra: Iterable[tuple[str, str]] = (),
+) -> Response:
+    """A response built by the EdgePort itself (RFC 3261 §8.2.6): Via, From, To, Call-ID and CSeq copied as
+    raw text; a To tag added to non-100 responses when the request's To has none."""
+    headers = Headers()
+    for name, value in request.headers.items():
+        key = name.lower()
+        key = {"v": "via", "f": "from", "t": "to", "i": "call-id"}.get(key, key)
+        if key in _COPIED:
+            if key == "to" and status > 100 and to_tag and ";tag=" not in value.replace(" ", "").lower():
+                value = f"{value};tag={to_tag}"
+            headers.add(name, value)
+    for name, value in extra:
+        headers.add(name, value)
+    headers.add("Content-Length", "0")
+    return Response(status, reason or REASONS.get(status, ""), headers)
+
+
+def _bad_request_bytes(data: bytes, status: int, reason: str) -> bytes | None:
+    """A best-effort error response to a request that did not parse: the raw Via/From/To/Call-ID/CSeq lines
+    copied (RFC 3261 §8.2.6.2); None when the message looks like a response or has no Via."""
+    head = data.split(b"\r\n\r\n", 1)[0].replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
+    lines = head.split(b"\r\n")
+    if not lines or lines[0].startswith(b"SIP/"):
+        return None
+    copied: list[bytes] = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon:
+            continue
+        canonical = _RAW_COPIED.get(name.strip().lower())
+        if canonical is not None:
+            copied.append(canonical.encode() + b": " + value.strip())
+    if not any(c.startswith(b"Via:") for c in copied):
+        return None
+    safe_reason = reason.encode("ascii", "replace")[:100].replace(b"\r", b" ").replace(b"\n", b" ")
+    start = b"SIP/2.0 %d %s" % (status, REASONS.get(status, "Bad Request").encode())
+    return start + b"\r\n" + b"\r\n".join(copied) + b"\r\nWarning: 399 routr-ray \"" + safe_reason.replace(
+        b'"', b"'"
+    ) + b"\"\r\nContent-Length: 0\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class NextHop:
+    """Where a forwarded request goes: a transport and an address, or a flow we hold."""
+
+    transport: TransportName
+    host: str
+    port: int
+    flow: Flow | None = None
+
+    @property
+    def target(self) -> Flow | tuple[str, int]:
+        return self.flow if self.flow is not None else (self.host, self.port)
+
+
+@dataclass
+class EdgePortOptions:
+    """Knobs that are not in Routr's EdgePort document (tests shorten the timers)."""
+
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    # a cancelled branch whose callee never sends its final response: 487 upstream after this wait
+    cancel_wait: float = 4.0
+    dispatcher_deadline: float = 5.0
+    retry_after: int = 5
+    max_batch: int = 64
+    max_wait: float = 0.001
+    max_in_flight: int = 4
+    max_transactions: int = 100_000
+    malformed_log_interval: float = 10.0
+    start_health: bool = True
+
+
+@dataclass(slots=True)
+class ServerContext:
+    flow: Flow
+    to_tag: str
+    processor_ref: str | None = None
+    branches: list[RunningTransaction] = field(default_factory=list)
+    cancelled: bool = False
+    cancel_status: int = 487
+    cancel_handle: asyncio.TimerHandle | None = None
+
+
+@dataclass(slots=True)
+class ClientContext:
+    hop: NextHop
+    server: RunningTransaction | None
+    is_cancel: bool = False
+    cancel_pending: str | None = None  # Reason to send once a provisional arrives (§9.1)
+    cancel_sent: bool = False
+
+
+def _is_final_sent(txn: RunningTransaction) -> bool:
+    status = txn.machine.last_status
+    return status is not None and status >= 200
+
+
+class EdgePort:
+    """One EdgePort: ``await start()``, ``await stop()``; inbound messages arrive through :meth:`on_message`."""
+
+    def __init__(
+        self,
+        config: EdgePortConfig,
+        dispatcher: DispatcherClient | BatchingDispatcher,
+        *,
+        options: EdgePortOptions | None = None,
+        metrics: EdgeMetrics | None = None,
+        ssl_context: Any = None,
+    ) -> None:
+        self.config = config
+        self.ref = config.ref
+        self.options = options or EdgePortOptions()
+        opts = self.options
+        self.dispatcher = (
+            dispatcher
+            if isinstance(dispatcher, BatchingDispatcher)
+            else BatchingDispatcher(
+                dispatcher,
+                deadline=opts.dispatcher_deadline,
+                max_batch=opts.max_batch,
+                max_wait=opts.max_wait,
+                max_in_flight=opts.max_in_flight,
+            )
+        )
+        self.metrics = metrics or EdgeMetrics()
+        self.ssl_context = ssl_context
+        self.methods = MethodFilter(config.methods, config.unknown_method_action)
+        self.sources = SourceGuard(config.access_control_list)
+        self.rate = RateLimiter(config.rate_limit)
+        self.malformed = MalformedLog(log, interval=opts.malformed_log_interval)
+        self.connections = ConnectionTable(
+            max_connections=config.limits.max_connections,
+            max_connections_per_source=config.limits.max_connections_per_source,
+        )
+        self.listeners: dict[TransportName, Listener] = {}
+        self.server_txns: TransactionTable[Any, RunningTransaction] = TransactionTable(opts.max_transactions)
+        self.client_txns: TransactionTable[ClientKey, RunningTransaction] = TransactionTable(opts.max_transactions)
+        self.health: HealthServer | None = None
+        self.local = LocalAddresses.build(())
+        self._listening_points: list[processor_pb2.NetInterface] = []
+        self._localnets = [str(n) for n in config.localnets]
+        self._external = list(config.external_addrs)
+        self._invalid_hosts: OrderedDict[str, Flow] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.draining = False
+        self.metrics.track_transactions(lambda: len(self.server_txns), lambda: len(self.client_txns))
+        self.metrics.track_connections(lambda: len(self.connections))
+
+    # lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        limits = TransportLimits(
+            max_message_size=self.config.limits.max_message_size,
+            idle_timeout=self.config.limits.idle_timeout_seconds,
+        )
+        try:
+            for transport in self.config.transports:
+                name = TransportName(transport.protocol.value)
+                options: dict[str, Any] = {
+                    "limits": limits,
+                    "connections": self.connections,
+                    "on_stream_error": self._on_stream_error,
+                }
+                if name.is_secure:
+                    options["ssl_context"] = self._server_ssl_context()
+                listener = create_listener(name.value, transport.bind_addr, transport.port, self.on_message, **options)
+                await listener.start()
+                self.listeners[name] = listener
+            if self.options.start_health and self.config.health.enabled:
+                self.health = HealthServer(
+                    self.config.health.bind_addr,
+                    self.config.health.port,
+                    registry=self.metrics.registry,
+                    liveness=self.is_alive,
+                    readiness=self.dispatcher.ready,
+                )
+                await self.health.start()
+        except BaseException:
+            await self.stop()
+            raise
+        points = [(lst.local_address[0], lst.local_address[1], name.via_name) for name, lst in self.listeners.items()]
+        self._listening_points = [
+            processor_pb2.NetInterface(host=h, port=p, transport=_TRANSPORT_ENUM[t]) for h, p, t in points
+        ]
+        self.local = LocalAddresses.build(points, self._external, self._localnets)
+
+    def _server_ssl_context(self) -> Any:
+        if self.ssl_context is None:
+            from routr_ray.edge.tlsutil import server_context_from_config
+
+            if self.config.security_context is None:
+                log.warning("tls/wss without securityContext: using a self-signed development certificate")
+            self.ssl_context = server_context_from_config(self.config.security_context, ["localhost"])
+        return self.ssl_context
+
+    async def stop(self) -> None:
+        for txn in self.server_txns.values() + self.client_txns.values():
+            txn.abandon()
+            ctx = txn.context
+            if isinstance(ctx, ServerContext) and ctx.cancel_handle is not None:
+                ctx.cancel_handle.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for listener in self.listeners.values():
+            await listener.stop()
+        self.listeners.clear()
+        if self.health is not None:
+            await self.health.stop()
+            self.health = None
+        await self.dispatcher.close()
+        self.malformed.flush(force=True)
+
+    async def drain(self, seconds: float) -> int:
+        """Stop taking new requests (they get 503 + Retry-After) and wait up to ``seconds`` for the
+        transactions in progress to finish; returns how many were still open."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, seconds)
+        while len(self.server_txns) + len(self.client_txns) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return len(self.server_txns) + len(self.client_txns)
+
+    def is_alive(self) -> bool:
+        return bool(self.listeners) and all(lst.is_listening for lst in self.listeners.values())
+
+    def address(self, protocol: str) -> tuple[str, int]:
+        """The bound (host, port) of a transport (the real port when 0 was configured)."""
+        return self.listeners[TransportName(protocol.lower())].local_address
+
+    @property
+    def listening_points(self) -> list[processor_pb2.NetInterface]:
+        return list(self._listening_points)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("edgeport task failed", exc_info=task.exception())
+
+    # inbound ---------------------------------------------------------------------------------------
+    def on_message(self, data: bytes, flow: Flow) -> None:
+        """The listeners' callback: one whole SIP message from ``flow``."""
+        host = flow.remote_host
+        if self.sources.is_banned(host):
+            self.metrics.reject("banned_source")
+            return
+        if self.rate.is_banned(host):
+            self.metrics.reject("rate_limited")
+            return
+        try:
+            message = parse(data)
+        except ParseError as exc:
+            self._malformed(data, flow, exc)
+            return
+        if isinstance(message, Response):
+            self.metrics.message(_cseq_method(message), "in", flow.transport, message.status)
+            self._on_response(message, flow)
+            return
+        assert isinstance(message, Request)
+        self.metrics.message(message.method, "in", flow.transport, None)
+        if not self.rate.allow(host):
+            self.metrics.reject("rate_limited")
+            return
+        decision = self.methods.check(message.method)
+        if decision is not MethodDecision.ACCEPT:
+            self.metrics.reject("method_not_allowed")
+            if decision is MethodDecision.RESPOND_405:
+                self._reply_stateless(message, flow, 405, extra=[("Allow", self.methods.allow_header)])
+            return
+        try:
+            self._check_mandatory(message)
+            via = apply_received_rport(message, flow)
+        except ParseError as exc:
+            self._malformed(data, flow, exc)
+            return
+        if via is not None and via.host.endswith(".invalid") and flow.connection_id is not None:
+            self._remember_invalid_host(via.host.lower(), flow)
+        self._on_request(message, flow)
+
+    @staticmethod
+    def _check_mandatory(request: Request) -> None:
+        """RFC 3261 §8.1.1: To, From, CSeq, Call-ID, Max-Forwards (tolerated when absent, §16.6 step 3 adds
+        it) and Via; the typed views raise ParseError on malformed values."""
+        if request.top_via is None or request.from_ is None or request.to is None:
+            raise ParseError("missing Via, From or To")
+        cseq = request.cseq
+        if cseq is None or request.call_id is None:
+            raise ParseError("missing CSeq or Call-ID")
+        if cseq.method != request.method:
+            raise ParseError("CSeq method does not match the request method")
+        request.max_forwards  # noqa: B018 - validates the value
+
+    def _malformed(self, data: bytes, flow: Flow, exc: ParseError) -> None:
+        self.metrics.reject("malformed")
+        self.malformed.record(flow.remote_host, exc.reason)
+        if exc.status is None:
+            return
+        reply = _bad_request_bytes(data, exc.status, exc.reason)
+        if reply is not None:
+            self._transmit(NextHop(flow.transport, flow.remote_host, flow.remote_port, flow), reply, None, exc.status)
+
+    def _on_stream_error(self, flow: Flow, exc: ParseError) -> bytes | None:
+        self.metrics.reject("malformed")
+        self.malformed.record(flow.remote_host, exc.reason)
+        return None
+
+    def _remember_invalid_host(self, host: str, flow: Flow) -> None:
+        hosts = self._invalid_hosts
+        hosts[host] = flow
+        hosts.move_to_end(host)
+        if len(hosts) > 100_000:
+            hosts.popitem(last=False)
+
+    # requests --------------------------------------------------------------------------------------
+    def _on_request(self, request: Request, flow: Flow) -> None:
+        key = server_key_for(request)
+        if request.method == "ACK":
+            invite = self.server_txns.get(key) if key is not None else None
+            if invite is not None and isinstance(invite.machine, InviteServerTransaction) and (
+                invite.machine.state in (State.COMPLETED, State.CONFIRMED)
+            ):
+                invite.on_ack(request)  # §17.2.1: the ACK for a non-2xx final is absorbed hop by hop
+                return
+            self._spawn(self._dispatch_stateless(request, flow))
+            return
+        existing = self.server_txns.get(key)
+        if existing is not None:
+            existing.on_request(request)  # retransmission: resend the last response
+            return
+        if request.method == "CANCEL":
+            self._on_cancel(request, flow, key)
+            return
+        txn = self._new_server_txn(request, flow, key)
+        if txn is None:
+            return
+        if request.method == "INVITE":
+            # §16.2 / §17.2.1: answer 100 Trying at once so the caller stops retransmitting
+            txn.send_response(100, make_response(request, 100))
+        if request.method == "OPTIONS" and self._is_for_us(request):
+            self._answer(txn, 200, extra=[("Allow", self.methods.allow_header), ("Accept", "application/sdp")])
+            return
+        if self._is_loop(request):
+            self.metrics.reject("loop_detected")
+            self._answer(txn, 482)
+            return
+        if request.max_forwards == 0:
+            self.metrics.reject("too_many_hops")
+            self._answer(txn, 483)
+            return
+        self._spawn(self._dispatch_request(txn))
+
+    def _new_server_txn(self, request: Request, flow: Flow, key: Any) -> RunningTransaction | None:
+        reliable = flow.transport is not TransportName.UDP
+        timers = self.options.timers
+        machine: InviteServerTransaction | NonInviteServerTransaction
+        if request.method == "INVITE":
+            machine = InviteServerTransaction(request, reliable=reliable, timers=timers)
+        else:
+            machine = NonInviteServerTransaction(request, reliable=reliable, timers=timers)
+        ctx = ServerContext(flow=flow, to_tag=secrets.token_hex(6))
+        txn = RunningTransaction(machine, key, send=self._send_upstream, tu=self, context=ctx)
+        if key is None or not self.server_txns.add(key, txn):
+            self.metrics.reject("table_full")
+            self._reply_stateless(request, flow, 503, extra=[("Retry-After", str(self.options.retry_after))])
+            return None
+        txn.start()
+        return txn
+
+    def _is_for_us(self, request: Request) -> bool:
+        """OPTIONS whose Request-URI has no user part and names one of our addresses (issue 3 item 2)."""
+        try:
+            uri = request.request_uri
+        except ParseError:
+            return False
+        if uri.scheme not in ("sip", "sips") or uri.user:
+            return False
+        return self.local.is_own(uri.host, uri.port)
+
+    def _is_loop(self, request: Request) -> bool:
+        """RFC 3261 §16.3 step 4: a Via we placed (a branch of one of our live client transactions) on a
+        request with the same Request-URI as the one we forwarded is a loop; a changed one is a spiral."""
+        for via in request.via[1:]:
+            branch = via.branch
+            if branch is None:
+                continue
+            sent = self.client_txns.get(client_key(branch, request.method))
+            if sent is not None and sent.request.uri == request.uri:
+                return True
+        return False
+
+    def _answer(self, txn: RunningTransaction, status: int, extra: Iterable[tuple[str, str]] = ()) -> None:
+        ctx: ServerContext = txn.context
+        response = make_response(txn.request, status, to_tag=ctx.to_tag, extra=extra)
+        txn.send_response(status, response)
+
+    def _reply_stateless(
+        self, request: Request, flow: Flow, status: int, extra: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        response = make_response(request, status, to_tag=secrets.token_hex(6), extra=extra)
+        try:
+            via = apply_received_rport(request, flow)
+        except ParseError:
+            via = None
+        hop = self._upstream_hop(flow, via)
+        self._transmit(hop, bytes(response), None, status, method=request.method)
+
+    def _message_request(self, message: Request | Response, flow: Flow, metadata: dict[str, str] | None):  # type: ignore[no-untyped-def]
+        return make_message_request(
+            message,
+            edge_port_ref=self.ref,
+            sender=processor_pb2.NetInterface(
+                host=flow.remote_host, port=flow.remote_port, transport=_TRANSPORT_ENUM[flow.transport.via_name]
+            ),
+            listening_points=self._listening_points,
+            external_addrs=self._external,
+            localnets=self._localnets,
+            metadata=metadata,
+        )
+
+    async def _submit(self, mreq: processor_pb2.MessageRequest) -> processor_pb2.MessageResponse:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            return await self.dispatcher.submit(mreq)
+        finally:
+            self.metrics.dispatcher_latency.observe(loop.time() - started)
+
+    async def _dispatch_request(self, txn: RunningTransaction) -> None:
+        ctx: ServerContext = txn.context
+        request: Request = txn.request
+        if self.draining:
+            self.metrics.reject("draining")
+            self._answer(txn, 503, extra=[("Retry-After", str(self.options.retry_after))])
+            return
+        try:
+            mreq = self._message_request(request, ctx.flow, None)
+        except (ConversionError, ParseError, ValueError) as exc:
+            self.malformed.record(ctx.flow.remote_host, f"conversion: {exc}")
+            self._answer(txn, 400)
+            return
+        try:
+            resp = await self._submit(mreq)
+        except DispatcherUnavailable as exc:
+            log.debug("dispatcher unavailable for %s: %s", request.method, exc)
+            self.metrics.reject("dispatcher_failure")
+            if not _is_final_sent(txn):
+                self._answer(txn, 503, extra=[("Retry-After", str(self.options.retry_after))])
+            return
+        if txn.done or _is_final_sent(txn):
+            return
+        ref = resp.metadata.get(PROCESSOR_METADATA_KEY) if resp.metadata else None
+        if ref:
+            ctx.processor_ref = ref
+        if not resp.HasField("message"):
+            self._answer(txn, 500)
+            return
+        try:
+            answer = read_message_response(resp)
+        except (ConversionError, ParseError, ValueError) as exc:
+            log.warning("dispatcher answered an unusable message: %s", exc)
+            self._answer(txn, 500)
+            return
+        if isinstance(answer, Response):
+            if answer.status == 100 and request.method == "INVITE":
+                return  # we already sent ours
+            txn.send_response(answer.status, answer)
+            return
+        assert isinstance(answer, Request)
+        if ctx.cancelled:
+            self._answer(txn, ctx.cancel_status)
+            return
+        await self._forward(answer, txn)
+
+    async def _dispatch_stateless(self, request: Request, flow: Flow) -> None:
+        """ACK for a 2xx (and any ACK matching no transaction): through the dispatcher, then forwarded without a
+        transaction (RFC 3261 §16.11, §17.1.1.3 note). Nothing is ever answered to an ACK."""
+        try:
+            resp = await self._submit(self._message_request(request, flow, None))
+            if not resp.HasField("message"):
+                return
+            answer = read_message_response(resp)
+        except (DispatcherUnavailable, ConversionError, ParseError, ValueError) as exc:
+            log.debug("stateless %s dropped: %s", request.method, exc)
+            self.metrics.reject("dispatcher_failure")
+            return
+        if isinstance(answer, Request):
+            await self._forward(answer, None)
+
+    # forwarding ------------------------------------------------------------------------------------
+    async def _forward(self, request: Request, server: RunningTransaction | None) -> None:
+        try:
+            hop = await self._next_hop(request)
+        except (ParseError, ValueError, OSError) as exc:
+            log.debug("no next hop for %s: %s", request.method, exc)
+            hop = None
+        if hop is None:
+            self.metrics.reject("unroutable")
+            if server is not None and not _is_final_sent(server):
+                self._answer(server, 480 if self._names_flow(request) else 502)
+            return
+        if server is not None and (server.done or _is_final_sent(server)):
+            return
+        branch = make_branch()
+        if not self._set_branch(request, branch, hop):
+            if server is not None:
+                self._answer(server, 500)
+            return
+        if request.method == "ACK":
+            self._transmit(hop, bytes(request), None, None, method="ACK")
+            return
+        timers = self.options.timers
+        reliable = hop.transport is not TransportName.UDP
+        machine: InviteClientTransaction | NonInviteClientTransaction
+        timer_c = None
+        if request.method == "INVITE":
+            machine = InviteClientTransaction(request, reliable=reliable, timers=timers)
+            timer_c = TimerCGuard(timers.timer_c)
+        else:
+            machine = NonInviteClientTransaction(request, reliable=reliable, timers=timers)
+        key = client_key(branch, request.method)
+        txn = RunningTransaction(
+            machine, key, send=self._send_downstream, tu=self, timer_c=timer_c, context=ClientContext(hop, server)
+        )
+        if not self.client_txns.add(key, txn):
+            self.metrics.reject("table_full")
+            if server is not None:
+                self._answer(server, 503, extra=[("Retry-After", str(self.options.retry_after))])
+            return
+        if server is not None:
+            server.context.branches.append(txn)
+        txn.start()
+
+    def _names_flow(self, request: Request) -> bool:
+        try:
+            routes = request.routes
+            uri = routes[0].uri if routes else request.request_uri
+        except ParseError:
+            return False
+        return uri.host.lower().endswith(".invalid")
+
+    def _set_branch(self, request: Request, branch: str, hop: NextHop) -> bool:
+        """Set the branch of the processor's top Via (§16.6 step 8) and make its transport the one used
+        (§18.1.1). A top Via that already has a branch is not ours: ours is added above it."""
+        via = request.top_via
+        if via is None:
+            return False
+        if via.branch is not None:
+            log.debug("processor added no Via; forwarding with a Via of our own")
+            listener = self.listeners[hop.transport]
+            host, port = listener.local_address
+            own = Via(hop.transport.via_name, host, port, {"branch": branch, "rport": None})
+            request.headers.prepend("Via", str(own))
+            return True
+        via.params = {"branch": branch, **via.params}
+        via.transport = hop.transport.via_name
+        request.headers.replace_first_value("Via", str(via))
+        return True
+
+    async def _next_hop(self, request: Request) -> NextHop | None:
+        routes = request.routes
+        uri = routes[0].uri if routes else request.request_uri
+        if uri.scheme not in ("sip", "sips"):
+            return None
+        param = uri.params.get("transport")
+        if param:
+            name = param.lower()
+        elif uri.scheme == "sips":
+            name = "tls"
+        else:
+            via = request.top_via
+            name = via.transport.lower() if via is not None else "udp"
+        try:
+            transport = TransportName(name)
+        except ValueError:
+            return None
+        if transport not in self.listeners:
+            return None
+        host = uri.host.lower()
+        port = uri.port or (default_port(transport.via_name) if transport is not TransportName.WS else 80)
+        if host.endswith(".invalid"):
+            flow = self._invalid_hosts.get(host)
+            if flow is None:
+                return None
+            return NextHop(flow.transport, flow.remote_host, flow.remote_port, flow)
+        if not is_ip_literal(host):
+            loop = asyncio.get_running_loop()
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            if not infos:
+                return None
+            host = str(infos[0][4][0])
+        return NextHop(transport, host, port)
+
+    # sending ---------------------------------------------------------------------------------------
+    def _upstream_hop(self, flow: Flow, via: Any) -> NextHop:
+        """Responses go back over the connection of the request (stream) or to received/rport (UDP)."""
+        if flow.transport is not TransportName.UDP or via is None:
+            return NextHop(flow.transport, flow.remote_host, flow.remote_port, flow)
+        host, port = response_address(via)
+        return NextHop(flow.transport, host, port)
+
+    def _send_upstream(self, txn: RunningTransaction, message: Any, retransmission: bool) -> None:
+        ctx: ServerContext = txn.context
+        hop = self._upstream_hop(ctx.flow, txn.request.top_via)
+        self._transmit(hop, bytes(message), None, message.status, method=txn.request.method)
+
+    def _send_downstream(self, txn: RunningTransaction, message: Any, retransmission: bool) -> None:
+        ctx: ClientContext = txn.context
+        self._transmit(ctx.hop, bytes(message), txn, None, method=message.method)
+
+    def _transmit(
+        self,
+        hop: NextHop,
+        data: bytes,
+        txn: RunningTransaction | None,
+        status: int | None,
+        *,
+        method: str | None = None,
+    ) -> None:
+        listener = self.listeners.get(hop.transport)
+        if listener is None:
+            self._send_failed(txn)
+            return
+        self.metrics.message(method, "out", hop.transport, status)
+        send_now = getattr(listener, "send_now", None)
+        if send_now is not None:
+            if not send_now(hop.target, data):
+                self._send_failed(txn)
+            return
+        self._spawn(self._transmit_async(listener, hop, data, txn))
+
+    async def _transmit_async(
+        self, listener: Listener, hop: NextHop, data: bytes, txn: RunningTransaction | None
+    ) -> None:
+        if not await listener.send(hop.target, data):
+            self._send_failed(txn)
+
+    def _send_failed(self, txn: RunningTransaction | None) -> None:
+        self.metrics.reject("send_failed")
+        if txn is not None and not txn.done:
+            # asynchronously: the machine may be in the middle of running its effects
+            asyncio.get_running_loop().call_soon(txn.on_transport_error)
+
+    # responses -------------------------------------------------------------------------------------
+    def _on_response(self, response: Response, flow: Flow) -> None:
+        try:
+            key = client_key_for(response)
+        except ParseError as exc:
+            self.malformed.record(flow.remote_host, exc.reason)
+            return
+        txn = self.client_txns.get(key) if key is not None else None
+        if txn is None:
+            cseq = response.cseq
+            if cseq is not None and cseq.method == "INVITE" and 200 <= response.status < 300:
+                # a 2xx retransmission after the branch ended: still end to end (§16.7 step 5 / RFC 6026)
+                self._spawn(self._relay_stateless(response, flow))
+            else:
+                self.metrics.reject("no_transaction")
+            return
+        txn.on_response(response.status, response)
+
+    async def _process_response(
+        self, response: Response, flow: Flow, branch: str | None, ref: str | None
+    ) -> Response:
+        """The response after the dispatcher; without the processor when it fails (never lose a response).
+        Our Via is removed when the processor left it on top."""
+        out: Response = response
+        try:
+            resp = await self._submit(self._message_request(response, flow, {PROCESSOR_METADATA_KEY: ref} if ref else None))
+            if resp.HasField("message"):
+                answer = read_message_response(resp)
+                if isinstance(answer, Response):
+                    out = answer
+        except (DispatcherUnavailable, ConversionError, ParseError, ValueError) as exc:
+            log.debug("relaying a %d without the dispatcher: %s", response.status, exc)
+            self.metrics.reject("dispatcher_failure")
+        try:
+            top = out.top_via
+        except ParseError:
+            top = None
+        if top is not None and branch is not None and top.branch == branch:
+            out.headers.remove_first_value("Via")
+        return out
+
+    async def _relay(self, txn: RunningTransaction, response: Response, flow: Flow) -> None:
+        ctx: ClientContext = txn.context
+        server = ctx.server
+        ref = server.context.processor_ref if server is not None else None
+        branch = txn.request.top_via.branch
+        out = await self._process_response(response, flow, branch, ref)
+        if server is None:
+            return
+        sent = server.send_response(out.status, out)
+        if not sent and 200 <= out.status < 300 and server.request.method == "INVITE":
+            # a 2xx that lost the race with our 487 (CANCEL) is still relayed: it creates the dialog (§16.7 step 5)
+            self._transmit(self._upstream_hop(server.context.flow, server.request.top_via), bytes(out), None,
+                           out.status, method="INVITE")
+        if out.status >= 200:
+            self._cancel_wait_done(server)
+
+    async def _relay_stateless(self, response: Response, flow: Flow) -> None:
+        top = response.top_via
+        out = await self._process_response(response, flow, top.branch if top is not None else None, None)
+        try:
+            via = out.top_via
+        except ParseError:
+            return
+        if via is None:
+            return
+        try:
+            transport = TransportName(via.transport.lower())
+        except ValueError:
+            return
+        host, port = response_address(via)
+        hop = NextHop(transport, host, port)
+        if transport is not TransportName.UDP:
+            conn = self.connections.by_remote(transport, host, port)
+            if conn is None:
+                return
+            hop = NextHop(transport, host, port, conn.flow)
+        self._transmit(hop, bytes(out), None, out.status, method="INVITE")
+
+    # CANCEL ----------------------------------------------------------------------------------------
+    def _on_cancel(self, request: Request, flow: Flow, key: Any) -> None:
+        """RFC 3261 §16.10: answer the CANCEL here, then cancel the pending branches ourselves."""
+        invite = self.server_txns.get(cancel_target_key(key)) if key is not None else None
+        txn = self._new_server_txn(request, flow, key)
+        if txn is None:
+            return
+        if invite is None:
+            self.metrics.reject("no_transaction")
+            self._answer(txn, 481)
+            return
+        ctx: ServerContext = txn.context
+        ctx.to_tag = invite.context.to_tag  # §9.2: the To tag of the CANCEL response matches the INVITE's
+        self._answer(txn, 200)
+        if not _is_final_sent(invite):
+            self._cancel_invite(invite, 487, None)
+
+    def _cancel_invite(self, invite: RunningTransaction, status: int, reason: str | None) -> None:
+        ctx: ServerContext = invite.context
+        if ctx.cancelled:
+            return
+        ctx.cancelled = True
+        ctx.cancel_status = status
+        for branch in ctx.branches:
+            self._cancel_branch(branch, reason)
+        # a callee that never answers the CANCEL must not leave the caller hanging
+        ctx.cancel_handle = asyncio.get_running_loop().call_later(
+            self.options.cancel_wait, self._cancel_wait_expired, invite
+        )
+
+    def _cancel_branch(self, branch: RunningTransaction, reason: str | None) -> None:
+        cctx: ClientContext = branch.context
+        if branch.done or cctx.cancel_sent or branch.machine.last_status is not None and branch.machine.last_status >= 200:
+            return
+        if branch.machine.state is State.CALLING:
+            # §9.1: no CANCEL before a provisional response; sent when one arrives
+            cctx.cancel_pending = reason or ""
+            return
+        cctx.cancel_sent = True
+        cancel = build_cancel(branch.request, reason=reason)
+        reliable = cctx.hop.transport is not TransportName.UDP
+        machine = NonInviteClientTransaction(cancel, reliable=reliable, timers=self.options.timers)
+        key = client_key(branch.request.top_via.branch or "", "CANCEL")
+        txn = RunningTransaction(
+            machine, key, send=self._send_downstream, tu=self, context=ClientContext(cctx.hop, None, is_cancel=True)
+        )
+        if self.client_txns.add(key, txn):
+            txn.start()
+
+    def _cancel_wait_expired(self, invite: RunningTransaction) -> None:
+        ctx: ServerContext = invite.context
+        ctx.cancel_handle = None
+        if not invite.done and not _is_final_sent(invite):
+            self._answer(invite, ctx.cancel_status)
+
+    def _cancel_wait_done(self, invite: RunningTransaction) -> None:
+        ctx: ServerContext = invite.context
+        if ctx.cancel_handle is not None:
+            ctx.cancel_handle.cancel()
+            ctx.cancel_handle = None
+
+    # transaction user (txn_runner.TransactionUser) -------------------------------------------------
+    def txn_deliver(self, txn: RunningTransaction, message: Any) -> None:
+        if not txn.is_client:
+            if isinstance(message, Request) and message.method == "ACK":
+                # RFC 6026 Accepted: an ACK that matched the INVITE (2xx) passes end to end
+                self._spawn(self._dispatch_stateless(message, txn.context.flow))
+            return
+        ctx: ClientContext = txn.context
+        if ctx.is_cancel:
+            return  # the response to our own CANCEL is hop by hop
+        assert isinstance(message, Response)
+        if message.status < 200 and ctx.cancel_pending is not None and not ctx.cancel_sent:
+            reason, ctx.cancel_pending = ctx.cancel_pending, None
+            self._cancel_branch(txn, reason or None)
+        if message.status == 100:
+            return  # §16.7 step 3: a 100 is not forwarded
+        flow = ctx.hop.flow or Flow(ctx.hop.transport, ctx.hop.host, ctx.hop.port, "", 0)
+        self._spawn(self._relay(txn, message, flow))
+
+    def txn_send_ack(self, txn: RunningTransaction, response: Any) -> None:
+        ctx: ClientContext = txn.context
+        try:
+            ack = build_ack(txn.request, response)
+        except ValueError:
+            return
+        self._transmit(ctx.hop, bytes(ack), None, None, method="ACK")
+
+    def txn_timeout(self, txn: RunningTransaction, timer: Timer) -> None:
+        if not txn.is_client:
+            return  # Timer H: the ACK never came; nothing to tell anyone
+        ctx: ClientContext = txn.context
+        if ctx.is_cancel:
+            return
+        server = ctx.server
+        if server is None or server.done or _is_final_sent(server):
+            return
+        # §16.7 step 6 / §16.8: a branch that never answered counts as 408 (Timer B, F, or C without 1xx)
+        if timer is Timer.C:
+            txn.abandon()
+            self.client_txns.remove(txn.key)
+        sctx: ServerContext = server.context
+        self._answer(server, sctx.cancel_status if sctx.cancelled else 408)
+
+    def txn_transport_error(self, txn: RunningTransaction) -> None:
+        if not txn.is_client:
+            return
+        ctx: ClientContext = txn.context
+        server = ctx.server
+        if ctx.is_cancel or server is None or server.done or _is_final_sent(server):
+            return
+        # §16.7 step 6 / §16.9: a transport error on a branch counts as a 503
+        self._answer(server, 503, extra=[("Retry-After", str(self.options.retry_after))])
+
+    def txn_cancel_branch(self, txn: RunningTransaction) -> None:
+        """Timer C fired after a provisional response (§16.8): CANCEL the branch; the caller gets the callee's
+        487, or 408 after the bounded wait."""
+        server = txn.context.server
+        if server is not None and not server.done and not _is_final_sent(server):
+            self._cancel_invite(server, 408, 'SIP;cause=408;text="Timer C"')
+        else:
+            self._cancel_branch(txn, 'SIP;cause=408;text="Timer C"')
+
+    def txn_terminated(self, txn: RunningTransaction) -> None:
+        if txn.is_client:
+            if self.client_txns.get(txn.key) is txn:
+                self.client_txns.remove(txn.key)
+            server = txn.context.server
+            if server is not None and txn in server.context.branches:
+                server.context.branches.remove(txn)
+            return
+        if self.server_txns.get(txn.key) is txn:
+            self.server_txns.remove(txn.key)
+        self._cancel_wait_done(txn)
+
+
+def _cseq_method(message: Response) -> str | None:
+    try:
+        cseq = message.cseq
+    except ParseError:
+        return None
+    return cseq.method if cseq is not None else None
+
+
+_TRANSPORT_ENUM = {"UDP": 0, "TCP": 1, "TLS": 2, "SCTP": 3, "WS": 4, "WSS": 5}

@@ -1,0 +1,114 @@
+"""Via ``received``/``rport`` on inbound requests, where responses go, and the EdgePort's own addresses.
+
+- RFC 3261 §18.2.1: "the server transport ... MUST add a received parameter" when the sent-by host differs
+  from the packet's source address.
+- RFC 3581 §4: when the top Via has a bare ``rport``, the server MUST fill it with the source port, and MUST
+  add ``received`` even when the host matches.
+- RFC 3261 §18.2.2 / RFC 3581 §4: responses on a reliable transport go back over the connection the request
+  came on; over UDP to ``received`` (else the sent-by host) and ``rport`` (else the sent-by port, 5060).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from routr_ray.edge.transports.base import Flow, normalize_host
+from routr_ray.sip import Request, Via
+
+__all__ = ["LocalAddresses", "apply_received_rport", "default_port", "response_address"]
+
+
+def default_port(transport: str) -> int:
+    """RFC 3261 §19.1.2: 5061 for TLS (sips), 5060 otherwise."""
+    return 5061 if transport.upper() in ("TLS", "WSS") else 5060
+
+
+def apply_received_rport(request: Request, flow: Flow) -> Via | None:
+    """Add ``received`` and fill ``rport`` on the top Via of an inbound request; return the updated Via.
+
+    Raises the core's ParseError when the Via is malformed; returns None when the request has no Via.
+    """
+    via = request.top_via
+    if via is None:
+        return None
+    params = via.params
+    changed = False
+    wants_rport = "rport" in params
+    if wants_rport and params.get("rport") is None:
+        params["rport"] = str(flow.remote_port)
+        changed = True
+    if normalize_host(via.host) != flow.remote_host or wants_rport:
+        if params.get("received") != flow.remote_host:
+            params["received"] = flow.remote_host
+            changed = True
+    if changed:
+        request.headers.replace_first_value("Via", str(via))
+        return request.top_via
+    return via
+
+
+def response_address(via: Via) -> tuple[str, int]:
+    """Where a response to a request whose top Via is ``via`` goes when the connection is gone or the
+    transport is UDP (RFC 3261 §18.2.2, RFC 3581 §4)."""
+    host = via.params.get("received") or via.host
+    rport = via.params.get("rport")
+    if rport and rport.isdigit():
+        return host, int(rport)
+    return host, via.port or default_port(via.transport)
+
+
+@dataclass(frozen=True)
+class LocalAddresses:
+    """Every address this EdgePort answers to: listening points (host, port, transport), the external
+    addresses and the host part of each localnet entry (routr.md §5.2: a localnet entry doubles as "my IP on
+    that network"). Used to recognise OPTIONS to ourselves, our own Via and Route entries."""
+
+    hosts: frozenset[str]
+    ports: frozenset[int]
+    points: frozenset[tuple[str, int, str]]
+
+    @classmethod
+    def build(
+        cls,
+        listening_points: Iterable[tuple[str, int, str]],
+        external_addrs: Iterable[str] = (),
+        localnets: Iterable[str] = (),
+    ) -> LocalAddresses:
+        hosts: set[str] = set()
+        ports: set[int] = set()
+        points: set[tuple[str, int, str]] = set()
+        wildcard = False
+        for host, port, transport in listening_points:
+            h = normalize_host(host)
+            ports.add(port)
+            points.add((h, port, transport.upper()))
+            if h in ("0.0.0.0", "::"):
+                wildcard = True
+            else:
+                hosts.add(h)
+        for addr in external_addrs:
+            hosts.add(normalize_host(addr.split("/")[0]))
+        for net in localnets:
+            hosts.add(normalize_host(str(net).split("/")[0]))
+        if wildcard:
+            hosts.update({"127.0.0.1", "::1", "localhost"})
+        return cls(frozenset(hosts), frozenset(ports), frozenset(points))
+
+    def is_own(self, host: str, port: int | None) -> bool:
+        """``host[:port]`` names this EdgePort (no port means any of our ports; 5060 is the SIP default)."""
+        if normalize_host(host) not in self.hosts:
+            return False
+        return port is None or port in self.ports
+
+    def is_own_host(self, host: str) -> bool:
+        return normalize_host(host) in self.hosts
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

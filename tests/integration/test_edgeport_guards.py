@@ -1,0 +1,149 @@
+"""EdgePort guards on real sockets: a flood from 127.0.0.2 is banned while 127.0.0.1 still registers, with a
+bounded log; banned networks; the method filter."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+
+import pytest
+from test_edgeport import FAST, UdpPeer, fake_processor, request
+
+from routr_ray.config.edgeport import (
+    EdgePortConfig,
+    HealthConfig,
+    RateLimit,
+    SourceFilter,
+    Transport,
+    TransportProtocol,
+    UnknownMethodAction,
+)
+from routr_ray.edge.dispatcher_client import FakeDispatcher
+from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
+from routr_ray.sip import Response
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _config(**changes: object) -> EdgePortConfig:
+    base: dict[str, object] = dict(
+        transports=(Transport(TransportProtocol.UDP, 0, "127.0.0.1"),),
+        rate_limit=RateLimit(requests_per_second=100, burst=200, ban_seconds=60,
+                             trusted=(ipaddress.ip_network("127.0.0.1/32"),)),
+        health=HealthConfig(enabled=False),
+    )
+    base.update(changes)
+    return EdgePortConfig(**base)  # type: ignore[arg-type]
+
+
+async def test_flood_from_127_0_0_2_is_banned_while_127_0_0_1_registers(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    fake = FakeDispatcher(fake_processor())
+    edge = EdgePort(_config(), fake, options=EdgePortOptions(timers=FAST))
+    await edge.start()
+    client = await UdpPeer.open("127.0.0.1")
+    flooder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    flooder.bind(("127.0.0.2", 0))
+    flooder.setblocking(False)
+    try:
+        fport = flooder.getsockname()[1]
+        target = edge.address("udp")
+        lines_before = len(caplog.records)
+        for i in range(5000):
+            data = request("INVITE", "sip:bob@127.0.0.1:9", fport, host="127.0.0.2", branch=f"z9hG4bKf{i}",
+                           call_id=f"flood-{i}")
+            try:
+                flooder.sendto(data, target)
+            except BlockingIOError:
+                await asyncio.sleep(0)
+            if i % 50 == 0:
+                await asyncio.sleep(0.001)
+        await asyncio.sleep(0.3)
+        client.send(request("REGISTER", "sip:example.com", client.port, call_id="legit"), target)
+        answer = await client.recv_final()
+        assert answer.status == 200
+        seen = edge.metrics.registry.get_sample_value(
+            "routr_sip_messages_total", {"method": "INVITE", "direction": "in", "transport": "udp",
+                                         "status_class": "request"})
+        assert edge.rate.is_banned("127.0.0.2"), seen
+        flood_seen = sum(1 for m in fake.received if m.sender.host == "127.0.0.2")
+        assert flood_seen <= 260  # the burst (200) and what refilled before the ban
+        rejected = edge.metrics.registry.get_sample_value(
+            "routr_sip_rejected_messages_total", {"reason": "rate_limited"}
+        )
+        assert rejected is not None and rejected > 1000
+        edge_lines = [r for r in caplog.records[lines_before:] if r.name.startswith("routr_ray.edge")
+                      and r.levelno >= logging.INFO]
+        assert len(edge_lines) <= 10
+    finally:
+        flooder.close()
+        client.close()
+        await edge.stop()
+
+
+async def test_malformed_messages_never_ban_and_are_logged_as_a_summary(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    fake = FakeDispatcher(fake_processor())
+    edge = EdgePort(_config(rate_limit=RateLimit(requests_per_second=1, burst=5, ban_seconds=60)), fake,
+                    options=EdgePortOptions(timers=FAST))
+    await edge.start()
+    client = await UdpPeer.open("127.0.0.1")
+    try:
+        bad = request("REGISTER", "sip:example.com", client.port).replace(b"Max-Forwards: 70", b"Max-Forwards: x")
+        for _ in range(100):
+            client.send(bad, edge.address("udp"))
+            assert (await client.recv()).status == 400  # type: ignore[union-attr]
+        client.send(request("REGISTER", "sip:example.com", client.port), edge.address("udp"))
+        assert (await client.recv()).status == 200  # type: ignore[union-attr]
+        assert not edge.rate.is_banned("127.0.0.1")
+        summaries = [r for r in caplog.records if "malformed SIP messages" in r.getMessage()]
+        assert 1 <= len(summaries) <= 2
+    finally:
+        client.close()
+        await edge.stop()
+
+
+async def test_denied_network_gets_no_answer_and_allow_overrides() -> None:
+    acl = SourceFilter(deny=(ipaddress.ip_network("127.0.0.0/8"),), allow=(ipaddress.ip_network("127.0.0.1/32"),))
+    fake = FakeDispatcher(fake_processor())
+    edge = EdgePort(_config(access_control_list=acl), fake, options=EdgePortOptions(timers=FAST))
+    await edge.start()
+    allowed = await UdpPeer.open("127.0.0.1")
+    denied = await UdpPeer.open("127.0.0.3")
+    try:
+        denied.send(request("REGISTER", "sip:example.com", denied.port, host="127.0.0.3"), edge.address("udp"))
+        allowed.send(request("REGISTER", "sip:example.com", allowed.port), edge.address("udp"))
+        assert (await allowed.recv()).status == 200  # type: ignore[union-attr]
+        with pytest.raises(TimeoutError):
+            await denied.recv(timeout=0.2)
+        assert [m.sender.host for m in fake.received] == ["127.0.0.1"]
+    finally:
+        allowed.close()
+        denied.close()
+        await edge.stop()
+
+
+@pytest.mark.parametrize("action", [UnknownMethodAction.RESPOND, UnknownMethodAction.DISCARD])
+async def test_methods_not_configured_are_refused(action: UnknownMethodAction) -> None:
+    fake = FakeDispatcher(fake_processor())
+    edge = EdgePort(_config(methods=("REGISTER", "INVITE"), unknown_method_action=action), fake,
+                    options=EdgePortOptions(timers=FAST))
+    await edge.start()
+    client = await UdpPeer.open()
+    try:
+        client.send(request("MESSAGE", "sip:bob@127.0.0.1:9", client.port), edge.address("udp"))
+        if action is UnknownMethodAction.RESPOND:
+            answer = await client.recv()
+            assert isinstance(answer, Response) and answer.status == 405
+            assert answer.headers.get("Allow") == "REGISTER, INVITE"
+        else:
+            with pytest.raises(TimeoutError):
+                await client.recv(timeout=0.2)
+        assert fake.received == []
+    finally:
+        client.close()
+        await edge.stop()
+
+
