@@ -1,0 +1,51 @@
+"""One access decision: the source's ban state, an ACL, then digest credentials (issue 6 items 3, 4).
+
+Order: banned source → 403; ACL refuses the packet source → 403; resource with credentials → digest
+(challenge / stale challenge / OK); resource without credentials but with an ACL that has `allow` entries → the
+ACL alone admits it (a trusted peer or trunk identified by address); neither → challenge (never admitted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from routr_ray.config.resources import AccessControlList, Credentials
+from routr_ray.processors.connect.acl import acl_allows
+from routr_ray.processors.connect.auth import DigestGate, FailureTracker
+from routr_ray.processors.connect.decisions import Reply
+from routr_ray.sip.message import Request
+
+BANNED = Reply(403, "Forbidden (too many failed authentications)")
+ACL_DENIED = Reply(403, "Forbidden (source address not allowed)")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """What a request claims to be, for checking: its realm, credentials and ACL (None: none)."""
+
+    realm: str
+    credentials: Credentials | None
+    acl: AccessControlList | None = None
+    known: bool = True  # False: an unknown user, who gets the same challenge as a known one
+
+
+class Access:
+    def __init__(self, gate: DigestGate, failures: FailureTracker) -> None:
+        self.gate = gate
+        self.failures = failures
+
+    def check(self, request: Request, source: str, principal: Principal) -> Reply | None:
+        """None when the request may go on; otherwise the answer."""
+        if self.failures.is_banned(source):
+            return BANNED
+        if not acl_allows(principal.acl, source):
+            return ACL_DENIED
+        if principal.known and principal.credentials is None and principal.acl is not None and principal.acl.allow:
+            return None  # admitted by address alone (an allow list: "these networks only")
+        result = self.gate.check(request, principal.realm, principal.credentials if principal.known else None)
+        if result.ok and principal.known:
+            return None
+        if result.failed:
+            self.failures.record_failure(source)
+        challenge = result.challenge or self.gate.challenge(request, principal.realm)
+        return Reply(challenge.status, challenge.reason, challenge.headers)

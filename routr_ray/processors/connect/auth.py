@@ -1,0 +1,162 @@
+"""Digest authentication for Connect (RFC 3261 §22, RFC 2617/7616) and a ban on repeated failures.
+
+Routr's digest (routr.md §3.4, §12) trusts the realm the client writes, keeps no nonce check, answers only
+401 and reads only `Authorization`. Here:
+
+* the realm is chosen by the server (the Domain's URI, see `ConnectProcessor`), and the nonce is HMAC-bound
+  to it, so a credential computed for another realm fails;
+* `Authorization` and `Proxy-Authorization` are both read; the answer is 401/WWW-Authenticate for REGISTER
+  and 407/Proxy-Authenticate otherwise (RFC 3261 §22.1, §22.3), or 401 for everything with `always_401`;
+* a correct response on an expired nonce gets a new challenge with `stale=true` (RFC 2617 §3.2.1);
+* a username we do not know is verified like a known one (nonce checked, then "no password") and gets the
+  same challenge, so usernames cannot be enumerated;
+* `FailureTracker` bans a source after `max_failures` failed credentials within `window` seconds.
+  The counter lives in the replica (each replica bans on its own count): good enough against guessing,
+  no shared state on the hot path (DESIGN §10).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from routr_ray.config.resources import Credentials
+from routr_ray.processors.connect.acl import IPNetwork, in_networks
+from routr_ray.sip.digest import (
+    DigestAuthenticator,
+    DigestParseError,
+    DigestResult,
+    challenge_status,
+    find_credentials,
+)
+from routr_ray.sip.message import Request
+
+Clock = Callable[[], float]
+
+# Outcomes that are a wrong guess (not a missing or merely expired credential).
+_FAILURES = frozenset({
+    DigestResult.BAD_PASSWORD,
+    DigestResult.UNKNOWN_USER,
+    DigestResult.MALFORMED,
+    DigestResult.REALM_MISMATCH,
+    DigestResult.INVALID_NONCE,
+    DigestResult.UNSUPPORTED,
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """The answer to a request that must (re)authenticate."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCheck:
+    """`ok`: the credentials are good. Otherwise `challenge` is the answer and `failed` says whether the
+    attempt counts toward a ban (credentials present but wrong)."""
+
+    ok: bool
+    challenge: Challenge | None = None
+    failed: bool = False
+    result: DigestResult | None = None
+
+
+class DigestGate:
+    """Checks one request's digest credentials against one expected `Credentials` in one realm."""
+
+    def __init__(self, digest: DigestAuthenticator, *, always_401: bool = False, clock: Clock = time.time) -> None:
+        self.digest = digest
+        self.always_401 = always_401
+        self.clock = clock
+
+    def challenge(self, request: Request, realm: str, *, stale: bool = False) -> Challenge:
+        status, reason, header = challenge_status(request.method, always_401=self.always_401)
+        values = self.digest.challenge(realm, now=self.clock(), stale=stale)
+        return Challenge(status, reason, tuple((header, v) for v in values))
+
+    def check(self, request: Request, realm: str, expected: Credentials | None) -> AuthCheck:
+        """Verify the request's credential for `realm` against `expected` (None: an unknown user, who gets
+        the same treatment as a known one with a wrong password)."""
+        values = request.headers.get_all("Authorization") + request.headers.get_all("Proxy-Authorization")
+        if not values:
+            return AuthCheck(False, self.challenge(request, realm))
+        try:
+            creds = find_credentials(values, realm)
+        except DigestParseError:
+            return AuthCheck(False, self.challenge(request, realm), failed=True, result=DigestResult.MALFORMED)
+        if creds is None:  # only non-Digest schemes
+            return AuthCheck(False, self.challenge(request, realm))
+        password = expected.password if expected is not None and creds.username == expected.username else None
+        outcome = self.digest.verify(
+            creds, method=request.method, realm=realm, now=self.clock(), password=password
+        )
+        if outcome.ok:
+            return AuthCheck(True, result=outcome.result)
+        return AuthCheck(
+            False,
+            self.challenge(request, realm, stale=outcome.stale),
+            failed=outcome.result in _FAILURES,
+            result=outcome.result,
+        )
+
+
+@dataclass(slots=True)
+class _Source:
+    failures: deque[float] = field(default_factory=deque)
+    banned_until: float = 0.0
+
+
+class FailureTracker:
+    """Bans a source address after `max_failures` failed authentications within `window` seconds, for
+    `ban_seconds`. Sources in `trusted` are never banned. At most `max_sources` are remembered (oldest
+    forgotten first), so a flood of forged sources cannot exhaust memory."""
+
+    def __init__(
+        self,
+        *,
+        max_failures: int = 20,
+        window: float = 60.0,
+        ban_seconds: float = 600.0,
+        trusted: Iterable[IPNetwork] = (),
+        clock: Clock = time.monotonic,
+        max_sources: int = 50_000,
+    ) -> None:
+        if max_failures < 1:
+            raise ValueError("max_failures must be at least 1")
+        self.max_failures = max_failures
+        self.window = window
+        self.ban_seconds = ban_seconds
+        self.trusted = tuple(trusted)
+        self.clock = clock
+        self.max_sources = max_sources
+        self._sources: OrderedDict[str, _Source] = OrderedDict()
+
+    def is_banned(self, host: str) -> bool:
+        entry = self._sources.get(host)
+        return entry is not None and entry.banned_until > self.clock()
+
+    def record_failure(self, host: str) -> bool:
+        """Count one failure; True when this failure bans the source."""
+        if in_networks(host, self.trusted):
+            return False
+        now = self.clock()
+        entry = self._sources.get(host)
+        if entry is None:
+            entry = self._sources[host] = _Source()
+            while len(self._sources) > self.max_sources:
+                self._sources.popitem(last=False)
+        else:
+            self._sources.move_to_end(host)
+        entry.failures.append(now)
+        while entry.failures and entry.failures[0] <= now - self.window:
+            entry.failures.popleft()
+        if len(entry.failures) >= self.max_failures and entry.banned_until <= now:
+            entry.banned_until = now + self.ban_seconds
+            entry.failures.clear()
+            return True
+        return False

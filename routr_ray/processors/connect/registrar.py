@@ -1,0 +1,223 @@
+"""The registrar (RFC 3261 §10.3) over the Location service, after authentication.
+
+Differences from Routr (routr.md §3.2, §12): `Expires`/Contact `expires` with min/default/max and 423;
+`Contact: *` with `Expires: 0` removes every binding; several Contacts per REGISTER; a REGISTER without
+Contact lists the bindings; the 200 lists every current binding with its remaining expires (§10.3 step 8);
+the Contact URI is stored with the NAT-corrected source (see `targets.py` for how both are used).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from routr_ray.location.errors import LocationError, LocationErrorCode
+from routr_ray.location.ops import LocationClient
+from routr_ray.processors.connect.decisions import Reply
+from routr_ray.processors.connect.targets import default_port, route_port
+from routr_ray.proto.convert import transport_enum, transport_name
+from routr_ray.proto.gen import location_pb2, processor_pb2
+from routr_ray.sip.errors import ParseError
+from routr_ray.sip.fields import NameAddr
+from routr_ray.sip.message import Request
+from routr_ray.sip.uri import URI
+
+Clock = Callable[[], float]
+MAX_EXPIRES = 2**31 - 1  # Route.expires is int32
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiresPolicy:
+    """RFC 3261 §10.2.1.1 / §10.3 step 7: bounds the registrar applies to requested expiration intervals."""
+
+    minimum: int = 60
+    default: int = 3600
+    maximum: int = 7200
+
+    def __post_init__(self) -> None:
+        if not 0 < self.minimum <= self.default <= self.maximum:
+            raise ValueError("expires bounds must satisfy 0 < minimum <= default <= maximum")
+
+    def for_resource(self, expires: int | None) -> ExpiresPolicy:
+        """An Agent's or Peer's own `expires` becomes its default and maximum (and the minimum when lower)."""
+        if expires is None or expires <= 0:
+            return self
+        return ExpiresPolicy(min(self.minimum, expires), expires, expires)
+
+
+DEFAULT_EXPIRES = ExpiresPolicy()
+
+
+def location_failure(exc: LocationError) -> Reply:
+    """INVALID_ARGUMENT (e.g. `exceeds maximum of N allowed contacts`) → 403 with that reason; anything
+    else → 503 + Retry-After (the store is unreachable; the client retries)."""
+    if exc.code is LocationErrorCode.INVALID_ARGUMENT:
+        return Reply(403, _reason_text(exc.message))
+    return Reply(503, None, (("Retry-After", "5"),))
+
+
+def _reason_text(text: str) -> str:
+    return "".join(ch for ch in text if ch.isprintable())[:200] or "Forbidden"
+
+
+def _delta_seconds(value: str | None) -> int | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isdigit():
+        raise ParseError(f"bad expires value {value!r}")
+    return min(int(value), MAX_EXPIRES)
+
+
+def _unquote(value: str | None) -> str:
+    if value is None:
+        return ""
+    value = value.strip()
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        value = value[1:-1]
+    return value
+
+
+def source_of(request: Request, msg: processor_pb2.MessageRequest) -> tuple[str, int, int]:
+    """The NAT-corrected source (host, port, Transport enum): the packet's address as the EdgePort saw it
+    (`sender`), else the top Via's received/rport (RFC 3261 §18.2.1, RFC 3581), else its sent-by."""
+    via = request.top_via
+    if msg.HasField("sender") and msg.sender.host:
+        sender = msg.sender
+        port = sender.port if sender.port > 0 else default_port(transport_name(sender.transport))
+        return sender.host, port, sender.transport
+    if via is None:
+        raise ParseError("no Via")
+    transport = transport_enum(via.transport) if via.transport in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS") else 0
+    host = via.received or via.host
+    rport = via.rport
+    port = int(rport) if rport and rport.isdigit() else (via.port or default_port(via.transport))
+    return host, port, transport
+
+
+class Registrar:
+    def __init__(self, location: LocationClient, *, clock: Clock = time.time) -> None:
+        self.location = location
+        self.clock = clock
+
+    async def register(
+        self,
+        request: Request,
+        msg: processor_pb2.MessageRequest,
+        aor: str,
+        *,
+        max_contacts: int = -1,
+        policy: ExpiresPolicy = DEFAULT_EXPIRES,
+    ) -> Reply:
+        """Apply one authenticated REGISTER for `aor` and answer it (RFC 3261 §10.3 steps 5-8)."""
+        try:
+            contacts = request.contacts
+            header_expires = _delta_seconds(request.headers.get("Expires"))
+        except ParseError as exc:
+            return Reply(400, f"Bad Request ({exc})")
+        try:
+            if not contacts:  # §10.3 step 8: a query
+                return await self._bindings_reply(aor)
+            if any(c.wildcard for c in contacts):
+                # §10.3 step 6: "*" only alone and with Expires: 0
+                if len(contacts) != 1 or header_expires != 0:
+                    return Reply(400, "Bad Request (Contact: * needs Expires: 0 and no other Contact)")
+                await self.location.remove_routes(location_pb2.RemoveRoutesRequest(aor=aor))
+                return Reply(200)
+            plans: list[tuple[NameAddr, int]] = []
+            for contact in contacts:
+                try:
+                    contact.uri  # noqa: B018 - parse it now: a bad Contact is a 400
+                    expires = _delta_seconds(contact.params.get("expires"))
+                except ParseError as exc:
+                    return Reply(400, f"Bad Request (bad Contact: {exc})")
+                if expires is None:
+                    expires = header_expires if header_expires is not None else policy.default
+                if 0 < expires < policy.minimum:  # §10.3 step 7: 423 + Min-Expires
+                    return Reply(423, None, (("Min-Expires", str(policy.minimum)),))
+                plans.append((contact, min(expires, policy.maximum)))
+            source = source_of(request, msg)
+            now_ms = int(self.clock() * 1000)
+            for contact, expires in plans:
+                route = build_route(request, msg, aor, contact, expires, source, now_ms)
+                await self.location.add_route(
+                    location_pb2.AddRouteRequest(aor=aor, route=route, max_contacts=max(max_contacts, 0))
+                )
+            return await self._bindings_reply(aor)
+        except LocationError as exc:
+            return location_failure(exc)
+
+    async def _bindings_reply(self, aor: str) -> Reply:
+        found = await self.location.find_routes(location_pb2.FindRoutesRequest(aor=aor))
+        now_ms = int(self.clock() * 1000)
+        headers = []
+        for route in found.routes:
+            remaining = route.expires - (now_ms - route.registered_on) // 1000
+            if remaining > 0:
+                headers.append(("Contact", f"<{binding_uri(route)}>;expires={remaining}"))
+        return Reply(200, None, tuple(headers))
+
+
+def binding_uri(route: location_pb2.Route) -> str:
+    """The Contact of a binding as the 200 lists it: the registered URI, or user@source for a binding a
+    Routr client stored without one."""
+    if route.contact_uri:
+        return route.contact_uri
+    transport = transport_name(route.transport)
+    uri = URI("sip", route.user or None, route.host, route_port(route))
+    if transport != "UDP":
+        uri.params["transport"] = transport.lower()
+    return str(uri)
+
+
+def build_route(
+    request: Request,
+    msg: processor_pb2.MessageRequest,
+    aor: str,
+    contact: NameAddr,
+    expires: int,
+    source: tuple[str, int, int],
+    now_ms: int,
+) -> location_pb2.Route:
+    """The Location binding of one Contact (routr.md §3.2 createRoute, plus the Contact itself)."""
+    host, port, transport = source
+    via = request.top_via
+    route = location_pb2.Route(
+        user=contact.uri.user or "",
+        host=host,
+        port=str(port),
+        transport=transport,
+        advertised_host=via.host if via else host,
+        advertised_port=str(via.port or default_port(via.transport)) if via else str(port),
+        registered_on=now_ms,
+        expires=expires,
+        session_count=_session_count(request),
+        edge_port_ref=msg.edge_port_ref,
+        contact_uri=contact.uri_text,
+        instance_id=_unquote(contact.params.get("+sip.instance")),
+        call_id=request.call_id or "",
+    )
+    route.listening_points.extend(msg.listening_points)
+    route.localnets.extend(msg.localnets)
+    route.external_addrs.extend(msg.external_addrs)
+    reg_id = contact.params.get("reg-id")
+    if reg_id and reg_id.isdigit():
+        route.reg_id = int(reg_id)
+    q = contact.params.get("q")
+    try:
+        route.q_value = float(q) if q is not None else -1.0
+    except ValueError:
+        route.q_value = -1.0
+    cseq = request.cseq
+    if cseq is not None:
+        route.cseq = cseq.seq
+    route.path.extend(request.headers.get_all("Path"))
+    if not route.user:
+        route.user = aor.split(":", 1)[-1].split("@", 1)[0]
+    return route
+
+
+def _session_count(request: Request) -> int:
+    value = (request.headers.get("X-Session-Count") or "").strip()
+    return int(value) if value.isdigit() else -1

@@ -1,0 +1,354 @@
+"""Routing of requests other than REGISTER (issue 6 item 5; routr.md §3.3-§3.5, minus the §12 bugs).
+
+Classification, first match wins:
+
+1. Request-URI host is a Trunk's `inbound.uri` → **from-pstn** (Number by Request-URI user; the trunk's ACL
+   and/or inbound credentials).
+2. From names an Agent of one of our Domains → authenticate it (Domain ACL, digest in the Domain's realm),
+   then by the Request-URI: an Agent of the same Domain → **agent-to-agent** (404 unknown user, 480 not
+   registered, 403 another Domain); a Peer (`aor` or username) → **agent-to-peer**; otherwise the Domain's
+   `egressPolicies` → **agent-to-pstn** (no policy: 404 for a user of our domain, 403 elsewhere).
+3. From names a Peer (username, or the digest username of its credentials) → authenticate it (Peer ACL,
+   digest) → an Agent → **peer-to-agent**; anything else → **peer-to-pstn** by `X-DOD-Number`.
+4. Request-URI user is one of our Numbers and the Request-URI host is ours (a Domain or our address) →
+   **from-pstn** through the Number's trunk.
+5. From claims one of our Domains with an unknown user → the same challenge a known user gets.
+6. Anything else → 403: never an open relay.
+
+Agents and Peers are authenticated for every out-of-dialog request (INVITE, MESSAGE, SUBSCRIBE, PUBLISH,
+REFER, OPTIONS, ...), agent-to-peer included; CANCEL is routed like its INVITE without a challenge (it
+cannot answer one, RFC 3261 §22.1); in-dialog requests are routed by their Route set (`in_dialog`).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from routr_ray.config.resources import Agent, Domain, Number, Peer, Privacy, Trunk, TrunkUri
+from routr_ray.location.errors import LocationError
+from routr_ray.location.ops import LocationClient
+from routr_ray.processors.alterations import OwnAddresses
+from routr_ray.processors.connect.access import Access, Principal
+from routr_ray.processors.connect.acl import acl_allows, ip_of
+from routr_ray.processors.connect.decisions import Decision, Direction, Forward, NextHop, Reply
+from routr_ray.processors.connect.headers import (
+    ANONYMOUS_DISPLAY,
+    ANONYMOUS_FROM_URI,
+    DOD_HEADERS,
+    IDENTITY_HEADERS,
+    is_private,
+    pstn_identity_headers,
+)
+from routr_ray.processors.connect.registrar import location_failure, source_of
+from routr_ray.processors.connect.resources_index import ConnectIndex
+from routr_ray.processors.connect.targets import default_port, target_of
+from routr_ray.proto.gen import location_pb2, processor_pb2
+from routr_ray.sip.digest import DigestParseError, find_credentials
+from routr_ray.sip.message import Request
+from routr_ray.sip.uri import URI
+
+Backend = location_pb2.FindRoutesRequest.Backend
+NOT_OURS = Reply(403, "Forbidden (not a destination served here)")
+
+
+@lru_cache(maxsize=512)
+def _compiled(rule: str) -> re.Pattern[str] | None:
+    try:
+        return re.compile(rule)
+    except re.error:
+        return None
+
+
+def dialled_user(uri: URI) -> str | None:
+    """The user a Request-URI dials: the user part of sip:/sips:, the number of tel:."""
+    if uri.is_sip:
+        return uri.user_unescaped
+    if uri.scheme == "tel":
+        return uri.opaque
+    return None
+
+
+def ordered_trunk_uris(trunk: Trunk) -> list[TrunkUri]:
+    """Enabled outbound URIs, lowest `priority` first, then highest `weight` (RFC 2782-like order; the
+    edge tries the next one on 503/408/timeout). Routr only ever uses `uris[0]` (routr.md §3.5)."""
+    if trunk.outbound is None:
+        return []
+    enabled = [u for u in trunk.outbound.uris if u.enabled]
+    return sorted(enabled, key=lambda u: (u.priority, -u.weight))
+
+
+def trunk_request_uri(dialled: str, uri: TrunkUri) -> tuple[NextHop, URI]:
+    transport = uri.transport.upper()
+    request_uri = URI("sip", dialled, uri.host, uri.port)
+    if transport != "UDP":
+        request_uri.params["transport"] = transport.lower()
+    return NextHop(uri.host, uri.port or default_port(transport), transport), request_uri
+
+
+def next_hop_of(uri: URI) -> NextHop:
+    transport = (uri.transport or ("tls" if uri.is_secure else "udp")).upper()
+    return NextHop(uri.host, uri.port or default_port(transport, uri.is_secure), transport,
+                   flow=transport in ("TCP", "TLS", "WS", "WSS"))
+
+
+class Router:
+    def __init__(self, location: LocationClient, access: Access) -> None:
+        self.location = location
+        self.access = access
+
+    # ---- entry points ---------------------------------------------------------------------------
+
+    async def route_initial(
+        self, index: ConnectIndex, request: Request, msg: processor_pb2.MessageRequest, *, authenticate: bool = True
+    ) -> Decision:
+        ruri = request.request_uri
+        from_uri = request.from_.uri if request.from_ is not None else None
+        source = source_of(request, msg)[0]
+        callee_user = dialled_user(ruri)
+        own = OwnAddresses.of_request(msg)
+
+        trunk = index.trunk_by_inbound_uri(ruri.host) if ruri.is_sip else None
+        if trunk is not None:
+            return await self._from_pstn(index, request, msg, source, trunk, index.number(callee_user), authenticate)
+
+        caller_domain = index.domain(from_uri.host) if from_uri is not None and from_uri.is_sip else None
+        agent = index.agent(from_uri.user, caller_domain.domain_uri) if caller_domain and from_uri else None
+        if agent is not None and agent.enabled and caller_domain is not None:
+            if authenticate:
+                denied = self.access.check(request, source, self._agent_principal(index, agent, caller_domain))
+                if denied is not None:
+                    return denied
+            return await self._from_agent(index, request, msg, agent, caller_domain, own)
+
+        peer = self._peer_caller(index, request, from_uri)
+        if peer is not None:
+            if authenticate:
+                denied = self.access.check(request, source, self._peer_principal(index, peer, request, own))
+                if denied is not None:
+                    return denied
+            return await self._from_peer(index, request, msg, peer, own)
+
+        number = index.number(callee_user)
+        if number is not None and (index.domain(ruri.host) is not None or self._names_us(own, ruri.host)):
+            trunk = index.trunk(number.trunk_ref)
+            if trunk is not None:
+                return await self._from_pstn(index, request, msg, source, trunk, number, authenticate)
+
+        if caller_domain is not None and authenticate:  # an unknown user of ours: the usual challenge
+            denied = self.access.check(
+                request, source, Principal(caller_domain.domain_uri, None, self._domain_acl(index, caller_domain),
+                                           known=False)
+            )
+            return denied or NOT_OURS
+        return NOT_OURS
+
+    # ---- principals -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _domain_acl(index: ConnectIndex, domain: Domain):  # type: ignore[no-untyped-def]
+        return index.acl(domain.access_control_list_ref)
+
+    def _agent_principal(self, index: ConnectIndex, agent: Agent, domain: Domain) -> Principal:
+        return Principal(domain.domain_uri, index.credentials(agent.credentials_ref), self._domain_acl(index, domain))
+
+    def _peer_principal(self, index: ConnectIndex, peer: Peer, request: Request, own: OwnAddresses) -> Principal:
+        return Principal(peer_realm(index, request), index.credentials(peer.credentials_ref),
+                         index.acl(peer.access_control_list_ref))
+
+    @staticmethod
+    def _peer_caller(index: ConnectIndex, request: Request, from_uri: URI | None) -> Peer | None:
+        peer = index.peer_by_username(from_uri.user) if from_uri is not None and from_uri.is_sip else None
+        if peer is None:
+            values = request.headers.get_all("Authorization") + request.headers.get_all("Proxy-Authorization")
+            if values:
+                try:
+                    creds = find_credentials(values, "")
+                except DigestParseError:
+                    creds = None
+                if creds is not None:
+                    peer = index.peer_by_credentials_username(creds.username)
+        return peer if peer is not None and peer.enabled else None
+
+    @staticmethod
+    def _names_us(own: OwnAddresses, host: str) -> bool:
+        ip = ip_of(host)
+        return (str(ip) if ip is not None else host.lower()) in own.hosts
+
+    # ---- directions -----------------------------------------------------------------------------
+
+    async def _from_agent(
+        self, index: ConnectIndex, request: Request, msg: processor_pb2.MessageRequest,
+        agent: Agent, domain: Domain, own: OwnAddresses,
+    ) -> Decision:
+        ruri = request.request_uri
+        user = dialled_user(ruri)
+        callee_domain = None
+        if ruri.is_sip:
+            callee_domain = index.domain(ruri.host)
+            if callee_domain is None and self._names_us(own, ruri.host):
+                callee_domain = domain  # dialled at our address: the caller's domain
+        if callee_domain is not None and user:
+            callee = index.agent(user, callee_domain.domain_uri)
+            if callee is not None and callee.enabled:
+                if callee_domain.ref != domain.ref:
+                    return Reply(403, "Forbidden (calls between domains are not allowed)")
+                aor = f"sip:{callee.username}@{callee_domain.domain_uri}"
+                return await self._to_aor(Direction.AGENT_TO_AGENT, aor, msg, None)
+        peer = None
+        if ruri.is_sip:
+            peer = index.peer_by_aor(ruri.aor()) or (index.peer_by_username(user) if callee_domain else None)
+        if peer is not None and peer.enabled:
+            return await self._to_peer(Direction.AGENT_TO_PEER, peer, msg, "")
+        if user:
+            for policy in domain.egress_policies:
+                pattern = _compiled(policy.rule)
+                if pattern is not None and pattern.search(user):
+                    number = index.number_by_ref(policy.number_ref)
+                    if number is None:
+                        continue
+                    private = agent.privacy is Privacy.PRIVATE
+                    display = request.from_.display_name if request.from_ is not None else None
+                    return self._to_pstn(Direction.AGENT_TO_PSTN, index, request, number, user, private, display)
+        if callee_domain is not None:
+            return Reply(404)
+        return Reply(403, "Forbidden (no egress policy matches)")
+
+    async def _from_peer(
+        self, index: ConnectIndex, request: Request, msg: processor_pb2.MessageRequest, peer: Peer,
+        own: OwnAddresses,
+    ) -> Decision:
+        ruri = request.request_uri
+        user = dialled_user(ruri)
+        if ruri.is_sip and user:
+            domain = index.domain(ruri.host)
+            callee = index.agent(user, domain.domain_uri) if domain is not None else None
+            if callee is not None and callee.enabled and domain is not None:
+                aor = f"sip:{callee.username}@{domain.domain_uri}"
+                return await self._to_aor(Direction.PEER_TO_AGENT, aor, msg, None)
+        dod = (request.headers.get("X-DOD-Number") or "").strip()
+        if not dod:
+            return Reply(400, "Bad Request (missing or empty X-DOD-Number header)")
+        number = index.number(dod)
+        if number is None:
+            return Reply(404, "Not Found (no Number for X-DOD-Number)")
+        private = is_private(request.headers.get("X-DOD-Privacy"))
+        return self._to_pstn(Direction.PEER_TO_PSTN, index, request, number, user or dod, private, None)
+
+    async def _from_pstn(
+        self, index: ConnectIndex, request: Request, msg: processor_pb2.MessageRequest, source: str,
+        trunk: Trunk, number: Number | None, authenticate: bool,
+    ) -> Decision:
+        inbound = trunk.inbound
+        acl = index.acl(inbound.access_control_list_ref) if inbound else None
+        if not acl_allows(acl, source):
+            return Reply(403, "Forbidden (source address not allowed)")
+        creds = index.credentials(inbound.credentials_ref) if inbound else None
+        if creds is not None and authenticate:
+            realm = inbound.uri if inbound else request.request_uri.host
+            denied = self.access.check(request, source, Principal(realm, creds, None))
+            if denied is not None:
+                return denied
+        if number is None:
+            return Reply(404)
+        if number.trunk_ref != trunk.ref:
+            return Reply(403, "Forbidden (number does not belong to this trunk)")
+        if not number.aor_link:
+            return Reply(404, "Not Found (number has no aorLink)")
+        affinity = ""
+        if number.session_affinity_header:
+            affinity = (request.headers.get(number.session_affinity_header) or "").strip()
+        peer = index.peer_by_aor(number.aor_link)
+        if peer is not None:
+            decision = await self._to_peer(Direction.FROM_PSTN, peer, msg, affinity, aor=number.aor_link)
+        else:
+            decision = await self._to_aor(Direction.FROM_PSTN, number.aor_link, msg, None, affinity)
+        if isinstance(decision, Forward):
+            decision.add_headers.extend((h.name, h.value) for h in number.extra_headers)
+        return decision
+
+    # ---- targets --------------------------------------------------------------------------------
+
+    async def _to_peer(
+        self, direction: str, peer: Peer, msg: processor_pb2.MessageRequest, affinity: str, aor: str | None = None
+    ) -> Decision:
+        balancing = peer.load_balancing
+        backend = Backend(
+            ref=peer.ref,
+            with_session_affinity=balancing.with_session_affinity,
+            algorithm=Backend.Algorithm.Value(balancing.algorithm.value),
+        )
+        return await self._to_aor(direction, aor or peer.aor, msg, backend, affinity)
+
+    async def _to_aor(
+        self, direction: str, aor: str, msg: processor_pb2.MessageRequest, backend: Backend | None,
+        affinity: str = "",
+    ) -> Decision:
+        """The most recent live binding (agents), or the backend's pick (peers). Forking to every binding
+        is the EdgePort's job later; until then the most recent binding wins."""
+        find = location_pb2.FindRoutesRequest(aor=aor, call_id=msg.ref, session_affinity_ref=affinity)
+        if backend is not None:
+            find.backend.CopyFrom(backend)
+        try:
+            found = await self.location.find_routes(find)
+        except LocationError as exc:
+            return location_failure(exc)
+        if not found.routes:
+            return Reply(480)
+        route = found.routes[0]
+        hop, request_uri = target_of(route)
+        return Forward(direction, hop, request_uri, route=route)
+
+    def _to_pstn(
+        self, direction: str, index: ConnectIndex, request: Request, number: Number, dialled: str,
+        private: bool, display: str | None,
+    ) -> Decision:
+        trunk = index.trunk(number.trunk_ref)
+        uris = ordered_trunk_uris(trunk) if trunk is not None else []
+        if trunk is None or not uris:
+            return Reply(503, "Service Unavailable (no trunk for this number)", (("Retry-After", "30"),))
+        hops = [trunk_request_uri(dialled, u) for u in uris]
+        hop, request_uri = hops[0]
+        forward = Forward(direction, hop, request_uri, alternatives=hops[1:],
+                          metadata={"routr-ray.trunk-ref": trunk.ref})
+        forward.remove_headers.extend(IDENTITY_HEADERS + DOD_HEADERS)
+        forward.add_headers.extend(pstn_identity_headers(number.tel_url, hop.host, display_name=display,
+                                                         private=private))
+        if private:
+            forward.set_from = (ANONYMOUS_DISPLAY, ANONYMOUS_FROM_URI.copy())
+        return forward
+
+    # ---- in-dialog ------------------------------------------------------------------------------
+
+    def route_in_dialog(self, request: Request, msg: processor_pb2.MessageRequest) -> Decision:
+        """Loose routing (RFC 3261 §16.4, §16.6 step 6-7): drop the leading Route values naming us, then the
+        next Route or else the Request-URI is the next hop. A request that did not come through our
+        Record-Route and is not addressed to us is refused (no open relay)."""
+        own = OwnAddresses.of_request(msg)
+        routes = request.routes
+        leading_own = 0
+        for na in routes:
+            if not own.names_us(na.uri):
+                break
+            leading_own += 1
+        rest = routes[leading_own:]
+        if not leading_own:
+            return Reply(403, "Forbidden (in-dialog request not routed through this server)")
+        if rest:
+            target = rest[0].uri
+        else:
+            target = request.request_uri
+            if not target.is_sip or own.names_us(target):
+                return Reply(404, "Not Found (no next hop)")
+        return Forward(Direction.IN_DIALOG, next_hop_of(target), None, in_dialog=True)
+
+
+def peer_realm(index: ConnectIndex, request: Request) -> str:
+    """Realm for a Peer (not bound to a Domain): our Domain in the Request-URI or To, else the Request-URI
+    host. Chosen by the server from the request line, and the nonce is bound to it."""
+    ruri = request.request_uri
+    for host in (ruri.host if ruri.is_sip else "", request.to.uri.host if request.to is not None else ""):
+        domain = index.domain(host) if host else None
+        if domain is not None:
+            return domain.domain_uri
+    return ruri.host or "routr"
