@@ -23,12 +23,15 @@ def _cmd_validate_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    print(
-        "routr-ray run: the server is not assembled yet (EdgePort, dispatcher and Location land in "
-        "issues 3-7); nothing was started.",
-        file=sys.stderr,
+    from routr_ray.actors.launcher import RunOptions, resolve_config_dir, run
+
+    options = RunOptions(
+        config_dir=resolve_config_dir(args.config),
+        address=args.address,
+        redis_url=args.redis,
+        dashboard=not args.no_dashboard,
     )
-    return 1
+    return run(options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start the server on this machine (local Ray)")
     run.add_argument("--config", metavar="DIR", help="config directory (default: $ROUTR_RAY_CONFIG or ./config)")
+    run.add_argument("--address", metavar="ADDR", help="join an existing Ray cluster instead of starting one")
+    run.add_argument("--redis", metavar="URL", help="persist Location in Redis (redis:// or rediss:// URL)")
+    run.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard (saves ~1 GB RSS)")
     run.set_defaults(func=_cmd_run)
     return parser
 

@@ -28,6 +28,7 @@ from routr_ray.dispatch import errors
 from routr_ray.dispatch.matching import Route, Router, is_response, method_name, stamp_processor
 from routr_ray.dispatch.middleware import MiddlewareChain, MiddlewareFailed
 from routr_ray.dispatch.ratelimit import RateLimitedLog
+from routr_ray.processors.sdk import is_drop
 from routr_ray.proto.gen import processor_pb2
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,11 @@ class DispatchCore:
             else:
                 async with asyncio.timeout(self.deadline):
                     result = await self.call_processor(route, req)
-            if result is None or not result.HasField("message"):
+            if result is None:
+                raise ValueError("processor returned nothing")
+            if not result.HasField("message"):
+                if is_drop(result):  # the processor absorbed it (e.g. an ACK): nothing to send
+                    return None
                 raise ValueError("processor returned no message")
         except Exception as exc:  # unreachable, failing, past its deadline: all the same to the client
             self._log.error(route.ref, "processor %r unavailable: %r", route.ref, exc)

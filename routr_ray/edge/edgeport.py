@@ -324,7 +324,7 @@ class EdgePort:
         self.draining = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, seconds)
-        while len(self.server_txns) + len(self.client_txns) and loop.time() < deadline:
+        while len(self.server_txns) + len(self.client_txns) and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         return len(self.server_txns) + len(self.client_txns)
 

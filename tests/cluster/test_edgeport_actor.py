@@ -1,0 +1,77 @@
+"""The EdgePort as a detached Ray actor: answers over UDP, comes back after being killed (issue 3)."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import ray
+
+from routr_ray.actors.edgeport import NAME, deploy_edgeport
+from routr_ray.config.edgeport import EdgePortConfig, HealthConfig, Transport, TransportProtocol
+from tests.support.redis_server import free_port
+
+
+def udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def options_ping(port: int, timeout: float = 1.0) -> bytes | None:
+    branch = "z9hG4bK" + uuid.uuid4().hex[:12]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        local = s.getsockname()[1]
+        message = (
+            f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch={branch};rport\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: <sip:probe@127.0.0.1>;tag={branch[-6:]}\r\n"
+            f"To: <sip:127.0.0.1:{port}>\r\n"
+            f"Call-ID: {branch}@127.0.0.1\r\n"
+            "CSeq: 1 OPTIONS\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        s.settimeout(timeout)
+        s.sendto(message, ("127.0.0.1", port))
+        try:
+            return s.recv(65535)
+        except TimeoutError:
+            return None
+
+
+@pytest.fixture(scope="module")
+def edge(ray_session: None) -> Iterator[int]:
+    port = udp_port()
+    config = EdgePortConfig(
+        ref=f"test-{uuid.uuid4().hex[:6]}",
+        bind_addr="127.0.0.1",
+        transports=(Transport(TransportProtocol.UDP, port, "127.0.0.1"),),
+        health=HealthConfig(enabled=True, port=free_port(), bind_addr="127.0.0.1"),
+    )
+    handle, lines = deploy_edgeport(config)
+    assert any(f"127.0.0.1:{port}" in line for line in lines)
+    yield port
+    ray.kill(ray.get_actor(NAME.format(ref=config.ref), namespace="routr"), no_restart=True)
+
+
+def test_detached_edgeport_answers_options_over_udp(edge: int) -> None:
+    reply = options_ping(edge)
+    assert reply is not None and reply.startswith(b"SIP/2.0 200 ")
+
+
+def test_killed_edgeport_answers_again_within_5_seconds(edge: int) -> None:
+    actor = ray.get_actor(next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                               if a["name"].startswith("edgeport-test-")), namespace="routr")
+    ray.kill(actor, no_restart=False)
+    started = time.monotonic()
+    while time.monotonic() - started < 5.0:
+        reply = options_ping(edge, timeout=0.25)
+        if reply is not None:
+            assert reply.startswith(b"SIP/2.0 200 ")
+            return
+    pytest.fail("the EdgePort did not answer within 5 s of being killed")
