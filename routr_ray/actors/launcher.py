@@ -234,13 +234,14 @@ def run(options: RunOptions) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         stop_event.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     started = time.monotonic()
     try:
         deployment = start(options)
     except StartupError as exc:
         print(f"routr-ray: {exc}", file=sys.stderr)
         return 1
+    # After ray.init, which installs a SIGTERM handler of its own that aborts the driver.
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     print(f"routr-ray is ready in {time.monotonic() - started:.1f}s", flush=True)
     for line in deployment.lines:
         print(f"  {line}", flush=True)

@@ -40,7 +40,7 @@ SERVE_SCHEME = "serve://"
 GRPC_SERVICER = "routr_ray.proto.gen.processor_pb2_grpc.add_ProcessorServicer_to_server"
 BUILTIN_PROCESSORS = {
     "echo": "routr_ray.processors.echo:EchoProcessor",
-    "connect": "routr_ray.processors.connect:ConnectProcessor",
+    "connect": "routr_ray.actors.connect:ConnectDeploymentProcessor",
 }
 
 MessageRequest = processor_pb2.MessageRequest

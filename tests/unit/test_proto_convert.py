@@ -538,3 +538,11 @@ def test_to_sip_bytes_equals_serializing_from_proto(name: str, data: bytes) -> N
     assert convert.to_sip_bytes(pm) == bytes(from_proto(pm))
     strip_extensions(pm)
     assert convert.to_sip_bytes(pm) == bytes(from_proto(pm))
+
+
+def test_non_utf8_header_bytes_are_replaced_not_fatal() -> None:
+    data = (b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\n"
+            b"To: <sip:a@b>\r\nCall-ID: n\r\nCSeq: 1 OPTIONS\r\nSubject: caf\xe9\r\nContent-Length: 0\r\n\r\n")
+    pm = to_proto(parse(data))
+    assert ("Subject", "caf\ufffd") in [(e.name, e.value) for e in pm.extensions]
+    assert from_proto(pm).headers.get("Subject") == "caf\ufffd"
