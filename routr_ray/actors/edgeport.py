@@ -16,6 +16,7 @@ import ray
 from ray import serve
 
 from routr_ray.actors import NAMESPACE
+from routr_ray.actors.metrics import RayMetricsBridge
 from routr_ray.actors.serve_app import APP_NAME
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig
 from routr_ray.edge.dispatcher_client import DispatcherClient, client_for_addr
@@ -70,6 +71,9 @@ class EdgePortActor:
         self.config = config
         self.edge = EdgePort(config, dispatcher_for(config.processor_addr))
         await self.edge.start()
+        # The same series as the EdgePort's own /metrics, exported through Ray's metrics pipeline.
+        self.metrics_bridge = RayMetricsBridge(self.edge.metrics.registry, default_tags={"edgeport": config.ref})
+        self.metrics_bridge.start()
         log.info("EdgePort %s listening: %s", config.ref, self.describe())
 
     def describe(self) -> list[tuple[str, str, int]]:
@@ -81,10 +85,14 @@ class EdgePortActor:
     async def check_health(self) -> bool:
         return self.edge.is_alive()
 
+    async def metrics_flushes(self) -> int:
+        return self.metrics_bridge.flushes
+
     async def drain(self, seconds: float = 5.0) -> int:
         return await self.edge.drain(seconds)
 
     async def stop(self) -> None:
+        await self.metrics_bridge.stop()
         await self.edge.stop()
 
 
