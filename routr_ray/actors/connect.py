@@ -1,39 +1,158 @@
-"""Connect as a Serve processor deployment: builds :class:`ConnectProcessor` with the Location shard actors.
+"""Connect as a Serve processor deployment: builds :class:`ConnectProcessor` with the Location shard actors,
+and keeps the replicas' resources up to date when the files change (issue 6 item 1).
 
-The driver loads the resource files and hands the loaded set to every replica as an init argument, so replicas
-on other nodes need no copy of the files. The digest nonce key is generated once by the driver (or taken from
-``ROUTR_RAY_NONCE_KEY``) and given to every replica, so any replica verifies any other's nonces.
+The driver loads the resource files (:class:`ConnectResources`) and hands the loaded set to every replica as an
+init argument, so replicas on other nodes need no copy of the files. For reloads it also starts a small named
+actor, the *resource board* (:data:`BOARD_NAME`), and a :class:`ResourceWatcher` thread that publishes every new
+set that loads cleanly to it; each replica long-polls the board (:class:`FollowedResources`), so a change is in
+force on every replica, on every node, a moment after the watcher sees it (polled every 2 s). A bad edit is
+logged and the last good set stays.
+
+The digest nonce key is generated once by the driver (or taken from ``ROUTR_RAY_NONCE_KEY``) and given to every
+replica, so any replica verifies any other's nonces.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+import ray
+
+from routr_ray.actors import NAMESPACE
 from routr_ray.actors.location import ShardedLocationClient, shard_handles
-from routr_ray.config import Resources, load_resources
+from routr_ray.config import Resources
 from routr_ray.processors.connect import ConnectProcessor, StaticResources
+from routr_ray.processors.connect.reload import (
+    FollowedResources,
+    ResourceBoardState,
+    ResourceWatcher,
+    load_resource_dir,
+    resources_dir,
+)
+from routr_ray.processors.connect.resources_index import ResourceSource
 from routr_ray.proto.gen import processor_pb2
+
+log = logging.getLogger(__name__)
+
+BOARD_NAME = "connect-resource-board"
+
+__all__ = ["BOARD_NAME", "ConnectDeploymentProcessor", "ConnectResources", "ResourceBoard", "ResourceWatcher",
+           "connect_options"]
+
+
+@ray.remote(num_cpus=0)
+class ResourceBoard:
+    """The newest Connect resource set; replicas wait on :meth:`newer_than` (an async actor: many waiters)."""
+
+    def __init__(self, resources: Resources) -> None:
+        self.state = ResourceBoardState(resources)
+
+    async def publish(self, resources: Resources) -> int:
+        return await self.state.publish(resources)
+
+    async def newer_than(self, version: int, wait_seconds: float) -> tuple[int, Resources] | None:
+        return await self.state.newer_than(version, wait_seconds)
+
+    async def version(self) -> int:
+        return self.state.version
+
+
+class ConnectResources:
+    """Driver side: the resource set Connect replicas run with, loaded from ``<config_dir>/resources``.
+
+    ``ConnectResources(config_dir)`` loads the files (raises ``ConfigInvalid``) and starts (or, with
+    ``detached=True``, reuses) the board actor with that set. :meth:`options` are the init arguments of
+    ``serve://connect``; :meth:`watch` starts the watcher thread; :meth:`stop` stops it (and kills the board
+    unless it is detached).
+    """
+
+    def __init__(self, config_dir: str | Path, *, detached: bool = False) -> None:
+        self.config_dir = Path(config_dir)
+        self.resources = load_resource_dir(resources_dir(config_dir))
+        self.detached = detached
+        options: dict[str, Any] = {"name": BOARD_NAME, "namespace": NAMESPACE}
+        if detached:
+            options.update(lifetime="detached", get_if_exists=True)
+        self.board = ResourceBoard.options(**options).remote(self.resources)
+        if detached:  # an existing board (an earlier deploy) gets this set
+            ray.get(self.board.publish.remote(self.resources), timeout=30)
+        self.watcher: ResourceWatcher | None = None
+
+    def options(self, shard_count: int, nonce_key: str) -> dict[str, Any]:
+        """Keyword arguments of :class:`ConnectDeploymentProcessor` (``processor_options["connect"]``)."""
+        return {"resources": self.resources, "shard_count": shard_count, "nonce_key": nonce_key, "board": BOARD_NAME}
+
+    def publish(self, resources: Resources) -> None:
+        version = ray.get(self.board.publish.remote(resources), timeout=30)
+        self.resources = resources
+        log.info("Connect resources version %d published to the replicas", version)
+
+    def watch(self, interval: float = 2.0) -> ResourceWatcher:
+        """Start polling the files every ``interval`` s; each new good set is published to the replicas."""
+        if self.watcher is None:
+            self.watcher = ResourceWatcher(self.config_dir, self.publish, interval=interval,
+                                           initial=self.resources).start()
+        return self.watcher
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        if not self.detached:
+            try:
+                ray.kill(self.board, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
 
 
 def connect_options(config_dir: Path, shard_count: int, nonce_key: str) -> dict[str, Any]:
-    resources_dir = Path(config_dir) / "resources"
-    resources = load_resources(resources_dir) if resources_dir.is_dir() else Resources()
-    return {"resources": resources, "shard_count": shard_count, "nonce_key": nonce_key}
+    """Init arguments for a fixed resource set (no reload): prefer :class:`ConnectResources`."""
+    return {"resources": load_resource_dir(resources_dir(config_dir)), "shard_count": shard_count,
+            "nonce_key": nonce_key}
+
+
+class _BoardFetch:
+    """``fetch(version, wait_seconds)`` for :class:`FollowedResources`: the board looked up by name (again
+    after a failure, in case it was replaced)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._board: Any = None
+
+    async def __call__(self, version: int, wait_seconds: float) -> tuple[int, Resources] | None:
+        if self._board is None:
+            self._board = ray.get_actor(self.name, namespace=NAMESPACE)
+        try:
+            return await self._board.newer_than.remote(version, wait_seconds)
+        except Exception:
+            self._board = None
+            raise
 
 
 class ConnectDeploymentProcessor:
-    """What ``serve://connect`` runs: a ConnectProcessor whose Location is the sharded actors."""
+    """What ``serve://connect`` runs: a ConnectProcessor whose Location is the sharded actors, and whose
+    resources follow the board named ``board`` (None: the fixed set ``resources``)."""
 
-    def __init__(self, resources: Resources, shard_count: int, nonce_key: str) -> None:
+    def __init__(self, resources: Resources, shard_count: int, nonce_key: str, board: str | None = None) -> None:
         location = ShardedLocationClient(shard_handles(shard_count))
-        self.processor = ConnectProcessor(StaticResources(resources), location, nonce_key=nonce_key.encode())
+        self.followed = FollowedResources(resources, _BoardFetch(board)) if board else None
+        source: ResourceSource = self.followed or StaticResources(resources)
+        self.processor = ConnectProcessor(source, location, nonce_key=nonce_key.encode())
+
+    async def _follow(self) -> None:
+        if self.followed is not None:
+            await self.followed.ensure_following()
 
     async def process(self, request: processor_pb2.MessageRequest) -> processor_pb2.MessageResponse:
+        await self._follow()
         return await self.processor.process(request)
 
     async def process_batch(self, requests: list[processor_pb2.MessageRequest]) -> list[processor_pb2.MessageResponse]:
+        await self._follow()
         return await self.processor.process_batch(requests)
 
     async def process_serialized(self, payloads: list[bytes]) -> list[bytes]:
+        await self._follow()
         return await self.processor.process_serialized(payloads)

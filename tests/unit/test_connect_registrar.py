@@ -122,9 +122,9 @@ async def test_multi_contact_register_from_several_addresses() -> None:
     resp = await h.register("1001", "<sip:1001@10.0.0.5:5060>;expires=600, <sip:1001@10.0.0.8:5070>;expires=700",
                             sender=("10.0.0.5", 5060, "UDP"))
     assert resp.status == 200
-    # Location identifies a binding by its source address (host, port, transport): two Contacts sent from one
-    # address are one binding there (see docs/connect.md). The newest Contact is the one kept.
-    assert contacts_of(resp) == {"sip:1001@10.0.0.8:5070": 700}
+    # RFC 3261 §10.3 step 7: bindings are matched by Contact URI, so two Contacts sent from one address are
+    # two bindings, each with its own expires.
+    assert contacts_of(resp) == {"sip:1001@10.0.0.5:5060": 600, "sip:1001@10.0.0.8:5070": 700}
 
 
 async def test_register_without_contact_lists_bindings() -> None:

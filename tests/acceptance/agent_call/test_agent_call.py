@@ -1,0 +1,34 @@
+"""Agent 1001 calls agent 1002 through the proxy (INVITE with digest, 180, 200, ACK, BYE), with a SIPp UAS
+registered as 1002; the BYE comes from the caller in one call and from the callee in the other."""
+
+from __future__ import annotations
+
+from tests.acceptance.conftest import CONTACT_PORTS
+
+
+def _call(sipp, uac: str, uas: str):  # type: ignore[no-untyped-def]
+    uas_port = CONTACT_PORTS["1002"]
+    sipp.assert_ok(sipp.register("1002"))
+    callee = sipp.uas(f"agent_call/{uas}", uas_port, keys={"me": "1002"})
+    caller = sipp.run(f"agent_call/{uac}", service="1002", keys={"caller": "1001"},
+                      auth=("1001", "secret1001"))
+    answered = callee.result()
+    sipp.assert_ok(caller, answered)
+    return caller, answered, uas_port
+
+
+def test_call_between_agents_caller_hangs_up(sipp) -> None:  # type: ignore[no-untyped-def]
+    caller, callee, uas_port = _call(sipp, "uac.xml", "uas.xml")
+    (invite,) = callee.received("INVITE")
+    assert invite.startswith(f"INVITE sip:1002@127.0.0.1:{uas_port} SIP/2.0")  # RURI = the registered Contact
+    assert "Proxy-Authorization" not in invite and "Authorization:" not in invite
+    assert "X-Call-Direction: agent-to-agent" in invite
+    assert callee.received("BYE") and callee.received("ACK")
+    assert caller.received("SIP/2.0 180")
+
+
+def test_call_between_agents_callee_hangs_up(sipp) -> None:  # type: ignore[no-untyped-def]
+    caller, callee, _ = _call(sipp, "uac_callee_hangs_up.xml", "uas_hangs_up.xml")
+    (bye,) = caller.received("BYE")
+    assert bye.startswith("BYE sip:1001@127.0.0.1:")
+    assert callee.received("SIP/2.0 200")

@@ -1,0 +1,21 @@
+"""Agent 1001 dials a PSTN number: egress policy → number-01 → trunk-01, whose outbound URI is a SIPp UAS on
+127.0.0.1:15080 playing the provider. The INVITE has the trunk's host in its Request-URI and the DID as
+P-Asserted-Identity (RFC 3325), and no credentials of the caller."""
+
+from __future__ import annotations
+
+from tests.acceptance.conftest import TRUNK_UAS_PORT
+
+
+def test_agent_call_to_pstn_reaches_trunk(sipp) -> None:  # type: ignore[no-untyped-def]
+    trunk = sipp.uas("to_pstn/trunk_uas.xml", TRUNK_UAS_PORT, keys={"me": "trunk01"})
+    caller = sipp.run("agent_call/uac.xml", service="17065550100", keys={"caller": "1001"},
+                      auth=("1001", "secret1001"))
+    answered = trunk.result()
+    sipp.assert_ok(caller, answered)
+    (invite,) = answered.received("INVITE")
+    assert invite.startswith(f"INVITE sip:17065550100@127.0.0.1:{TRUNK_UAS_PORT} SIP/2.0")
+    assert "P-Asserted-Identity: <sip:+17066041487@127.0.0.1;user=phone>" in invite
+    assert "Privacy: none" in invite
+    assert "X-Call-Direction: agent-to-pstn" in invite
+    assert "Authorization" not in invite
