@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,8 +20,10 @@ import ray
 from ray.exceptions import RayActorError, RayError
 
 from routr_ray.actors import NAMESPACE
+from routr_ray.config.location import TOKEN_ENV
 from routr_ray.location.errors import LocationError, LocationErrorCode
 from routr_ray.location.hashing import shard_for_aor
+from routr_ray.location.metrics import LocationMetrics
 from routr_ray.location.ops import (
     Op,
     OpResult,
@@ -52,11 +55,17 @@ class LocationShardActor:
         self.count = count
         store = create_store(provider, parameters, shard_id=index)
         self.service = LocationService(store, shard_index=index, shard_count=count)
+        self.metrics = LocationMetrics(index)
+        self.metrics.watch(lambda: self.service.binding_count, lambda: self.service.aor_count)
         loaded = await self.service.load()
         log.info("location shard %d/%d ready (%s store, %d bindings loaded)", index, count, provider, loaded)
 
     async def apply(self, ops: list[Op]) -> list[OpResult]:
-        return await apply_ops(self.service, ops)
+        return await apply_ops(self.service, ops, self.metrics)
+
+    async def metrics_text(self) -> bytes:
+        """This shard's Prometheus metrics (``routr_location_*``) in text exposition format."""
+        return self.metrics.exposition()
 
     async def stats(self) -> dict[str, Any]:
         return {
@@ -147,9 +156,20 @@ class LocationApiActor:
         return self.port
 
 
-def deploy_api(bind_addr: str, shard_count: int, token: str | None = None, *, timeout: float = 60.0) -> Any:
+def deploy_api(
+    bind_addr: str, shard_count: int, token: str | None = None, *, timeout: float = 60.0, name: str = API_NAME
+) -> Any:
+    """Create (or find) the gRPC API actor and wait until it listens.
+
+    `token` is the shared token callers must send (``authorization: Bearer <token>`` or ``x-routr-token``); None
+    falls back to the ``ROUTR_RAY_LOCATION_TOKEN`` environment variable of this process, and without either
+    every caller who reaches `bind_addr` is accepted. An actor that already exists keeps the token it has.
+    """
+    token = token or os.environ.get(TOKEN_ENV, "").strip() or None
+    if token is None:
+        log.warning("the Location gRPC API on %s accepts every caller (no token): keep it private", bind_addr)
     handle = LocationApiActor.options(  # type: ignore[attr-defined]
-        name=API_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
     ).remote(bind_addr, shard_count, token)
     ray.get(handle.ready.remote(), timeout=timeout)
     return handle

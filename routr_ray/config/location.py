@@ -2,6 +2,7 @@
 
 spec:
   bindAddr: 127.0.0.1:51902     # gRPC Location API for outside callers (it can rewrite bindings)
+  token: "..."                  # optional shared token for that API (env ROUTR_RAY_LOCATION_TOKEN wins)
   shards: 2
   cache:
     provider: memory            # memory | redis, any letter case (as in Routr)
@@ -11,6 +12,8 @@ spec:
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -58,6 +61,13 @@ class LocationConfig:
     bind_addr: str = "127.0.0.1:51902"
     shards: int = 2
     cache: CacheConfig = CacheConfig()
+    # Shared token callers of the gRPC API must send (`authorization: Bearer <token>` or `x-routr-token`);
+    # None: every caller who reaches bindAddr is accepted. Never logged.
+    token: str | None = field(default=None, repr=False)
+
+
+TOKEN_ENV = "ROUTR_RAY_LOCATION_TOKEN"
+SHORT_TOKEN = 16
 
 
 _PARAMETER_KEYS = ("host", "port", "username", "password", "secure", "db")
@@ -121,7 +131,9 @@ def _number(name: str, text: str, low: int, high: int) -> int:
     return int(text)
 
 
-def build_location(document: dict[str, Any], place: Place) -> LocationConfig:
+def build_location(
+    document: dict[str, Any], place: Place, environ: Mapping[str, str] | None = None
+) -> LocationConfig:
     spec: dict[str, Any] = document["spec"]
     at = place.child("spec")
     bind_addr = spec.get("bindAddr", LocationConfig.bind_addr)
@@ -130,7 +142,27 @@ def build_location(document: dict[str, Any], place: Place) -> LocationConfig:
         bind_addr=bind_addr,
         shards=int(spec.get("shards", LocationConfig.shards)),
         cache=_cache(spec.get("cache") or {}, at.child("cache")),
+        token=location_token(spec.get("token"), at.child("token"), os.environ if environ is None else environ),
     )
+
+
+def location_token(configured: str | None, at: Place, environ: Mapping[str, str]) -> str | None:
+    """The `ROUTR_RAY_LOCATION_TOKEN` environment variable (it wins, as `ROUTR_RAY_DISPATCHER_TOKEN` does for the
+    dispatcher, and keeps the secret out of config files), else `spec.token`, else None (no token).
+
+    Blank values count as unset. Problems are reported without the token itself.
+    """
+    from_env = environ.get(TOKEN_ENV, "").strip()
+    token = from_env or (configured or "").strip() or None
+    if token is None:
+        return None
+    where = TOKEN_ENV if from_env else "the Location API token"
+    if any(not 0x21 <= ord(c) <= 0x7E for c in token):
+        at.error(f"{where} must be printable ASCII without blanks (it travels as gRPC metadata)")
+        return None
+    if len(token) < SHORT_TOKEN:
+        at.warn(f"{where} is shorter than {SHORT_TOKEN} characters: easy to guess")
+    return token
 
 
 def _cache(raw: dict[str, Any], at: Place) -> CacheConfig:

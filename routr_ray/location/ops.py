@@ -8,11 +8,15 @@ with the error message as UTF-8. Failures are per operation: one bad AOR does no
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
+from routr_ray.location.aor import normalize_aor
 from routr_ray.location.errors import LocationError, LocationErrorCode
+from routr_ray.location.metrics import LocationMetrics
 from routr_ray.location.service import LocationService
 from routr_ray.proto.gen import location_pb2
 
@@ -79,6 +83,56 @@ async def apply_op(service: LocationService, op: Op) -> OpResult:
         return LocationErrorCode.INVALID_ARGUMENT.name, f"bad {kind} request: {exc}".encode()
 
 
-async def apply_ops(service: LocationService, ops: Sequence[Op]) -> list[OpResult]:
-    """Apply operations in order (an add followed by a find of the same AOR sees the add)."""
-    return [await apply_op(service, op) for op in ops]
+async def apply_ops(
+    service: LocationService, ops: Sequence[Op], metrics: LocationMetrics | None = None
+) -> list[OpResult]:
+    """Apply a batch; with `metrics`, count each operation by result and time it.
+
+    Operations on one AOR run in batch order (an add followed by a find of the same AOR sees the add). With a
+    durable store, the operations of different AORs run concurrently so their store round trips overlap (a
+    batch of 64 registrations costs about one Redis round trip, not 64); their relative order is not kept,
+    as their callers sent them concurrently anyway. With the memory store nothing waits, so everything runs
+    in order without the cost of tasks.
+    """
+    if metrics is not None:
+        metrics.observe_batch(len(ops))
+    if len(ops) < 2 or not service.store.durable:
+        return [await _apply_timed(service, op, metrics) for op in ops]
+    groups: dict[str, list[int]] = {}
+    for index, op in enumerate(ops):
+        groups.setdefault(_aor_of(op), []).append(index)
+    results: list[OpResult] = [(OK, b"")] * len(ops)
+
+    async def run(indexes: list[int]) -> None:
+        for index in indexes:
+            results[index] = await _apply_timed(service, ops[index], metrics)
+
+    await asyncio.gather(*(run(indexes) for indexes in groups.values()))
+    return results
+
+
+async def _apply_timed(service: LocationService, op: Op, metrics: LocationMetrics | None) -> OpResult:
+    if metrics is None:
+        return await apply_op(service, op)
+    started = time.perf_counter()
+    result = await apply_op(service, op)
+    metrics.observe(op[0], result[0], time.perf_counter() - started)
+    return result
+
+
+_REQUEST_TYPES: dict[str, Any] = {
+    ADD: location_pb2.AddRouteRequest,
+    FIND: location_pb2.FindRoutesRequest,
+    REMOVE: location_pb2.RemoveRoutesRequest,
+}
+
+
+def _aor_of(op: Op) -> str:
+    """The canonical AOR an operation touches ("" when it cannot be read: apply_op reports that)."""
+    request_type = _REQUEST_TYPES.get(op[0])
+    if request_type is None:
+        return ""
+    try:
+        return normalize_aor(request_type.FromString(op[1]).aor)
+    except Exception:  # noqa: BLE001 - a bad operation is grouped with the other bad ones
+        return ""

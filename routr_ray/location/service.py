@@ -21,8 +21,15 @@ from routr_ray.location.affinity import AffinityKey, AffinityTable
 from routr_ray.location.aor import normalize_aor
 from routr_ray.location.errors import LocationError, LocationErrorCode, invalid_argument
 from routr_ray.location.hashing import shard_for_normalized_aor
-from routr_ray.location.routes import Route, copy_route, expires_at_ms, labels_match, route_id
-from routr_ray.location.stores.base import AffinityEntry, AffinityKind, LocationStore
+from routr_ray.location.routes import (
+    Route,
+    canonical_contact,
+    copy_route,
+    expires_at_ms,
+    labels_match,
+    route_id,
+)
+from routr_ray.location.stores.base import AffinityEntry, AffinityKind, LocationStore, StoredBinding
 from routr_ray.location.stores.memory import MemoryStore
 from routr_ray.proto.gen import location_pb2
 
@@ -40,6 +47,7 @@ _LOCK_STRIPES = 64
 class _Binding:
     route: Route  # owned by the service, never handed out (callers get copies)
     expires_at_ms: int
+    route_id: str  # routes.route_id(route), computed once
 
 
 class LocationService:
@@ -102,15 +110,22 @@ class LocationService:
         self._bindings.clear()
         self._counters.clear()
         self._affinity.clear()
-        loaded = 0
+        # Newest registration wins when two stored copies share an identity (keys written under an older
+        # identity rule, or a rebalance meeting a copy this shard already had); the losers are deleted.
+        winners: dict[tuple[str, str], StoredBinding] = {}
         for stored in sorted(snapshot.bindings, key=lambda b: b.route.registered_on):
-            expiry = expires_at_ms(stored.route)
-            if expiry <= now_ms or not self._owns(stored.aor):
+            if expires_at_ms(stored.route) <= now_ms or not self._owns(stored.aor):
                 continue
-            if stored.shard_id != self.store.shard_id:
+            loser = winners.pop((stored.aor, stored.route_id), None)
+            if loser is not None and loser.source_key != stored.source_key:
+                await self.store.discard_copy(loser)
+            winners[(stored.aor, stored.route_id)] = stored
+        for stored in winners.values():
+            expiry = expires_at_ms(stored.route)
+            if stored.shard_id != self.store.shard_id or stored.needs_rewrite:
                 await self.store.adopt_binding(stored, expiry - now_ms)
-            self._bindings.setdefault(stored.aor, {})[stored.route_id] = _Binding(stored.route, expiry)
-            loaded += 1
+            self._bindings.setdefault(stored.aor, {})[stored.route_id] = _Binding(stored.route, expiry, stored.route_id)
+        loaded = len(winners)
         self._counters.update((aor, n) for aor, n in snapshot.counters.items() if self._owns(aor))
         now = now_ms / 1000
         for entry in snapshot.affinities:
@@ -159,7 +174,7 @@ class LocationService:
                     )
             await self.store.put_binding(aor, rid, stored, expiry - now_ms)
             current.pop(rid, None)  # re-insert: dict order is registration order
-            current[rid] = _Binding(stored, expiry)
+            current[rid] = _Binding(stored, expiry, rid)
             self._bindings[aor] = current
 
     async def find_routes(
@@ -198,11 +213,14 @@ class LocationService:
         """Remove every binding of `aor` (and its counter and affinity entries), or only those whose
         `contact_uri` is listed. Returns how many bindings were removed."""
         aor = self._checked_aor(aor)
-        only = set(contact_uris)
+        only = {canonical_contact(uri) for uri in contact_uris}
         async with self._lock(aor):
             current = self._bindings.get(aor, {})
             if only:
-                doomed = [rid for rid, b in current.items() if b.route.contact_uri in only]
+                doomed = [
+                    rid for rid, b in current.items()
+                    if b.route.contact_uri and canonical_contact(b.route.contact_uri) in only
+                ]
                 if doomed and len(doomed) < len(current):
                     for rid in doomed:
                         await self.store.delete_binding(aor, rid)
@@ -342,14 +360,16 @@ class LocationService:
         """Pick by `algorithm` and persist the advanced counter."""
         choice, counter = self._advance(aor, algorithm, live)
         await self.store.put_counter(aor, counter)
-        return choice
+        return choice.route
 
-    def _advance(self, aor: str, algorithm: int, live: list[_Binding]) -> tuple[Route, int]:
+    def _advance(self, aor: str, algorithm: int, live: list[_Binding]) -> tuple[_Binding, int]:
         """Advance the AOR's counter and pick over a stable order; the caller persists the counter."""
-        ordered = sorted((b.route for b in live), key=route_id)
+        ordered = sorted(live, key=lambda b: b.route_id)
+        by_route = {id(b.route): b for b in ordered}
         counter = self._counters.get(aor, 0)
         self._counters[aor] = counter + 1  # taken before any await: concurrent callers rotate
-        return balancing.pick(algorithm, ordered, counter), counter + 1
+        choice = balancing.pick(algorithm, [b.route for b in ordered], counter)
+        return by_route[id(choice)], counter + 1
 
     async def _find_with_affinity(
         self, aor: str, call_id: str, ref: str, backend: Backend, wanted: Mapping[str, str]
@@ -359,7 +379,7 @@ class LocationService:
         live = self._live(aor, now_ms, wanted)
         if not live:
             return []
-        by_id = {route_id(b.route): b.route for b in live}
+        by_id = {b.route_id: b for b in live}
         keys: list[AffinityKey] = []
         if call_id:
             keys.append((AffinityKind.CALL, call_id))
@@ -367,7 +387,7 @@ class LocationService:
             keys.append((AffinityKind.REF, ref))
         # The call's own pin wins (a call never moves mid-way), then the shared affinity value.
         current = {key: self._affinity.get(aor, key[0], key[1], now) for key in keys}
-        target: Route | None = None
+        target: _Binding | None = None
         for key in keys:
             entry = current[key]
             if entry is not None and entry.route_id in by_id:
@@ -377,7 +397,7 @@ class LocationService:
         if target is None:
             target, advanced = self._advance(aor, backend.algorithm, live)
             counter = (aor, advanced)
-        target_id = route_id(target)
+        target_id = target.route_id
         refresh_before = now + self._affinity_ttl / 2
         stale = [
             key
@@ -391,7 +411,7 @@ class LocationService:
             await self.store.put_affinities(entries, int(self._affinity_ttl * 1000), counter=counter)
             for entry in entries:
                 self._affinity.put(entry)
-        return [copy_route(target)]
+        return [copy_route(target.route)]
 
     def _maybe_start_sweep(self, now_ms: int) -> None:
         if self._sweep_interval <= 0 or now_ms / 1000 - self._last_sweep < self._sweep_interval:

@@ -139,3 +139,65 @@ def test_least_sessions_and_session_affinity(location: int) -> None:
     least, picks = asyncio.run(scenario())
     assert least == "5081"
     assert len(picks) == 1
+
+
+def test_api_with_a_token_refuses_callers_without_it(location: int) -> None:
+    port = free_port()
+    token = "cluster-test-token-0123456789"
+    api = deploy_api(f"127.0.0.1:{port}", SHARDS, token, name="location-api-with-token")
+
+    async def scenario() -> tuple[grpc.StatusCode, int]:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = location_pb2_grpc.LocationStub(channel)
+            request = location_pb2.AddRouteRequest(aor="sip:tok@sip.local", route=_route(7))
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.AddRoute(request, metadata=(("authorization", "Bearer wrong"),))
+            await stub.AddRoute(request, metadata=(("authorization", f"Bearer {token}"),))
+            reply = await stub.FindRoutes(location_pb2.FindRoutesRequest(aor="sip:tok@sip.local"),
+                                          metadata=(("x-routr-token", token),))
+            return refused.value.code(), len(reply.routes)
+
+    try:
+        code, found = asyncio.run(scenario())
+    finally:
+        ray.kill(api, no_restart=True)
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert found == 1
+
+
+def test_contacts_from_one_address_are_separate_bindings_through_the_shards(location: int) -> None:
+    aor = "sip:multi@sip.local"
+
+    async def scenario() -> list[str]:
+        client = ShardedLocationClient([ray.get_actor(SHARD_NAME.format(index=i), namespace="routr")
+                                        for i in range(SHARDS)])
+        for port in (5060, 5062):
+            await client.add_route(location_pb2.AddRouteRequest(
+                aor=aor, route=_route(1, contact_uri=f"sip:multi@10.1.0.1:{port}")))
+        reply = await client.find_routes(location_pb2.FindRoutesRequest(aor=aor))
+        return sorted(r.contact_uri for r in reply.routes)
+
+    assert asyncio.run(scenario()) == ["sip:multi@10.1.0.1:5060", "sip:multi@10.1.0.1:5062"]
+
+
+def test_shards_export_bindings_and_operation_metrics(location: int) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    aor = next(f"sip:metrics{i}@sip.local" for i in range(100) if shard_for_aor(f"sip:metrics{i}@sip.local", SHARDS) == 2)
+
+    async def touch() -> None:
+        client = ShardedLocationClient([ray.get_actor(SHARD_NAME.format(index=i), namespace="routr")
+                                        for i in range(SHARDS)])
+        await client.add_route(location_pb2.AddRouteRequest(aor=aor, route=_route(3)))
+        await client.find_routes(location_pb2.FindRoutesRequest(aor=aor))
+
+    asyncio.run(touch())
+    shard = ray.get_actor(SHARD_NAME.format(index=2), namespace="routr")
+    text = ray.get(shard.metrics_text.remote()).decode()
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for family in text_string_to_metric_families(text) for s in family.samples}
+    bindings = values[("routr_location_bindings", (("shard", "2"),))]
+    stats = ray.get(shard.stats.remote())
+    assert bindings == stats["bindings"] > 0
+    finds = values[("routr_location_operations_total", (("operation", "find"), ("result", "OK"), ("shard", "2")))]
+    assert finds > 0

@@ -184,3 +184,86 @@ async def test_a_redis_that_never_answers_is_bounded() -> None:
     finally:
         await service.close()
         silent.close()
+
+
+# ---- binding identity on Redis: key layout and migration of keys written by host|port|transport ----------
+
+
+async def test_contact_and_outbound_bindings_have_their_own_keys(
+    redis_server: RedisServer, store: RedisStore, prefix: str
+) -> None:
+    service = LocationService(store, sweep_interval=0)
+    aor = "sip:1001@sip.local"
+    await service.add_route(aor, location_pb2.Route(host="10.0.0.5", port="5060", expires=60,
+                                                    contact_uri="<sip:1001@10.0.0.5:5060;ob>"))
+    await service.add_route(aor, location_pb2.Route(host="10.0.0.5", port="5060", expires=60,
+                                                    contact_uri="sip:1001@10.0.0.5:5062"))
+    await service.add_route(aor, location_pb2.Route(host="10.0.0.5", port="5060", expires=60,
+                                                    instance_id="<urn:uuid:AB>", reg_id=1))
+    client = redis_server.client()
+    shard = f"{prefix}:{{0}}"
+    assert sorted(k.decode() for k in client.smembers(f"{shard}:bind-index")) == sorted([
+        f"{shard}:bind:{aor}|ct:sip:1001@10.0.0.5:5060",
+        f"{shard}:bind:{aor}|ct:sip:1001@10.0.0.5:5062",
+        f"{shard}:bind:{aor}|ob:<urn:uuid:ab>|1",
+    ])
+    client.close()
+
+
+def _write_legacy(client: object, prefix: str, aor: str, route: location_pb2.Route, ttl_ms: int = 60_000) -> str:
+    """A key as the host|port|transport identity wrote it (before contact/outbound identity)."""
+    key = f"{prefix}:{{0}}:bind:{aor}|{route.host.lower()}|{route.port}|{int(route.transport)}"
+    value = location_pb2.AddRouteRequest(aor=aor, route=route).SerializeToString()
+    client.set(key, value, px=ttl_ms)  # type: ignore[attr-defined]
+    client.sadd(f"{prefix}:{{0}}:bind-index", key)  # type: ignore[attr-defined]
+    return key
+
+
+async def test_reload_rewrites_keys_of_the_old_identity(redis_server: RedisServer, prefix: str) -> None:
+    client = redis_server.client()
+    aor = "sip:1001@sip.local"
+    now_ms = int(time.time() * 1000)
+    legacy = _write_legacy(client, prefix, aor, location_pb2.Route(
+        host="10.0.0.5", port="5060", expires=600, registered_on=now_ms, contact_uri="sip:1001@10.0.0.5:5060"),
+        ttl_ms=600_000)
+    untouched = _write_legacy(client, prefix, aor, location_pb2.Route(
+        host="10.0.0.7", port="5060", expires=600, registered_on=now_ms))  # a Routr client: same key today
+    service = LocationService(RedisStore(redis_server.settings, "0", prefix=prefix), sweep_interval=0)
+    assert await service.load() == 2
+    new_key = f"{prefix}:{{0}}:bind:{aor}|ct:sip:1001@10.0.0.5:5060"
+    assert client.exists(legacy) == 0 and client.exists(new_key) == 1 and client.exists(untouched) == 1
+    assert 590_000 < client.pttl(new_key) <= 600_000  # TTL kept: time left of the registration
+    assert sorted(k.decode() for k in client.smembers(f"{prefix}:{{0}}:bind-index")) == sorted([new_key, untouched])
+    # expires 0 for that Contact now removes it for good: nothing resurrects on the next reload
+    await service.add_route(aor, location_pb2.Route(host="10.0.0.9", expires=0, contact_uri="sip:1001@10.0.0.5:5060"))
+    await service.close()
+    fresh = LocationService(RedisStore(redis_server.settings, "0", prefix=prefix), sweep_interval=0)
+    assert await fresh.load() == 1
+    assert [r.host for r in await fresh.find_routes(aor)] == ["10.0.0.7"]
+    await fresh.close()
+    client.close()
+
+
+async def test_reload_keeps_the_newest_of_duplicate_old_keys(redis_server: RedisServer, prefix: str) -> None:
+    client = redis_server.client()
+    aor = "sip:1001@sip.local"
+    now_ms = int(time.time() * 1000)
+    contact = "sip:1001@pc.example:5060"
+    older = _write_legacy(client, prefix, aor, location_pb2.Route(
+        host="10.0.0.5", port="5060", expires=600, registered_on=now_ms - 5000, contact_uri=contact))
+    newer = _write_legacy(client, prefix, aor, location_pb2.Route(
+        host="10.0.0.6", port="5060", expires=600, registered_on=now_ms, contact_uri=contact))
+    # and a current-layout copy older than both (written before an in-place upgrade went wrong)
+    store = RedisStore(redis_server.settings, "0", prefix=prefix)
+    current_key = store.binding_key(aor, f"ct:{contact}")
+    await store.put_binding(aor, f"ct:{contact}", location_pb2.Route(
+        host="10.0.0.4", port="5060", expires=600, registered_on=now_ms - 9000, contact_uri=contact), 600_000)
+    service = LocationService(store, sweep_interval=0)
+    assert await service.load() == 1
+    assert [r.host for r in await service.find_routes(aor)] == ["10.0.0.6"]
+    assert client.exists(older) == 0 and client.exists(newer) == 0
+    assert [k.decode() for k in client.smembers(f"{prefix}:{{0}}:bind-index")] == [current_key]
+    stored = location_pb2.AddRouteRequest.FromString(client.get(current_key))
+    assert stored.route.host == "10.0.0.6"
+    await service.close()
+    client.close()

@@ -203,6 +203,91 @@ class LocationRules:
             await asyncio.sleep(0.01)
         assert service.binding_count == 0
 
+    # ---- binding identity: Contact URI, RFC 5626 instance + reg-id, source address ------------------
+
+    async def test_several_contacts_from_one_address_are_several_bindings(self, service: LocationService) -> None:
+        await service.add_route(AOR, route("10.0.0.5", contact_uri="sip:1001@10.0.0.5:5060"))
+        await service.add_route(AOR, route("10.0.0.5", contact_uri="sip:1001@10.0.0.8:5070"))
+        found = await service.find_routes(AOR)
+        assert sorted(r.contact_uri for r in found) == ["sip:1001@10.0.0.5:5060", "sip:1001@10.0.0.8:5070"]
+        assert service.binding_count == 2
+
+    async def test_same_contact_from_another_address_updates_the_binding(
+        self, service: LocationService, clock: FakeClock
+    ) -> None:
+        await service.add_route(AOR, route("10.0.0.5", contact_uri="<sip:1001@PC.Example:5060;transport=UDP;ob>"))
+        clock.advance(5)
+        await service.add_route(AOR, route("10.0.0.9", contact_uri="sip:1001@pc.example:5060;ob;transport=udp"))
+        assert hosts(await service.find_routes(AOR)) == ["10.0.0.9"]
+
+    async def test_contacts_differing_in_port_or_transport_param_are_different(
+        self, service: LocationService
+    ) -> None:
+        for contact in ("sip:1001@pc:5060", "sip:1001@pc", "sip:1001@pc:5060;transport=tcp", "sips:1001@pc:5060"):
+            await service.add_route(AOR, route("10.0.0.5", contact_uri=contact))
+        assert service.binding_count == 4  # RFC 3261 §19.1.4: an explicit default port differs
+
+    async def test_expires_zero_removes_only_the_named_contact(self, service: LocationService) -> None:
+        await service.add_route(AOR, route("10.0.0.5", contact_uri="sip:1001@10.0.0.5:5060"))
+        await service.add_route(AOR, route("10.0.0.5", contact_uri="sip:1001@10.0.0.5:5062"))
+        await service.add_route(AOR, route("10.0.0.7", contact_uri="sip:1001@10.0.0.5:5062", expires=0))
+        assert [r.contact_uri for r in await service.find_routes(AOR)] == ["sip:1001@10.0.0.5:5060"]
+
+    async def test_outbound_instance_and_reg_id_replace_across_contacts(self, service: LocationService) -> None:
+        uuid = '<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>'
+        await service.add_route(AOR, route("10.0.0.5", contact_uri="sip:1001@10.0.0.5:5060;ob",
+                                           instance_id=uuid, reg_id=1))
+        await service.add_route(AOR, route("10.0.0.6", contact_uri="sip:1001@10.0.0.6:6000;ob",
+                                           instance_id=uuid.lower(), reg_id=1))  # new flow, same UA
+        assert [r.contact_uri for r in await service.find_routes(AOR)] == ["sip:1001@10.0.0.6:6000;ob"]
+        await service.add_route(AOR, route("10.0.0.6", contact_uri="sip:1001@10.0.0.6:6000;ob",
+                                           instance_id=uuid, reg_id=2))  # RFC 5626 §6: a second flow
+        assert service.binding_count == 2
+        await service.add_route(AOR, route("10.0.0.6", contact_uri="sip:other@x", instance_id=uuid, reg_id=1,
+                                           expires=0))
+        assert [r.reg_id for r in await service.find_routes(AOR)] == [2]
+
+    async def test_instance_without_reg_id_is_identified_by_contact(self, service: LocationService) -> None:
+        uuid = "<urn:uuid:abc>"
+        await service.add_route(AOR, route("10.0.0.5", contact_uri="sip:1001@10.0.0.5", instance_id=uuid))
+        await service.add_route(AOR, route("10.0.0.5", contact_uri="sip:1001@10.0.0.6", instance_id=uuid))
+        assert service.binding_count == 2
+
+    async def test_routr_client_without_contact_keeps_address_identity(self, service: LocationService) -> None:
+        await service.add_route(AOR, route("10.0.0.5", session_count=1))
+        await service.add_route(AOR, route("10.0.0.5", session_count=4))
+        await service.add_route(AOR, route("10.0.0.5", contact_uri="sip:1001@10.0.0.5"))  # not the same binding
+        assert sorted(r.session_count for r in await service.find_routes(AOR)) == [0, 4]
+
+    async def test_max_contacts_counts_contact_bindings(self, service: LocationService) -> None:
+        await service.add_route(AOR, route("10.0.0.5", contact_uri="sip:a@10.0.0.5:1"), max_contacts=2)
+        await service.add_route(AOR, route("10.0.0.5", contact_uri="sip:a@10.0.0.5:2"), max_contacts=2)
+        with pytest.raises(LocationError, match="maximum of 2"):
+            await service.add_route(AOR, route("10.0.0.5", contact_uri="sip:a@10.0.0.5:3"), max_contacts=2)
+        await service.add_route(AOR, route("10.0.0.5", contact_uri="sip:a@10.0.0.5:2", session_count=3),
+                                max_contacts=2)  # a refresh at the limit
+        assert service.binding_count == 2
+
+    async def test_remove_routes_compares_contacts_as_uris(self, service: LocationService) -> None:
+        await service.add_route(AOR, route("10.0.0.5", contact_uri="sip:1001@PC:5060;transport=TCP"))
+        await service.add_route(AOR, route("10.0.0.5", contact_uri="sip:1001@pc:5062"))
+        assert await service.remove_routes(AOR, ["<sip:1001@pc:5060;transport=tcp;ob>"]) == 1
+        assert [r.contact_uri for r in await service.find_routes(AOR)] == ["sip:1001@pc:5062"]
+
+    async def test_contact_bindings_survive_a_reload_and_rotate(
+        self, service: LocationService, make_service: Callable[..., LocationService]
+    ) -> None:
+        for port in (5060, 5062, 5064):
+            await service.add_route(POOL, route("10.0.0.5", contact_uri=f"sip:pbx@10.0.0.5:{port}"))
+        assert service.binding_count == 3
+        fresh = await self.reloaded(make_service)
+        assert fresh.binding_count == 3
+        picks = [(await fresh.find_routes(POOL, backend=rr()))[0].contact_uri for _ in range(3)]
+        assert len(set(picks)) == 3
+        pinned = await fresh.find_routes(POOL, call_id="c", backend=rr(True))
+        again = await self.reloaded(make_service)
+        assert await again.find_routes(POOL, call_id="c", backend=rr(True)) == pinned
+
     # ---- item 1: max_contacts ------------------------------------------------------------------
 
     async def test_max_contacts_exceeded_is_invalid_argument_naming_the_limit(self, service: LocationService) -> None:

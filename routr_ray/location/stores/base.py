@@ -38,6 +38,8 @@ class StoredBinding:
     route_id: str
     route: Route
     shard_id: str  # the shard whose keys hold it (differs from ours only in a rebalance load)
+    source_key: str = ""  # the store's key holding this copy ("" for a store without keys)
+    needs_rewrite: bool = False  # its key does not follow the current binding identity (an older layout)
 
 
 @dataclass(slots=True)
@@ -84,7 +86,11 @@ class LocationStore(abc.ABC):
 
     @abc.abstractmethod
     async def adopt_binding(self, binding: StoredBinding, ttl_ms: int) -> None:
-        """Rebalance: store `binding` under this shard and delete the copy under its old shard."""
+        """Store `binding` under this shard and its current identity, and delete the copy it was loaded from
+        (rebalance: another shard's key; migration: a key of an older identity rule)."""
+
+    async def discard_copy(self, binding: StoredBinding) -> None:  # noqa: B027 - optional hook
+        """Delete the stored copy `binding` was loaded from (a newer copy of the same binding won)."""
 
     async def get_shard_count(self) -> int | None:
         """The shard count this shard last loaded with (None: never recorded, or not durable)."""

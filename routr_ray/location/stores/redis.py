@@ -2,7 +2,7 @@
 
 Key layout (P = key prefix, default ``routr:location``; S = shard id; see docs/location.md):
 
-    P:{S}:bind:<aor>|<route id>   STRING  AddRouteRequest{aor, route} protobuf bytes, PX = time left
+    P:{S}:bind:<aor>|<binding id> STRING  AddRouteRequest{aor, route} protobuf bytes, PX = time left
     P:{S}:bind-index              SET     the binding keys of shard S (pruned on reload)
     P:{S}:aff:<aor>|<c|r>|<value> STRING  JSON affinity entry, PX = affinity TTL
     P:{S}:aff-index               SET     the affinity keys of shard S (pruned on reload)
@@ -11,6 +11,8 @@ Key layout (P = key prefix, default ``routr:location``; S = shard id; see docs/l
 
 Redis 7.0 has no per-field hash TTL, so every binding is its own key and Redis itself drops it when
 the registration runs out. `{S}` is a Redis Cluster hash tag: one shard's keys share a slot.
+The binding id is `routes.route_id()`: `ob:<instance>|<reg-id>`, `ct:<contact>` or `<host>|<port>|<transport>`;
+a key written under an older identity rule is rewritten under its current id (and deleted) when the shard loads.
 Binding and affinity keys sit under different type segments, so AOR data, per-call data and
 affinity data can never collide (Routr's `<aor>:` prefix matched its per-call keys, routr.md §12).
 """
@@ -293,18 +295,24 @@ class RedisStore(LocationStore):
 
     async def adopt_binding(self, binding: StoredBinding, ttl_ms: int) -> None:
         key = self.binding_key(binding.aor, binding.route_id)
-        old_key = self.binding_key(binding.aor, binding.route_id, binding.shard_id)
+        old_key = binding.source_key or self.binding_key(binding.aor, binding.route_id, binding.shard_id)
         value = location_pb2.AddRouteRequest(aor=binding.aor, route=binding.route).SerializeToString()
         async with self._guard("adopt_binding"):
-            pipe = self._redis.pipeline(transaction=False)  # keys of two shards: no MULTI (cluster slots)
-            pipe.set(key, value, px=max(1, ttl_ms))
-            pipe.sadd(self.binding_index(), key)
-            await pipe.execute()
-            if binding.shard_id != self.shard_id:
-                pipe = self._redis.pipeline(transaction=False)
-                pipe.delete(old_key)
-                pipe.srem(self.binding_index(binding.shard_id), old_key)
-                await pipe.execute()
+            await self._put_binding(keys=[key, self.binding_index()], args=[value, max(1, ttl_ms)])
+            if old_key != key:  # written first, deleted second: a crash in between leaves a copy, never none
+                await self._delete_key(old_key, self.binding_index(binding.shard_id))
+
+    async def discard_copy(self, binding: StoredBinding) -> None:
+        if not binding.source_key:
+            return
+        async with self._guard("discard_copy"):
+            await self._delete_key(binding.source_key, self.binding_index(binding.shard_id))
+
+    async def _delete_key(self, key: str, index: str) -> None:
+        pipe = self._redis.pipeline(transaction=False)  # maybe another shard's slot: no MULTI (cluster)
+        pipe.delete(key)
+        pipe.srem(index, key)
+        await pipe.execute()
 
     # ---- reload -------------------------------------------------------------------------------
 
@@ -316,7 +324,7 @@ class RedisStore(LocationStore):
                 await self._load_bindings(shard_id, snapshot)
             raw_counters: dict[bytes, bytes] = await self._redis.hgetall(self.counters_key())
             snapshot.counters = {k.decode(): int(v) for k, v in raw_counters.items()}
-            for value in await self._load_values(self.affinity_index(), prune=True):
+            for _, value in await self._load_values(self.affinity_index(), prune=True):
                 snapshot.affinities.append(_decode_affinity(value))
         return snapshot
 
@@ -329,23 +337,31 @@ class RedisStore(LocationStore):
         return sorted(found)
 
     async def _load_bindings(self, shard_id: str, snapshot: SliceSnapshot) -> None:
+        """Every binding of `shard_id`. A binding whose key does not follow the current identity (a key written
+        when bindings were identified by host|port|transport only) is flagged `needs_rewrite`: the service
+        rewrites it under its current key and deletes the old one."""
         own = shard_id == self.shard_id
-        for value in await self._load_values(self.binding_index(shard_id), prune=own):
+        for raw_key, value in await self._load_values(self.binding_index(shard_id), prune=own):
             stored = location_pb2.AddRouteRequest.FromString(value)
-            snapshot.bindings.append(StoredBinding(stored.aor, route_id(stored.route), stored.route, shard_id))
+            rid = route_id(stored.route)
+            key = raw_key.decode("utf-8", "surrogateescape")
+            snapshot.bindings.append(StoredBinding(
+                stored.aor, rid, stored.route, shard_id,
+                source_key=key, needs_rewrite=key != self.binding_key(stored.aor, rid, shard_id),
+            ))
 
-    async def _load_values(self, index_key: str, *, prune: bool) -> list[bytes]:
-        """Values of every key listed in the index set; members whose key expired are removed."""
+    async def _load_values(self, index_key: str, *, prune: bool) -> list[tuple[bytes, bytes]]:
+        """(key, value) of every key listed in the index set; members whose key expired are removed."""
         members: list[bytes] = sorted(await self._redis.smembers(index_key))
-        values: list[bytes] = []
+        pairs: list[tuple[bytes, bytes]] = []
         for start in range(0, len(members), LOAD_CHUNK):
             chunk = members[start : start + LOAD_CHUNK]
             found: list[Any] = await self._redis.mget(chunk)
             gone = [key for key, value in zip(chunk, found, strict=True) if value is None]
-            values.extend(value for value in found if value is not None)
+            pairs.extend((key, value) for key, value in zip(chunk, found, strict=True) if value is not None)
             if gone and prune:
                 await self._redis.srem(index_key, *gone)
-        return values
+        return pairs
 
     def shard_count_key(self) -> str:
         return f"{self._shard_prefix()}:shard-count"
