@@ -2,27 +2,37 @@
 
     spec:
       bindAddr: 0.0.0.0:51901          # Serve's gRPC proxy port for outside callers
+      token: <secret>                  # optional; outside callers of bindAddr must send it (DESIGN §6b)
+      deadlineSeconds: 5               # optional; default time a processor or middleware has to answer
+      retryAfterSeconds: 5             # optional; Retry-After of the 503 sent when a processor fails
       autoscaling: {...}               # optional, for the dispatcher deployment itself
       processors:                      # ordered; the first whose methods and matchFunc match wins
-        - {ref, addr, methods, matchFunc, autoscaling}
+        - {ref, addr, methods, matchFunc, deadlineSeconds, autoscaling}
       middlewares:                     # ordered
-        - {ref, addr, postProcessor}
+        - {ref, addr, postProcessor, optional, deadlineSeconds}
 
 `addr` is `serve://<deployment>` (in this Ray cluster) or `host:port` (any Routr-compatible gRPC
 processor). `matchFunc` is kept as text: it is never executed here; the dispatcher compiles it with its
 restricted evaluator. A middleware without `postProcessor` runs before the processor (Routr skips such a
-middleware altogether, routr.md §6; we do not copy that).
+middleware altogether, routr.md §6; we do not copy that). A middleware with `optional: true` is skipped
+(pass-through) when it fails; any other failing middleware gets the request answered 500.
+
+`token` may also come from the environment (`ROUTR_RAY_DISPATCHER_TOKEN`, which wins): see
+`routr_ray.actors.serve_app.dispatcher_token`. :func:`to_document` / :func:`from_document` turn a config into
+the plain JSON-able document and back (Serve's `user_config`, so a changed config reaches running replicas).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from routr_ray.config.edgeport import DEFAULT_METHODS
 from routr_ray.config.problems import Place
 
 DEFAULT_MATCH_FUNC = "req => true"
+DEFAULT_DEADLINE_SECONDS = 5.0
+DEFAULT_RETRY_AFTER_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class ProcessorConfig:
     methods: tuple[str, ...] = DEFAULT_METHODS
     match_func: str = DEFAULT_MATCH_FUNC
     autoscaling: AutoscalingConfig | None = None
+    deadline_seconds: float | None = None  # None: the dispatcher's deadline_seconds
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,8 @@ class MiddlewareConfig:
     ref: str
     addr: str
     post_processor: bool = False
+    optional: bool = False  # on failure: pass the message through unchanged instead of answering 500
+    deadline_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,9 @@ class DispatcherConfig:
     processors: tuple[ProcessorConfig, ...] = ()
     middlewares: tuple[MiddlewareConfig, ...] = ()
     autoscaling: AutoscalingConfig | None = None
+    token: str | None = field(default=None, repr=False)
+    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
+    retry_after_seconds: int = DEFAULT_RETRY_AFTER_SECONDS
 
 
 def build_dispatcher(document: dict[str, Any], place: Place) -> DispatcherConfig:
@@ -92,7 +108,14 @@ def build_dispatcher(document: dict[str, Any], place: Place) -> DispatcherConfig
         processors=processors,
         middlewares=middlewares,
         autoscaling=_autoscaling(spec.get("autoscaling"), at.child("autoscaling")),
+        token=spec.get("token"),
+        deadline_seconds=float(spec.get("deadlineSeconds", DEFAULT_DEADLINE_SECONDS)),
+        retry_after_seconds=int(spec.get("retryAfterSeconds", DEFAULT_RETRY_AFTER_SECONDS)),
     )
+
+
+def _seconds(raw: Any) -> float | None:
+    return None if raw is None else float(raw)
 
 
 def _processor(entry: dict[str, Any], at: Place) -> ProcessorConfig:
@@ -102,12 +125,17 @@ def _processor(entry: dict[str, Any], at: Place) -> ProcessorConfig:
         methods=tuple(dict.fromkeys(entry["methods"])),
         match_func=entry.get("matchFunc", DEFAULT_MATCH_FUNC),
         autoscaling=_autoscaling(entry.get("autoscaling"), at.child("autoscaling")),
+        deadline_seconds=_seconds(entry.get("deadlineSeconds")),
     )
 
 
 def _middleware(entry: dict[str, Any], at: Place) -> MiddlewareConfig:
     return MiddlewareConfig(
-        ref=entry["ref"], addr=entry["addr"], post_processor=entry.get("postProcessor", False)
+        ref=entry["ref"],
+        addr=entry["addr"],
+        post_processor=entry.get("postProcessor", False),
+        optional=entry.get("optional", False),
+        deadline_seconds=_seconds(entry.get("deadlineSeconds")),
     )
 
 
@@ -126,3 +154,67 @@ def _autoscaling(raw: dict[str, Any] | None, at: Place) -> AutoscalingConfig | N
         upscale_delay_seconds=float(raw.get("upscaleDelaySeconds", default.upscale_delay_seconds)),
         downscale_delay_seconds=float(raw.get("downscaleDelaySeconds", default.downscale_delay_seconds)),
     )
+
+
+# --- the plain document (Serve user_config) ----------------------------------------------------------------
+
+def _autoscaling_document(autoscaling: AutoscalingConfig) -> dict[str, Any]:
+    return {
+        "minReplicas": autoscaling.min_replicas,
+        "maxReplicas": autoscaling.max_replicas,
+        "targetOngoingRequests": autoscaling.target_ongoing_requests,
+        "upscaleDelaySeconds": autoscaling.upscale_delay_seconds,
+        "downscaleDelaySeconds": autoscaling.downscale_delay_seconds,
+    }
+
+
+def to_document(config: DispatcherConfig, *, include_token: bool = False) -> dict[str, Any]:
+    """The Routr-format `MessageDispatcher` document of ``config``: JSON-able, and
+    ``from_document(to_document(c, include_token=True)) == c``. The token is left out unless asked for
+    (Serve shows a deployment's user_config in its status and dashboard)."""
+    processors: list[dict[str, Any]] = []
+    for p in config.processors:
+        entry: dict[str, Any] = {"ref": p.ref, "addr": p.addr, "methods": list(p.methods), "matchFunc": p.match_func}
+        if p.deadline_seconds is not None:
+            entry["deadlineSeconds"] = p.deadline_seconds
+        if p.autoscaling is not None:
+            entry["autoscaling"] = _autoscaling_document(p.autoscaling)
+        processors.append(entry)
+    middlewares: list[dict[str, Any]] = []
+    for m in config.middlewares:
+        item: dict[str, Any] = {"ref": m.ref, "addr": m.addr, "postProcessor": m.post_processor,
+                                "optional": m.optional}
+        if m.deadline_seconds is not None:
+            item["deadlineSeconds"] = m.deadline_seconds
+        middlewares.append(item)
+    spec: dict[str, Any] = {
+        "bindAddr": config.bind_addr,
+        "deadlineSeconds": config.deadline_seconds,
+        "retryAfterSeconds": config.retry_after_seconds,
+        "processors": processors,
+        "middlewares": middlewares,
+    }
+    if config.autoscaling is not None:
+        spec["autoscaling"] = _autoscaling_document(config.autoscaling)
+    if include_token and config.token:
+        spec["token"] = config.token
+    return {"apiVersion": "v2beta1", "kind": "MessageDispatcher", "ref": config.ref, "spec": spec}
+
+
+def from_document(document: Any, source: str = "<dispatcher document>") -> DispatcherConfig:
+    """Check a `MessageDispatcher` document (schema and semantic rules) and build its config.
+
+    Raises :class:`~routr_ray.config.errors.ConfigInvalid` with every error, as the file loaders do."""
+    from routr_ray.config.errors import ConfigInvalid
+    from routr_ray.config.problems import Problems
+    from routr_ray.config.schema import check_against_schema
+
+    problems = Problems()
+    place = Place(problems, source)
+    config: DispatcherConfig | None = None
+    if check_against_schema("MessageDispatcher", document, place):
+        config = build_dispatcher(document, place)
+    problems.log_warnings()
+    if problems.errors or config is None:
+        raise ConfigInvalid(problems.errors)
+    return config

@@ -4,9 +4,9 @@ middleware chain and the mapping of failures to SIP answers. See docs/matchfunc.
 from routr_ray.dispatch.core import DispatchCore, ProcessorCall
 from routr_ray.dispatch.errors import (
     DEFAULT_RETRY_AFTER_SECONDS,
-    build_response,
     is_answerable,
     method_not_allowed,
+    respond,
     server_internal_error,
     service_unavailable,
 )
@@ -24,6 +24,6 @@ from routr_ray.dispatch.middleware import Middleware, MiddlewareChain, Middlewar
 __all__ = [
     "DEFAULT_RETRY_AFTER_SECONDS", "PROCESSOR_METADATA_KEY", "DispatchConfigError", "DispatchCore", "MatchFunc",
     "MatchFuncError", "MatchFuncRuntimeError", "Middleware", "MiddlewareChain", "MiddlewareFailed", "PreResult",
-    "ProcessorCall", "ProcessorSpec", "Route", "Router", "build_response", "compile_match_func", "is_answerable",
-    "method_not_allowed", "server_internal_error", "service_unavailable", "stamp_processor",
+    "ProcessorCall", "ProcessorSpec", "Route", "Router", "compile_match_func", "is_answerable",
+    "method_not_allowed", "respond", "server_internal_error", "service_unavailable", "stamp_processor",
 ]

@@ -9,7 +9,7 @@ Flow (routr.md §6, with Routr's bugs fixed):
    through; 183 and other provisional/2xx responses go through here, so a relay middleware sees their SDP).
 2. Pre-processor middlewares; a SIP answer from one of them is returned at once (short-circuit).
 3. Processor selection (:class:`~routr_ray.dispatch.matching.Router`); none -> 405 with Allow.
-4. The processor, within ``deadline`` seconds; unreachable, raising or late -> 503 with Retry-After.
+4. The processor, within its entry's ``deadline_seconds`` (else ``deadline``) seconds; unreachable, raising or late -> 503 with Retry-After.
    Its result is stamped with ``metadata[PROCESSOR_METADATA_KEY] = ref`` so that responses to a request
    it forwarded come back to it.
 5. Post-processor middlewares.
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from routr_ray.dispatch import errors
 from routr_ray.dispatch.matching import Route, Router, is_response, method_name, stamp_processor
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 MessageRequest = processor_pb2.MessageRequest
 MessageResponse = processor_pb2.MessageResponse
 ProcessorCall = Callable[[Route, MessageRequest], Awaitable[MessageResponse]]
+BatchCall = Callable[[Route, list[MessageRequest]], Awaitable[Sequence[MessageResponse]]]
 
 
 def middlewares_apply(req: MessageRequest) -> bool:
@@ -46,14 +47,21 @@ def middlewares_apply(req: MessageRequest) -> bool:
     return status is not None and 101 <= status < 300
 
 
+def route_deadline(route: Route, default: float | None) -> float | None:
+    """The entry's own ``deadline_seconds`` when its config has one, else ``default``."""
+    own = getattr(route.spec, "deadline_seconds", None)
+    return float(own) if own else default
+
+
 class DispatchCore:
     def __init__(self, router: Router, chain: MiddlewareChain, call_processor: ProcessorCall, *,
                  deadline: float | None = None,
                  retry_after: int = errors.DEFAULT_RETRY_AFTER_SECONDS,
-                 log_interval: float = 10.0) -> None:
+                 log_interval: float = 10.0, call_batch: BatchCall | None = None) -> None:
         self.router = router
         self.chain = chain
         self.call_processor = call_processor
+        self.call_batch = call_batch
         self.deadline = deadline
         self.retry_after = retry_after
         self._log = RateLimitedLog(log, interval=log_interval)
@@ -76,18 +84,15 @@ class DispatchCore:
                               "response" if is_response(req) else "request", req.ref)
             return errors.method_not_allowed(req, self.router.routed_methods)
 
+        deadline = route_deadline(route, self.deadline)
         try:
-            if self.deadline is None:
+            if deadline is None:
                 result = await self.call_processor(route, req)
             else:
-                async with asyncio.timeout(self.deadline):
+                async with asyncio.timeout(deadline):
                     result = await self.call_processor(route, req)
-            if result is None:
-                raise ValueError("processor returned nothing")
-            if not result.HasField("message"):
-                if is_drop(result):  # the processor absorbed it (e.g. an ACK): nothing to send
-                    return None
-                raise ValueError("processor returned no message")
+            if not self._usable(result):
+                return None
         except Exception as exc:  # unreachable, failing, past its deadline: all the same to the client
             self._log.error(route.ref, "processor %r unavailable: %r", route.ref, exc)
             return errors.service_unavailable(req, self.retry_after)
@@ -99,3 +104,63 @@ class DispatchCore:
             except MiddlewareFailed:
                 return errors.server_internal_error(req)
         return result
+
+    @staticmethod
+    def _usable(result: MessageResponse | None) -> bool:
+        """True for a result to send on, False for a drop; raises for a result that is no answer."""
+        if result is None:
+            raise ValueError("processor returned nothing")
+        if not result.HasField("message"):
+            if is_drop(result):  # the processor absorbed it (e.g. an ACK): nothing to send
+                return False
+            raise ValueError("processor returned no message")
+        return True
+
+    async def handle_batch(self, requests: Sequence[MessageRequest]) -> list[MessageResponse | None]:
+        """:meth:`handle` for each request, in order. Without middlewares and with ``call_batch``, the requests
+        that go to the same processor travel to it as one call (an EdgePort batch stays one batch)."""
+        if self.call_batch is None or self.chain:
+            return list(await asyncio.gather(*(self.handle(r) for r in requests)))
+        results: list[MessageResponse | None] = [None] * len(requests)
+        groups: dict[str, tuple[Route, list[int]]] = {}
+        for index, req in enumerate(requests):
+            route = self.router.select_route(req)
+            if route is None:
+                self._log.warning("no-match", "no processor matches %s %s (call %r)", method_name(req),
+                                  "response" if is_response(req) else "request", req.ref)
+                results[index] = errors.method_not_allowed(req, self.router.routed_methods)
+            else:
+                groups.setdefault(route.ref, (route, []))[1].append(index)
+        if groups:
+            await asyncio.gather(*(self._send_group(route, indexes, requests, results)
+                                   for route, indexes in groups.values()))
+        return results
+
+    async def _send_group(self, route: Route, indexes: list[int], requests: Sequence[MessageRequest],
+                          results: list[MessageResponse | None]) -> None:
+        assert self.call_batch is not None
+        batch = [requests[i] for i in indexes]
+        deadline = route_deadline(route, self.deadline)
+        try:
+            if deadline is None:
+                answers = await self.call_batch(route, batch)
+            else:
+                async with asyncio.timeout(deadline):
+                    answers = await self.call_batch(route, batch)
+            if len(answers) != len(batch):
+                raise ValueError(f"sent {len(batch)} messages, got {len(answers)} results")
+        except Exception as exc:  # the whole call failed: every message of it gets 503
+            self._log.error(route.ref, "processor %r unavailable: %r", route.ref, exc)
+            for i in indexes:
+                results[i] = errors.service_unavailable(requests[i], self.retry_after)
+            return
+        for i, result in zip(indexes, answers, strict=True):
+            try:
+                if not self._usable(result):
+                    continue
+            except ValueError as exc:
+                self._log.error(route.ref, "processor %r unavailable: %r", route.ref, exc)
+                results[i] = errors.service_unavailable(requests[i], self.retry_after)
+                continue
+            stamp_processor(result.metadata, route.ref)
+            results[i] = result

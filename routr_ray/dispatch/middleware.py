@@ -13,7 +13,7 @@ Post-processor middlewares (``post_processor=True``) run in config order after t
 the request merged with the processor's result (Routr's ``{...request, ...result}``: the result's message,
 sender when set, and metadata); the message each returns replaces the result's message.
 
-Errors are never skipped silently. A middleware that raises, or returns no message, is logged
+Errors are never skipped silently. A middleware that raises, misses its deadline, or returns no message, is logged
 (rate-limited, per middleware) and then:
 
 * ``optional=True``: passed through, the chain goes on with the message unchanged;
@@ -23,6 +23,7 @@ Errors are never skipped silently. A middleware that raises, or returns no messa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -62,11 +63,15 @@ class Middleware:
     call: ProcessFn
     post_processor: bool = False
     optional: bool = False
+    deadline: float | None = None  # seconds; past it the middleware has failed
 
     @classmethod
-    def from_config(cls, config: MiddlewareLike, call: ProcessFn) -> Middleware:
-        """From ``routr_ray.config.dispatcher.MiddlewareConfig`` (``optional`` read when the config has it)."""
-        return cls(config.ref, call, bool(config.post_processor), bool(getattr(config, "optional", False)))
+    def from_config(cls, config: MiddlewareLike, call: ProcessFn, *, deadline: float | None = None) -> Middleware:
+        """From ``routr_ray.config.dispatcher.MiddlewareConfig`` (``optional`` and ``deadline_seconds`` read when
+        the config has them; ``deadline`` is the default for an entry without its own)."""
+        own = getattr(config, "deadline_seconds", None)
+        return cls(config.ref, call, bool(config.post_processor), bool(getattr(config, "optional", False)),
+                   float(own) if own else deadline)
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,11 @@ class MiddlewareChain:
     async def _call(self, mw: Middleware, req: MessageRequest) -> MessageResponse | None:
         """The middleware's answer, or None when an optional middleware failed (pass-through)."""
         try:
-            out = await mw.call(req)
+            if mw.deadline is None:
+                out = await mw.call(req)
+            else:
+                async with asyncio.timeout(mw.deadline):
+                    out = await mw.call(req)
             if out is None or not out.HasField("message"):
                 raise ValueError("returned no message")
             return out

@@ -1,20 +1,25 @@
-"""The `routr` Serve app on a local Ray: Serve's gRPC proxy → dispatcher → processors (issue 4)."""
+"""The `routr` Serve app on a local Ray: Serve's gRPC proxy → dispatcher → processors (issue 4); config reload
+without restart, health-checked processors by address, the shared token."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
 from ray import serve
 
-from routr_ray.actors.serve_app import APP_NAME, build_app
+from routr_ray.actors.serve_app import APP_NAME, TOKEN_ENV, deploy_app
 from routr_ray.config.dispatcher import DispatcherConfig, ProcessorConfig
 from routr_ray.processors.echo import EchoProcessor
-from routr_ray.processors.server import start_processor_server
+from routr_ray.processors.server import SERVICE_NAME, start_processor_server
 from routr_ray.proto.convert import make_message_request, read_message_response
 from routr_ray.proto.gen import processor_pb2_grpc
 from routr_ray.sip import parse
@@ -40,53 +45,80 @@ def request(method: str, ruri: str = "sip:sip.local") -> bytes:
     ).encode()
 
 
+class ProcessorServer:
+    """A standalone grpc.aio echo processor in a background thread's loop (any language would do)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        holder: dict[str, Any] = {}
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+
+            async def main() -> None:
+                holder["server"] = await start_processor_server(EchoProcessor(), f"127.0.0.1:{self.port}")
+                started.set()
+                await asyncio.Event().wait()
+
+            try:
+                self.loop.run_until_complete(main())
+            except RuntimeError:
+                pass
+
+        threading.Thread(target=run, daemon=True).start()
+        assert started.wait(20)
+        self.server = holder["server"]
+
+    def set_health(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+
+        async def update() -> None:
+            for service in ("", SERVICE_NAME):
+                await self.server.health_servicer.set(service, status)
+
+        asyncio.run_coroutine_threadsafe(update(), self.loop).result(10)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
 @pytest.fixture(scope="module")
 def external_processor_port() -> Iterator[int]:
-    """A standalone grpc.aio echo processor in a background thread's loop (any language would do)."""
-    import threading
-
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    holder: dict[str, object] = {}
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def main() -> None:
-            holder["server"] = await start_processor_server(EchoProcessor(), f"127.0.0.1:{port}")
-            started.set()
-            await asyncio.Event().wait()
-
-        try:
-            loop.run_until_complete(main())
-        except RuntimeError:
-            pass
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(20)
-    yield port
-    loop.call_soon_threadsafe(loop.stop)
+    server = ProcessorServer()
+    yield server.port
+    server.stop()
 
 
 @pytest.fixture(scope="module")
-def grpc_stub(serve_grpc_port: int, external_processor_port: int) -> Iterator[processor_pb2_grpc.ProcessorStub]:
-    config = DispatcherConfig(processors=(
+def base_config(serve_grpc_port: int, external_processor_port: int) -> DispatcherConfig:
+    return DispatcherConfig(deadline_seconds=2.0, processors=(
         ProcessorConfig(ref="echo", addr="serve://echo", methods=("OPTIONS", "REGISTER")),
         ProcessorConfig(ref="dead", addr=f"127.0.0.1:{closed_port()}", methods=("INFO",)),
         ProcessorConfig(ref="external", addr=f"127.0.0.1:{external_processor_port}", methods=("MESSAGE",)),
     ))
-    serve.run(build_app(config, deadline=2.0), name=APP_NAME, route_prefix="/routr")
+
+
+@pytest.fixture(scope="module")
+def grpc_stub(serve_grpc_port: int, base_config: DispatcherConfig) -> Iterator[processor_pb2_grpc.ProcessorStub]:
+    os.environ.pop(TOKEN_ENV, None)
+    deploy_app(base_config)
     channel = grpc.insecure_channel(f"127.0.0.1:{serve_grpc_port}")
     yield processor_pb2_grpc.ProcessorStub(channel)
     channel.close()
     serve.delete(APP_NAME)
 
 
-def call(stub: processor_pb2_grpc.ProcessorStub, data: bytes):  # noqa: ANN201
+def call(stub: processor_pb2_grpc.ProcessorStub, data: bytes, metadata: Any = None):  # noqa: ANN201
     req = make_message_request(parse(data), edge_port_ref="ep1", sender=("127.0.0.1", 5070, "UDP"))
-    return read_message_response(stub.ProcessMessage(req, timeout=30))
+    return read_message_response(stub.ProcessMessage(req, timeout=30, metadata=metadata))
+
+
+def describe() -> dict[str, Any]:
+    return serve.get_app_handle(APP_NAME).describe.remote().result(timeout_s=30)
 
 
 def test_echo_processor_answers_200_through_the_serve_grpc_proxy(grpc_stub) -> None:  # noqa: ANN001
@@ -114,3 +146,69 @@ def test_unreachable_processor_gets_503_within_the_deadline(grpc_stub) -> None: 
 def test_external_grpc_processor_is_reached_by_address(grpc_stub) -> None:  # noqa: ANN001
     response = call(grpc_stub, request("MESSAGE", "sip:1002@sip.local"))
     assert response.status == 200
+
+
+def test_changed_config_reroutes_without_restarting_the_dispatcher(grpc_stub, base_config) -> None:  # noqa: ANN001
+    before = describe()
+    changed = dataclasses.replace(base_config, processors=(
+        # INFO now goes to echo, but only for user 1001; OPTIONS is no longer routed
+        ProcessorConfig(ref="echo", addr="serve://echo", methods=("INFO", "REGISTER"),
+                        match_func="req => req.message.requestUri.user === '1001'"),
+        *base_config.processors[1:],
+    ))
+    try:
+        deploy_app(changed)
+        assert call(grpc_stub, request("INFO", "sip:1001@sip.local")).status == 200
+        assert call(grpc_stub, request("OPTIONS")).status == 405
+        assert call(grpc_stub, request("INFO", "sip:1002@sip.local")).status == 503  # on to 'dead'
+        after = describe()
+        assert after["pid"] == before["pid"]  # reconfigured in place, not a new replica
+        assert after["config"]["spec"]["processors"][0]["methods"] == ["INFO", "REGISTER"]
+    finally:
+        deploy_app(base_config)
+    assert call(grpc_stub, request("OPTIONS")).status == 200
+    assert describe()["pid"] == before["pid"]
+
+
+def test_processor_failing_its_health_check_gets_503_at_once(grpc_stub, base_config) -> None:  # noqa: ANN001
+    sick = ProcessorServer()
+    try:
+        sick.set_health(False)  # its ProcessMessage still answers 200: only the health check can say 503
+        deploy_app(dataclasses.replace(base_config, processors=(
+            *base_config.processors,
+            ProcessorConfig(ref="sick", addr=f"127.0.0.1:{sick.port}", methods=("SUBSCRIBE",),
+                            deadline_seconds=30.0),
+        )))
+        deadline = time.monotonic() + 10
+        while describe()["remote_health"].get(f"127.0.0.1:{sick.port}") is not False:
+            assert time.monotonic() < deadline, "the health check never reported NOT_SERVING"
+            time.sleep(0.2)
+        started = time.monotonic()
+        response = call(grpc_stub, request("SUBSCRIBE", "sip:1002@sip.local"))
+        assert response.status == 503 and response.headers.get("Retry-After")
+        assert time.monotonic() - started < 10  # not the 30 s deadline
+        sick.set_health(True)
+        deadline = time.monotonic() + 10
+        while call(grpc_stub, request("SUBSCRIBE", "sip:1002@sip.local")).status != 200:
+            assert time.monotonic() < deadline, "the processor did not come back after SERVING"
+            time.sleep(0.3)
+    finally:
+        deploy_app(base_config)
+        sick.stop()
+
+
+def test_shared_token_is_required_from_outside_callers(grpc_stub, base_config) -> None:  # noqa: ANN001
+    os.environ[TOKEN_ENV] = "s3cret"
+    try:
+        deploy_app(base_config)
+        with pytest.raises(grpc.RpcError) as refused:
+            call(grpc_stub, request("OPTIONS"))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError):
+            call(grpc_stub, request("OPTIONS"), metadata=(("authorization", "Bearer wrong"),))
+        assert call(grpc_stub, request("OPTIONS"), metadata=(("authorization", "Bearer s3cret"),)).status == 200
+        assert call(grpc_stub, request("OPTIONS"), metadata=(("x-routr-token", "s3cret"),)).status == 200
+    finally:
+        del os.environ[TOKEN_ENV]
+        deploy_app(base_config)
+    assert call(grpc_stub, request("OPTIONS")).status == 200

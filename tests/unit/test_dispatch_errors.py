@@ -5,9 +5,9 @@ from __future__ import annotations
 from test_dispatch_support import message_request, sip_request, sip_response
 
 from routr_ray.dispatch.errors import (
-    build_response,
     is_answerable,
     method_not_allowed,
+    respond,
     server_internal_error,
     service_unavailable,
     to_tag_for,
@@ -79,8 +79,8 @@ def test_ack_and_responses_are_never_answered() -> None:
     assert is_answerable(message_request(sip_request("CANCEL")))
 
 
-def test_build_response_any_status_with_extra_headers() -> None:
-    resp = build_response(message_request(sip_request("INVITE")), 422, "Session Interval Too Small",
+def test_respond_any_status_with_extra_headers() -> None:
+    resp = respond(message_request(sip_request("INVITE")), 422, "Session Interval Too Small",
                           [("Min-SE", "90")])
     assert resp.message.response_type == sipmessage_pb2.CLIENT_ERROR  # class marker, exact code alongside
     sip = as_sip(resp)

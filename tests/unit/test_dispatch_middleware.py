@@ -9,7 +9,7 @@ import pytest
 from test_dispatch_support import message_request, sip_request, sip_response
 
 from routr_ray.dispatch.core import DispatchCore
-from routr_ray.dispatch.errors import build_response
+from routr_ray.dispatch.errors import respond
 from routr_ray.dispatch.matching import PROCESSOR_METADATA_KEY, ProcessorSpec, Route, Router
 from routr_ray.dispatch.middleware import Middleware, MiddlewareChain, MiddlewareFailed
 from routr_ray.proto.gen import processor_pb2
@@ -41,7 +41,7 @@ async def failing(req: MessageRequest) -> MessageResponse:
 
 
 async def answering(req: MessageRequest) -> MessageResponse:
-    return build_response(req, 403, "Forbidden")
+    return respond(req, 403, "Forbidden")
 
 
 class FakeProcessor:
