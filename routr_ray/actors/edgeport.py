@@ -20,7 +20,7 @@ from routr_ray.actors.metrics import RayMetricsBridge
 from routr_ray.actors.serve_app import APP_NAME
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig
 from routr_ray.edge.dispatcher_client import DispatcherClient, client_for_addr
-from routr_ray.edge.edgeport import EdgePort
+from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
 from routr_ray.proto.gen import processor_pb2
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ class EdgePortActor:
     async def __init__(self, config: EdgePortConfig) -> None:
         logging.basicConfig(level=logging.INFO)
         self.config = config
-        self.edge = EdgePort(config, dispatcher_for(config.processor_addr))
+        # tune_gc: gc.freeze + a larger gen-0 threshold, process-wide: right for a process that only runs the edge.
+        self.edge = EdgePort(config, dispatcher_for(config.processor_addr), options=EdgePortOptions(tune_gc=True))
         await self.edge.start()
         # The same series as the EdgePort's own /metrics, exported through Ray's metrics pipeline.
         self.metrics_bridge = RayMetricsBridge(self.edge.metrics.registry, default_tags={"edgeport": config.ref})

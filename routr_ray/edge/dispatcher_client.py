@@ -85,7 +85,7 @@ class BatchingDispatcher:
     ) -> None:
         self.client = client
         self.deadline = deadline
-        self._batcher: AdaptiveBatcher[MessageRequest, MessageResponse] = AdaptiveBatcher(
+        self._batcher = AdaptiveBatcher(
             client.process,
             max_batch=max_batch,
             max_wait=max_wait,
@@ -110,6 +110,31 @@ class BatchingDispatcher:
             raise DispatcherUnavailable(f"dispatcher missed its {self.deadline}s deadline") from exc
         except Exception as exc:
             raise DispatcherUnavailable(f"dispatcher failed: {exc!r}") from exc
+        reason = failure_of(resp)
+        if reason is not None:
+            raise DispatcherUnavailable(reason)
+        return resp
+
+    def submit_nowait(self, request: MessageRequest) -> asyncio.Future[MessageResponse]:
+        """One message through the dispatcher, as a future for :meth:`result_of`; DispatcherUnavailable at once
+        when the queue is full."""
+        try:
+            return self._batcher.submit_nowait(request)
+        except BatchQueueFull as exc:
+            raise DispatcherUnavailable(f"dispatcher queue full: {exc}") from exc
+
+    def result_of(self, future: asyncio.Future[MessageResponse]) -> MessageResponse:
+        """The answer in a done future of :meth:`submit_nowait`; DispatcherUnavailable on any failure."""
+        if future.cancelled():
+            raise DispatcherUnavailable("dispatcher call cancelled")
+        exc = future.exception()
+        if exc is not None:
+            if isinstance(exc, TimeoutError):
+                raise DispatcherUnavailable(f"dispatcher missed its {self.deadline}s deadline") from exc
+            if isinstance(exc, asyncio.CancelledError):
+                raise DispatcherUnavailable("dispatcher call cancelled") from exc
+            raise DispatcherUnavailable(f"dispatcher failed: {exc!r}") from exc
+        resp = future.result()
         reason = failure_of(resp)
         if reason is not None:
             raise DispatcherUnavailable(reason)

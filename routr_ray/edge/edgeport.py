@@ -19,10 +19,16 @@ requests only) -> method filter -> Via received/rport (RFC 3261 §18.2.1, RFC 35
   metadata, our Via is removed if the processor left it, and the response goes upstream on the server
   transaction. A dispatcher failure never loses a response: it is relayed without the processor.
 
-Next hop of a forwarded request: the top Route (loose routing), else the Request-URI; transport from the
-URI's ``transport`` param, else TLS for sips:, else the transport of the processor's top Via, else UDP (the
-Via the processor chose names the egress interface, routr.md §3.6); host ``*.invalid`` (a WebSocket client,
-RFC 7118 §5) -> the connection that client last sent from; other names are resolved with getaddrinfo.
+Next hop of a forwarded request (see ``directives.py`` for the metadata keys): the processor's
+``routr-ray.next-hop`` when present (with ``.flow=true``: over the open connection to that address, 480 when it
+is gone, 503 when the flow belongs to another EdgePort), else the top Route (loose routing), else the
+Request-URI; transport from the URI's ``transport`` param, else TLS for sips:, else the transport of the
+processor's top Via, else UDP (the Via the processor chose names the egress interface, routr.md §3.6); host
+``*.invalid`` (a WebSocket client, RFC 7118 §5) -> the connection that client last sent from; other names are
+resolved without blocking (``resolver.py``). ``routr-ray.failover`` URIs are tried in order, each as the new
+Request-URI on a new branch, when a branch ends in 503, 408, a timeout, a transport error or has no usable
+next hop; only the last answer goes upstream. ``routr-ray.trunk-ref`` stays with the branch and goes back to
+the dispatcher in the metadata of its responses.
 """
 
 from __future__ import annotations
@@ -30,14 +36,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import socket
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from routr_ray.config.edgeport import EdgePortConfig
 from routr_ray.edge.connections import ConnectionTable
+from routr_ray.edge.directives import EMPTY, TRUNK_REF_KEY, HopDirective, read_directive
 from routr_ray.edge.dispatcher_client import (
     PROCESSOR_METADATA_KEY,
     BatchingDispatcher,
@@ -54,11 +61,12 @@ from routr_ray.edge.nat import (
     is_ip_literal,
     response_address,
 )
+from routr_ray.edge.resolver import Resolver, families_for
 from routr_ray.edge.transports import Flow, Listener, TransportLimits, TransportName, create_listener
 from routr_ray.edge.txn_runner import RunningTransaction
 from routr_ray.proto.convert import ConversionError, make_message_request, read_message_response
 from routr_ray.proto.gen import processor_pb2
-from routr_ray.sip import Headers, ParseError, Request, Response, Via, parse
+from routr_ray.sip import URI, Headers, ParseError, Request, Response, Via, parse
 from routr_ray.sip.timers import TimerConfig
 from routr_ray.sip.transaction import (
     InviteClientTransaction,
@@ -89,7 +97,11 @@ REASONS = {
 }  # fmt: skip
 
 # RFC 3261 §8.2.6.2: a response copies these from the request (From, Call-ID, CSeq, every Via; To + tag).
-_COPIED = ("via", "from", "to", "call-id", "cseq")
+# Lower-cased header name (long or compact form) -> its key.
+_COPIED = {
+    "via": "via", "v": "via", "from": "from", "f": "from", "to": "to", "t": "to",
+    "call-id": "call-id", "i": "call-id", "cseq": "cseq",
+}  # fmt: skip
 _RAW_COPIED = {
     b"via": "Via", b"v": "Via", b"from": "From", b"f": "From", b"to": "To", b"t": "To",
     b"call-id": "Call-ID", b"i": "Call-ID", b"cseq": "CSeq",
@@ -108,9 +120,8 @@ def make_response(
     raw text; a To tag added to non-100 responses when the request's To has none."""
     headers = Headers()
     for name, value in request.headers.items():
-        key = name.lower()
-        key = {"v": "via", "f": "from", "t": "to", "i": "call-id"}.get(key, key)
-        if key in _COPIED:
+        key = _COPIED.get(name.lower())
+        if key is not None:
             if key == "to" and status > 100 and to_tag and ";tag=" not in value.replace(" ", "").lower():
                 value = f"{value};tag={to_tag}"
             headers.add(name, value)
@@ -152,6 +163,7 @@ class NextHop:
     host: str
     port: int
     flow: Flow | None = None
+    server_name: str | None = None  # the host name a TLS next hop's certificate is checked against
 
     @property
     def target(self) -> Flow | tuple[str, int]:
@@ -173,17 +185,29 @@ class EdgePortOptions:
     max_transactions: int = 100_000
     malformed_log_interval: float = 10.0
     start_health: bool = True
+    # process-wide: gc.freeze() + a larger gen-0 threshold once started (see routr_ray.edge.gc_tuning); for a
+    # process that runs an EdgePort as its main job (the EdgePortActor), not for tests sharing a process
+    tune_gc: bool = False
 
 
 @dataclass(slots=True)
 class ServerContext:
     flow: Flow
-    to_tag: str
+    to_tag: str | None = None  # made when the EdgePort itself first answers (most answers are the processor's)
     processor_ref: str | None = None
     branches: list[RunningTransaction] = field(default_factory=list)
     cancelled: bool = False
     cancel_status: int = 487
     cancel_handle: asyncio.TimerHandle | None = None
+
+
+class NoRoute(Exception):
+    """A forwarded request cannot be sent: answer ``status`` upstream (``reason`` goes in a Warning)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -193,6 +217,9 @@ class ClientContext:
     is_cancel: bool = False
     cancel_pending: str | None = None  # Reason to send once a provisional arrives (§9.1)
     cancel_sent: bool = False
+    directive: HopDirective = EMPTY
+    # the processor's request (before our branch) when failover targets remain: the next branch is built from it
+    template: Request | None = None
 
 
 def _is_final_sent(txn: RunningTransaction) -> bool:
@@ -243,9 +270,11 @@ class EdgePort:
         self.health: HealthServer | None = None
         self.local = LocalAddresses.build(())
         self._listening_points: list[processor_pb2.NetInterface] = []
+        self._request_template = processor_pb2.MessageRequest()
         self._localnets = [str(n) for n in config.localnets]
         self._external = list(config.external_addrs)
         self._invalid_hosts: OrderedDict[str, Flow] = OrderedDict()
+        self.resolver = Resolver()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.draining = False
@@ -288,7 +317,14 @@ class EdgePort:
         self._listening_points = [
             processor_pb2.NetInterface(host=h, port=p, transport=_TRANSPORT_ENUM[t]) for h, p, t in points
         ]
+        self._request_template = processor_pb2.MessageRequest(
+            listening_points=self._listening_points, external_addrs=self._external, localnets=self._localnets
+        )
         self.local = LocalAddresses.build(points, self._external, self._localnets)
+        if self.options.tune_gc:
+            from routr_ray.edge.gc_tuning import tune_gc
+
+            tune_gc()
 
     def _server_ssl_context(self) -> Any:
         if self.ssl_context is None:
@@ -459,7 +495,7 @@ class EdgePort:
             self.metrics.reject("too_many_hops")
             self._answer(txn, 483)
             return
-        self._spawn(self._dispatch_request(txn))
+        self._dispatch_request(txn)
 
     def _new_server_txn(self, request: Request, flow: Flow, key: Any) -> RunningTransaction | None:
         reliable = flow.transport is not TransportName.UDP
@@ -469,7 +505,7 @@ class EdgePort:
             machine = InviteServerTransaction(request, reliable=reliable, timers=timers)
         else:
             machine = NonInviteServerTransaction(request, reliable=reliable, timers=timers)
-        ctx = ServerContext(flow=flow, to_tag=secrets.token_hex(6))
+        ctx = ServerContext(flow)
         txn = RunningTransaction(machine, key, send=self._send_upstream, tu=self, context=ctx)
         if key is None or not self.server_txns.add(key, txn):
             self.metrics.reject("table_full")
@@ -502,6 +538,8 @@ class EdgePort:
 
     def _answer(self, txn: RunningTransaction, status: int, extra: Iterable[tuple[str, str]] = ()) -> None:
         ctx: ServerContext = txn.context
+        if ctx.to_tag is None and status > 100:
+            ctx.to_tag = secrets.token_hex(6)
         response = make_response(txn.request, status, to_tag=ctx.to_tag, extra=extra)
         txn.send_response(status, response)
 
@@ -516,18 +554,20 @@ class EdgePort:
         hop = self._upstream_hop(flow, via)
         self._transmit(hop, bytes(response), None, status, method=request.method)
 
-    def _message_request(self, message: Request | Response, flow: Flow, metadata: dict[str, str] | None):  # type: ignore[no-untyped-def]
-        return make_message_request(
+    def _message_request(
+        self, message: Request | Response, flow: Flow, metadata: dict[str, str] | None
+    ) -> processor_pb2.MessageRequest:
+        mreq = make_message_request(
             message,
             edge_port_ref=self.ref,
             sender=processor_pb2.NetInterface(
-                host=flow.remote_host, port=flow.remote_port, transport=_TRANSPORT_ENUM[flow.transport.via_name]
+                host=flow.remote_host, port=flow.remote_port, transport=_PROTO_TRANSPORT[flow.transport]
             ),
-            listening_points=self._listening_points,
-            external_addrs=self._external,
-            localnets=self._localnets,
             metadata=metadata,
         )
+        # listening_points, external_addrs and localnets are the same in every message: one C-level merge
+        mreq.MergeFrom(self._request_template)
+        return mreq
 
     async def _submit(self, mreq: processor_pb2.MessageRequest) -> processor_pb2.MessageResponse:
         loop = asyncio.get_running_loop()
@@ -537,7 +577,9 @@ class EdgePort:
         finally:
             self.metrics.dispatcher_latency.observe(loop.time() - started)
 
-    async def _dispatch_request(self, txn: RunningTransaction) -> None:
+    def _dispatch_request(self, txn: RunningTransaction) -> None:
+        """Hand a new request to the dispatcher; :meth:`_dispatched` runs when the answer is there (a
+        done-callback, not a task per message: this is the hot path)."""
         ctx: ServerContext = txn.context
         request: Request = txn.request
         if self.draining:
@@ -551,13 +593,39 @@ class EdgePort:
             self._answer(txn, 400)
             return
         try:
-            resp = await self._submit(mreq)
+            future = self.dispatcher.submit_nowait(mreq)
         except DispatcherUnavailable as exc:
-            log.debug("dispatcher unavailable for %s: %s", request.method, exc)
-            self.metrics.reject("dispatcher_failure")
-            if not _is_final_sent(txn):
-                self._answer(txn, 503, extra=[("Retry-After", str(self.options.retry_after))])
+            self._dispatch_failed(txn, exc)
             return
+        future.add_done_callback(partial(self._dispatched, txn, self._loop_time()))
+
+    def _loop_time(self) -> float:
+        loop = self._loop
+        return loop.time() if loop is not None else asyncio.get_running_loop().time()
+
+    def _dispatch_failed(self, txn: RunningTransaction, exc: DispatcherUnavailable) -> None:
+        log.debug("dispatcher unavailable for %s: %s", txn.request.method, exc)
+        self.metrics.reject("dispatcher_failure")
+        if not txn.done and not _is_final_sent(txn):
+            self._answer(txn, 503, extra=[("Retry-After", str(self.options.retry_after))])
+
+    def _dispatched(
+        self, txn: RunningTransaction, started: float, future: asyncio.Future[processor_pb2.MessageResponse]
+    ) -> None:
+        self.metrics.dispatcher_latency.observe(self._loop_time() - started)
+        try:
+            try:
+                resp = self.dispatcher.result_of(future)
+            except DispatcherUnavailable as exc:
+                self._dispatch_failed(txn, exc)
+                return
+            self._answer_or_forward(txn, resp)
+        except Exception:
+            log.exception("handling the dispatcher's answer failed")
+
+    def _answer_or_forward(self, txn: RunningTransaction, resp: processor_pb2.MessageResponse) -> None:
+        ctx: ServerContext = txn.context
+        request: Request = txn.request
         if txn.done or _is_final_sent(txn):
             return
         ref = resp.metadata.get(PROCESSOR_METADATA_KEY) if resp.metadata else None
@@ -581,7 +649,7 @@ class EdgePort:
         if ctx.cancelled:
             self._answer(txn, ctx.cancel_status)
             return
-        await self._forward(answer, txn)
+        self._spawn(self._forward(answer, txn, read_directive(resp.metadata)))
 
     async def _dispatch_stateless(self, request: Request, flow: Flow) -> None:
         """ACK for a 2xx (and any ACK matching no transaction): through the dispatcher, then forwarded without a
@@ -596,22 +664,34 @@ class EdgePort:
             self.metrics.reject("dispatcher_failure")
             return
         if isinstance(answer, Request):
-            await self._forward(answer, None)
+            await self._forward(answer, None, read_directive(resp.metadata))
 
     # forwarding ------------------------------------------------------------------------------------
-    async def _forward(self, request: Request, server: RunningTransaction | None) -> None:
+    async def _forward(
+        self, request: Request, server: RunningTransaction | None, directive: HopDirective = EMPTY
+    ) -> None:
+        """Send ``request`` (the processor's answer) on a new client transaction; with no server transaction
+        (an ACK for a 2xx) statelessly."""
         try:
-            hop = await self._next_hop(request)
-        except (ParseError, ValueError, OSError) as exc:
-            log.debug("no next hop for %s: %s", request.method, exc)
-            hop = None
-        if hop is None:
+            hop = await self._next_hop(request, directive)
+        except NoRoute as exc:
+            log.debug("no next hop for %s: %s", request.method, exc.reason)
             self.metrics.reject("unroutable")
-            if server is not None and not _is_final_sent(server):
-                self._answer(server, 480 if self._names_flow(request) else 502)
+            if server is not None and not server.done and not _is_final_sent(server):
+                if directive.failover and exc.status != 480:
+                    self._failover_from(server, request, directive)
+                    return
+                extra = [("Warning", f'399 routr-ray "{exc.reason}"')]
+                if exc.status == 503:
+                    extra.append(("Retry-After", str(self.options.retry_after)))
+                self._answer(server, exc.status, extra=extra)
             return
         if server is not None and (server.done or _is_final_sent(server)):
             return
+        if server is not None and server.context.cancelled:
+            self._answer(server, server.context.cancel_status)  # cancelled while we looked for the next hop
+            return
+        template = request.copy() if directive.failover else None
         branch = make_branch()
         if not self._set_branch(request, branch, hop):
             if server is not None:
@@ -630,8 +710,9 @@ class EdgePort:
         else:
             machine = NonInviteClientTransaction(request, reliable=reliable, timers=timers)
         key = client_key(branch, request.method)
+        context = ClientContext(hop, server, directive=directive, template=template)
         txn = RunningTransaction(
-            machine, key, send=self._send_downstream, tu=self, timer_c=timer_c, context=ClientContext(hop, server)
+            machine, key, send=self._send_downstream, tu=self, timer_c=timer_c, context=context
         )
         if not self.client_txns.add(key, txn):
             self.metrics.reject("table_full")
@@ -642,13 +723,33 @@ class EdgePort:
             server.context.branches.append(txn)
         txn.start()
 
-    def _names_flow(self, request: Request) -> bool:
-        try:
-            routes = request.routes
-            uri = routes[0].uri if routes else request.request_uri
-        except ParseError:
-            return False
-        return uri.host.lower().endswith(".invalid")
+    # serial failover (routr-ray.failover: trunk URIs) ---------------------------------------------
+    def _may_fail_over(self, txn: RunningTransaction) -> bool:
+        ctx: ClientContext = txn.context
+        server = ctx.server
+        return (
+            ctx.template is not None
+            and bool(ctx.directive.failover)
+            and server is not None
+            and not server.done
+            and not _is_final_sent(server)
+            and not server.context.cancelled
+        )
+
+    def _fail_over(self, txn: RunningTransaction) -> None:
+        """The branch ended in 503/408/timeout/transport error: try the next failover Request-URI."""
+        ctx: ClientContext = txn.context
+        assert ctx.server is not None and ctx.template is not None
+        self._failover_from(ctx.server, ctx.template, ctx.directive)
+
+    def _failover_from(self, server: RunningTransaction, template: Request, directive: HopDirective) -> None:
+        self.metrics.failover()
+        uri, rest = directive.failover[0], directive.failover[1:]
+        request = template.copy()
+        assert isinstance(request, Request)
+        request.request_uri = uri.copy()
+        log.debug("failing over %s to %s", request.method, uri)
+        self._spawn(self._forward(request, server, directive.without_next_hop(rest)))
 
     def _set_branch(self, request: Request, branch: str, hop: NextHop) -> bool:
         """Set the branch of the processor's top Via (§16.6 step 8) and make its transport the one used
@@ -668,39 +769,74 @@ class EdgePort:
         request.headers.replace_first_value("Via", str(via))
         return True
 
-    async def _next_hop(self, request: Request) -> NextHop | None:
-        routes = request.routes
-        uri = routes[0].uri if routes else request.request_uri
-        if uri.scheme not in ("sip", "sips"):
-            return None
-        param = uri.params.get("transport")
-        if param:
-            name = param.lower()
-        elif uri.scheme == "sips":
-            name = "tls"
-        else:
+    async def _next_hop(self, request: Request, directive: HopDirective = EMPTY) -> NextHop:
+        """Where ``request`` goes (raises NoRoute with the status to answer).
+
+        The processor's ``routr-ray.next-hop`` wins; with ``routr-ray.next-hop.flow`` the request must reuse
+        the connection the callee registered over (RFC 5626 §5.3: a flow is never re-opened by the proxy), and
+        a flow that belongs to another EdgePort is answered 503 (this EdgePort cannot reach that connection;
+        relaying to the other EdgePort is future work). Without a directive: the top Route (loose routing,
+        RFC 3261 §16.6 step 7), else the Request-URI.
+        """
+        hop_uri = directive.next_hop
+        if hop_uri is not None:
+            return await self._directed_hop(hop_uri, directive)
+        try:
+            routes = request.routes
+            uri = routes[0].uri if routes else request.request_uri
             via = request.top_via
-            name = via.transport.lower() if via is not None else "udp"
+        except ParseError as exc:
+            raise NoRoute(502, f"unusable Route or Request-URI: {exc.reason}") from None
+        return await self._hop_for_uri(uri, via.transport.lower() if via is not None else "udp")
+
+    async def _directed_hop(self, uri: URI, directive: HopDirective) -> NextHop:
+        if directive.flow and directive.edge_port_ref and directive.edge_port_ref != self.ref:
+            raise NoRoute(503, f"callee registered through EdgePort {directive.edge_port_ref}")
+        if not directive.flow:
+            return await self._hop_for_uri(uri, "udp")
+        transport = self._transport_of(uri, "udp")
+        host = uri.host.lower()
+        port = uri.port or default_port(transport.via_name)
+        if transport is TransportName.UDP:
+            # a UDP flow (RFC 5626 §3.4): the NAT binding the callee registered from, reached from our socket
+            return NextHop(transport, host, port)
+        conn = self.connections.by_remote(transport, host, port)
+        if conn is None or conn.closed:
+            raise NoRoute(480, "the callee's connection is closed")
+        return NextHop(transport, host, port, conn.flow)
+
+    def _transport_of(self, uri: URI, default: str) -> TransportName:
+        if uri.scheme not in ("sip", "sips"):
+            raise NoRoute(502, f"unsupported URI scheme {uri.scheme}")
+        param = uri.params.get("transport")
+        name = param.lower() if param else "tls" if uri.scheme == "sips" else default
         try:
             transport = TransportName(name)
         except ValueError:
-            return None
+            raise NoRoute(502, f"unsupported transport {name}") from None
         if transport not in self.listeners:
-            return None
+            raise NoRoute(502, f"no {name} listener")
+        return transport
+
+    async def _hop_for_uri(self, uri: URI, default_transport: str) -> NextHop:
+        """Transport from the URI's ``transport`` param, else TLS for sips:, else ``default_transport`` (the
+        processor's Via names the egress interface, routr.md §3.6); ``*.invalid`` hosts (WebSocket clients,
+        RFC 7118 §5) are the connection that client last sent from; names are resolved without blocking."""
+        transport = self._transport_of(uri, default_transport)
         host = uri.host.lower()
-        port = uri.port or (default_port(transport.via_name) if transport is not TransportName.WS else 80)
+        port = uri.port or default_port(transport.via_name)
         if host.endswith(".invalid"):
             flow = self._invalid_hosts.get(host)
             if flow is None:
-                return None
+                raise NoRoute(480, "the callee's connection is closed")
             return NextHop(flow.transport, flow.remote_host, flow.remote_port, flow)
-        if not is_ip_literal(host):
-            loop = asyncio.get_running_loop()
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-            if not infos:
-                return None
-            host = str(infos[0][4][0])
-        return NextHop(transport, host, port)
+        if is_ip_literal(host):
+            return NextHop(transport, host.strip("[]"), port)
+        local_host = self.listeners[transport].local_address[0]
+        address = await self.resolver.resolve(host, families_for(local_host))
+        if address is None:
+            raise NoRoute(502, f"cannot resolve {host}")
+        return NextHop(transport, address, port, server_name=host)
 
     # sending ---------------------------------------------------------------------------------------
     def _upstream_hop(self, flow: Flow, via: Any) -> NextHop:
@@ -743,7 +879,7 @@ class EdgePort:
     async def _transmit_async(
         self, listener: Listener, hop: NextHop, data: bytes, txn: RunningTransaction | None
     ) -> None:
-        if not await listener.send(hop.target, data):
+        if not await listener.send(hop.target, data, server_name=hop.server_name):
             self._send_failed(txn)
 
     def _send_failed(self, txn: RunningTransaction | None) -> None:
@@ -771,13 +907,13 @@ class EdgePort:
         txn.on_response(response.status, response)
 
     async def _process_response(
-        self, response: Response, flow: Flow, branch: str | None, ref: str | None
+        self, response: Response, flow: Flow, branch: str | None, metadata: dict[str, str] | None
     ) -> Response:
         """The response after the dispatcher; without the processor when it fails (never lose a response).
         Our Via is removed when the processor left it on top."""
         out: Response = response
         try:
-            resp = await self._submit(self._message_request(response, flow, {PROCESSOR_METADATA_KEY: ref} if ref else None))
+            resp = await self._submit(self._message_request(response, flow, metadata or None))
             if resp.HasField("message"):
                 answer = read_message_response(resp)
                 if isinstance(answer, Response):
@@ -796,9 +932,13 @@ class EdgePort:
     async def _relay(self, txn: RunningTransaction, response: Response, flow: Flow) -> None:
         ctx: ClientContext = txn.context
         server = ctx.server
-        ref = server.context.processor_ref if server is not None else None
+        metadata: dict[str, str] = {}
+        if server is not None and server.context.processor_ref:
+            metadata[PROCESSOR_METADATA_KEY] = server.context.processor_ref
+        if ctx.directive.trunk_ref:
+            metadata[TRUNK_REF_KEY] = ctx.directive.trunk_ref
         branch = txn.request.top_via.branch
-        out = await self._process_response(response, flow, branch, ref)
+        out = await self._process_response(response, flow, branch, metadata)
         if server is None:
             return
         sent = server.send_response(out.status, out)
@@ -810,8 +950,16 @@ class EdgePort:
             self._cancel_wait_done(server)
 
     async def _relay_stateless(self, response: Response, flow: Flow) -> None:
-        top = response.top_via
-        out = await self._process_response(response, flow, top.branch if top is not None else None, None)
+        """A 2xx to an INVITE whose branch has ended, relayed end to end. RFC 3261 §18.1.2: a response whose
+        top Via is not one we would insert is discarded (a stray response never makes us send anything)."""
+        try:
+            top = response.top_via
+        except ParseError:
+            return
+        if top is None or top.branch is None or not self.local.is_own(top.host, top.port or 5060):
+            self.metrics.reject("no_transaction")
+            return
+        out = await self._process_response(response, flow, top.branch, None)
         try:
             via = out.top_via
         except ParseError:
@@ -843,7 +991,11 @@ class EdgePort:
             self._answer(txn, 481)
             return
         ctx: ServerContext = txn.context
-        ctx.to_tag = invite.context.to_tag  # §9.2: the To tag of the CANCEL response matches the INVITE's
+        # §9.2: the To tag of the CANCEL response matches the INVITE's (made now if the INVITE has none yet)
+        ictx: ServerContext = invite.context
+        if ictx.to_tag is None:
+            ictx.to_tag = secrets.token_hex(6)
+        ctx.to_tag = ictx.to_tag
         self._answer(txn, 200)
         if not _is_final_sent(invite):
             self._cancel_invite(invite, 487, None)
@@ -908,6 +1060,9 @@ class EdgePort:
             self._cancel_branch(txn, reason or None)
         if message.status == 100:
             return  # §16.7 step 3: a 100 is not forwarded
+        if message.status in FAILOVER_STATUSES and self._may_fail_over(txn):
+            self._fail_over(txn)  # the INVITE machine ACKs the 503/408 itself (§17.1.1.3)
+            return
         flow = ctx.hop.flow or Flow(ctx.hop.transport, ctx.hop.host, ctx.hop.port, "", 0)
         self._spawn(self._relay(txn, message, flow))
 
@@ -932,6 +1087,9 @@ class EdgePort:
         if timer is Timer.C:
             txn.abandon()
             self.client_txns.remove(txn.key)
+        elif self._may_fail_over(txn):
+            self._fail_over(txn)
+            return
         sctx: ServerContext = server.context
         self._answer(server, sctx.cancel_status if sctx.cancelled else 408)
 
@@ -941,6 +1099,9 @@ class EdgePort:
         ctx: ClientContext = txn.context
         server = ctx.server
         if ctx.is_cancel or server is None or server.done or _is_final_sent(server):
+            return
+        if self._may_fail_over(txn):
+            self._fail_over(txn)
             return
         # §16.7 step 6 / §16.9: a transport error on a branch counts as a 503
         self._answer(server, 503, extra=[("Retry-After", str(self.options.retry_after))])
@@ -975,4 +1136,9 @@ def _cseq_method(message: Response) -> str | None:
     return cseq.method if cseq is not None else None
 
 
+# responses (and their local equivalents: timeout, transport error) after which the next failover URI is tried
+FAILOVER_STATUSES = frozenset({408, 503})
+
+
 _TRANSPORT_ENUM = {"UDP": 0, "TCP": 1, "TLS": 2, "SCTP": 3, "WS": 4, "WSS": 5}
+_PROTO_TRANSPORT = {name: _TRANSPORT_ENUM[name.via_name] for name in TransportName}

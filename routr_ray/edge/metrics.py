@@ -4,15 +4,23 @@ Labels come from small closed sets only (never AORs, Call-IDs or addresses): ``m
 SIP methods or ``OTHER``, ``direction`` is ``in``/``out``, ``transport`` a listener name, ``status_class``
 ``1xx``..``6xx`` for responses and ``request`` for requests; ``reason`` of rejections is a fixed vocabulary
 (see :data:`REJECT_REASONS`).
+
+The per-message series (``routr_sip_messages``, ``routr_sip_rejected_messages``, the dispatcher latency
+histogram) are plain dicts and lists updated on the EdgePort's event loop and turned into metric families only
+when the registry is collected (/metrics, the Ray bridge): an increment is one dict update, with no lock and no
+prometheus_client child lookup on the hot path. The registry sees ordinary counter and histogram families.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-__all__ = ["KNOWN_METHODS", "REJECT_REASONS", "EdgeMetrics", "method_label", "status_class"]
+__all__ = ["KNOWN_METHODS", "REJECT_REASONS", "EdgeMetrics", "LatencyHistogram", "method_label", "status_class"]
 
 KNOWN_METHODS = frozenset({
     "REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "PRACK", "UPDATE", "INFO",
@@ -21,8 +29,12 @@ KNOWN_METHODS = frozenset({
 
 REJECT_REASONS = frozenset({
     "banned_source", "rate_limited", "malformed", "method_not_allowed", "too_many_hops", "loop_detected",
-    "no_transaction", "dispatcher_failure", "table_full", "unroutable", "send_failed",
+    "no_transaction", "dispatcher_failure", "table_full", "unroutable", "send_failed", "draining",
 })  # fmt: skip
+
+MESSAGE_LABELS = ("method", "direction", "transport", "status_class")
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_MAX_RAW_KEYS = 4096  # raw (method, direction, transport, status) tuples remembered; past it, no memo
 
 
 def method_label(method: str | None) -> str:
@@ -39,47 +51,94 @@ def status_class(status: int | None) -> str:
     return f"{status // 100}xx" if 100 <= status <= 699 else "other"
 
 
+class LatencyHistogram:
+    """A histogram with fixed buckets: ``observe`` is a bisect and two additions."""
+
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.buckets, value)] += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        total = 0
+        for bound, count in zip((*self.buckets, float("inf")), self.counts, strict=True):
+            total += count
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(total)))
+        return out
+
+
+class _Families(Collector):
+    def __init__(self, metrics: EdgeMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        messages = CounterMetricFamily(
+            "routr_sip_messages", "SIP messages received (in) and sent (out) by the EdgePort", labels=MESSAGE_LABELS
+        )
+        for labels, value in list(m.message_counts.items()):
+            messages.add_metric(labels, value)
+        yield messages
+        rejected = CounterMetricFamily(
+            "routr_sip_rejected_messages", "SIP messages the EdgePort rejected or dropped, by reason", labels=["reason"]
+        )
+        for reason, value in list(m.reject_counts.items()):
+            rejected.add_metric([reason], value)
+        yield rejected
+        hist = m.dispatcher_latency
+        latency = HistogramMetricFamily(
+            "routr_edge_dispatcher_latency_seconds",
+            "Time from handing a message to the dispatcher client to its answer",
+        )
+        latency.add_metric([], hist.cumulative(), hist.sum)
+        yield latency
+
+
 class EdgeMetrics:
     """One registry per EdgePort (an actor exports it through /metrics)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.messages = Counter(
-            "routr_sip_messages",
-            "SIP messages received (in) and sent (out) by the EdgePort",
-            ["method", "direction", "transport", "status_class"],
-            registry=self.registry,
-        )
-        self.rejected = Counter(
-            "routr_sip_rejected_messages",
-            "SIP messages the EdgePort rejected or dropped, by reason",
-            ["reason"],
-            registry=self.registry,
-        )
+        self.message_counts: dict[tuple[str, str, str, str], int] = {}
+        self.reject_counts: dict[str, int] = {}
+        self.dispatcher_latency = LatencyHistogram()
+        # raw arguments of message() -> normalised label tuple (method names from the wire are unbounded:
+        # the memo stops growing at _MAX_RAW_KEYS and the slow path still works)
+        self._labels: dict[tuple[str | None, str, str, int | None], tuple[str, str, str, str]] = {}
+        self.registry.register(_Families(self))
         self.active_transactions = Gauge(
             "routr_edge_active_transactions", "Live SIP transactions", ["side"], registry=self.registry
         )
         self.active_connections = Gauge(
             "routr_edge_active_connections", "Live stream connections (TCP, TLS, WS, WSS)", registry=self.registry
         )
-        self.dispatcher_latency = Histogram(
-            "routr_edge_dispatcher_latency_seconds",
-            "Time from handing a message to the dispatcher client to its answer",
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        self.failovers = Counter(
+            "routr_edge_failovers",
+            "Forwarded requests retried on the next failover URI after 503/408/timeout",
             registry=self.registry,
         )
-        # children cached by label tuple: labels() costs a lock and a dict lookup per call
-        self._message_children: dict[tuple[str, str, str, str], Counter] = {}
 
     def message(self, method: str | None, direction: str, transport: str, status: int | None) -> None:
-        key = (method_label(method), direction, transport.lower(), status_class(status))
-        child = self._message_children.get(key)
-        if child is None:
-            child = self._message_children[key] = self.messages.labels(*key)
-        child.inc()
+        raw = (method, direction, transport, status)
+        labels = self._labels.get(raw)
+        if labels is None:
+            labels = (method_label(method), direction, str(transport).lower(), status_class(status))
+            if len(self._labels) < _MAX_RAW_KEYS:
+                self._labels[raw] = labels
+        counts = self.message_counts
+        counts[labels] = counts.get(labels, 0) + 1
 
     def reject(self, reason: str) -> None:
-        self.rejected.labels(reason if reason in REJECT_REASONS else "other").inc()
+        key = reason if reason in REJECT_REASONS else "other"
+        self.reject_counts[key] = self.reject_counts.get(key, 0) + 1
+
+    def failover(self) -> None:
+        self.failovers.inc()
 
     def track_transactions(self, server: Callable[[], int], client: Callable[[], int]) -> None:
         self.active_transactions.labels("server").set_function(server)

@@ -67,12 +67,17 @@ class AdaptiveBatcher(Generic[T, R]):
         return len(self._pending)
 
     async def submit(self, item: T) -> R:
+        return await self.submit_nowait(item)
+
+    def submit_nowait(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item`` and return the future of its result (no coroutine or task per item: hot paths
+        attach a done-callback). Raises :class:`BatchQueueFull` at once when ``max_queue`` items wait."""
         if len(self._pending) >= self.max_queue:
             raise BatchQueueFull(f"{len(self._pending)} items waiting (max_queue={self.max_queue})")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         self._maybe_flush()
-        return await future
+        return future
 
     def _maybe_flush(self) -> None:
         if not self._pending:

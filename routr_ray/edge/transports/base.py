@@ -136,11 +136,27 @@ class TransportCounters:
         return asdict(self)
 
 
+_normalized: dict[str, str] = {}
+_MAX_NORMALIZED = 65536
+
+
 def normalize_host(host: str) -> str:
     """Canonical text of an IP literal: brackets and zone-less case folded, IPv4-mapped IPv6 → IPv4.
 
-    Non-literals (host names) are returned lower-cased and unbracketed.
+    Non-literals (host names) are returned lower-cased and unbracketed. Answers are memoised (per-message
+    callers see few distinct hosts; the memo is cleared when it reaches its bound, so a spoofed flood costs
+    only the parse it would have cost anyway).
     """
+    cached = _normalized.get(host)
+    if cached is None:
+        cached = _normalize(host)
+        if len(_normalized) >= _MAX_NORMALIZED:
+            _normalized.clear()
+        _normalized[host] = cached
+    return cached
+
+
+def _normalize(host: str) -> str:
     host = host.strip()
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+from typing import Any
 
 from routr_ray.edge.transports.base import (
     Address,
@@ -19,11 +20,13 @@ from routr_ray.edge.transports.base import (
     Target,
     TransportName,
     bind_socket,
+    normalize_host,
     sockaddr_to_address,
 )
 from routr_ray.sip import is_keepalive_datagram
 
 log = logging.getLogger(__name__)
+_UNKNOWN = object()
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -49,6 +52,11 @@ class UdpListener(Listener):
     _endpoint: asyncio.DatagramTransport | None = None
     _family: int = socket.AF_INET
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # destination host -> the host text for sendto() in this socket's family (None: unreachable), memoised
+        self._destinations: dict[str, str | None] = {}
+
     @property
     def is_listening(self) -> bool:
         return self._endpoint is not None and not self._endpoint.is_closing()
@@ -73,9 +81,10 @@ class UdpListener(Listener):
         if is_keepalive_datagram(data):
             self.counters.keepalives += 1
             return
-        host, port = sockaddr_to_address(addr)
+        # an IPv4 socket reports canonical dotted quads already; IPv6 ones need normalising (mapped IPv4)
+        host = addr[0] if self._family == socket.AF_INET else normalize_host(addr[0])
         local_host, local_port = self._local  # type: ignore[misc]
-        self._deliver(data, Flow(self.transport, host, port, local_host, local_port, None))
+        self._deliver(data, Flow(self.transport, host, addr[1], local_host, local_port, None))
 
     async def send(self, target: Target, data: bytes, *, server_name: str | None = None) -> bool:
         return self.send_now(target, data)
@@ -100,6 +109,15 @@ class UdpListener(Listener):
     def _sockaddr(self, address: Address) -> Address | None:
         """The destination in this socket's family: IPv4 goes IPv4-mapped on a dual-stack IPv6 socket."""
         host, port = address
+        destination = self._destinations.get(host, _UNKNOWN)
+        if destination is _UNKNOWN:
+            destination = self._destination_host(host)
+            if len(self._destinations) >= 65536:
+                self._destinations.clear()
+            self._destinations[host] = destination
+        return None if destination is None else (destination, port)  # type: ignore[return-value]
+
+    def _destination_host(self, host: str) -> str | None:
         try:
             ip = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
@@ -107,10 +125,10 @@ class UdpListener(Listener):
             return None
         if self._family == socket.AF_INET6:
             if isinstance(ip, ipaddress.IPv4Address):
-                return (f"::ffff:{ip}", port)
-            return (str(ip), port)
+                return f"::ffff:{ip}"
+            return str(ip)
         if isinstance(ip, ipaddress.IPv6Address):
             if ip.ipv4_mapped is not None:
-                return (str(ip.ipv4_mapped), port)
+                return str(ip.ipv4_mapped)
             return None
-        return (str(ip), port)
+        return str(ip)

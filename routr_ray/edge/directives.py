@@ -1,0 +1,103 @@
+"""What a processor tells the EdgePort about a forwarded request, read from ``MessageResponse.metadata``.
+
+The keys are set by the Connect processor (``routr_ray/processors/connect/processor.py``: ``NEXT_HOP_KEY``,
+``NEXT_HOP_FLOW_KEY``, ``NEXT_HOP_EDGE_KEY``, ``FAILOVER_KEY``; ``router.py``: ``routr-ray.trunk-ref``) and
+documented in docs/connect.md "Metadata for the EdgePort". The edge must not import ``processors/``
+(DESIGN §2), so the strings are copied here; tests/unit/test_edge_directives.py checks they stay equal.
+
+| key | meaning for the EdgePort |
+|---|---|
+| ``routr-ray.next-hop`` | ``sip:host:port;transport=x``: send the request there (wins over Route/Request-URI) |
+| ``routr-ray.next-hop.flow`` | ``true``: reuse the open connection to that address (RFC 5626 flow; never open one) |
+| ``routr-ray.next-hop.edge-port-ref`` | the EdgePort the callee registered through |
+| ``routr-ray.failover`` | further Request-URIs, comma-separated, tried in order on 503/408/timeout (trunks) |
+| ``routr-ray.trunk-ref`` | the trunk of an outbound call; kept with the branch and sent with its responses |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from routr_ray.sip import URI, ParseError, parse_uri, split_list
+
+__all__ = [
+    "DIRECTION_KEY",
+    "FAILOVER_KEY",
+    "NEXT_HOP_EDGE_KEY",
+    "NEXT_HOP_FLOW_KEY",
+    "NEXT_HOP_KEY",
+    "TRUNK_REF_KEY",
+    "HopDirective",
+    "read_directive",
+]
+
+# Copied from routr_ray.processors.connect.processor (the edge does not import processors/).
+NEXT_HOP_KEY = "routr-ray.next-hop"
+NEXT_HOP_FLOW_KEY = "routr-ray.next-hop.flow"
+NEXT_HOP_EDGE_KEY = "routr-ray.next-hop.edge-port-ref"
+FAILOVER_KEY = "routr-ray.failover"
+DIRECTION_KEY = "routr-ray.call-direction"
+# Copied from routr_ray.processors.connect.router (_to_pstn).
+TRUNK_REF_KEY = "routr-ray.trunk-ref"
+
+MAX_FAILOVER = 16  # a bounded serial search (RFC 3261 §16.6 leaves the number of targets to the proxy)
+
+
+@dataclass(frozen=True, slots=True)
+class HopDirective:
+    """The processor's instructions for one forwarded request (all optional)."""
+
+    next_hop: URI | None = None
+    flow: bool = False
+    edge_port_ref: str = ""
+    failover: tuple[URI, ...] = ()
+    trunk_ref: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        return self.next_hop is None and not self.failover and not self.trunk_ref
+
+    def without_next_hop(self, failover: tuple[URI, ...]) -> HopDirective:
+        """The directive for a failover branch: routed by its own Request-URI, the rest of the list kept."""
+        return HopDirective(None, False, "", failover, self.trunk_ref)
+
+
+EMPTY = HopDirective()
+
+
+def _uri(text: str) -> URI | None:
+    try:
+        uri = parse_uri(text.strip().strip("<>"))
+    except ParseError:
+        return None
+    return uri if uri.scheme in ("sip", "sips") and uri.host else None
+
+
+def read_directive(metadata: Mapping[str, str] | None) -> HopDirective:
+    """The directive in a MessageResponse's metadata; unusable values are ignored (never an exception)."""
+    if not metadata:
+        return EMPTY
+    hop_text = metadata.get(NEXT_HOP_KEY)
+    failover_text = metadata.get(FAILOVER_KEY)
+    trunk_ref = metadata.get(TRUNK_REF_KEY) or ""
+    if hop_text is None and failover_text is None and not trunk_ref:
+        return EMPTY
+    hop = _uri(hop_text) if hop_text else None
+    failover: list[URI] = []
+    if failover_text:
+        try:
+            items = split_list(failover_text)
+        except ParseError:
+            items = []
+        for item in items[:MAX_FAILOVER]:
+            uri = _uri(item)
+            if uri is not None:
+                failover.append(uri)
+    return HopDirective(
+        next_hop=hop,
+        flow=hop is not None and (metadata.get(NEXT_HOP_FLOW_KEY) or "").strip().lower() == "true",
+        edge_port_ref=(metadata.get(NEXT_HOP_EDGE_KEY) or "").strip(),
+        failover=tuple(failover),
+        trunk_ref=trunk_ref,
+    )
