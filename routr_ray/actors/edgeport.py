@@ -21,6 +21,10 @@ from routr_ray.actors.serve_app import APP_NAME
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig
 from routr_ray.edge.dispatcher_client import DispatcherClient, client_for_addr
 from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
+from routr_ray.edge.metrics import EdgeMetrics
+from routr_ray.observability.call_events import CallEventEmitter
+from routr_ray.observability.publisher import EventPublisher
+from routr_ray.observability.sinks import sinks_from_env
 from routr_ray.proto.gen import processor_pb2
 
 log = logging.getLogger(__name__)
@@ -70,7 +74,12 @@ class EdgePortActor:
         logging.basicConfig(level=logging.INFO)
         self.config = config
         # tune_gc: gc.freeze + a larger gen-0 threshold, process-wide: right for a process that only runs the edge.
-        self.edge = EdgePort(config, dispatcher_for(config.processor_addr), options=EdgePortOptions(tune_gc=True))
+        metrics = EdgeMetrics()
+        # Call events to the sinks named by the environment (log by default; NATS, Redis pub/sub).
+        self.events = EventPublisher(sinks_from_env(), registry=metrics.registry)
+        await self.events.start()
+        self.edge = EdgePort(config, dispatcher_for(config.processor_addr), options=EdgePortOptions(tune_gc=True),
+                             metrics=metrics, events=CallEventEmitter(self.events))
         await self.edge.start()
         # The same series as the EdgePort's own /metrics, exported through Ray's metrics pipeline.
         self.metrics_bridge = RayMetricsBridge(self.edge.metrics.registry, default_tags={"edgeport": config.ref})
@@ -95,6 +104,7 @@ class EdgePortActor:
     async def stop(self) -> None:
         await self.metrics_bridge.stop()
         await self.edge.stop()
+        await self.events.stop()
 
 
 def deploy_edgeport(config: EdgePortConfig, *, health_port_offset: int = 0,

@@ -238,6 +238,7 @@ class EdgePort:
         options: EdgePortOptions | None = None,
         metrics: EdgeMetrics | None = None,
         ssl_context: Any = None,
+        events: Any = None,
     ) -> None:
         self.config = config
         self.ref = config.ref
@@ -256,6 +257,8 @@ class EdgePort:
         )
         self.metrics = metrics or EdgeMetrics()
         self.ssl_context = ssl_context
+        # call events (routr_ray.observability.CallEventEmitter or anything with its methods); None: off
+        self.events = events
         self.methods = MethodFilter(config.methods, config.unknown_method_action)
         self.sources = SourceGuard(config.access_control_list)
         self.rate = RateLimiter(config.rate_limit)
@@ -722,6 +725,11 @@ class EdgePort:
         if server is not None:
             server.context.branches.append(txn)
         txn.start()
+        if self.events is not None and server is not None and request.method == "INVITE":
+            try:
+                self.events.invite_forwarded(request)
+            except Exception:  # noqa: BLE001 - an event must never break the SIP path
+                log.debug("call event failed", exc_info=True)
 
     # serial failover (routr-ray.failover: trunk URIs) ---------------------------------------------
     def _may_fail_over(self, txn: RunningTransaction) -> bool:
@@ -850,6 +858,20 @@ class EdgePort:
         ctx: ServerContext = txn.context
         hop = self._upstream_hop(ctx.flow, txn.request.top_via)
         self._transmit(hop, bytes(message), None, message.status, method=txn.request.method)
+        if self.events is not None and not retransmission:
+            self._emit_answered(txn.request, message)
+
+    def _emit_answered(self, request: Request, response: Any) -> None:
+        """Routr's events: REGISTER 200 -> endpoint.registered; INVITE/BYE finals -> call.ended."""
+        try:
+            if request.method == "REGISTER":
+                self.events.register_answered(request, response)
+            elif request.method == "INVITE":
+                self.events.invite_final(request, response.status)
+            elif request.method == "BYE":
+                self.events.bye_answered(request, response.status)
+        except Exception:  # noqa: BLE001 - an event must never break the SIP path
+            log.debug("call event failed", exc_info=True)
 
     def _send_downstream(self, txn: RunningTransaction, message: Any, retransmission: bool) -> None:
         ctx: ClientContext = txn.context
@@ -997,6 +1019,11 @@ class EdgePort:
             ictx.to_tag = secrets.token_hex(6)
         ctx.to_tag = ictx.to_tag
         self._answer(txn, 200)
+        if self.events is not None:
+            try:
+                self.events.cancelled(request)
+            except Exception:  # noqa: BLE001 - an event must never break the SIP path
+                log.debug("call event failed", exc_info=True)
         if not _is_final_sent(invite):
             self._cancel_invite(invite, 487, None)
 
