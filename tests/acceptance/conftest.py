@@ -35,12 +35,17 @@ STOP_TIMEOUT = 20.0
 
 # Test credentials (tests/acceptance/config/resources/credentials.yaml)
 PASSWORDS = {"1001": "secret1001", "1002": "secret1002", "1003": "secret1003", "mediaserver": "peersecret",
-             "1010": "secret1010"}
+             "1010": "secret1010", "1004": "secret1004", "1005": "secret1005"}
 # Fixed source ports for REGISTER and fixed Contact ports (where each AOR's SIPp UAS listens), one per AOR, so
 # a re-registration replaces its binding instead of adding one (Location matches bindings by Contact URI).
 REGISTER_PORTS = {"1001": 15071, "1002": 15072, "1003": 15073, "mediaserver": 15074, "1010": 15075}
-CONTACT_PORTS = {"1001": 15081, "1002": 15082, "1003": 15083, "mediaserver": 15084, "1010": 15085}
+CONTACT_PORTS = {"1001": 15081, "1002": 15082, "1003": 15083, "mediaserver": 15084, "1010": 15085,
+                 "1004": 15086, "1005": 15087}  # 1004: tcp_tls_register, 1005: sipsak (config/resources/agents-extra.yaml)
 TRUNK_UAS_PORT = 15080  # trunk-01's outbound URI
+PROXY_TLS_PORT = 15061
+# Development only: ROUTR_ACCEPTANCE_ATTACH=<config dir of a `routr-ray run` already started from a copy of
+# tests/acceptance/config, inside the same network namespace> runs the scenarios against it (no 15-90 s start).
+ATTACH_ENV = "ROUTR_ACCEPTANCE_ATTACH"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -52,7 +57,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @dataclass
 class Server:
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None  # None when attached to a running server (ATTACH_ENV)
     log_path: Path
     config_dir: Path  # the server's own copy of tests/acceptance/config
 
@@ -66,6 +71,10 @@ def routr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         pytest.fail("the acceptance suite starts Ray, which binds every interface: run it inside scripts/in-netns")
     if shutil.which("sipp") is None:
         pytest.fail("sipp not found: apt-get install -y sip-tester")
+    attached = os.environ.get(ATTACH_ENV)
+    if attached:
+        yield Server(None, Path(attached).parent / "log", Path(attached))
+        return
     work = tmp_path_factory.mktemp("routr-server")
     config_dir = work / "config"
     shutil.copytree(CONFIG_DIR, config_dir)
@@ -172,13 +181,15 @@ class Sipp:
     def start(
         self, scenario: str, *, port: int | None = None, server: bool = False, keys: dict[str, str] | None = None,
         service: str | None = None, auth: tuple[str, str] | None = None, timeout_s: int = 12,
+        transport: str = "u1", remote: tuple[str, int] = (PROXY_HOST, PROXY_PORT),
     ) -> SippProcess:
+        """`transport` is SIPp's -t (u1 UDP, t1 TCP); `remote` where a UAC sends (e.g. a TLS bridge)."""
         self.count += 1
         name = f"{self.count:02d}-{Path(scenario).stem}"
         work = self.work / name
         work.mkdir()
         args = [
-            "sipp", "-sf", str(ACCEPTANCE / scenario), "-t", "u1", "-i", PROXY_HOST, "-p", str(port or free_port()),
+            "sipp", "-sf", str(ACCEPTANCE / scenario), "-t", transport, "-i", PROXY_HOST, "-p", str(port or free_port()),
             "-mp", str(free_port()), "-m", "1", "-nostdin", "-timeout", f"{timeout_s}s", "-timeout_error",
             "-trace_msg", "-message_file", str(work / "messages.log"),
             "-trace_err", "-error_file", str(work / "errors.log"),
@@ -190,7 +201,7 @@ class Sipp:
         if auth is not None:
             args += ["-au", auth[0], "-ap", auth[1]]
         if not server:
-            args.append(f"{PROXY_HOST}:{PROXY_PORT}")
+            args.append(f"{remote[0]}:{remote[1]}")
         with (work / "screen.log").open("wb") as screen:
             process = subprocess.Popen(args, stdout=screen, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        cwd=work)
@@ -224,3 +235,56 @@ class Sipp:
 @pytest.fixture
 def sipp(routr_server: Server, tmp_path: Path) -> Sipp:
     return Sipp(tmp_path)
+
+
+# ---- sipsak -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SipsakResult:
+    args: list[str]
+    returncode: int  # 0 ok; 1 a non-2xx final answer (or a failed check); 2 local error or nothing received
+    output: str  # stdout and stderr (with -vvv: every request sent and reply received)
+
+    def report(self) -> str:
+        return f"--- sipsak {' '.join(self.args)}: exit {self.returncode}\n{self.output.strip()}\n"
+
+
+class Sipsak:
+    """Runs Debian's `sipsak` against the proxy. `-p 127.0.0.1:<port>` (the outbound proxy) must come before
+    `-s`, and the target URI carries no port: sipsak 0.9.8 cuts a five-digit port in a URI to four digits.
+
+    Over TLS sipsak is held to TLS 1.2 (a GnuTLS priority file): sipsak 0.9.8.1 takes the TLS 1.3
+    NewSessionTicket record a server sends after the handshake for the answer, fails to read it and gives up
+    ("nothing received, select returned error") before the real answer arrives."""
+
+    def __init__(self, work: Path) -> None:
+        self.gnutls_priority = work / "gnutls-tls12.conf"
+        self.gnutls_priority.write_text("[overrides]\ndisabled-version = tls1.3\n")
+
+    def run(self, *args: str, transport: str = "udp", timeout: float = 15.0) -> SipsakResult:
+        if shutil.which("sipsak") is None:
+            pytest.fail("sipsak not found: apt-get install -y sipsak")
+        port = PROXY_TLS_PORT if transport == "tls" else PROXY_PORT
+        argv = ["sipsak", "-vvv", "-E", transport, "-p", f"{PROXY_HOST}:{port}", "-H", PROXY_HOST, *args]
+        if transport == "tls":
+            argv.insert(1, "--tls-ignore-cert-failure")  # the server's self-signed development certificate
+        env = {**os.environ, "GNUTLS_SYSTEM_PRIORITY_FILE": str(self.gnutls_priority)}
+        completed = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout,
+                                   stdin=subprocess.DEVNULL, env=env)
+        return SipsakResult(argv[1:], completed.returncode, completed.stdout + completed.stderr)
+
+    def register(self, user: str, password: str, contact: str, expires: int, transport: str = "udp") -> SipsakResult:
+        """REGISTER `contact` for sip:<user>@sip.local with digest (usrloc mode, -U); `expires` 0 removes it."""
+        return self.run("-U", "-i", "-C", contact, "-x", str(expires), "-u", user, "-a", password,
+                        "-s", f"sip:{user}@sip.local", transport=transport)
+
+    def bindings(self, user: str, password: str, transport: str = "udp") -> SipsakResult:
+        """REGISTER without Contact: the 200 lists the current bindings of the AOR (RFC 3261 §10.2.3)."""
+        return self.run("-U", "-i", "-C", "empty", "-u", user, "-a", password, "-s", f"sip:{user}@sip.local",
+                        transport=transport)
+
+
+@pytest.fixture
+def sipsak(routr_server: Server, tmp_path: Path) -> Sipsak:
+    return Sipsak(tmp_path)

@@ -92,7 +92,7 @@ class _StreamProtocol(asyncio.Protocol):
         self.connection: StreamConnection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # No isinstance check: uvloop's transports (what a Ray actor runs on) are not asyncio.Transport.
         listener = self.listener
         remote = sockaddr_to_address(transport.get_extra_info("peername"))
         if not self.outbound:
