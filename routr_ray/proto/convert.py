@@ -40,7 +40,7 @@ from zlib import crc32
 
 from routr_ray.sip.digest import parse_auth_params
 from routr_ray.sip.errors import ParseError
-from routr_ray.sip.fields import NameAddr, Via
+from routr_ray.sip.fields import NameAddr, Via, parse_name_addr
 from routr_ray.sip.headers import Headers, header_key
 from routr_ray.sip.message import Message, Request, Response
 from routr_ray.sip.syntax import quote, split_list
@@ -92,10 +92,10 @@ _TRANSPORTS: dict[str, int] = {name: common_pb2.Transport.Value(name) for name i
 _TRANSPORT_NAMES: dict[int, str] = {v: k for k, v in _TRANSPORTS.items()}
 
 # Typed header kinds (lower-case long names). List kinds may hold several values per line.
-_LIST_KINDS = ("via", "route", "record-route", "contact")
+_LIST_KINDS = frozenset(("via", "route", "record-route", "contact"))
 _SINGLE_KINDS = ("from", "to", "call-id", "max-forwards", "expires", "content-length", "www-authenticate",
                  "authorization")
-_TYPED_KINDS = frozenset(_LIST_KINDS + _SINGLE_KINDS)
+_TYPED_KINDS = _LIST_KINDS | frozenset(_SINGLE_KINDS)
 # Routr's EdgePort order (routr.md §5.4), used when the layout extension is missing.
 _ROUTR_ORDER = ("via", "route", "record-route", "max-forwards", "call-id", "www-authenticate", "authorization",
                 "from", "to", "contact", "expires")
@@ -248,6 +248,11 @@ def _map_key(parameters: Mapping[str, str]) -> str:
     return repr(sorted(parameters.items())) if parameters else ""
 
 
+# URI text of a name-addr -> (serialized SipURI, typed key): the URI of a From/To/Contact recurs while its tag or
+# other header parameters change. A pure function of the text (parse errors are never cached). Bounded.
+_ADDRESS_URI_CACHE: dict[str, tuple[bytes, str]] = {}
+
+
 def _fill_address(pa: sipmessage_pb2.Address, na: NameAddr) -> str:
     if na.wildcard:
         pa.wildcard = True
@@ -255,7 +260,17 @@ def _fill_address(pa: sipmessage_pb2.Address, na: NameAddr) -> str:
     display = na.display_name
     if display is not None:
         pa.display_name = display
-    return _fill_uri(pa.uri, na.uri, na.uri_text) + "\1" + (display or "")
+    text = na.uri_text
+    hit = _ADDRESS_URI_CACHE.get(text)
+    if hit is not None:
+        pa.uri.MergeFromString(hit[0])
+        return hit[1] + "\1" + (display or "")
+    pu = pa.uri
+    key = _fill_uri(pu, na.uri, text)
+    if len(_ADDRESS_URI_CACHE) >= _VALUE_CACHE_SIZE:
+        _ADDRESS_URI_CACHE.clear()
+    _ADDRESS_URI_CACHE[text] = (pu.SerializeToString(deterministic=True), key)
+    return key + "\1" + (display or "")
 
 
 def _fill_name_addr_params(px, na: NameAddr, tag_field: bool) -> str:  # type: ignore[no-untyped-def]
@@ -378,35 +393,40 @@ def _authorization_key(pa: sipmessage_pb2.Authorization) -> str:
 
 
 # auth-param = token LWS "=" LWS ( token / quoted-string ) (RFC 2617 section 1.2), comma separated. Only used to
-# fill the typed fields; the header text itself travels in `raw`.
-_AUTH_PARAM_RE = re.compile(r'[ \t]*([A-Za-z0-9\-.!%*_+`\'~]+)[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^,]*?)[ \t]*(?:,|$)',
-                            re.S)
+# fill the typed fields; the header text itself travels in `raw`. Group 1 is the whole element, so the elements
+# found cover the text exactly when their lengths add up to it (a gap means the text is not a plain list).
+_AUTH_PARAM_RE = re.compile(
+    r'([ \t]*([A-Za-z0-9\-.!%*_+`\'~]+)[ \t]*=[ \t]*("[^"\\]*(?:\\.[^"\\]*)*"[ \t]*(?=,|$)|[^,]*)(?:,|$))', re.S
+)
 _QUOTED_PAIR_RE = re.compile(r"\\(.)", re.S)
 
 
 def _auth_params(text: str) -> dict[str, str]:
     """Digest parameters by lower-case name, values unquoted; falls back to the strict parser when the
     text is not a plain parameter list."""
+    found = _AUTH_PARAM_RE.findall(text)
+    covered = 0
     params: dict[str, str] = {}
-    pos = 0
-    n = len(text)
-    match = _AUTH_PARAM_RE.match
-    while pos < n:
-        m = match(text, pos)
-        if m is None or m.end() == pos:
+    for whole, name, value in found:
+        if not whole:
             return parse_auth_params(text)
-        name, value = m.groups()
+        covered += len(whole)
+        value = value.rstrip(" \t")  # an unquoted value runs to the next comma, less trailing LWS
         if value[:1] == '"':
             value = value[1:-1]
             if "\\" in value:
                 value = _QUOTED_PAIR_RE.sub(r"\1", value)
         params[name.lower()] = value
-        pos = m.end()
+    if covered != len(text):
+        return parse_auth_params(text)
     return params
 
 
 def _split_scheme(value: str) -> tuple[str, str]:
     stripped = value.strip(" \t")
+    head, space, rest = stripped.partition(" ")
+    if "\t" not in head:
+        return (head, rest.lstrip(" \t")) if space else (stripped, "")
     for i, ch in enumerate(stripped):
         if ch in " \t":
             return stripped[:i], stripped[i:].lstrip(" \t")
@@ -415,43 +435,45 @@ def _split_scheme(value: str) -> tuple[str, str]:
 
 def _fill_www_authenticate(pw: sipmessage_pb2.WWWAuthenticate, value: str) -> None:
     scheme, rest = _split_scheme(value)
-    params = _auth_params(rest)
-    get = params.get
+    get = _auth_params(rest).get
+    realm = pw.realm = get("realm", "")
+    domain = pw.domain = get("domain", "")
+    nonce = pw.nonce = get("nonce", "")
+    algorithm = pw.algorithm = get("algorithm", "")
+    qop = pw.qop = get("qop", "")
+    opaque = pw.opaque = get("opaque", "")
+    stale = pw.stale = get("stale", "").lower() == "true"
     pw.scheme = scheme
-    pw.realm = get("realm", "")
-    pw.domain = get("domain", "")
-    pw.nonce = get("nonce", "")
-    pw.algorithm = get("algorithm", "")
-    pw.qop = get("qop", "")
-    pw.opaque = get("opaque", "")
-    pw.stale = get("stale", "").lower() == "true"
     pw.raw = value
-    pw.raw_crc = _crc(_www_key(pw))
+    # the text of _www_key(pw), from the values just written
+    pw.raw_crc = _crc(f"{realm}\0{domain}\0{scheme}\0{nonce}\0{algorithm}\0{qop}\0{opaque}\0{stale:d}")
 
 
 def _fill_authorization(pa: sipmessage_pb2.Authorization, value: str, method: str) -> None:
     scheme, rest = _split_scheme(value)
-    params = _auth_params(rest)
-    get = params.get
+    get = _auth_params(rest).get
+    realm = pa.realm = get("realm", "")
+    c_nonce = pa.c_nonce = get("cnonce", "")
+    nonce = pa.nonce = get("nonce", "")
+    algorithm = pa.algorithm = get("algorithm", "")
+    qop = pa.qop = get("qop", "")
+    opaque = pa.opaque = get("opaque", "")
+    response = pa.response = get("response", "")
+    username = pa.username = get("username", "")
+    uri = pa.uri = get("uri", "")
     pa.scheme = scheme
-    pa.realm = get("realm", "")
-    pa.c_nonce = get("cnonce", "")
-    pa.nonce = get("nonce", "")
-    pa.algorithm = get("algorithm", "")
-    pa.qop = get("qop", "")
-    pa.opaque = get("opaque", "")
-    pa.response = get("response", "")
-    pa.username = get("username", "")
-    pa.uri = get("uri", "")
     pa.method = method
     nc = get("nc", "")
+    nonce_count = 0
     if nc:
         try:
-            pa.nonce_count = int(nc, 16) & 0x7FFFFFFF
+            nonce_count = pa.nonce_count = int(nc, 16) & 0x7FFFFFFF
         except ValueError:
             pass
     pa.raw = value
-    pa.raw_crc = _crc(_authorization_key(pa))
+    # the text of _authorization_key(pa), from the values just written
+    pa.raw_crc = _crc(f"{realm}\0{scheme}\0{c_nonce}\0{nonce}\0{algorithm}\0{qop}\0{opaque}\0{response}\0"
+                      f"{username}\0{uri}\0{method}\0{nonce_count}")
 
 
 def to_proto(msg: Message, out: sipmessage_pb2.SIPMessage | None = None) -> sipmessage_pb2.SIPMessage:
@@ -493,18 +515,18 @@ def _to_proto(msg: Message, pm: sipmessage_pb2.SIPMessage) -> None:
         pm.reason_phrase = msg.reason
 
     # One pass over the header lines: layout, raw values per typed kind, extensions.
-    items = msg.headers.items()
-    names = [name for name, _ in items]
-    key_of = _KEY_MEMO.get
+    entries = msg.headers.keyed_items()
+    names = [entry[1] for entry in entries]
     counts: list[int] = []
     count = counts.append
     raws: dict[str, list[str]] = {}
     ext_lines: list[int] = []  # indexes of the lines that go to extensions
-    for i, (name, value) in enumerate(items):
-        key = key_of(name) or _memo_key(name)
-        if key in _TYPED_KINDS:
+    typed_kinds = _TYPED_KINDS
+    list_kinds = _LIST_KINDS
+    for i, (key, _, value) in enumerate(entries):
+        if key in typed_kinds:
             bucket = raws.get(key)
-            if key in _LIST_KINDS:
+            if key in list_kinds:
                 values = split_list(value) if "," in value else [value.strip(" \t")]
                 if bucket is None:
                     raws[key] = values
@@ -519,21 +541,20 @@ def _to_proto(msg: Message, pm: sipmessage_pb2.SIPMessage) -> None:
         count(0)
         ext_lines.append(i)
 
-    failed: set[str] = set()
     if raws:
         failed = _fill_typed(msg, pm, raws)
         if failed:  # a typed header that does not parse travels as an extension (kept verbatim)
-            for i, name in enumerate(names):
-                if counts[i] and _memo_key(name) in failed:
+            for i, entry in enumerate(entries):
+                if counts[i] and entry[0] in failed:
                     counts[i] = 0
                     ext_lines.append(i)
             ext_lines.sort()
     if ext_lines:
         add = pm.extensions.add
         for i in ext_lines:
-            name, value = items[i]
+            key, name, value = entries[i]
             if len(name) == 1:
-                name = _CANONICAL.get(_memo_key(name), name)
+                name = _CANONICAL.get(key, name)
             add(name=name, value=value)
     pm.header_names.extend(names)
     pm.header_value_counts.extend(counts)
@@ -600,6 +621,21 @@ def _fill_list(kind: int, values: list[str], add, view, fill) -> None:  # type: 
         _remember(key, sub)
 
 
+def _fill_name_addrs(kind: int, values: list[str], add, fill, allow_wildcard: bool) -> None:  # type: ignore[no-untyped-def]
+    """Like _fill_list for Contact/Route/Record-Route, whose views the parser does not build: each missed value
+    is parsed alone (``parse_name_addr``, as the message's view would parse it)."""
+    get = _VALUE_CACHE.get
+    for raw in values:
+        key = (kind, raw)
+        blob = get(key)
+        sub = add()
+        if blob is not None:
+            sub.MergeFromString(blob)
+            continue
+        fill(sub, parse_name_addr(raw, allow_wildcard), raw)
+        _remember(key, sub)
+
+
 def _fill_one(kind: int, raw: str, sub, view, fill) -> None:  # type: ignore[no-untyped-def]
     key = (kind, raw)
     blob = _VALUE_CACHE.get(key)
@@ -636,13 +672,13 @@ def _fill_typed(msg: Message, pm: sipmessage_pb2.SIPMessage, raws: dict[str, lis
             elif key == "to":
                 _fill_one(_K_FROM_TO, values[0], pm.to, lambda: msg.to, _fill_from_to)
             elif key == "contact":
-                _fill_list(_K_CONTACT, values, pm.contacts.add, lambda: msg.contacts, _fill_contact)
+                _fill_name_addrs(_K_CONTACT, values, pm.contacts.add, _fill_contact, True)
                 if pm.contacts:
                     pm.contact.CopyFrom(pm.contacts[0])
             elif key == "route":
-                _fill_list(_K_ROUTE, values, pm.route.add, lambda: msg.routes, _fill_route)
+                _fill_name_addrs(_K_ROUTE, values, pm.route.add, _fill_route, False)
             elif key == "record-route":
-                _fill_list(_K_ROUTE, values, pm.record_route.add, lambda: msg.record_routes, _fill_route)
+                _fill_name_addrs(_K_ROUTE, values, pm.record_route.add, _fill_route, False)
             elif key == "call-id":
                 call_id = msg.call_id
                 assert call_id is not None
@@ -652,14 +688,16 @@ def _fill_typed(msg: Message, pm: sipmessage_pb2.SIPMessage, raws: dict[str, lis
                 assert value is not None
                 pm.max_forwards.max_forwards = value
             elif key == "expires":
-                value = msg.expires
-                if value is None or value > 0x7FFFFFFF:
+                # as Message.expires (RFC 3261 §20.19), and it must fit Routr's int32
+                text = values[0].strip(" \t")
+                if not text.isdigit() or not text.isascii() or int(text) > 0x7FFFFFFF:
                     raise ParseError("Expires is not a number of seconds")
-                pm.expires.expires = value
+                pm.expires.expires = int(text)
             elif key == "content-length":
-                value = msg.content_length
-                assert value is not None
-                pm.content_length.content_length = value
+                text = values[0].strip(" \t")  # as Message.content_length
+                if not text.isdigit() or not text.isascii():
+                    raise ParseError("malformed Content-Length")
+                pm.content_length.content_length = int(text)
             elif key == "www-authenticate":
                 _fill_www_authenticate(pm.www_authenticate, values[0])
             elif key == "authorization":
@@ -896,65 +934,103 @@ def _body_of(pm: sipmessage_pb2.SIPMessage) -> bytes:
     return text.encode("utf-8")
 
 
-def _header_items(pm: sipmessage_pb2.SIPMessage, body: bytes) -> list[tuple[str, str]]:
+_Entry = tuple[str, str, str]  # (lookup key, name as written, value)
+
+
+def _key(name: str) -> str:
+    return _KEY_MEMO.get(name) or _memo_key(name)
+
+
+def _header_entries(pm: sipmessage_pb2.SIPMessage, body: bytes) -> list[_Entry]:
     typed = _typed_values(pm, len(body))
     exts = [(e.name, e.value) for e in pm.extensions]
     names = pm.header_names
     counts = pm.header_value_counts
-    items: list[tuple[str, str]] = []
+    entries: list[_Entry] = []
+    append = entries.append
     if not names or len(names) != len(counts):
         # No layout (a Routr processor dropped it, or the message was built from scratch): Routr's order.
         for key in _ROUTR_ORDER:
             for value in typed.get(key, ()):
-                items.append((_CANONICAL[key], value))
-        items.extend(exts)
+                append((key, _CANONICAL[key], value))
+        entries.extend([(_key(name), name, value) for name, value in exts])
         if pm.HasField("content_length") or body:
-            items.append(("Content-Length", typed["content-length"][0]))
-        return items
+            append(("content-length", "Content-Length", typed["content-length"][0]))
+        return entries
 
-    key_of = _KEY_MEMO.get
-    keys = [key_of(n) or _memo_key(n) for n in names]
+    plan_key = (tuple(names), tuple(counts), tuple(typed), tuple(map(len, typed.values())), len(exts))
+    plan = _PLANS.get(plan_key)
+    if plan is None:
+        plan = _make_plan(plan_key[0], plan_key[1], typed, len(exts))
+        if len(_PLANS) >= _PLANS_SIZE:
+            _PLANS.clear()
+        _PLANS[plan_key] = plan
+    ops, ext_tail, add_content_length = plan
+    for op in ops:
+        kind = op[0]
+        if kind == _OP_TYPED:
+            _, key, name, start, end = op
+            values = typed[key]
+            append((key, name, values[start] if end == start + 1 else ", ".join(values[start:end])))
+        elif kind == _OP_EXT:
+            _, key, name, index = op
+            ext_name, value = exts[index]
+            if ext_name != name:
+                ext_key = _key(ext_name)
+                if ext_key != key:
+                    key, name = ext_key, ext_name
+            append((key, name, value))
+        else:
+            for key in op[1]:
+                name = _CANONICAL[key]
+                for value in typed[key]:
+                    append((key, name, value))
+    if ext_tail < len(exts):
+        entries.extend([(_key(name), name, value) for name, value in exts[ext_tail:]])
+    if add_content_length and (pm.HasField("content_length") or body):
+        append(("content-length", "Content-Length", typed["content-length"][0]))
+    return entries
+
+
+# Header layout plans: how the lines of a layout are filled from the typed values and extensions. A plan is a
+# pure function of the layout (names, value counts), of which typed kinds carry how many values and of the number
+# of extensions, and the same UA sends the same layout again and again. Bounded: cleared when full.
+_OP_TYPED, _OP_EXT, _OP_NEW = range(3)
+_Plan = tuple[list[tuple], int, bool]  # type: ignore[type-arg]
+_PLANS: dict[tuple, _Plan] = {}  # type: ignore[type-arg]
+_PLANS_SIZE = 1024
+
+
+def _make_plan(names: tuple[str, ...], counts: tuple[int, ...], typed: dict[str, list[str]], n_ext: int) -> _Plan:
+    """Header order (merge rule 2 and 5): each layout line in turn, a typed kind's values spread over its lines
+    (all the remaining ones on its last line), kinds new to the message after the last Via line (or first
+    when there is none), extensions in order, the extensions past the layout at the end."""
+    keys = [_key(n) for n in names]
     last_line = {key: i for i, (key, count) in enumerate(zip(keys, counts, strict=True)) if count}
     positions = dict.fromkeys(typed, 0)
     ext_index = 0
-    n_ext = len(exts)
-    new_kinds = [k for k in _ROUTR_ORDER if k in typed and k not in last_line]
+    ops: list[tuple] = []  # type: ignore[type-arg]
+    new_kinds = tuple(k for k in _ROUTR_ORDER if k in typed and k not in last_line)
     if new_kinds and "via" not in last_line:
-        _emit_new(items, new_kinds, typed)
-        new_kinds = []
-    append = items.append
+        ops.append((_OP_NEW, new_kinds))
+        new_kinds = ()
     for i, (name, count, key) in enumerate(zip(names, counts, keys, strict=True)):
         if not count:
             if ext_index < n_ext:
-                ext_name, value = exts[ext_index]
+                ops.append((_OP_EXT, key, name, ext_index))
                 ext_index += 1
-                if ext_name != name and (key_of(ext_name) or _memo_key(ext_name)) != key:
-                    name = ext_name
-                append((name, value))
             continue
         values = typed.get(key)
         if values is not None:
             start = positions[key]
             end = len(values) if last_line[key] == i else min(start + count, len(values))
-            if end == start + 1:
-                append((name, values[start]))
-                positions[key] = end
-            elif end > start:
-                append((name, ", ".join(values[start:end])))
+            if end > start:
+                ops.append((_OP_TYPED, key, name, start, end))
                 positions[key] = end
         if new_kinds and key == "via" and last_line["via"] == i:
-            _emit_new(items, new_kinds, typed)
-            new_kinds = []
-    items.extend(exts[ext_index:])
-    if "content-length" not in last_line and (pm.HasField("content_length") or body):
-        items.append(("Content-Length", typed["content-length"][0]))
-    return items
-
-
-def _emit_new(items: list[tuple[str, str]], kinds: list[str], typed: dict[str, list[str]]) -> None:
-    for key in kinds:
-        for value in typed[key]:
-            items.append((_CANONICAL[key], value))
+            ops.append((_OP_NEW, new_kinds))
+            new_kinds = ()
+    return ops, ext_index, "content-length" not in last_line
 
 
 def _start_line(pm: sipmessage_pb2.SIPMessage) -> tuple[str, str, int, str]:
@@ -974,7 +1050,7 @@ def from_proto(pm: sipmessage_pb2.SIPMessage) -> Request | Response:
     """Convert a ``SIPMessage`` (possibly changed by a processor) back to a SIP message (merge rule above)."""
     kind, method, status, text = _start_line(pm)
     body = _body_of(pm)
-    headers = Headers(_header_items(pm, body))
+    headers = Headers.from_keyed(_header_entries(pm, body))
     if kind == "request":
         return Request(method, text, headers, body)
     return Response(status, text, headers, body)
@@ -985,10 +1061,10 @@ def to_sip_bytes(pm: sipmessage_pb2.SIPMessage) -> bytes:
     ``bytes(from_proto(pm))``), for a caller that only sends it."""
     kind, method, status, text = _start_line(pm)
     body = _body_of(pm)
-    items = _header_items(pm, body)
+    entries = _header_entries(pm, body)
     start = f"{method} {text} SIP/2.0\r\n" if kind == "request" else f"SIP/2.0 {status} {text}\r\n"
-    lines = "".join([f"{name}: {value}\r\n" for name, value in items])
-    if not any(_memo_key(name) == "content-length" for name, _ in items):
+    lines = "".join([f"{name}: {value}\r\n" for _, name, value in entries])
+    if not any(entry[0] == "content-length" for entry in entries):
         lines += f"Content-Length: {len(body)}\r\n"
     return (start + lines + "\r\n").encode("utf-8", "surrogateescape") + body
 

@@ -72,6 +72,16 @@ class Headers:
         self.generation = 0
 
     @classmethod
+    def from_keyed(cls, items: Iterable[tuple[str, str, str]]) -> Headers:
+        """Headers from ``(key, name, value)`` triples whose key is already known: it MUST equal
+        ``header_key(name)`` (as ``keyed_items()`` gives it). Same result as ``Headers((name, value), ...)``
+        without recomputing the keys."""
+        headers = cls.__new__(cls)
+        headers._entries = [(key, name, value, None) for key, name, value in items]
+        headers.generation = 0
+        return headers
+
+    @classmethod
     def _from_entries(cls, entries: list[Entry]) -> Headers:
         headers = cls.__new__(cls)
         headers._entries = entries
@@ -111,6 +121,10 @@ class Headers:
     def items(self) -> list[tuple[str, str]]:
         """(name as received, unfolded value) per header line, in order."""
         return [(entry[1], entry[2]) for entry in self._entries]
+
+    def keyed_items(self) -> list[tuple[str, str, str]]:
+        """(lookup key, name as received, unfolded value) per header line, in order (see ``header_key``)."""
+        return [(entry[0], entry[1], entry[2]) for entry in self._entries]
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):

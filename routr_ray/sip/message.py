@@ -212,15 +212,16 @@ class Message:
     # typed views ---------------------------------------------------------------------------------
     def _view(self, name: str, build: Callable[[Message], Any]) -> Any:
         headers = self.headers
-        if headers is not self._views_headers or headers.generation != self._views_gen:
+        if headers is self._views_headers and headers.generation == self._views_gen:
+            views = self._views
+            if name in views:  # the common case: a view the parser (or an earlier read) already built
+                return views[name]
+        else:
             self._views = {}
             self._views_headers = headers
             self._views_gen = headers.generation
-        try:
-            return self._views[name]
-        except KeyError:
-            value = self._views[name] = build(self)
-            return value
+        value = self._views[name] = build(self)
+        return value
 
     @property
     def via(self) -> list[Via]:

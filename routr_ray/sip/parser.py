@@ -163,11 +163,21 @@ def _request(line: str, headers: Headers) -> Request:
     if not _SCHEME_PREFIX_RE.match(uri):
         raise ParseError("Request-URI is not an absolute URI")
     request = Request(method, uri, headers, b"", version)
+    if uri in _VALID_RURIS:  # checked before: Request.request_uri parses it again on first use
+        return request
     ruri = parse_uri(uri)
     if ruri.headers and ruri.is_sip:
         raise ParseError("headers are not allowed in a Request-URI (RFC 3261 §19.1.1)")
     request._ruri = ruri
+    if len(_VALID_RURIS) >= 4096:
+        _VALID_RURIS.clear()
+    _VALID_RURIS.add(uri)
     return request
+
+
+# Request-URIs that passed the checks above. Whether a URI text is valid is a pure function of the text, and the
+# same few R-URIs (the registrar's domain, the users of a dialog) recur. Bounded: cleared when full.
+_VALID_RURIS: set[str] = set()
 
 
 def _response(line: str, headers: Headers) -> Response:

@@ -64,6 +64,10 @@ def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# one list element (RFC 3261 §7.3.1) with every quoted-string and <...> closed, as the scan of split_list reads it
+_LIST_ELEMENT_RE = re.compile(r'[^"<]*(?:(?:"[^"\\]*(?:\\.[^"\\]*)*"|<[^>]*>)[^"<]*)*', re.S)
+
+
 def split_list(value: str, sep: str = ",") -> list[str]:
     """Split a header value on ``sep`` outside quoted strings and <...>; parts are stripped, empty kept.
 
@@ -71,6 +75,9 @@ def split_list(value: str, sep: str = ",") -> list[str]:
     """
     if '"' not in value and "<" not in value:
         return [part.strip(_WSP) for part in value.split(sep)]
+    if sep not in value and _LIST_ELEMENT_RE.fullmatch(value):
+        # one element whose quoted strings and <...> are all closed (the scan below would agree)
+        return [value.strip(_WSP)]
     parts: list[str] = []
     begin = 0
     i = 0
@@ -98,6 +105,11 @@ def split_list(value: str, sep: str = ",") -> list[str]:
 _SIMPLE_PARAMS_RE = re.compile(
     f"[{TOKEN_CHARS}]+(?:=[{TOKEN_CHARS}\\[\\]:]+)?(?:;[{TOKEN_CHARS}]+(?:=[{TOKEN_CHARS}\\[\\]:]+)?)*"
 )
+# the same with quoted-string values allowed (``+sip.instance="<urn:...>"``): validated whole, then read with findall
+_QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'  # quoted-string (RFC 3261 §25.1), the unrolled loop
+_PARAM = f"[{TOKEN_CHARS}]+(?:=(?:[{TOKEN_CHARS}\\[\\]:]+|{_QUOTED}))?"
+_QUOTED_PARAMS_RE = re.compile(f"{_PARAM}(?:;{_PARAM})*", re.S)
+_QUOTED_PARAM_FIND_RE = re.compile(f"([{TOKEN_CHARS}]+)(?:=([{TOKEN_CHARS}\\[\\]:]+|{_QUOTED}))?", re.S)
 
 
 def parse_params(text: str, sep: str = ";") -> dict[str, str | None]:
@@ -114,6 +126,11 @@ def parse_params(text: str, sep: str = ";") -> dict[str, str | None]:
         for piece in text.split(";"):
             name, eq, value = piece.partition("=")
             params[name.lower()] = value if eq else None
+        return params
+    if sep == ";" and _QUOTED_PARAMS_RE.fullmatch(text):
+        # a value is never empty here, so "" from findall means a flag parameter
+        for name, value in _QUOTED_PARAM_FIND_RE.findall(text):
+            params[name.lower()] = value or None
         return params
     pieces = text.split(sep) if '"' not in text else split_list(text, sep)
     for piece in pieces:
