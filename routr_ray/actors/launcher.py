@@ -1,21 +1,31 @@
-"""`routr-ray run`: start (or join) Ray and deploy Location, the `routr` Serve app and the EdgePorts.
+"""`routr-ray run` and `routr-ray deploy`: start (or join) Ray and deploy Location, the `routr` Serve app and the
+EdgePorts.
 
-Startup order: Location shards (they must answer before a processor asks), the Location gRPC API, the Serve app
-(dispatcher + processors), then the EdgePorts (they need the dispatcher). Shutdown on SIGINT/SIGTERM: EdgePorts
-drain (new requests get 503) for at most ``drain_seconds``, then everything this command started is stopped,
-Ray included when it was started here.
+Startup: the config is loaded and every local port and Redis are checked *before* Ray starts, so the common
+mistakes (bad config, port taken, Redis down) cost no Ray startup and print one line. Then, after ``ray.init``,
+three steps run side by side: Location (shards, then the gRPC API), Serve (``serve.start``, then ``serve.run``
+once the shards exist, because Connect replicas look them up) and the EdgePorts (they reach the dispatcher
+lazily). Shutdown on SIGINT/SIGTERM: EdgePorts drain (new requests get 503) for at most ``drain_seconds``, then
+everything this command started is stopped, Ray included when it was started here; Ray processes that outlive
+``ray.shutdown`` (its agents exit a moment after the raylet) are waited for and killed, so none is left behind.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +35,10 @@ from ray import serve
 
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors import location as location_actors
-from routr_ray.actors.serve_app import APP_NAME, build_app, grpc_options, serve_name
+from routr_ray.actors.serve_app import APP_NAME, build_app, deploy_app, grpc_options, serve_name, watch_config
 from routr_ray.config import ConfigInvalid, load_config_dir
 from routr_ray.config.dispatcher import DispatcherConfig, ProcessorConfig
+from routr_ray.config.edgeport import EdgePortConfig, TransportProtocol
 from routr_ray.config.loader import ConfigSet
 from routr_ray.config.location import CacheProvider, LocationConfig, parse_redis_parameters
 
@@ -35,6 +46,10 @@ log = logging.getLogger("routr_ray.run")
 
 DEFAULT_METHODS = ("REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "PRACK", "UPDATE",
                    "INFO", "REFER", "SUBSCRIBE", "NOTIFY")
+CONFIG_ENV = "ROUTR_RAY_CONFIG"
+NONCE_KEY_ENV = "ROUTR_RAY_NONCE_KEY"
+RUN_ID_ENV = "ROUTR_RAY_RUN_ID"  # inherited by every process Ray starts: how leftovers are found
+LEFTOVER_GRACE_S = 3.0
 
 
 class StartupError(RuntimeError):
@@ -49,7 +64,10 @@ class RunOptions:
     dashboard: bool = True
     drain_seconds: float = 5.0
     object_store_mb: int = 256
-    nonce_key: str = field(default_factory=lambda: os.environ.get("ROUTR_RAY_NONCE_KEY") or secrets.token_hex(32))
+    num_cpus: float | None = None  # logical CPUs of a local Ray (default: the machine's)
+    watch_config: bool = True  # re-deploy the dispatcher config when dispatcher.yaml changes (run only)
+    deploy_serve: bool = True  # False: only the Location and EdgePort actors (the app is managed elsewhere)
+    nonce_key: str = field(default_factory=lambda: os.environ.get(NONCE_KEY_ENV) or secrets.token_hex(32))
 
 
 @dataclass
@@ -57,23 +75,40 @@ class Deployment:
     """What one `run` started, so that it can stop exactly that."""
 
     started_ray: bool = False
+    run_id: str = ""
     actors: list[Any] = field(default_factory=list)
     edgeports: list[Any] = field(default_factory=list)
     serve_started: bool = False
+    dispatcher: DispatcherConfig | None = None
+    processor_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    watcher: Any = None
     lines: list[str] = field(default_factory=list)
 
 
 def resolve_config_dir(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("ROUTR_RAY_CONFIG") or "config")
+    """``--config DIR``, else ``$ROUTR_RAY_CONFIG``, else ``./config``."""
+    return Path(arg or os.environ.get(CONFIG_ENV) or "config")
+
+
+# -- config -------------------------------------------------------------------------------------------------
 
 
 def load(options: RunOptions) -> ConfigSet:
+    if not options.config_dir.is_dir():
+        raise StartupError(f"config directory {options.config_dir} not found (use --config DIR or ${CONFIG_ENV})")
     try:
         config = load_config_dir(options.config_dir)
     except ConfigInvalid as exc:
         first = exc.errors[0] if exc.errors else "invalid configuration"
         more = f" (and {len(exc.errors) - 1} more; run routr-ray validate-config)" if len(exc.errors) > 1 else ""
         raise StartupError(f"{first}{more}") from exc
+    if not config.edgeports:
+        raise StartupError(f"{options.config_dir}: no EdgePort config found (e.g. edgeport.yaml)")
+    refs = [edge.ref for edge in config.edgeports]
+    duplicates = sorted({ref for ref in refs if refs.count(ref) > 1})
+    if duplicates:
+        raise StartupError(f"{options.config_dir}: several EdgePort configs have ref {duplicates[0]!r}: "
+                           "each EdgePort actor is named after its ref")
     return config
 
 
@@ -86,22 +121,142 @@ def dispatcher_config(config: ConfigSet) -> DispatcherConfig:
 def location_config(config: ConfigSet, redis_url: str | None) -> tuple[LocationConfig, str, str | None]:
     location = config.location or LocationConfig()
     if redis_url:
-        return location, "redis", parse_redis_parameters(redis_url).url()
+        try:
+            return location, "redis", parse_redis_parameters(redis_url).url()
+        except ValueError as exc:
+            raise StartupError(f"--redis {redacted(redis_url)}: {exc}") from exc
     if location.cache.provider == CacheProvider.REDIS and location.cache.redis is not None:
         return location, "redis", location.cache.redis.url()
     return location, "memory", None
 
 
-def _port_of(bind_addr: str) -> int:
-    return int(bind_addr.rsplit(":", 1)[1])
+def _split_host_port(bind_addr: str) -> tuple[str, int]:
+    host, _, port = bind_addr.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def start(options: RunOptions) -> Deployment:
+def edgeport_health_ports(config: ConfigSet) -> list[EdgePortConfig]:
+    """The EdgePort configs as deployed: the i-th one's health port is moved up by i (distinct per node)."""
+    import dataclasses
+
+    result = []
+    for index, edge in enumerate(config.edgeports):
+        if index and edge.health.enabled:
+            edge = dataclasses.replace(edge, health=dataclasses.replace(edge.health, port=edge.health.port + index))
+        result.append(edge)
+    return result
+
+
+# -- pre-flight checks (before Ray starts) ------------------------------------------------------------------
+
+
+def _bind_probe(stack: ExitStack, kind: int, host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = stack.enter_context(socket.socket(family, kind))
+    if kind == socket.SOCK_STREAM:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no conflict
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind((host, port))
+
+
+def local_ports(config: ConfigSet, dispatcher: DispatcherConfig | None,
+                location: LocationConfig) -> Iterator[tuple[str, int, str, int]]:
+    """(what, socket type, host, port) of every port this node will listen on."""
+    for edge in edgeport_health_ports(config):
+        for transport in edge.transports:
+            kind = socket.SOCK_DGRAM if transport.protocol == TransportProtocol.UDP else socket.SOCK_STREAM
+            host = transport.bind_addr or edge.bind_addr
+            yield f"{transport.protocol.value.upper()} of EdgePort {edge.ref}", kind, host, transport.port
+        if edge.health.enabled:
+            yield f"health port of EdgePort {edge.ref}", socket.SOCK_STREAM, edge.health.bind_addr, edge.health.port
+    if dispatcher is not None:
+        _, grpc_port = _split_host_port(dispatcher.bind_addr)
+        yield "dispatcher gRPC port (Serve's gRPC proxy)", socket.SOCK_STREAM, "::", grpc_port
+    host, port = _split_host_port(location.bind_addr)
+    yield "Location gRPC API", socket.SOCK_STREAM, host, port
+
+
+def check_ports(ports: Iterator[tuple[str, int, str, int]]) -> None:
+    """Bind every port at once (so two parts configured on one port collide here too), then release them."""
+    with ExitStack() as stack:
+        for what, kind, host, port in ports:
+            if port == 0:
+                continue
+            try:
+                _bind_probe(stack, kind, host, port)
+            except OSError as exc:
+                if host == "::" and exc.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                    try:
+                        _bind_probe(stack, kind, "0.0.0.0", port)
+                        continue
+                    except OSError as exc4:
+                        exc = exc4
+                proto = "UDP" if kind == socket.SOCK_DGRAM else "TCP"
+                reason = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+                raise StartupError(f"cannot listen on {proto} {host}:{port} ({what}): {reason}") from exc
+
+
+def redacted(url: str) -> str:
+    """A Redis URL without its user and password (for messages)."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2]
+
+
+def check_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise StartupError(f"Redis is unreachable at {redacted(url)}: {exc}") from exc
+    finally:
+        client.close()
+
+
+# -- start --------------------------------------------------------------------------------------------------
+
+
+def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = None) -> Deployment:
+    """Check, start or join Ray, deploy everything; raises :class:`StartupError` (after stopping what it
+    started) with one line to print."""
     config = load(options)
     dispatcher = dispatcher_config(config)
     location, provider, redis_url = location_config(config, options.redis_url)
-    deployment = Deployment()
+    if provider == "redis":
+        check_redis(redis_url or "")
+    if not options.address:
+        check_ports(local_ports(config, dispatcher if options.deploy_serve else None, location))
 
+    deployment = Deployment(run_id=os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex), dispatcher=dispatcher)
+    context = _init_ray(options)
+    deployment.started_ray = not options.address
+    if on_ray_started is not None:
+        on_ray_started()
+    try:
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="routr-start") as pool:
+            location_done = pool.submit(_start_location, deployment, location, provider, redis_url)
+            steps = [location_done]
+            if options.deploy_serve:
+                steps.append(pool.submit(_start_serve, deployment, dispatcher, location, options, location_done))
+            steps.append(pool.submit(_start_edgeports, deployment, config))
+            for step in steps:
+                deployment.lines.extend(step.result())
+    except Exception as exc:
+        stop(deployment, drain_seconds=0)
+        if isinstance(exc, StartupError):
+            raise
+        raise StartupError(_root_cause(exc)) from exc
+    if deployment.started_ray:
+        deployment.lines.append(f"Ray address          {context.address_info.get('gcs_address', '?')}")
+    dashboard = getattr(context, "dashboard_url", None)
+    if dashboard:
+        deployment.lines.append(f"Ray dashboard        http://{dashboard}")
+    return deployment
+
+
+def _init_ray(options: RunOptions) -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     init_args: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False, "configure_logging": False}
     if options.address:
@@ -110,92 +265,73 @@ def start(options: RunOptions) -> Deployment:
         init_args.update(
             include_dashboard=options.dashboard,
             object_store_memory=options.object_store_mb * 1024 * 1024,
+            num_cpus=options.num_cpus,
+            # Unix socket paths are limited to 107 bytes: a short directory of our own
             _temp_dir=tempfile.mkdtemp(prefix="routr-ray-", dir="/tmp"),
         )
     try:
-        context = ray.init(**init_args)
+        return ray.init(**init_args)
     except Exception as exc:  # noqa: BLE001 - one clear line for any Ray startup failure
-        raise StartupError(f"cannot start Ray: {exc}") from exc
-    deployment.started_ray = not options.address
-
-    try:
-        _start_location(deployment, location, provider, redis_url)
-        _start_serve(deployment, dispatcher, config, location, options)
-        _start_edgeports(deployment, config, options)
-    except Exception:
-        stop(deployment, drain_seconds=0)
-        raise
-    dashboard = getattr(context, "dashboard_url", None)
-    if dashboard:
-        deployment.lines.append(f"Ray dashboard        http://{dashboard}")
-    return deployment
+        where = f"join the Ray cluster at {options.address}" if options.address else "start Ray"
+        raise StartupError(f"cannot {where}: {_root_cause(exc)}") from exc
 
 
-def _start_location(deployment: Deployment, location: LocationConfig, provider: str, redis_url: str | None) -> None:
-    if provider == "redis":
-        _check_redis(redis_url or "")
+def _start_location(deployment: Deployment, location: LocationConfig, provider: str,
+                    redis_url: str | None) -> list[str]:
     try:
         shards = location_actors.deploy_shards(location.shards, provider, redis_url)
-        api = location_actors.deploy_api(location.bind_addr, location.shards)
+        deployment.actors.extend(shards)
+        api = location_actors.deploy_api(location.bind_addr, location.shards)  # token: $ROUTR_RAY_LOCATION_TOKEN
+        deployment.actors.append(api)
     except Exception as exc:  # noqa: BLE001
         raise StartupError(f"cannot start the Location service on {location.bind_addr}: {_root_cause(exc)}") from exc
-    deployment.actors.extend([*shards, api])
     durability = "Redis" if provider == "redis" else "memory: bindings are lost on restart"
-    deployment.lines.append(f"Location gRPC API    {location.bind_addr} ({location.shards} shards, {durability})")
+    return [f"Location gRPC API    {location.bind_addr} ({location.shards} shards, {durability})"]
 
 
-def _check_redis(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise StartupError(f"Redis is unreachable at {url.split('@')[-1]}: {exc}") from exc
-    finally:
-        client.close()
-
-
-def _start_serve(deployment: Deployment, dispatcher: DispatcherConfig, config: ConfigSet,
-                 location: LocationConfig, options: RunOptions) -> None:
-    port = _port_of(dispatcher.bind_addr)
-    host = dispatcher.bind_addr.rsplit(":", 1)[0]
-    if host not in ("0.0.0.0", "[::]", "::"):
+def _start_serve(deployment: Deployment, dispatcher: DispatcherConfig, location: LocationConfig,
+                 options: RunOptions, location_done: Any) -> list[str]:
+    host, port = _split_host_port(dispatcher.bind_addr)
+    if host not in ("0.0.0.0", "::"):
         log.warning("Serve's gRPC proxy binds every interface: the host %r of bindAddr is ignored", host)
     try:
         serve.start(grpc_options=grpc_options(port), http_options={"host": "127.0.0.1", "port": 0})
         deployment.serve_started = True
-        processor_options = _processor_options(dispatcher, config, location, options)
-        serve.run(build_app(dispatcher, processor_options=processor_options), name=APP_NAME,
-                  route_prefix=f"/{APP_NAME}")
+        deployment.processor_options = processor_options(dispatcher, options.config_dir, location.shards,
+                                                         options.nonce_key)
+        location_done.result()  # Connect replicas look the shard actors up when they start
+        deploy_app(dispatcher, processor_options=deployment.processor_options)  # token: $ROUTR_RAY_DISPATCHER_TOKEN
+    except StartupError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise StartupError(f"cannot deploy the dispatcher on gRPC port {port}: {_root_cause(exc)}") from exc
-    deployment.lines.append(f"Dispatcher gRPC      0.0.0.0:{port} (Processor/ProcessMessage; firewall it)")
+    return [f"Dispatcher gRPC      0.0.0.0:{port} (Processor/ProcessMessage; firewall it)"]
 
 
-def _processor_options(dispatcher: DispatcherConfig, config: ConfigSet, location: LocationConfig,
-                       options: RunOptions) -> dict[str, dict[str, Any]]:
+def processor_options(dispatcher: DispatcherConfig, config_dir: Path, shard_count: int,
+                      nonce_key: str) -> dict[str, dict[str, Any]]:
+    """Constructor arguments of the built-in processors the dispatcher config uses."""
     names = {serve_name(p.addr) for p in (*dispatcher.processors, *dispatcher.middlewares)}
     result: dict[str, dict[str, Any]] = {}
     if "connect" in names:
         from routr_ray.actors.connect import connect_options
 
-        result["connect"] = connect_options(options.config_dir, location.shards, options.nonce_key)
+        result["connect"] = connect_options(config_dir, shard_count, nonce_key)
     return result
 
 
-def _start_edgeports(deployment: Deployment, config: ConfigSet, options: RunOptions) -> None:
-    if not config.edgeports:
-        raise StartupError(f"{options.config_dir}: no EdgePort config found (e.g. edgeport.yaml)")
+def _start_edgeports(deployment: Deployment, config: ConfigSet) -> list[str]:
     from routr_ray.actors.edgeport import deploy_edgeport
 
+    lines: list[str] = []
     for index, edge in enumerate(config.edgeports):
         try:
             handle, summary = deploy_edgeport(edge, health_port_offset=index)
         except Exception as exc:  # noqa: BLE001
             raise StartupError(f"cannot start EdgePort {edge.ref}: {_root_cause(exc)}") from exc
         deployment.edgeports.append(handle)
-        deployment.lines.extend(summary)
+        lines.extend(summary)
+    return lines
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -206,24 +342,116 @@ def _root_cause(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+# -- stop ---------------------------------------------------------------------------------------------------
+
+
 def stop(deployment: Deployment, *, drain_seconds: float) -> None:
+    """Drain the EdgePorts, then stop what this run started; a local Ray is shut down with all its processes."""
+    if deployment.watcher is not None:
+        try:
+            deployment.watcher.stop()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("stopping the config watcher failed: %s", exc)
     if deployment.edgeports and drain_seconds > 0:
         try:
             ray.get([e.drain.remote(drain_seconds) for e in deployment.edgeports], timeout=drain_seconds + 2)
         except Exception as exc:  # noqa: BLE001 - stopping anyway
             log.warning("EdgePort drain did not finish: %s", exc)
-    for handle in [*deployment.edgeports, *deployment.actors]:
-        try:
-            ray.kill(handle, no_restart=True)
-        except Exception:  # noqa: BLE001
-            pass
-    if deployment.serve_started:
-        try:
-            serve.shutdown()
-        except Exception as exc:  # noqa: BLE001
-            log.warning("serve.shutdown failed: %s", exc)
+    if not deployment.started_ray:  # a shared cluster: remove only what this run deployed
+        for handle in [*deployment.edgeports, *deployment.actors]:
+            try:
+                ray.kill(handle, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+        if deployment.serve_started:
+            try:
+                serve.delete(APP_NAME)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("serve.delete(%s) failed: %s", APP_NAME, exc)
+    # With a local Ray, ray.shutdown() stops every actor and replica with it (no Serve teardown needed).
+    ours = ray_processes(deployment.run_id) if deployment.started_ray else set()
     if ray.is_initialized():
         ray.shutdown()
+    if deployment.started_ray:
+        ours |= ray_processes(deployment.run_id)
+        killed = reap_processes(ours, grace=LEFTOVER_GRACE_S)
+        if killed:
+            log.info("killed %d Ray process(es) that outlived ray.shutdown", killed)
+
+
+Process = tuple[int, str]  # (pid, start time): a pid alone may be reused
+
+
+def _proc_stat(pid: str) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, session, ...]."""
+    try:
+        return (Path("/proc") / pid / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _live_processes() -> dict[int, tuple[int, str, bytes]]:
+    """pid -> (ppid, start time, environment) of every live (non-zombie) process we can read (Linux /proc)."""
+    result = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        fields = _proc_stat(entry.name)
+        if not fields or fields[0] in ("Z", "X"):
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            environ = b""
+        result[int(entry.name)] = (int(fields[1]), fields[19], environ)
+    return result
+
+
+def ray_processes(run_id: str) -> set[Process]:
+    """The processes of this run: descendants of this process, and processes whose environment carries the run
+    id (re-parented orphans). Ray renames processes with setproctitle, which can overwrite part of the
+    environment, hence both ways."""
+    live = _live_processes()
+    me = os.getpid()
+    marker = f"{RUN_ID_ENV}={run_id}".encode()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in live.items():
+        children.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    todo = list(children.get(me, ()))
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, ()))
+    found.update(pid for pid, (_, _, environ) in live.items() if pid != me and marker in environ)
+    return {(pid, live[pid][1]) for pid in found}
+
+
+def _alive(processes: set[Process]) -> set[Process]:
+    alive = set()
+    for pid, started in processes:
+        fields = _proc_stat(str(pid))
+        if fields and fields[0] not in ("Z", "X") and fields[19] == started:
+            alive.add((pid, started))
+    return alive
+
+
+def reap_processes(processes: set[Process], *, grace: float) -> int:
+    """Wait up to ``grace`` seconds for ``processes`` to exit (Ray's agents follow the raylet by themselves
+    within a second or two), then SIGKILL the rest; returns how many had to be killed."""
+    deadline = time.monotonic() + grace
+    while (left := _alive(processes)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return len(left)
+
+
+# -- commands -----------------------------------------------------------------------------------------------
 
 
 def run(options: RunOptions) -> int:
@@ -234,24 +462,69 @@ def run(options: RunOptions) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         stop_event.set()
 
+    def install() -> None:  # again after ray.init, which installs a SIGTERM handler that aborts the driver
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, on_signal)
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    install()
+    started = time.monotonic()
+    try:
+        try:
+            deployment = start(options, on_ray_started=install)
+        except StartupError as exc:
+            print(f"routr-ray: {exc}", file=sys.stderr, flush=True)
+            return 1
+        if options.watch_config and deployment.dispatcher is not None:
+            deployment.watcher = watch_config(options.config_dir, deployment.dispatcher,
+                                              processor_options=deployment.processor_options)
+        if not stop_event.is_set():
+            print(f"routr-ray is ready in {time.monotonic() - started:.1f}s", flush=True)
+            for line in deployment.lines:
+                print(f"  {line}", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+        try:
+            while not stop_event.wait(0.5):
+                pass
+        finally:
+            print("routr-ray: stopping", flush=True)
+            stopping = time.monotonic()
+            stop(deployment, drain_seconds=options.drain_seconds)
+            print(f"routr-ray: stopped in {time.monotonic() - stopping:.1f}s", flush=True)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0
+
+
+def deploy(options: RunOptions) -> int:
+    """Deploy onto the existing cluster at ``options.address`` (detached actors + the Serve app) and return."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not options.address:
+        print("routr-ray: deploy needs --address (e.g. ray://head:10001 or auto)", file=sys.stderr)
+        return 2
     started = time.monotonic()
     try:
         deployment = start(options)
     except StartupError as exc:
-        print(f"routr-ray: {exc}", file=sys.stderr)
+        print(f"routr-ray: {exc}", file=sys.stderr, flush=True)
         return 1
-    # After ray.init, which installs a SIGTERM handler of its own that aborts the driver.
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    print(f"routr-ray is ready in {time.monotonic() - started:.1f}s", flush=True)
+    print(f"routr-ray deployed to {options.address} in {time.monotonic() - started:.1f}s", flush=True)
     for line in deployment.lines:
         print(f"  {line}", flush=True)
-    print("Press Ctrl-C to stop.", flush=True)
-    try:
-        while not stop_event.wait(0.5):
-            pass
-    finally:
-        print("routr-ray: stopping", flush=True)
-        stop(deployment, drain_seconds=options.drain_seconds)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    ray.shutdown()  # disconnect: the actors are detached and the Serve app keeps running
     return 0
+
+
+def serve_config_app(args: dict[str, str]) -> Any:
+    """Application builder for a Serve config file (``import_path: routr_ray.actors.launcher:serve_config_app``,
+    ``args: {config_dir: /opt/routr/config}``): the ``routr`` app of that config directory. The Location shards
+    must already exist (``routr-ray deploy`` creates them); set ``ROUTR_RAY_NONCE_KEY`` on the cluster so that
+    digest nonces stay valid across redeploys."""
+    config_dir = Path(args.get("config_dir") or os.environ.get(CONFIG_ENV) or "config")
+    options = RunOptions(config_dir=config_dir)
+    config = load(options)
+    dispatcher = dispatcher_config(config)
+    location, _, _ = location_config(config, None)
+    return build_app(dispatcher, processor_options=processor_options(dispatcher, config_dir, location.shards,
+                                                                     options.nonce_key))

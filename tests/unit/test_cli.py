@@ -2,12 +2,26 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from routr_ray import __version__
+from routr_ray.actors.launcher import redacted, resolve_config_dir
+from routr_ray.actors.status import (
+    ClusterStatus,
+    DeploymentStatus,
+    EdgePortStatus,
+    LocationApiStatus,
+    ShardStatus,
+    format_status,
+)
+from routr_ray.cli import build_parser
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "routr_ray", *args], capture_output=True, text=True, timeout=60)
+def _run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "routr_ray", *args], capture_output=True, text=True, timeout=60,
+                          cwd=cwd, env=env)
 
 
 def test_version_is_printed() -> None:
@@ -20,3 +34,70 @@ def test_no_command_prints_help_and_fails() -> None:
     result = _run()
     assert result.returncode == 2
     assert "validate-config" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["run"], ["deploy"], ["status"], ["locate"], ["validate-config"],
+                                     ["processor", "serve"]])
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([*command, "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: routr-ray {' '.join(command)}")
+    assert len(text.split("\n\n")[1].split()) >= 10  # a description, not only the usage line
+
+
+def test_deploy_needs_an_address(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["deploy", "config"])
+    assert "--address" in capsys.readouterr().err
+
+
+def test_config_dir_lookup_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROUTR_RAY_CONFIG", "/etc/routr")
+    assert resolve_config_dir("/srv/cfg") == Path("/srv/cfg")
+    assert resolve_config_dir(None) == Path("/etc/routr")
+    monkeypatch.delenv("ROUTR_RAY_CONFIG")
+    assert resolve_config_dir(None) == Path("config")
+
+
+def test_run_without_a_config_dir_fails_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in __import__("os").environ.items() if k != "ROUTR_RAY_CONFIG"}
+    result = _run("run", "--no-dashboard", cwd=tmp_path, env=env)  # ./config does not exist there
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "routr-ray: config directory config not found (use --config DIR or $ROUTR_RAY_CONFIG)"]
+
+
+def test_processor_serve_with_a_bad_class_fails_with_one_line() -> None:
+    result = _run("processor", "serve", "routr_ray.processors.echo:NoSuchClass", "--port", "0")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("routr-ray: processor 'routr_ray.processors.echo:NoSuchClass'")
+
+
+def test_redis_urls_lose_their_credentials_in_messages() -> None:
+    assert redacted("redis://user:pw@db.local:6380/1") == "redis://db.local:6380/1"
+    assert redacted("rediss://db.local:6380") == "rediss://db.local:6380"
+
+
+def test_status_text_shows_every_part_and_health() -> None:
+    status = ClusterStatus(
+        edgeports=(EdgePortStatus("edgeport-ep1", True, (("udp", "0.0.0.0", 5060),), 8080),
+                   EdgePortStatus("edgeport-ep2", False, error="actor died")),
+        shards=(ShardStatus("location-shard-0", True, 3, 2), ShardStatus("location-shard-1", True, 1, 1, True)),
+        location_api=LocationApiStatus(True, 51902),
+        applications={"routr": "RUNNING"},
+        deployments=(DeploymentStatus("routr", "dispatcher", "HEALTHY", {"RUNNING": 2}),),
+    )
+    text = "\n".join(format_status(status))
+    assert not status.healthy
+    assert "NOT healthy" in text
+    assert "ok  edgeport-ep1" in text and "UDP 0.0.0.0:5060; health :8080" in text
+    assert "BAD edgeport-ep2" in text and "actor died" in text
+    assert "dispatcher" in text and "replicas: 2 RUNNING" in text
+    assert "Location shards (2, 4 bindings)" in text and "1 bindings, 1 AORs, Redis" in text
+    assert "port 51902" in text
+    healthy = ClusterStatus(status.edgeports[:1], status.shards, status.location_api, status.applications,
+                            status.deployments)
+    assert healthy.healthy and healthy.as_dict()["healthy"] is True
