@@ -82,6 +82,7 @@ class Deployment:
     dispatcher: DispatcherConfig | None = None
     processor_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     watcher: Any = None
+    connect_resources: Any = None  # routr_ray.actors.connect.ConnectResources when serve://connect is used
     lines: list[str] = field(default_factory=list)
 
 
@@ -281,7 +282,8 @@ def _start_location(deployment: Deployment, location: LocationConfig, provider: 
     try:
         shards = location_actors.deploy_shards(location.shards, provider, redis_url)
         deployment.actors.extend(shards)
-        api = location_actors.deploy_api(location.bind_addr, location.shards)  # token: $ROUTR_RAY_LOCATION_TOKEN
+        # token: spec.token of the Location config, or $ROUTR_RAY_LOCATION_TOKEN
+        api = location_actors.deploy_api(location.bind_addr, location.shards, location.token)
         deployment.actors.append(api)
     except Exception as exc:  # noqa: BLE001
         raise StartupError(f"cannot start the Location service on {location.bind_addr}: {_root_cause(exc)}") from exc
@@ -298,7 +300,8 @@ def _start_serve(deployment: Deployment, dispatcher: DispatcherConfig, location:
         serve.start(grpc_options=grpc_options(port), http_options={"host": "127.0.0.1", "port": 0})
         deployment.serve_started = True
         deployment.processor_options = processor_options(dispatcher, options.config_dir, location.shards,
-                                                         options.nonce_key)
+                                                         options.nonce_key, deployment=deployment,
+                                                         detached=not deployment.started_ray)
         location_done.result()  # Connect replicas look the shard actors up when they start
         deploy_app(dispatcher, processor_options=deployment.processor_options)  # token: $ROUTR_RAY_DISPATCHER_TOKEN
     except StartupError:
@@ -309,14 +312,24 @@ def _start_serve(deployment: Deployment, dispatcher: DispatcherConfig, location:
 
 
 def processor_options(dispatcher: DispatcherConfig, config_dir: Path, shard_count: int,
-                      nonce_key: str) -> dict[str, dict[str, Any]]:
-    """Constructor arguments of the built-in processors the dispatcher config uses."""
+                      nonce_key: str, *, deployment: Deployment | None = None,
+                      detached: bool = False) -> dict[str, dict[str, Any]]:
+    """Constructor arguments of the built-in processors the dispatcher config uses.
+
+    With a ``deployment`` (``run``/``deploy``), Connect's resources go through a board actor that a file watcher
+    updates (issue 6: resources reload without a restart); without one (Serve config files), a fixed set."""
     names = {serve_name(p.addr) for p in (*dispatcher.processors, *dispatcher.middlewares)}
     result: dict[str, dict[str, Any]] = {}
     if "connect" in names:
-        from routr_ray.actors.connect import connect_options
+        if deployment is None:
+            from routr_ray.actors.connect import connect_options
 
-        result["connect"] = connect_options(config_dir, shard_count, nonce_key)
+            result["connect"] = connect_options(config_dir, shard_count, nonce_key)
+        else:
+            from routr_ray.actors.connect import ConnectResources
+
+            deployment.connect_resources = ConnectResources(config_dir, detached=detached)
+            result["connect"] = deployment.connect_resources.options(shard_count, nonce_key)
     return result
 
 
@@ -352,6 +365,11 @@ def stop(deployment: Deployment, *, drain_seconds: float) -> None:
             deployment.watcher.stop()
         except Exception as exc:  # noqa: BLE001
             log.warning("stopping the config watcher failed: %s", exc)
+    if deployment.connect_resources is not None:
+        try:
+            deployment.connect_resources.stop()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("stopping the Connect resource watcher failed: %s", exc)
     if deployment.edgeports and drain_seconds > 0:
         try:
             ray.get([e.drain.remote(drain_seconds) for e in deployment.edgeports], timeout=drain_seconds + 2)
@@ -478,6 +496,8 @@ def run(options: RunOptions) -> int:
         if options.watch_config and deployment.dispatcher is not None:
             deployment.watcher = watch_config(options.config_dir, deployment.dispatcher,
                                               processor_options=deployment.processor_options)
+        if deployment.connect_resources is not None:
+            deployment.connect_resources.watch()
         if not stop_event.is_set():
             print(f"routr-ray is ready in {time.monotonic() - started:.1f}s", flush=True)
             for line in deployment.lines:
