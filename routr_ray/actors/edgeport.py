@@ -2,14 +2,29 @@
 
 ``edgeport-<ref>`` in namespace ``routr``: binds its listeners in ``async __init__`` (so Ray re-binds them when it
 restarts the actor after a crash: ``max_restarts=-1``), never retries a task (a method that crashed the actor
-would crash-loop), takes a fraction of a CPU. The dispatcher is reached through a DeploymentHandle with
-``_by_reference=False`` carrying a whole batch of serialized MessageRequests per call (DESIGN §10).
+would crash-loop), takes a fraction of a CPU.
+
+How an EdgePort whose ``processor.addr`` is ``serve://<app>`` dispatches (:data:`DISPATCH_ENV`, or the
+``dispatch`` argument of :func:`deploy_edgeport`):
+
+* ``embedded`` (default): :class:`EmbeddedDispatcherClient` runs the dispatcher's own matching
+  (:class:`~routr_ray.dispatch.runtime.DispatchRuntime`: same config, same matchFunc compiler, same middlewares)
+  inside the EdgePort and calls the processor deployments' handles directly. The config is the one the
+  ``dispatcher`` deployment runs with (read from its ``describe`` and re-read every ``refresh`` seconds, so a
+  dispatcher.yaml reload reaches the EdgePorts too). One Ray hop per message instead of two; the dispatcher
+  deployment stays for outside gRPC callers (Serve's proxy).
+* ``dispatcher``: :class:`ServeDispatcherClient`, every message through the dispatcher deployment.
+
+Both carry a whole batch of serialized MessageRequests per call through DeploymentHandles with
+``_by_reference=False`` (DESIGN §10).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import os
 from typing import Any
 
 import ray
@@ -17,8 +32,10 @@ from ray import serve
 
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors.metrics import RayMetricsBridge
-from routr_ray.actors.serve_app import APP_NAME
+from routr_ray.actors.serve_app import APP_NAME, deployment_name, deployment_send, one_loop
+from routr_ray.config.dispatcher import from_document
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig
+from routr_ray.dispatch.runtime import BatchSend, DispatchRuntime
 from routr_ray.edge.dispatcher_client import DispatcherClient, client_for_addr
 from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
 from routr_ray.edge.metrics import EdgeMetrics
@@ -31,6 +48,12 @@ log = logging.getLogger(__name__)
 
 NAME = "edgeport-{ref}"
 SERVE_PREFIX = "serve://"
+DISPATCH_ENV = "ROUTR_RAY_EDGE_DISPATCH"
+EMBEDDED = "embedded"
+DISPATCHER_HOP = "dispatcher"
+DISPATCH_MODES = (EMBEDDED, DISPATCHER_HOP)
+BATCHING_ENV = "ROUTR_RAY_EDGE_BATCHING"
+"""``max_batch=64,max_wait=0.001,max_in_flight=4``: the EdgePort -> processor (or dispatcher) batching."""
 
 
 class ServeDispatcherClient:
@@ -61,36 +84,149 @@ class ServeDispatcherClient:
         self._handle = None
 
 
-def dispatcher_for(addr: str) -> DispatcherClient:
+class EmbeddedDispatcherClient:
+    """:class:`DispatcherClient` that dispatches inside the EdgePort (see the module docstring).
+
+    The routing config comes from the app's dispatcher deployment (``describe``), fetched on first use and
+    every ``refresh`` seconds after; until one is there, :meth:`process` raises (the EdgePort answers 503).
+    """
+
+    def __init__(self, app_name: str = APP_NAME, *, refresh: float = 2.0) -> None:
+        self._app_name = app_name
+        self.refresh = refresh
+        self.runtime = DispatchRuntime(self._deployment_send)
+        self._document: dict[str, Any] | None = None
+        self._lock = asyncio.Lock()
+        self._refresher: asyncio.Task[None] | None = None
+        self._dispatcher: Any = None
+
+    def _deployment_send(self, name: str) -> BatchSend:
+        return deployment_send(serve.get_deployment_handle(deployment_name(name), app_name=self._app_name))
+
+    async def _fetch(self) -> None:
+        """Read the dispatcher's config and apply it when it changed."""
+        if self._dispatcher is None:
+            self._dispatcher = serve.get_app_handle(self._app_name).options(_by_reference=False)
+        description = await self._dispatcher.describe.remote()
+        document = description.get("config")
+        if document is None:
+            raise RuntimeError(f"the {self._app_name} dispatcher has no config yet")
+        if document != self._document:
+            config = from_document(document)
+            await self.runtime.reconfigure(config)
+            self._document = document
+            log.info("embedded dispatch: config %r: processors %s", config.ref, [p.ref for p in config.processors])
+
+    async def _ensure(self) -> None:
+        if self.runtime.core is None:
+            async with self._lock:
+                if self.runtime.core is None:
+                    await self._fetch()
+        if self._refresher is None:
+            self._refresher = asyncio.get_running_loop().create_task(self._follow())
+
+    async def _follow(self) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(self.refresh)
+            try:
+                await self._fetch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep routing with the last good config
+                if not failing:  # once per outage (e.g. the dispatcher being redeployed), not every refresh
+                    log.warning("embedded dispatch: cannot refresh the dispatcher config (routing with the last "
+                                "one): %r", exc)
+                failing = True
+            else:
+                failing = False
+
+    async def process(self, batch: list[processor_pb2.MessageRequest]) -> list[processor_pb2.MessageResponse]:
+        await self._ensure()
+        results = await self.runtime.handle_batch(batch)
+        # None = the dispatcher chose to drop (ACK, responses): an empty MessageResponse says the same.
+        return [r if r is not None else processor_pb2.MessageResponse() for r in results]
+
+    async def ready(self) -> bool:
+        try:
+            await self._ensure()
+        except Exception:  # noqa: BLE001 - not deployed (yet)
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
+        await self.runtime.close()
+
+
+def dispatch_mode(explicit: str | None = None) -> str:
+    """``explicit``, else ``$ROUTR_RAY_EDGE_DISPATCH``, else ``embedded``; ValueError for anything else."""
+    mode = (explicit or os.environ.get(DISPATCH_ENV) or EMBEDDED).strip().lower()
+    if mode not in DISPATCH_MODES:
+        raise ValueError(f"{DISPATCH_ENV}={mode!r}: expected one of {', '.join(DISPATCH_MODES)}")
+    return mode
+
+
+def edge_options(batching: str | None = None) -> EdgePortOptions:
+    """The actor's EdgePortOptions: GC tuned (gc.freeze + a larger gen-0 threshold, process-wide: right for a
+    process that only runs the edge) and the batching of ``batching`` (else ``$ROUTR_RAY_EDGE_BATCHING``)."""
+    options = EdgePortOptions(tune_gc=True)
+    text = batching if batching is not None else os.environ.get(BATCHING_ENV, "")
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name in ("max_batch", "max_in_flight"):
+            setattr(options, name, int(value))
+        elif name == "max_wait":
+            options.max_wait = float(value)
+        else:
+            raise ValueError(f"{BATCHING_ENV}: unknown setting {name!r} (max_batch, max_wait, max_in_flight)")
+    if options.max_batch < 1 or options.max_in_flight < 1 or options.max_wait < 0:
+        raise ValueError(f"{BATCHING_ENV}: max_batch and max_in_flight must be >= 1, max_wait >= 0")
+    return options
+
+
+def dispatcher_for(addr: str, mode: str | None = None) -> DispatcherClient:
     if not addr or addr.startswith(SERVE_PREFIX):
-        app = addr[len(SERVE_PREFIX):] if addr else APP_NAME
-        return ServeDispatcherClient(app or APP_NAME)
+        app = (addr[len(SERVE_PREFIX):] if addr else APP_NAME) or APP_NAME
+        if dispatch_mode(mode) == EMBEDDED:
+            return EmbeddedDispatcherClient(app)
+        return ServeDispatcherClient(app)
     return client_for_addr(addr)
 
 
 @ray.remote(num_cpus=0.1, max_restarts=-1, max_task_retries=0, max_concurrency=1000)
 class EdgePortActor:
-    async def __init__(self, config: EdgePortConfig) -> None:
+    async def __init__(self, config: EdgePortConfig, dispatch: str | None = None, batching: str | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
         self.config = config
-        # tune_gc: gc.freeze + a larger gen-0 threshold, process-wide: right for a process that only runs the edge.
+        self.dispatch = dispatch_mode(dispatch)
+        options = edge_options(batching)
         metrics = EdgeMetrics()
         # Call events to the sinks named by the environment (log by default; NATS, Redis pub/sub).
         self.events = EventPublisher(sinks_from_env(), registry=metrics.registry)
         await self.events.start()
-        self.edge = EdgePort(config, dispatcher_for(config.processor_addr), options=EdgePortOptions(tune_gc=True),
+        self.edge = EdgePort(config, dispatcher_for(config.processor_addr, self.dispatch), options=options,
                              metrics=metrics, events=CallEventEmitter(self.events))
         await self.edge.start()
         # The same series as the EdgePort's own /metrics, exported through Ray's metrics pipeline.
         self.metrics_bridge = RayMetricsBridge(self.edge.metrics.registry, default_tags={"edgeport": config.ref})
         self.metrics_bridge.start()
-        log.info("EdgePort %s listening: %s", config.ref, self.describe())
+        log.info("EdgePort %s listening: %s (dispatch: %s, batching %d/%gs/%d, loop %s)", config.ref, self.describe(),
+                 self.dispatch, options.max_batch, options.max_wait, options.max_in_flight,
+                 type(asyncio.get_running_loop()).__module__)
 
     def describe(self) -> list[tuple[str, str, int]]:
         return [(name.value, *listener.local_address) for name, listener in self.edge.listeners.items()]
 
     async def ready(self) -> list[tuple[str, str, int]]:
         return self.describe()
+
+    async def dispatch_mode(self) -> str:
+        """``embedded`` or ``dispatcher`` (how this EdgePort reaches the processors)."""
+        return self.dispatch
 
     async def check_health(self) -> bool:
         return self.edge.is_alive()
@@ -107,15 +243,23 @@ class EdgePortActor:
         await self.events.stop()
 
 
-def deploy_edgeport(config: EdgePortConfig, *, health_port_offset: int = 0,
-                    timeout: float = 60.0) -> tuple[Any, list[str]]:
-    """Start (or find) ``edgeport-<ref>``; several EdgePorts on one node get distinct health ports."""
+def deploy_edgeport(config: EdgePortConfig, *, health_port_offset: int = 0, timeout: float = 60.0,
+                    dispatch: str | None = None) -> tuple[Any, list[str]]:
+    """Start (or find) ``edgeport-<ref>``; several EdgePorts on one node get distinct health ports.
+    ``dispatch``: ``embedded`` or ``dispatcher`` (default: ``$ROUTR_RAY_EDGE_DISPATCH``, else embedded), read
+    here in the driver so that the setting reaches the actor wherever it runs."""
+    dispatch = dispatch_mode(dispatch)
+    batching = os.environ.get(BATCHING_ENV, "")
+    edge_options(batching)  # a bad setting fails here, in the driver
+    extra: dict[str, Any] = {}
+    if one_loop():  # Serve's request router on the actor's own loop: no thread hop per dispatcher call
+        extra["runtime_env"] = {"env_vars": {"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}}
     if health_port_offset and config.health.enabled:
         health = dataclasses.replace(config.health, port=config.health.port + health_port_offset)
         config = dataclasses.replace(config, health=health)
     handle = EdgePortActor.options(  # type: ignore[attr-defined]
-        name=NAME.format(ref=config.ref), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-    ).remote(config)
+        name=NAME.format(ref=config.ref), namespace=NAMESPACE, lifetime="detached", get_if_exists=True, **extra
+    ).remote(config, dispatch, batching)
     listening = ray.get(handle.ready.remote(), timeout=timeout)
     lines = [f"EdgePort {config.ref:<12} {proto.upper():<4} {host}:{port}" for proto, host, port in listening]
     health: HealthConfig = config.health

@@ -11,7 +11,8 @@ Flow (routr.md §6, with Routr's bugs fixed):
 3. Processor selection (:class:`~routr_ray.dispatch.matching.Router`); none -> 405 with Allow.
 4. The processor, within its entry's ``deadline_seconds`` (else ``deadline``) seconds; unreachable, raising or late -> 503 with Retry-After.
    Its result is stamped with ``metadata[PROCESSOR_METADATA_KEY] = ref`` so that responses to a request
-   it forwarded come back to it.
+   it forwarded come back to it. With middlewares configured, a processor's ``routr-ray.responses=errors``
+   (the EdgePort may relay 1xx/2xx without it) is removed: the middlewares must see those responses.
 5. Post-processor middlewares.
 
 A non-optional middleware failure -> 500. ACK and responses are never answered: where an answer would be
@@ -28,7 +29,7 @@ from routr_ray.dispatch import errors
 from routr_ray.dispatch.matching import Route, Router, is_response, method_name, stamp_processor
 from routr_ray.dispatch.middleware import MiddlewareChain, MiddlewareFailed
 from routr_ray.dispatch.ratelimit import RateLimitedLog
-from routr_ray.processors.sdk import is_drop
+from routr_ray.processors.sdk import RESPONSES_KEY, is_drop
 from routr_ray.proto.gen import processor_pb2
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class DispatchCore:
         except Exception as exc:  # unreachable, failing, past its deadline: all the same to the client
             self._log.error(route.ref, "processor %r unavailable: %r", route.ref, exc)
             return errors.service_unavailable(req, self.retry_after)
-        stamp_processor(result.metadata, route.ref)
+        self._stamp(result, route)
 
         if use_chain and self.chain.post:
             try:
@@ -104,6 +105,12 @@ class DispatchCore:
             except MiddlewareFailed:
                 return errors.server_internal_error(req)
         return result
+
+    def _stamp(self, result: MessageResponse, route: Route) -> None:
+        metadata = result.metadata
+        stamp_processor(metadata, route.ref)
+        if self.chain and RESPONSES_KEY in metadata:
+            del metadata[RESPONSES_KEY]  # the middlewares see 1xx/2xx responses: they all come back here
 
     @staticmethod
     def _usable(result: MessageResponse | None) -> bool:
@@ -162,5 +169,5 @@ class DispatchCore:
                 self._log.error(route.ref, "processor %r unavailable: %r", route.ref, exc)
                 results[i] = errors.service_unavailable(requests[i], self.retry_after)
                 continue
-            stamp_processor(result.metadata, route.ref)
+            self._stamp(result, route)
             results[i] = result

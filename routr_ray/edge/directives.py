@@ -12,6 +12,12 @@ documented in docs/connect.md "Metadata for the EdgePort". The edge must not imp
 | ``routr-ray.next-hop.edge-port-ref`` | the EdgePort the callee registered through |
 | ``routr-ray.failover`` | further Request-URIs, comma-separated, tried in order on 503/408/timeout (trunks) |
 | ``routr-ray.trunk-ref`` | the trunk of an outbound call; kept with the branch and sent with its responses |
+| ``routr-ray.responses`` | ``errors``: the processor wants only the >= 300 responses to this request; the EdgePort \
+relays 1xx/2xx itself (its Via popped), except one whose Contact names a ``.invalid`` host (RFC 7118) |
+
+``routr-ray.responses`` is written by the processor SDK (``routr_ray/processors/sdk.py``, a processor class with
+``needs_success_responses = False``, e.g. Connect) and removed by the dispatcher when middlewares are configured
+(they see 1xx/2xx responses, routr.md §6). Without it every response goes back to the processor (Routr).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ __all__ = [
     "NEXT_HOP_EDGE_KEY",
     "NEXT_HOP_FLOW_KEY",
     "NEXT_HOP_KEY",
+    "RESPONSES_ERRORS_ONLY",
+    "RESPONSES_KEY",
     "TRUNK_REF_KEY",
     "HopDirective",
     "read_directive",
@@ -40,6 +48,9 @@ FAILOVER_KEY = "routr-ray.failover"
 DIRECTION_KEY = "routr-ray.call-direction"
 # Copied from routr_ray.processors.connect.router (_to_pstn).
 TRUNK_REF_KEY = "routr-ray.trunk-ref"
+# Copied from routr_ray.processors.sdk.
+RESPONSES_KEY = "routr-ray.responses"
+RESPONSES_ERRORS_ONLY = "errors"
 
 MAX_FAILOVER = 16  # a bounded serial search (RFC 3261 §16.6 leaves the number of targets to the proxy)
 
@@ -53,17 +64,19 @@ class HopDirective:
     edge_port_ref: str = ""
     failover: tuple[URI, ...] = ()
     trunk_ref: str = ""
+    edge_relays_success: bool = False  # routr-ray.responses=errors: 1xx/2xx go upstream without the processor
 
     @property
     def is_empty(self) -> bool:
-        return self.next_hop is None and not self.failover and not self.trunk_ref
+        return self.next_hop is None and not self.failover and not self.trunk_ref and not self.edge_relays_success
 
     def without_next_hop(self, failover: tuple[URI, ...]) -> HopDirective:
         """The directive for a failover branch: routed by its own Request-URI, the rest of the list kept."""
-        return HopDirective(None, False, "", failover, self.trunk_ref)
+        return HopDirective(None, False, "", failover, self.trunk_ref, self.edge_relays_success)
 
 
 EMPTY = HopDirective()
+EDGE_RELAYS_SUCCESS = HopDirective(edge_relays_success=True)
 
 
 def _uri(text: str) -> URI | None:
@@ -81,8 +94,9 @@ def read_directive(metadata: Mapping[str, str] | None) -> HopDirective:
     hop_text = metadata.get(NEXT_HOP_KEY)
     failover_text = metadata.get(FAILOVER_KEY)
     trunk_ref = metadata.get(TRUNK_REF_KEY) or ""
+    edge_relays = metadata.get(RESPONSES_KEY) == RESPONSES_ERRORS_ONLY
     if hop_text is None and failover_text is None and not trunk_ref:
-        return EMPTY
+        return EDGE_RELAYS_SUCCESS if edge_relays else EMPTY
     hop = _uri(hop_text) if hop_text else None
     failover: list[URI] = []
     if failover_text:
@@ -100,4 +114,5 @@ def read_directive(metadata: Mapping[str, str] | None) -> HopDirective:
         edge_port_ref=(metadata.get(NEXT_HOP_EDGE_KEY) or "").strip(),
         failover=tuple(failover),
         trunk_ref=trunk_ref,
+        edge_relays_success=edge_relays,
     )

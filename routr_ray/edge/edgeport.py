@@ -15,9 +15,11 @@ requests only) -> method filter -> Via received/rport (RFC 3261 §18.2.1, RFC 35
   server transaction) or a request forwarded on a new client transaction: the branch of the top Via (added by
   the processor, without branch) is set here (z9hG4bK + random, §16.6 step 8); no Record-Route is added here.
 * response: matched to its client transaction by top Via branch + CSeq method (§17.1.3); 100 and responses to
-  our CANCELs stop here (hop by hop); others go through the dispatcher with the handling processor's ref in
-  metadata, our Via is removed if the processor left it, and the response goes upstream on the server
-  transaction. A dispatcher failure never loses a response: it is relayed without the processor.
+  our CANCELs stop here (hop by hop); when the processor marked the forwarded request ``routr-ray.responses=
+  errors`` (``directives.py``), a 1xx/2xx without a ``.invalid`` Contact goes upstream at once with our Via
+  removed (§16.7 step 3), without a dispatcher call; others go through the dispatcher with the handling
+  processor's ref in metadata, our Via is removed if the processor left it, and the response goes upstream on
+  the server transaction. A dispatcher failure never loses a response: it is relayed without the processor.
 
 Next hop of a forwarded request (see ``directives.py`` for the metadata keys): the processor's
 ``routr-ray.next-hop`` when present (with ``.flow=true``: over the open connection to that address, 480 when it
@@ -961,7 +963,30 @@ class EdgePort:
             metadata[TRUNK_REF_KEY] = ctx.directive.trunk_ref
         branch = txn.request.top_via.branch
         out = await self._process_response(response, flow, branch, metadata)
-        if server is None:
+        if server is not None:
+            self._send_relayed(server, out)
+
+    def _relay_directly(self, txn: RunningTransaction, response: Response) -> None:
+        """A 1xx/2xx the processor said it does not need (``routr-ray.responses=errors``): our Via off the top
+        (RFC 3261 §16.7 step 3) and upstream, without a dispatcher call."""
+        server = txn.context.server
+        try:
+            top = response.top_via
+        except ParseError:
+            top = None
+        if top is not None and top.branch is not None and top.branch == txn.request.top_via.branch:
+            response.headers.remove_first_value("Via")
+        if server is not None:
+            self._send_relayed(server, response)
+
+    def _send_relayed(self, server: RunningTransaction, out: Response) -> None:
+        try:
+            via_left = out.top_via is not None
+        except ParseError:
+            via_left = False
+        if not via_left:
+            # RFC 3261 §16.7 step 3: a response with no Via left was meant for us; it is not forwarded.
+            self.metrics.reject("no_via")
             return
         sent = server.send_response(out.status, out)
         if not sent and 200 <= out.status < 300 and server.request.method == "INVITE":
@@ -1090,6 +1115,9 @@ class EdgePort:
         if message.status in FAILOVER_STATUSES and self._may_fail_over(txn):
             self._fail_over(txn)  # the INVITE machine ACKs the 503/408 itself (§17.1.1.3)
             return
+        if ctx.directive.edge_relays_success and message.status < 300 and not _has_invalid_contact(message):
+            self._relay_directly(txn, message)
+            return
         flow = ctx.hop.flow or Flow(ctx.hop.transport, ctx.hop.host, ctx.hop.port, "", 0)
         self._spawn(self._relay(txn, message, flow))
 
@@ -1153,6 +1181,12 @@ class EdgePort:
         if self.server_txns.get(txn.key) is txn:
             self.server_txns.remove(txn.key)
         self._cancel_wait_done(txn)
+
+
+def _has_invalid_contact(message: Response) -> bool:
+    """A Contact naming a ``.invalid`` host (a WebRTC callee, RFC 7118 §5): the processor fixes it, so such a
+    response goes through it even when the EdgePort could relay it alone."""
+    return any(".invalid" in value.lower() for value in message.headers.get_lines("Contact"))
 
 
 def _cseq_method(message: Response) -> str | None:

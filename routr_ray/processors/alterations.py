@@ -159,14 +159,18 @@ class OwnAddresses:
     hosts: frozenset[str]
     ports_by_transport: dict[str, frozenset[int]]
     ports: frozenset[int]
+    wildcard: bool = False  # a listening point bound to 0.0.0.0 / ::: every local address is ours too
 
     @classmethod
     def build(cls, listening_points: Iterable[Interface], localnets: Iterable[str] = (),
               external_addrs: Iterable[str] = ()) -> OwnAddresses:
         hosts: set[str] = set()
         by_transport: dict[str, set[int]] = {}
+        wildcard = False
         for lp in listening_points:
-            if lp.host not in _WILDCARD_HOSTS:
+            if lp.host in _WILDCARD_HOSTS:
+                wildcard = True
+            else:
                 hosts.add(_norm(lp.host))
             by_transport.setdefault(lp.transport, set()).add(lp.port)
         hosts.update(_norm(a) for a in external_addrs if a)
@@ -175,7 +179,7 @@ class OwnAddresses:
             if net is not None and net[1] is not None:
                 hosts.add(_norm(net[1]))
         ports = frozenset(p for ps in by_transport.values() for p in ps)
-        return cls(frozenset(hosts), {t: frozenset(p) for t, p in by_transport.items()}, ports)
+        return cls(frozenset(hosts), {t: frozenset(p) for t, p in by_transport.items()}, ports, wildcard)
 
     @classmethod
     def of_request(cls, req: processor_pb2.MessageRequest) -> OwnAddresses:
@@ -239,23 +243,27 @@ def remove_top_via(msg: M) -> M:
     return out
 
 
-def route_uri(intf: Interface, *, r2: bool = False) -> str:
-    """``<sip:host:port;transport=x[;r2=on];lr>`` for a Record-Route or Route value."""
+def route_uri(intf: Interface, *, r2: bool = False, params: Iterable[tuple[str, str]] = ()) -> str:
+    """``<sip:host:port;transport=x[;r2=on][;name=value...];lr>`` for a Record-Route or Route value."""
     r2_param = ";r2=on" if r2 else ""
-    return f"<sip:{intf.sent_by()};transport={intf.transport.lower()}{r2_param};lr>"
+    extra = "".join(f";{name}={value}" for name, value in params)
+    return f"<sip:{intf.sent_by()};transport={intf.transport.lower()}{r2_param}{extra};lr>"
 
 
-def add_record_route(msg: M, origin: Interface, target: Interface) -> M:
+def add_record_route(msg: M, origin: Interface, target: Interface, *,
+                     params: Iterable[tuple[str, str]] = ()) -> M:
     """Record-Route ourselves (RFC 3261 §16.6 step 4, loose routing ``lr``). ``origin`` is our interface
     toward the previous hop, ``target`` toward the next. When they differ (transport or network bridged),
     two entries with ``r2=on``: ``[target, origin]``, so each side's route set starts with the address it can
-    reach (double record-routing)."""
+    reach (double record-routing). ``params`` are extra URI parameters put into every entry (they come back
+    in the Route headers of the dialog's later requests, RFC 3261 §12.1)."""
     out = _copy(msg)
+    params = tuple(params)
     if origin == target:
-        out.headers.prepend("Record-Route", route_uri(origin))
+        out.headers.prepend("Record-Route", route_uri(origin, params=params))
     else:
-        out.headers.prepend("Record-Route", route_uri(origin, r2=True))
-        out.headers.prepend("Record-Route", route_uri(target, r2=True))
+        out.headers.prepend("Record-Route", route_uri(origin, r2=True, params=params))
+        out.headers.prepend("Record-Route", route_uri(target, r2=True, params=params))
     return out
 
 

@@ -49,6 +49,11 @@ MessageResponse = processor_pb2.MessageResponse
 Result: TypeAlias = MessageResponse | Message | int | None
 StepResult: TypeAlias = Result | Awaitable[Result]
 
+RESPONSES_KEY = "routr-ray.responses"
+"""Metadata key on a forwarded request: ``"errors"`` means the processor needs only the >= 300 responses to it;
+the EdgePort relays 1xx/2xx itself (see :attr:`Processor.needs_success_responses`)."""
+RESPONSES_ERRORS_ONLY = "errors"
+
 ACTION_METADATA_KEY = "routr-ray.action"
 """Metadata key of a MessageResponse without ``message``: ``"drop"`` means "send nothing" (ACK absorbed,
 response swallowed). Routr has no such answer; it is only ever returned for ACK and responses."""
@@ -203,6 +208,13 @@ class Processor:
     server_header: ClassVar[str | None] = None
     """Value of the ``Server`` header on answers built with ``ctx.respond``/``ctx.ok``/...; None for none."""
 
+    needs_success_responses: ClassVar[bool] = True
+    """True (Routr's behaviour): every response to a request this processor forwarded comes back to
+    ``handle_response``. False: only responses >= 300 do; the EdgePort relays 1xx/2xx itself, removing its own
+    Via (RFC 3261 §16.7 step 3) — one Ray hop less per provisional/success response. Only for processors whose
+    ``handle_response`` does nothing to 1xx/2xx but pop the top Via and fix a ``.invalid`` Contact (responses with
+    one still come here). The dispatcher turns it off when middlewares are configured (they see 1xx/2xx)."""
+
     _hooks: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -290,9 +302,11 @@ class Processor:
         else:
             resp = result
         req = ctx.request
-        if (req.method == _ACK and not ctx.is_response
-                and resp.message.WhichOneof("message_type") == "response_type"):
+        kind = resp.message.WhichOneof("message_type")
+        if req.method == _ACK and not ctx.is_response and kind == "response_type":
             return drop()  # RFC 3261 §17.1.1.3: ACK is never answered
+        if not self.needs_success_responses and kind == "request_uri" and not ctx.is_response:
+            resp.metadata[RESPONSES_KEY] = RESPONSES_ERRORS_ONLY
         return resp
 
     _error_log_at: float = 0.0
@@ -330,4 +344,5 @@ async def _value(result: StepResult) -> Result:
     return result
 
 
-__all__ = ["ACTION_METADATA_KEY", "DROP_ACTION", "Context", "Processor", "Result", "drop", "is_drop"]
+__all__ = ["ACTION_METADATA_KEY", "DROP_ACTION", "RESPONSES_ERRORS_ONLY", "RESPONSES_KEY", "Context", "Processor",
+           "Result", "drop", "is_drop"]

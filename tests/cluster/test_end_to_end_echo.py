@@ -1,9 +1,11 @@
-"""End to end (issue 4): SIP OPTIONS over UDP -> EdgePort actor -> dispatcher (process_batch through the handle)
--> echo processor -> 200 back to the UDP client."""
+"""End to end (issue 4): SIP OPTIONS over UDP -> EdgePort actor -> echo processor -> 200 back to the UDP client,
+with both ways of dispatching: ``embedded`` (the EdgePort runs the dispatcher's matching and calls the processor
+deployment itself, the default) and ``dispatcher`` (through the dispatcher deployment's process_batch)."""
 
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -50,24 +52,41 @@ def options(edge_port: int, user: str, timeout: float = 5.0) -> tuple[str, Respo
                 return call_id, reply
 
 
-@pytest.fixture(scope="module")
-def edge_port(serve_grpc_port: int) -> Iterator[int]:
-    # Only OPTIONS to user 1001 is routed: another user gets the dispatcher's 405, which proves the path.
-    deploy_app(DispatcherConfig(processors=(
+def echo_config(user: str) -> DispatcherConfig:
+    # Only OPTIONS to ``user`` is routed: another user gets the dispatcher's 405, which proves the path.
+    return DispatcherConfig(processors=(
         ProcessorConfig(ref="echo", addr="serve://echo", methods=("OPTIONS",),
-                        match_func="req => req.message.requestUri.user === '1001'"),
-    )))
-    port = udp_port()
-    config = EdgePortConfig(
-        ref=f"e2e-{uuid.uuid4().hex[:6]}",
-        bind_addr="127.0.0.1",
-        transports=(Transport(TransportProtocol.UDP, port, "127.0.0.1"),),
-        health=HealthConfig(enabled=False),
-    )
-    deploy_edgeport(config)
-    yield port
-    ray.kill(ray.get_actor(NAME.format(ref=config.ref), namespace="routr"), no_restart=True)
+                        match_func=f"req => req.message.requestUri.user === '{user}'"),
+    ))
+
+
+@pytest.fixture(scope="module")
+def edges(serve_grpc_port: int) -> Iterator[dict[str, int]]:
+    """One EdgePort per dispatch mode, same app: mode -> UDP port."""
+    deploy_app(echo_config("1001"))
+    ports: dict[str, int] = {}
+    refs = []
+    for mode in ("embedded", "dispatcher"):
+        port = udp_port()
+        config = EdgePortConfig(
+            ref=f"e2e-{mode[:3]}-{uuid.uuid4().hex[:6]}",
+            bind_addr="127.0.0.1",
+            transports=(Transport(TransportProtocol.UDP, port, "127.0.0.1"),),
+            health=HealthConfig(enabled=False),
+        )
+        handle, _ = deploy_edgeport(config, dispatch=mode)
+        assert ray.get(handle.dispatch_mode.remote()) == mode
+        ports[mode] = port
+        refs.append(config.ref)
+    yield ports
+    for ref in refs:
+        ray.kill(ray.get_actor(NAME.format(ref=ref), namespace="routr"), no_restart=True)
     serve.delete(APP_NAME)
+
+
+@pytest.fixture(params=["embedded", "dispatcher"])
+def edge_port(request: pytest.FixtureRequest, edges: dict[str, int]) -> int:
+    return edges[request.param]
 
 
 def test_options_over_udp_is_answered_200_by_the_echo_processor(edge_port: int) -> None:
@@ -82,3 +101,16 @@ def test_options_no_processor_takes_gets_405_from_the_dispatcher(edge_port: int)
     assert reply.status == 405
     assert reply.headers.get("Call-ID") == call_id
     assert reply.headers.get("Allow") == "OPTIONS"
+
+
+def test_the_embedded_dispatch_follows_a_dispatcher_config_change(edges: dict[str, int]) -> None:
+    deploy_app(echo_config("1002"))  # reconfigures the dispatcher in place; the EdgePort re-reads within ~2 s
+    try:
+        deadline = time.monotonic() + 15
+        while options(edges["embedded"], "1002")[1].status != 200:
+            assert time.monotonic() < deadline, "the embedded dispatch kept the old config"
+            time.sleep(0.5)
+        assert options(edges["embedded"], "1001")[1].status == 405
+        assert options(edges["dispatcher"], "1002")[1].status == 200
+    finally:
+        deploy_app(echo_config("1001"))

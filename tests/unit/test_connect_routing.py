@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_connect_support import Harness, authorize, net, sip, to_message_request
+from test_connect_support import Harness, authorize, net, record_route_texts, sip, to_message_request
 
 from routr_ray.processors.connect import (
     DIRECTION_KEY,
@@ -44,7 +44,7 @@ async def test_agent_to_agent_reaches_the_most_recent_binding() -> None:
     assert out.max_forwards == 69
     assert "Proxy-Authorization" not in out.headers and "Authorization" not in out.headers
     assert out.via[0].host == "10.0.0.1" and out.via[0].branch is None and len(out.via) == 2
-    assert [str(r.uri) for r in out.record_routes] == ["sip:10.0.0.1:5060;transport=udp;lr"]
+    assert record_route_texts(out) == ["sip:10.0.0.1:5060;transport=udp;lr"]
     assert resp.metadata[NEXT_HOP_KEY] == "sip:10.0.0.9:5080;transport=udp"
     assert resp.metadata[DIRECTION_KEY] == "agent-to-agent"
 
@@ -105,7 +105,7 @@ async def test_flow_binding_goes_to_the_source_over_the_flow() -> None:
     assert resp.metadata[NEXT_HOP_KEY] == "sip:10.0.0.6:61000;transport=ws"
     assert resp.metadata[NEXT_HOP_FLOW_KEY] == "true"
     # UDP caller, WS callee: bridged, so two Record-Routes with r2=on
-    assert [str(r.uri) for r in out.record_routes] == [
+    assert record_route_texts(out) == [
         "sip:10.0.0.1:5062;transport=ws;r2=on;lr", "sip:10.0.0.1:5060;transport=udp;r2=on;lr"]
 
 
@@ -305,8 +305,10 @@ async def test_peer_with_allow_acl_and_no_credentials_is_admitted_by_address_onl
 
 async def test_in_dialog_bye_follows_the_route_set_without_challenge() -> None:
     h = Harness()
+    token = h.processor.dialogs.token("call-bye", "f-caller")
     bye = sip("BYE", "sip:1002@10.0.0.6:5060", from_="sip:1001@sip.local", to="sip:1002@sip.local", to_tag="t1",
-              extra=("Route: <sip:10.0.0.1:5060;transport=udp;lr>",))
+              call_id="call-bye", extra=(f"Route: <sip:10.0.0.1:5060;transport=udp;rrk={token};lr>",))
+    bye.headers.set("From", "<sip:1001@sip.local>;tag=f-caller")
     out, resp = await h.send(bye)
     assert isinstance(out, Request) and out.method == "BYE"
     assert out.uri == "sip:1002@10.0.0.6:5060" and out.routes == []

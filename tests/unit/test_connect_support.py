@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import re
 from dataclasses import dataclass, field
 
 from routr_ray.config import Resources
@@ -147,6 +148,15 @@ def authorize(request: Request, challenge: Response, username: str, password: st
     assert request.cseq is not None
     out.headers.set("CSeq", f"{request.cseq.seq + 1} {request.method}")
     return out
+
+
+def record_route_texts(msg: Request) -> list[str]:
+    """The Record-Route URIs of a forwarded request without their dialog token (asserted present)."""
+    texts = []
+    for na in msg.record_routes:
+        assert na.uri.params.get("rrk"), f"Record-Route without a dialog token: {na.uri}"
+        texts.append(re.sub(r";rrk=[^;>]*", "", str(na.uri)))
+    return texts
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from routr_ray.config.resources import AccessControlList, Credentials
+from routr_ray.processors.alterations import OwnAddresses
 from routr_ray.processors.connect.acl import acl_allows
 from routr_ray.processors.connect.auth import DigestGate, FailureTracker
 from routr_ray.processors.connect.decisions import Reply
@@ -34,15 +35,18 @@ class Access:
         self.gate = gate
         self.failures = failures
 
-    def check(self, request: Request, source: str, principal: Principal) -> Reply | None:
-        """None when the request may go on; otherwise the answer."""
+    def check(self, request: Request, source: str, principal: Principal,
+              own: OwnAddresses | None = None) -> Reply | None:
+        """None when the request may go on; otherwise the answer. `own`: this EdgePort's addresses (a digest
+        `uri` naming the server is accepted, see `auth.py`)."""
         if self.failures.is_banned(source):
             return BANNED
         if not acl_allows(principal.acl, source):
             return ACL_DENIED
         if principal.known and principal.credentials is None and principal.acl is not None and principal.acl.allow:
             return None  # admitted by address alone (an allow list: "these networks only")
-        result = self.gate.check(request, principal.realm, principal.credentials if principal.known else None)
+        result = self.gate.check(request, principal.realm, principal.credentials if principal.known else None,
+                                 own)
         if result.ok and principal.known:
             return None
         if result.failed:

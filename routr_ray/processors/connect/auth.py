@@ -10,6 +10,11 @@ Routr's digest (routr.md §3.4, §12) trusts the realm the client writes, keeps 
 * a correct response on an expired nonce gets a new challenge with `stale=true` (RFC 2617 §3.2.1);
 * a username we do not know is verified like a known one (nonce checked, then "no password") and gets the
   same challenge, so usernames cannot be enumerated;
+* the credentials' `uri` must equal the Request-URI (RFC 2617 §3.2.2.5, equality as RFC 3261 §19.1.4 with
+  a missing port taken as the default one), else 400: a response captured for another Request-URI cannot
+  be replayed against this one. A `uri` naming this server itself (no user part, our address and port) is
+  also accepted (any port): SIPp writes `sip:<remote_ip>:<remote_port>` there whatever its Request-URI (its `-auth_uri`
+  default), and such a client's credentials are no more replayable than before;
 * `FailureTracker` bans a source after `max_failures` failed credentials within `window` seconds.
   The counter lives in the replica (each replica bans on its own count): good enough against guessing,
   no shared state on the hot path (DESIGN §10).
@@ -23,7 +28,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from routr_ray.config.resources import Credentials
-from routr_ray.processors.connect.acl import IPNetwork, in_networks
+from routr_ray.processors.alterations import OwnAddresses
+from routr_ray.processors.connect.acl import IPNetwork, in_networks, ip_of
 from routr_ray.sip.digest import (
     DigestAuthenticator,
     DigestParseError,
@@ -31,7 +37,9 @@ from routr_ray.sip.digest import (
     challenge_status,
     find_credentials,
 )
+from routr_ray.sip.errors import ParseError
 from routr_ray.sip.message import Request
+from routr_ray.sip.uri import URI, parse_uri, unescape
 
 Clock = Callable[[], float]
 
@@ -53,6 +61,70 @@ class Challenge:
     status: int
     reason: str
     headers: tuple[tuple[str, str], ...]
+
+
+URI_MISMATCH = Challenge(400, "Bad Request (digest uri does not match the Request-URI)", ())
+
+# RFC 3261 §19.1.4: these parameters must match when either URI has one; others only when both have them
+_SIGNIFICANT_PARAMS = ("user", "ttl", "method", "maddr", "transport")
+
+
+def _default_port(uri: URI) -> int:
+    return 5061 if uri.is_secure or uri.transport in ("tls", "wss") else 5060
+
+
+def same_request_uri(digest_uri: str, ruri: URI) -> bool:
+    """RFC 2617 §3.2.2.5 with RFC 3261 §19.1.4 URI equality (a missing port equals the default port)."""
+    try:
+        uri = parse_uri(digest_uri.strip())
+    except ParseError:
+        return False
+    if uri.scheme != ruri.scheme:
+        return False
+    if not uri.is_sip:
+        if uri.scheme == "tel":
+            return (uri.opaque or "").lower() == (ruri.opaque or "").lower() and _params_match(uri, ruri)
+        return str(uri) == str(ruri)
+    if (uri.user is None) != (ruri.user is None) or unescape(uri.user or "") != unescape(ruri.user or ""):
+        return False  # the user part is case-sensitive
+    if uri.password != ruri.password or uri.host.strip("[]").lower() != ruri.host.strip("[]").lower():
+        return False
+    if (uri.port or _default_port(uri)) != (ruri.port or _default_port(ruri)):
+        return False
+    if {k.lower(): unescape(v) for k, v in uri.headers.items()} != \
+            {k.lower(): unescape(v) for k, v in ruri.headers.items()}:
+        return False
+    return _params_match(uri, ruri)
+
+
+def _names_server(digest_uri: str, own: OwnAddresses | None) -> bool:
+    """`sip:<our address>[:port]` without a user part (what SIPp puts in `uri` by default). Any port: a client
+    behind a TLS/TCP relay signs the relay's port."""
+    if own is None:
+        return False
+    try:
+        uri = parse_uri(digest_uri.strip())
+    except ParseError:
+        return False
+    if not uri.is_sip or uri.user is not None:
+        return False
+    ip = ip_of(uri.host)
+    if ip is not None and own.wildcard and ip.is_loopback:
+        return True  # an EdgePort bound to 0.0.0.0 / :: answers on loopback too (its other addresses: externalAddrs)
+    return (str(ip) if ip is not None else uri.host.strip("[]").lower()) in own.hosts
+
+
+
+def _params_match(a: URI, b: URI) -> bool:
+    pa = {k.lower(): (v or "").lower() for k, v in a.params.items()}
+    pb = {k.lower(): (v or "").lower() for k, v in b.params.items()}
+    for name in pa.keys() | pb.keys():
+        if name in pa and name in pb:
+            if pa[name] != pb[name]:
+                return False
+        elif name in _SIGNIFICANT_PARAMS:
+            return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +151,8 @@ class DigestGate:
         values = self.digest.challenge(realm, now=self.clock(), stale=stale)
         return Challenge(status, reason, tuple((header, v) for v in values))
 
-    def check(self, request: Request, realm: str, expected: Credentials | None) -> AuthCheck:
+    def check(self, request: Request, realm: str, expected: Credentials | None,
+              own: OwnAddresses | None = None) -> AuthCheck:
         """Verify the request's credential for `realm` against `expected` (None: an unknown user, who gets
         the same treatment as a known one with a wrong password)."""
         values = request.headers.get_all("Authorization") + request.headers.get_all("Proxy-Authorization")
@@ -91,6 +164,8 @@ class DigestGate:
             return AuthCheck(False, self.challenge(request, realm), failed=True, result=DigestResult.MALFORMED)
         if creds is None:  # only non-Digest schemes
             return AuthCheck(False, self.challenge(request, realm))
+        if not same_request_uri(creds.uri, request.request_uri) and not _names_server(creds.uri, own):
+            return AuthCheck(False, URI_MISMATCH, failed=True, result=DigestResult.MALFORMED)
         password = expected.password if expected is not None and creds.username == expected.username else None
         outcome = self.digest.verify(
             creds, method=request.method, realm=realm, now=self.clock(), password=password

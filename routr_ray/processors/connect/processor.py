@@ -5,10 +5,10 @@ The decision (answer or forward where) comes from `Registrar` and `Router` as pl
 it into the message the EdgePort sends, with the SDK alterations (routr.md §3.6):
 
 forwarded request: leading own Route values removed (initial requests: every Route, we chose the target) →
-Max-Forwards − 1 (483 at 0) → Authorization/Proxy-Authorization removed → `.invalid` Contact fixed to the
-packet source → Request-URI := chosen Contact / trunk URI → identity, internal and DOD headers replaced →
-own Via (no branch) → Record-Route (two with `r2=on` when the two sides use different interfaces) for
-dialog-creating requests → `X-Call-Direction`.
+Max-Forwards − 1 (483 at 0) → Authorization/Proxy-Authorization for our realms removed → `.invalid` Contact
+fixed to the packet source → Request-URI := chosen Contact / trunk URI → identity, internal and DOD headers
+replaced → own Via (no branch) → Record-Route with the dialog token `rrk` (two with `r2=on` when the two sides
+use different interfaces; see `dialogs.py`) for dialog-creating requests → `X-Call-Direction`.
 
 Where to send it travels in `MessageResponse.metadata` (keys `NEXT_HOP_*` below): the Request-URI names the
 callee's Contact, which for a flow (see `targets.py`) is not the address to send to.
@@ -37,10 +37,11 @@ from routr_ray.processors.alterations import (
 from routr_ray.processors.connect.access import Access, Principal
 from routr_ray.processors.connect.auth import DigestGate, FailureTracker
 from routr_ray.processors.connect.decisions import Decision, Forward, NextHop, Reply
+from routr_ray.processors.connect.dialogs import TOKEN_PARAM, DialogTokens
 from routr_ray.processors.connect.headers import INTERNAL_HEADERS
 from routr_ray.processors.connect.registrar import DEFAULT_EXPIRES, ExpiresPolicy, Registrar, source_of
 from routr_ray.processors.connect.resources_index import ConnectIndex, ResourceSource, StaticResources
-from routr_ray.processors.connect.router import Router, peer_realm
+from routr_ray.processors.connect.router import DEFAULT_REALM, Router, peer_realm
 from routr_ray.processors.sdk import Context, Processor
 from routr_ray.proto.gen import processor_pb2
 from routr_ray.sip.digest import DigestAlgorithm, DigestAuthenticator
@@ -62,7 +63,14 @@ FAILOVER_KEY = "routr-ray.failover"
 DIRECTION_KEY = "routr-ray.call-direction"
 
 _RECORD_ROUTE_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
-_ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, PUBLISH"
+# The methods Connect routes (RFC 3261 §20.5 Allow): the EdgePort's default `methods`; PUBLISH is not one (no
+# presence server behind Connect), so it is not advertised.
+HANDLED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "MESSAGE", "REGISTER", "SUBSCRIBE", "NOTIFY",
+                   "REFER", "INFO", "UPDATE", "PRACK")
+_ALLOW = ", ".join(HANDLED_METHODS)
+_URI_SCHEMES = frozenset({"sip", "sips", "tel"})
+DEFAULT_MAX_CONTACTS = 10
+"""Bindings per AOR when the Agent/Peer sets no `maxContacts` (a REGISTER flood cannot grow an AOR forever)."""
 
 
 def hop_uri(hop: NextHop) -> str:
@@ -71,6 +79,9 @@ def hop_uri(hop: NextHop) -> str:
 
 class ConnectProcessor(Processor):
     name = "connect"
+    # handle_response only pops our Via and fixes a `.invalid` Contact: the EdgePort relays 1xx/2xx itself (one
+    # Ray hop less each) and sends us the rest, and those with a `.invalid` Contact (see sdk.Processor).
+    needs_success_responses = False
 
     def __init__(
         self,
@@ -84,15 +95,22 @@ class ConnectProcessor(Processor):
         expires: ExpiresPolicy = DEFAULT_EXPIRES,
         failures: FailureTracker | None = None,
         flow_request_uri: Literal["contact", "source"] = "contact",
+        default_realm: str = DEFAULT_REALM,
+        default_max_contacts: int = DEFAULT_MAX_CONTACTS,
         clock=time.time,  # type: ignore[no-untyped-def]
     ) -> None:
         self.source: ResourceSource = StaticResources(resources) if isinstance(resources, Resources) else resources
         self._index: ConnectIndex | None = None
+        self._realms: frozenset[str] = frozenset()
+        self._realms_of: ConnectIndex | None = None
         self.location = location
         digest = DigestAuthenticator(nonce_key, nonce_ttl=nonce_ttl, algorithms=tuple(algorithms))
         self.access = Access(DigestGate(digest, always_401=always_401, clock=clock), failures or FailureTracker())
         self.registrar = Registrar(location, clock=clock)
-        self.router = Router(location, self.access)
+        self.dialogs = DialogTokens(nonce_key)
+        self.default_realm = default_realm
+        self.default_max_contacts = default_max_contacts
+        self.router = Router(location, self.access, self.dialogs, default_realm=default_realm)
         self.expires = expires
         self.flow_request_uri = flow_request_uri
 
@@ -124,13 +142,20 @@ class ConnectProcessor(Processor):
     # ---- decision -------------------------------------------------------------------------------
 
     async def decide(self, request: Request, msg: MessageRequest) -> Decision:
+        if request.request_uri.scheme not in _URI_SCHEMES:  # RFC 3261 §16.3 step 2
+            return Reply(416)
         index = self.index
         method = request.method.upper()
         if method == "REGISTER":
             return await self.register(index, request, msg)
         in_dialog = request.to is not None and request.to.tag is not None
         if method == "ACK" or in_dialog:
-            return self.router.route_in_dialog(request, msg)
+            routed = self.router.route_in_dialog(request, msg)
+            if routed is not None:
+                return routed
+            if method == "ACK":  # not of a dialog we route, and never challenged: dropped (SDK)
+                return Reply(403, "Forbidden (ACK not routed through this server)")
+            # no valid dialog token: an initial request in disguise, authenticated and routed as one
         if method == "CANCEL":  # hop by hop; if it reaches us, it follows its INVITE without a challenge
             return await self.router.route_initial(index, request, msg, authenticate=False)
         if method == "OPTIONS" and request.request_uri.is_sip and request.request_uri.user is None:
@@ -156,24 +181,29 @@ class ConnectProcessor(Processor):
             principal = Principal(domain.domain_uri, index.credentials(agent.credentials_ref),
                                   index.acl(domain.access_control_list_ref))
         elif peer is not None:
-            principal = Principal(peer_realm(index, request), index.credentials(peer.credentials_ref),
+            principal = Principal(peer_realm(index, request, self.default_realm),
+                                  index.credentials(peer.credentials_ref),
                                   index.acl(peer.access_control_list_ref))
         else:
-            realm = domain.domain_uri if domain is not None else peer_realm(index, request)
+            realm = domain.domain_uri if domain is not None else peer_realm(index, request, self.default_realm)
             acl = index.acl(domain.access_control_list_ref) if domain is not None else None
             principal = Principal(realm, None, acl, known=False)
-        denied = self.access.check(request, source, principal)
+        denied = self.access.check(request, source, principal, OwnAddresses.of_request(msg))
         if denied is not None:
             return denied
         if peer is not None:
             return await self.registrar.register(
-                request, msg, peer.aor, max_contacts=peer.max_contacts, policy=self.expires.for_resource(peer.expires)
+                request, msg, peer.aor, max_contacts=self._max_contacts(peer.max_contacts),
+                policy=self.expires.for_resource(peer.expires),
             )
         assert agent is not None and domain is not None
         return await self.registrar.register(
             request, msg, f"sip:{agent.username}@{domain.domain_uri}",
-            max_contacts=agent.max_contacts, policy=self.expires.for_resource(agent.expires),
+            max_contacts=self._max_contacts(agent.max_contacts), policy=self.expires.for_resource(agent.expires),
         )
+
+    def _max_contacts(self, configured: int) -> int:
+        return configured if configured > 0 else self.default_max_contacts
 
     # ---- rendering ------------------------------------------------------------------------------
 
@@ -185,7 +215,8 @@ class ConnectProcessor(Processor):
             out.headers.remove("Route")  # we chose the target: a client's preloaded route set is not followed
         out = decrease_max_forwards(out)
         if not forward.in_dialog:
-            out = remove_authorization(out)
+            # RFC 3261 §22.3: only credentials for our realms; others answer a challenge further on
+            out = remove_authorization(out, realms=self._own_realms(self.index))
         out = fix_invalid_contact(out, sender)
         hop = forward.next_hop
         if forward.request_uri is not None:
@@ -202,7 +233,7 @@ class ConnectProcessor(Processor):
         out = add_self_via(out, target)
         if not forward.in_dialog and out.method.upper() in _RECORD_ROUTE_METHODS:
             origin = ctx.edge_interface(sender.host, sender.transport) if sender is not None else target
-            out = add_record_route(out, origin, target)
+            out = add_record_route(out, origin, target, params=((TOKEN_PARAM, self.dialogs.for_initial(out)),))
         metadata = {NEXT_HOP_KEY: hop_uri(hop), DIRECTION_KEY: forward.direction}
         if not forward.in_dialog:
             out.headers.add("X-Call-Direction", forward.direction)
@@ -214,6 +245,15 @@ class ConnectProcessor(Processor):
             metadata[FAILOVER_KEY] = ", ".join(str(uri) for _, uri in forward.alternatives)
         metadata.update(forward.metadata)
         return ctx.forward(out, metadata)
+
+    def _own_realms(self, index: ConnectIndex) -> frozenset[str]:
+        """Every realm Connect challenges in: Domain URIs, trunk inbound URIs and the default realm."""
+        if self._realms_of is not index:
+            realms = {d.domain_uri for d in index.resources.domains}
+            realms.update(t.inbound.uri for t in index.resources.trunks if t.inbound is not None)
+            realms.add(self.default_realm)
+            self._realms, self._realms_of = frozenset(realms), index
+        return self._realms
 
     def _request_uri(self, forward: Forward) -> URI:
         uri = forward.request_uri

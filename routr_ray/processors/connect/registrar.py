@@ -3,7 +3,9 @@
 Differences from Routr (routr.md §3.2, §12): `Expires`/Contact `expires` with min/default/max and 423;
 `Contact: *` with `Expires: 0` removes every binding; several Contacts per REGISTER; a REGISTER without
 Contact lists the bindings; the 200 lists every current binding with its remaining expires (§10.3 step 8);
-the Contact URI is stored with the NAT-corrected source (see `targets.py` for how both are used).
+the Contact URI is stored with the NAT-corrected source (see `targets.py` for how both are used); a
+REGISTER with the same Call-ID and a CSeq not higher than a binding's fails (§10.3 steps 6, 7); RFC 5626
+outbound registrations get `Require: outbound` and their `+sip.instance`/`reg-id` echoed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 from routr_ray.location.errors import LocationError, LocationErrorCode
 from routr_ray.location.ops import LocationClient
+from routr_ray.location.routes import route_id
 from routr_ray.processors.connect.decisions import Reply
 from routr_ray.processors.connect.targets import default_port, route_port
 from routr_ray.proto.convert import transport_enum, transport_name
@@ -123,6 +126,9 @@ class Registrar:
                 # §10.3 step 6: "*" only alone and with Expires: 0
                 if len(contacts) != 1 or header_expires != 0:
                     return Reply(400, "Bad Request (Contact: * needs Expires: 0 and no other Contact)")
+                stale = self._out_of_order(request, await self._bindings(aor))
+                if stale is not None:
+                    return stale
                 await self.location.remove_routes(location_pb2.RemoveRoutesRequest(aor=aor))
                 return Reply(200)
             plans: list[tuple[NameAddr, int]] = []
@@ -139,24 +145,61 @@ class Registrar:
                 plans.append((contact, min(expires, policy.maximum)))
             source = source_of(request, msg)
             now_ms = int(self.clock() * 1000)
-            for contact, expires in plans:
-                route = build_route(request, msg, aor, contact, expires, source, now_ms)
+            routes = [build_route(request, msg, aor, contact, expires, source, now_ms) for contact, expires in plans]
+            existing = {route_id(r): r for r in await self._bindings(aor)}
+            stale = self._out_of_order(request, [existing[i] for i in map(route_id, routes) if i in existing])
+            if stale is not None:
+                return stale
+            for route in routes:
                 await self.location.add_route(
                     location_pb2.AddRouteRequest(aor=aor, route=route, max_contacts=max(max_contacts, 0))
                 )
-            return await self._bindings_reply(aor)
+            reply = await self._bindings_reply(aor)
+            if _is_outbound(request, contacts) and reply.status == 200:
+                return Reply(200, None, (("Require", "outbound"), *reply.headers))  # RFC 5626 §6
+            return reply
         except LocationError as exc:
             return location_failure(exc)
 
+    async def _bindings(self, aor: str) -> list[location_pb2.Route]:
+        return list((await self.location.find_routes(location_pb2.FindRoutesRequest(aor=aor))).routes)
+
+    @staticmethod
+    def _out_of_order(request: Request, bindings: list[location_pb2.Route]) -> Reply | None:
+        """RFC 3261 §10.3 steps 6-7: a binding made with this Call-ID is updated or removed only by a higher
+        CSeq; "otherwise, the update MUST be aborted and the request fails" (400, as Kamailio/OpenSIPS)."""
+        call_id = request.call_id or ""
+        cseq = request.cseq.seq if request.cseq is not None else 0
+        for route in bindings:
+            if call_id and route.call_id == call_id and cseq <= route.cseq:
+                return Reply(400, "Bad Request (CSeq not higher than the binding's, RFC 3261 §10.3)")
+        return None
+
     async def _bindings_reply(self, aor: str) -> Reply:
-        found = await self.location.find_routes(location_pb2.FindRoutesRequest(aor=aor))
         now_ms = int(self.clock() * 1000)
         headers = []
-        for route in found.routes:
+        for route in await self._bindings(aor):
             remaining = route.expires - (now_ms - route.registered_on) // 1000
             if remaining > 0:
-                headers.append(("Contact", f"<{binding_uri(route)}>;expires={remaining}"))
+                headers.append(("Contact", f"<{binding_uri(route)}>;expires={remaining}{_outbound_params(route)}"))
         return Reply(200, None, tuple(headers))
+
+
+def _is_outbound(request: Request, contacts: list[NameAddr]) -> bool:
+    """RFC 5626 §6: `Supported: outbound` and a Contact with both `reg-id` and `+sip.instance`."""
+    supported = {t.strip().lower() for v in request.headers.get_all("Supported") for t in v.split(",")}
+    return "outbound" in supported and any(
+        not c.wildcard and "reg-id" in c.params and "+sip.instance" in c.params for c in contacts)
+
+
+def _outbound_params(route: location_pb2.Route) -> str:
+    """The binding's `+sip.instance` and `reg-id`, echoed in the 200's Contact (RFC 5626 §6, RFC 5627)."""
+    out = ""
+    if route.instance_id:
+        out += f';+sip.instance="{route.instance_id}"'
+        if route.reg_id > 0:
+            out += f";reg-id={route.reg_id}"
+    return out
 
 
 def binding_uri(route: location_pb2.Route) -> str:

@@ -17,7 +17,8 @@ Classification, first match wins:
 
 Agents and Peers are authenticated for every out-of-dialog request (INVITE, MESSAGE, SUBSCRIBE, PUBLISH,
 REFER, OPTIONS, ...), agent-to-peer included; CANCEL is routed like its INVITE without a challenge (it
-cannot answer one, RFC 3261 §22.1); in-dialog requests are routed by their Route set (`in_dialog`).
+cannot answer one, RFC 3261 §22.1); in-dialog requests are routed by their Route set when its first entry
+is ours with a valid dialog token (`route_in_dialog`, `dialogs.py`), as initial requests otherwise.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from routr_ray.processors.alterations import OwnAddresses
 from routr_ray.processors.connect.access import Access, Principal
 from routr_ray.processors.connect.acl import acl_allows, ip_of
 from routr_ray.processors.connect.decisions import Decision, Direction, Forward, NextHop, Reply
+from routr_ray.processors.connect.dialogs import TOKEN_PARAM, DialogTokens
 from routr_ray.processors.connect.headers import (
     ANONYMOUS_DISPLAY,
     ANONYMOUS_FROM_URI,
@@ -92,10 +94,17 @@ def next_hop_of(uri: URI) -> NextHop:
                    flow=transport in ("TCP", "TLS", "WS", "WSS"))
 
 
+DEFAULT_REALM = "routr"
+"""Realm of a Peer when the request names none of our Domains (never taken from the client's request)."""
+
+
 class Router:
-    def __init__(self, location: LocationClient, access: Access) -> None:
+    def __init__(self, location: LocationClient, access: Access, tokens: DialogTokens, *,
+                 default_realm: str = DEFAULT_REALM) -> None:
         self.location = location
         self.access = access
+        self.tokens = tokens
+        self.default_realm = default_realm
 
     # ---- entry points ---------------------------------------------------------------------------
 
@@ -116,7 +125,8 @@ class Router:
         agent = index.agent(from_uri.user, caller_domain.domain_uri) if caller_domain and from_uri else None
         if agent is not None and agent.enabled and caller_domain is not None:
             if authenticate:
-                denied = self.access.check(request, source, self._agent_principal(index, agent, caller_domain))
+                denied = self.access.check(request, source, self._agent_principal(index, agent, caller_domain),
+                                           own)
                 if denied is not None:
                     return denied
             return await self._from_agent(index, request, msg, agent, caller_domain, own)
@@ -124,7 +134,7 @@ class Router:
         peer = self._peer_caller(index, request, from_uri)
         if peer is not None:
             if authenticate:
-                denied = self.access.check(request, source, self._peer_principal(index, peer, request, own))
+                denied = self.access.check(request, source, self._peer_principal(index, peer, request, own), own)
                 if denied is not None:
                     return denied
             return await self._from_peer(index, request, msg, peer, own)
@@ -138,7 +148,7 @@ class Router:
         if caller_domain is not None and authenticate:  # an unknown user of ours: the usual challenge
             denied = self.access.check(
                 request, source, Principal(caller_domain.domain_uri, None, self._domain_acl(index, caller_domain),
-                                           known=False)
+                                           known=False), own
             )
             return denied or NOT_OURS
         return NOT_OURS
@@ -153,7 +163,7 @@ class Router:
         return Principal(domain.domain_uri, index.credentials(agent.credentials_ref), self._domain_acl(index, domain))
 
     def _peer_principal(self, index: ConnectIndex, peer: Peer, request: Request, own: OwnAddresses) -> Principal:
-        return Principal(peer_realm(index, request), index.credentials(peer.credentials_ref),
+        return Principal(peer_realm(index, request, self.default_realm), index.credentials(peer.credentials_ref),
                          index.acl(peer.access_control_list_ref))
 
     @staticmethod
@@ -246,7 +256,7 @@ class Router:
         creds = index.credentials(inbound.credentials_ref) if inbound else None
         if creds is not None and authenticate:
             realm = inbound.uri if inbound else request.request_uri.host
-            denied = self.access.check(request, source, Principal(realm, creds, None))
+            denied = self.access.check(request, source, Principal(realm, creds, None), OwnAddresses.of_request(msg))
             if denied is not None:
                 return denied
         if number is None:
@@ -320,10 +330,11 @@ class Router:
 
     # ---- in-dialog ------------------------------------------------------------------------------
 
-    def route_in_dialog(self, request: Request, msg: processor_pb2.MessageRequest) -> Decision:
+    def route_in_dialog(self, request: Request, msg: processor_pb2.MessageRequest) -> Decision | None:
         """Loose routing (RFC 3261 §16.4, §16.6 step 6-7): drop the leading Route values naming us, then the
-        next Route or else the Request-URI is the next hop. A request that did not come through our
-        Record-Route and is not addressed to us is refused (no open relay)."""
+        next Route or else the Request-URI is the next hop. Only for a request whose first Route is ours and
+        carries a valid dialog token (`dialogs.py`); None otherwise: the caller routes it as an initial
+        request (authenticated, 403 for a destination not served here), never an open relay."""
         own = OwnAddresses.of_request(msg)
         routes = request.routes
         leading_own = 0
@@ -332,8 +343,8 @@ class Router:
                 break
             leading_own += 1
         rest = routes[leading_own:]
-        if not leading_own:
-            return Reply(403, "Forbidden (in-dialog request not routed through this server)")
+        if not leading_own or not self.tokens.proves(request, routes[0].uri.params.get(TOKEN_PARAM)):
+            return None
         if rest:
             target = rest[0].uri
         else:
@@ -343,12 +354,14 @@ class Router:
         return Forward(Direction.IN_DIALOG, next_hop_of(target), None, in_dialog=True)
 
 
-def peer_realm(index: ConnectIndex, request: Request) -> str:
-    """Realm for a Peer (not bound to a Domain): our Domain in the Request-URI or To, else the Request-URI
-    host. Chosen by the server from the request line, and the nonce is bound to it."""
+def peer_realm(index: ConnectIndex, request: Request, default: str = DEFAULT_REALM) -> str:
+    """Realm for a Peer (not bound to a Domain): our Domain in the Request-URI or To, else `default` (the
+    configured realm). Never a host the client wrote that is not one of our Domains (the nonce is bound to the
+    realm; a client-chosen realm would let it pick the protection space)."""
     ruri = request.request_uri
-    for host in (ruri.host if ruri.is_sip else "", request.to.uri.host if request.to is not None else ""):
+    to_uri = request.to.uri if request.to is not None else None
+    for host in (ruri.host if ruri.is_sip else "", to_uri.host if to_uri is not None and to_uri.is_sip else ""):
         domain = index.domain(host) if host else None
         if domain is not None:
             return domain.domain_uri
-    return ruri.host or "routr"
+    return default

@@ -1,0 +1,210 @@
+"""The dispatcher's routing state for one config: a :class:`DispatchCore` with its processor calls.
+
+Shared by the two places that dispatch (DESIGN §10):
+
+* the ``dispatcher`` Serve deployment (``routr_ray/actors/serve_app.py``), for outside gRPC callers on Serve's
+  proxy port and for EdgePorts configured to take the dispatcher hop;
+* the EdgePort actor's *embedded dispatch* (``routr_ray/actors/edgeport.py``), which runs the same matching with
+  the same config and calls the processor deployments directly: one Ray hop per message instead of two.
+
+Pure asyncio, no Ray: the caller supplies ``deployment_send(name)``, the batch call of the ``serve://<name>``
+processor deployment (serialized MessageRequests in one call), and this module builds everything else: the
+:class:`~routr_ray.dispatch.matching.Router` (every matchFunc compiled), the middleware chain, one reused,
+health-checked gRPC channel per ``host:port`` processor, and an adaptive batcher per processor deployment for the
+one-message path (middlewares configured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from routr_ray.dispatch.core import DispatchCore, route_deadline
+from routr_ray.dispatch.matching import Route, Router
+from routr_ray.dispatch.middleware import Middleware, MiddlewareChain
+from routr_ray.dispatch.remote import GrpcProcessorClient
+from routr_ray.proto.gen import processor_pb2
+from routr_ray.util.batching import AdaptiveBatcher
+
+log = logging.getLogger(__name__)
+
+MessageRequest = processor_pb2.MessageRequest
+MessageResponse = processor_pb2.MessageResponse
+Call = Callable[[MessageRequest, float | None], Awaitable[MessageResponse]]
+BatchSend = Callable[[list[MessageRequest]], Awaitable[Sequence[MessageResponse]]]
+BatchCall = Callable[[list[MessageRequest], float | None], Awaitable[Sequence[MessageResponse | None]]]
+
+SERVE_SCHEME = "serve://"
+
+
+@dataclasses.dataclass(frozen=True)
+class Batching:
+    """The dispatcher -> processor-deployment hop (DESIGN §10); ``max_batch=1`` turns batching off."""
+
+    max_batch: int = 64
+    max_wait: float = 0.001
+    max_in_flight: int = 4
+
+
+class ConfigLike(Protocol):
+    """What the runtime reads of a ``routr_ray.config.dispatcher.DispatcherConfig``."""
+
+    @property
+    def ref(self) -> str: ...
+    @property
+    def processors(self) -> Sequence[Any]: ...
+    @property
+    def middlewares(self) -> Sequence[Any]: ...
+    @property
+    def deadline_seconds(self) -> float | None: ...
+    @property
+    def retry_after_seconds(self) -> int: ...
+
+
+def serve_name(addr: str) -> str | None:
+    """The processor name of a ``serve://`` address, or None for ``host:port``."""
+    return addr[len(SERVE_SCHEME):] if addr.startswith(SERVE_SCHEME) else None
+
+
+class DispatchRuntime:
+    """Routing for the current config; :meth:`apply` swaps in a new one (nothing is swapped if it fails)."""
+
+    def __init__(
+        self,
+        deployment_send: Callable[[str], BatchSend],
+        *,
+        outbound_token: str | None = None,
+        batching: Batching | None = None,
+        health_period: float = 2.0,
+    ) -> None:
+        self._deployment_send = deployment_send
+        self._outbound_token = outbound_token
+        self.batching = batching or Batching()
+        self._health_period = health_period
+        self._sends: dict[str, BatchSend] = {}  # by serve name
+        self._deployment_calls: dict[str, Call] = {}  # by serve name: one batcher per processor deployment
+        self._remote: dict[str, GrpcProcessorClient] = {}  # by host:port: one channel each
+        self._calls: dict[str, Call] = {}  # by ref
+        self._batch_calls: dict[str, BatchCall] = {}  # by ref
+        self.config: Any = None
+        self.core: DispatchCore | None = None
+
+    @property
+    def remote(self) -> dict[str, GrpcProcessorClient]:
+        return self._remote
+
+    def _send_for(self, name: str) -> BatchSend:
+        send = self._sends.get(name)
+        if send is None:
+            send = self._sends[name] = self._deployment_send(name)
+        return send
+
+    def apply(self, config: ConfigLike) -> list[GrpcProcessorClient]:
+        """Build the router, chain and calls for ``config`` and swap them in; returns the channels no longer
+        used (close them). Raises (a bad matchFunc, an unknown ``serve://`` name) before anything changes."""
+        router = Router(config.processors)  # compiles every matchFunc
+        calls: dict[str, Call] = {}
+        batch_calls: dict[str, BatchCall] = {}
+        remote: dict[str, GrpcProcessorClient] = {}
+        deployment_calls = dict(self._deployment_calls)
+        for entry in (*config.processors, *config.middlewares):
+            name = serve_name(entry.addr)
+            if name is not None:
+                send = self._send_for(name)  # raises for a deployment this app does not have
+                if name not in deployment_calls:
+                    deployment_calls[name] = _batched_call(send, self.batching)
+                calls[entry.ref] = deployment_calls[name]
+                batch_calls[entry.ref] = _ignore_deadline(send)
+            else:
+                client = remote.get(entry.addr) or self._remote.get(entry.addr) or GrpcProcessorClient(
+                    entry.addr, token=self._outbound_token, health_period=self._health_period)
+                remote[entry.addr] = client
+                calls[entry.ref] = client.call
+                batch_calls[entry.ref] = _each(client.call)
+        default_deadline = config.deadline_seconds
+        chain = MiddlewareChain([
+            Middleware.from_config(m, _with_deadline(calls[m.ref], m.deadline_seconds or default_deadline),
+                                   deadline=default_deadline)
+            for m in config.middlewares
+        ])
+        # An EdgePort batch goes on to each processor as one call, unless batching is off (max_batch=1)
+        batched = self.batching.max_batch > 1
+        self.core = DispatchCore(router, chain, self._call_processor, deadline=default_deadline,
+                                 retry_after=config.retry_after_seconds,
+                                 call_batch=self._call_processor_batch if batched else None)
+        self._deployment_calls = deployment_calls
+        self._calls = calls
+        self._batch_calls = batch_calls
+        self.config = config
+        stale = [c for addr, c in self._remote.items() if addr not in remote]
+        self._remote = remote
+        return stale
+
+    async def reconfigure(self, config: ConfigLike) -> None:
+        """:meth:`apply`, then start the health checks of the ``host:port`` processors and close stale ones."""
+        stale = self.apply(config)
+        for client in self._remote.values():
+            client.start_health_checks()
+        for client in stale:
+            await client.close()
+
+    async def _call_processor(self, route: Route, request: MessageRequest) -> MessageResponse:
+        assert self.core is not None
+        return await self._calls[route.ref](request, route_deadline(route, self.core.deadline))
+
+    async def _call_processor_batch(self, route: Route, requests: list[MessageRequest]) -> Sequence[Any]:
+        assert self.core is not None
+        return await self._batch_calls[route.ref](requests, route_deadline(route, self.core.deadline))
+
+    def current(self) -> DispatchCore:
+        if self.core is None:
+            raise RuntimeError("the dispatcher has no config yet")
+        return self.core
+
+    async def handle_batch(self, requests: Sequence[MessageRequest]) -> list[MessageResponse | None]:
+        return await self.current().handle_batch(requests)
+
+    async def close(self) -> None:
+        for client in self._remote.values():
+            await client.close()
+        self._remote = {}
+
+
+def _batched_call(send: BatchSend, batching: Batching) -> Call:
+    batcher: AdaptiveBatcher[MessageRequest, MessageResponse] = AdaptiveBatcher(
+        send, max_batch=batching.max_batch, max_wait=batching.max_wait, max_in_flight=batching.max_in_flight)
+
+    async def call(request: MessageRequest, deadline: float | None) -> MessageResponse:
+        return await batcher.submit(request)  # the dispatcher core enforces the deadline
+
+    return call
+
+
+def _ignore_deadline(send: BatchSend) -> BatchCall:
+    async def call(requests: list[MessageRequest], deadline: float | None) -> Sequence[MessageResponse]:
+        return await send(requests)  # the dispatcher core enforces the deadline
+
+    return call
+
+
+def _each(call: Call) -> BatchCall:
+    """A batch call over a one-message call (gRPC ProcessMessage is unary): concurrent calls on one channel."""
+    async def batch(requests: list[MessageRequest], deadline: float | None) -> list[MessageResponse | None]:
+        results = await asyncio.gather(*(call(r, deadline) for r in requests), return_exceptions=True)
+        # a message whose call failed comes back as None: the core answers that one alone with 503
+        return [None if isinstance(r, BaseException) else r for r in results]
+
+    return batch
+
+
+def _with_deadline(call: Call, deadline: float | None) -> Callable[[MessageRequest], Awaitable[MessageResponse]]:
+    async def bound(request: MessageRequest) -> MessageResponse:
+        return await call(request, deadline)
+
+    return bound
+
+
+__all__ = ["Batching", "BatchSend", "DispatchRuntime", "SERVE_SCHEME", "serve_name"]
