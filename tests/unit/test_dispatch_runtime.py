@@ -162,3 +162,27 @@ async def test_the_dispatcher_drops_the_word_when_middlewares_must_see_responses
     out = await core.handle(message_request(sip_request("INVITE")))
     assert out is not None and isinstance(from_proto(out.message), Request)
     assert (sdk.RESPONSES_KEY in out.metadata) is not with_middleware
+
+
+@pytest.mark.parametrize("status", [180, 183, 200, 202])
+async def test_connect_does_to_success_responses_only_what_the_edge_does_alone(status: int) -> None:
+    """The contract behind ``needs_success_responses = False``: for a 1xx/2xx without a `.invalid` Contact,
+    Connect's handle_response is exactly "remove the top Via" (what the EdgePort then does itself)."""
+    from test_connect_support import Harness, sip, to_message_request
+
+    from routr_ray.edge.edgeport import make_response
+    from routr_ray.proto.convert import read_message_response
+    from routr_ray.sip import Response
+
+    request = sip("INVITE", "sip:1002@sip.local", from_="sip:1001@sip.local", to="sip:1002@sip.local",
+                  via="SIP/2.0/UDP 10.0.0.1:5060", contact="<sip:1001@10.0.0.5:5060>")
+    request.headers.prepend("Via", "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKedge1")  # our Via on top
+    response = make_response(request, status, to_tag="t1", extra=[("Contact", "<sip:1002@10.0.0.9:5062>"),
+                                                                  ("Record-Route", "<sip:10.0.0.2;lr>")])
+    mreq = to_message_request(response, ("10.0.0.9", 5062, "UDP"))
+    mreq.metadata[PROCESSOR_METADATA_KEY] = "connect"
+    by_connect = read_message_response(await Harness().processor.process(mreq))
+    alone = response.copy()
+    alone.headers.remove_first_value("Via")
+    assert isinstance(by_connect, Response)
+    assert bytes(by_connect) == bytes(alone)
