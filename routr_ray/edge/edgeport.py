@@ -94,7 +94,7 @@ log = logging.getLogger(__name__)
 REASONS = {
     100: "Trying", 200: "OK", 400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout",
     480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist", 482: "Loop Detected",
-    483: "Too Many Hops", 487: "Request Terminated", 500: "Server Internal Error", 502: "Bad Gateway",
+    420: "Bad Extension", 483: "Too Many Hops", 487: "Request Terminated", 500: "Server Internal Error", 502: "Bad Gateway",
     503: "Service Unavailable", 505: "Version Not Supported", 413: "Request Entity Too Large",
 }  # fmt: skip
 
@@ -499,6 +499,12 @@ class EdgePort:
         if request.max_forwards == 0:
             self.metrics.reject("too_many_hops")
             self._answer(txn, 483)
+            return
+        proxy_require = [t.strip() for t in request.headers.get_all("Proxy-Require") if t.strip()]
+        if proxy_require:
+            # RFC 3261 §16.3 step 5: this proxy supports no option tags, so every one is unsupported
+            self.metrics.reject("bad_extension")
+            self._answer(txn, 420, extra=[("Unsupported", ", ".join(proxy_require))])
             return
         self._dispatch_request(txn)
 

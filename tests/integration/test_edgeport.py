@@ -338,6 +338,17 @@ async def test_max_forwards_zero_gets_483(edge: EdgePort, fake: FakeDispatcher, 
     assert fake.received == []
 
 
+async def test_proxy_require_gets_420_naming_the_unsupported_tags(
+    edge: EdgePort, fake: FakeDispatcher, client: UdpPeer
+) -> None:
+    client.send(request("MESSAGE", "sip:bob@127.0.0.1:9", client.port, extra="Proxy-Require: foo, bar\r\n"),
+                edge.address("udp"))
+    answer = await client.recv()
+    assert isinstance(answer, Response) and answer.status == 420  # RFC 3261 §16.3 step 5
+    assert answer.headers.get_all("Unsupported") == ["foo", "bar"]
+    assert fake.received == []
+
+
 async def test_a_request_that_comes_back_with_our_branch_gets_482(
     edge: EdgePort, client: UdpPeer, callee: UdpPeer
 ) -> None:
