@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from routr_ray.dispatch import errors
 from routr_ray.dispatch.matching import Route, Router, is_response, method_name, stamp_processor
 from routr_ray.dispatch.middleware import MiddlewareChain, MiddlewareFailed
-from routr_ray.dispatch.ratelimit import RateLimitedLog
+from routr_ray.observability.ratelimit import RateLimitedLog
 from routr_ray.processors.sdk import RESPONSES_KEY, is_drop
 from routr_ray.proto.gen import processor_pb2
 

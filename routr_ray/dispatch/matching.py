@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from routr_ray.dispatch.matchfunc import MatchFunc, MatchFuncError, MatchFuncRuntimeError, compile_match_func
-from routr_ray.dispatch.ratelimit import RateLimitedLog
+from routr_ray.observability.ratelimit import RateLimitedLog
 from routr_ray.proto.gen import processor_pb2
 
 log = logging.getLogger(__name__)

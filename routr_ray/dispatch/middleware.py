@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from routr_ray.dispatch.ratelimit import RateLimitedLog
+from routr_ray.observability.ratelimit import RateLimitedLog
 from routr_ray.proto.gen import processor_pb2
 
 log = logging.getLogger(__name__)
