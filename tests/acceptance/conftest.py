@@ -30,6 +30,10 @@ ACCEPTANCE = Path(__file__).resolve().parent
 CONFIG_DIR = ACCEPTANCE / "config"
 PROXY_HOST = "127.0.0.1"
 PROXY_PORT = 15060
+# SIPp binds its media sockets at -mp and a few ports above it. Ports handed out by the kernel (free_port) are
+# ephemeral and a concurrent SIPp may take one of the neighbours, so media ports come from below Linux's
+# ephemeral range (32768-60999), 10 apart per SIPp of a test.
+MEDIA_PORT_BASE = 20000
 READY_TIMEOUT = 180.0  # Ray + Serve start in 15-90 s on a loaded 2-core box
 STOP_TIMEOUT = 20.0
 
@@ -190,7 +194,7 @@ class Sipp:
         work.mkdir()
         args = [
             "sipp", "-sf", str(ACCEPTANCE / scenario), "-t", transport, "-i", PROXY_HOST, "-p", str(port or free_port()),
-            "-mp", str(free_port()), "-m", "1", "-nostdin", "-timeout", f"{timeout_s}s", "-timeout_error",
+            "-mp", str(MEDIA_PORT_BASE + (self.count % 900) * 10), "-m", "1", "-nostdin", "-timeout", f"{timeout_s}s", "-timeout_error",
             "-trace_msg", "-message_file", str(work / "messages.log"),
             "-trace_err", "-error_file", str(work / "errors.log"),
         ]
