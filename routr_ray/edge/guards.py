@@ -8,7 +8,6 @@ neither (routr.md §5.8, §12); here they are enforced before a message costs a 
 from __future__ import annotations
 
 import enum
-import ipaddress
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -16,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from routr_ray.config.edgeport import RateLimit, SourceFilter, UnknownMethodAction
+from routr_ray.util.netmatch import ip_of, longest_match
 
 __all__ = [
     "MalformedLog",
@@ -26,28 +26,7 @@ __all__ = [
     "ip_of",
 ]
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Clock = Callable[[], float]
-
-
-def ip_of(host: str) -> IPAddress | None:
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
-def _longest_match(ip: IPAddress, networks: Iterable[IPNetwork]) -> int:
-    """Prefix length of the most specific network containing ``ip``; -1 when none does."""
-    best = -1
-    for net in networks:
-        if net.version == ip.version and ip in net and net.prefixlen > best:
-            best = net.prefixlen
-    return best
 
 
 class MethodDecision(enum.Enum):
@@ -98,8 +77,8 @@ class SourceGuard:
         ip = ip_of(host)
         banned = False
         if ip is not None:
-            deny = _longest_match(ip, self.deny)
-            banned = deny >= 0 and _longest_match(ip, self.allow) < deny
+            deny = longest_match(ip, self.deny)
+            banned = deny >= 0 and longest_match(ip, self.allow) < deny
         if len(self._cache) >= 65536:
             self._cache.clear()
         self._cache[host] = banned
@@ -136,7 +115,7 @@ class RateLimiter:
         cached = self._trusted_cache.get(host)
         if cached is None:
             ip = ip_of(host)
-            cached = ip is not None and _longest_match(ip, self.trusted) >= 0
+            cached = ip is not None and longest_match(ip, self.trusted) >= 0
             if len(self._trusted_cache) >= 65536:
                 self._trusted_cache.clear()
             self._trusted_cache[host] = cached
