@@ -32,7 +32,7 @@ from ray import serve
 
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors.metrics import RayMetricsBridge
-from routr_ray.actors.serve_app import APP_NAME, deployment_name, deployment_send, one_loop
+from routr_ray.actors.serve_app import APP_NAME, deployment_name, deployment_send, link_service_of, one_loop
 from routr_ray.config.dispatcher import from_document
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig
 from routr_ray.dispatch.runtime import BatchSend, DispatchRuntime
@@ -101,7 +101,8 @@ class EmbeddedDispatcherClient:
         self._dispatcher: Any = None
 
     def _deployment_send(self, name: str) -> BatchSend:
-        return deployment_send(serve.get_deployment_handle(deployment_name(name), app_name=self._app_name))
+        return deployment_send(serve.get_deployment_handle(deployment_name(name), app_name=self._app_name),
+                               link_service_of(name))
 
     async def _fetch(self) -> None:
         """Read the dispatcher's config and apply it when it changed."""

@@ -35,6 +35,7 @@ from ray import serve
 
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors import location as location_actors
+from routr_ray.actors.links import registry as link_registry
 from routr_ray.actors.serve_app import APP_NAME, build_app, deploy_app, grpc_options, serve_name, watch_config
 from routr_ray.config import ConfigInvalid, load_config_dir
 from routr_ray.config.dispatcher import DispatcherConfig, ProcessorConfig
@@ -236,6 +237,7 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
     if on_ray_started is not None:
         on_ray_started()
     try:
+        deployment.actors.append(link_registry())  # the data plane's directory (routr_ray/actors/links.py)
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="routr-start") as pool:
             location_done = pool.submit(_start_location, deployment, location, provider, redis_url)
             steps = [location_done]

@@ -20,7 +20,9 @@ import ray
 from ray.exceptions import RayActorError, RayError
 
 from routr_ray.actors import NAMESPACE
+from routr_ray.actors.links import linked, serve_link
 from routr_ray.config.location import TOKEN_ENV
+from routr_ray.link import LinkError
 from routr_ray.location.errors import LocationError, LocationErrorCode
 from routr_ray.location.hashing import shard_for_aor
 from routr_ray.location.metrics import LocationMetrics
@@ -28,9 +30,11 @@ from routr_ray.location.ops import (
     Op,
     OpResult,
     apply_ops,
+    decode_pairs,
     decode_result,
     encode_add,
     encode_find,
+    encode_pairs,
     encode_remove,
 )
 from routr_ray.location.service import LocationService
@@ -58,10 +62,14 @@ class LocationShardActor:
         self.metrics = LocationMetrics(index)
         self.metrics.watch(lambda: self.service.binding_count, lambda: self.service.aor_count)
         loaded = await self.service.load()
+        self.link = await serve_link(SHARD_NAME.format(index=index), self._link_call)
         log.info("location shard %d/%d ready (%s store, %d bindings loaded)", index, count, provider, loaded)
 
     async def apply(self, ops: list[Op]) -> list[OpResult]:
         return await apply_ops(self.service, ops, self.metrics)
+
+    async def _link_call(self, payload: bytes) -> bytes:
+        return encode_pairs(await apply_ops(self.service, decode_pairs(payload), self.metrics))
 
     async def metrics_text(self) -> bytes:
         """This shard's Prometheus metrics (``routr_location_*``) in text exposition format."""
@@ -108,16 +116,17 @@ class ShardedLocationClient:
             raise ValueError("at least one shard handle is needed")
         self._handles = list(handles)
         self._batchers = [
-            AdaptiveBatcher(self._sender(h), max_batch=max_batch, max_wait=max_wait, timeout=timeout)
-            for h in self._handles
+            AdaptiveBatcher(self._sender(h, i), max_batch=max_batch, max_wait=max_wait, timeout=timeout)
+            for i, h in enumerate(self._handles)
         ]
 
     @staticmethod
-    def _sender(handle: Any):  # noqa: ANN205 - a closure over the handle
+    def _sender(handle: Any, index: int):  # noqa: ANN205 - a closure over the handle
         async def send(ops: list[Op]) -> list[OpResult]:
             return await handle.apply.remote(ops)
 
-        return send
+        # over the shard's link when it serves one (routr_ray/actors/links.py), the Ray call otherwise
+        return linked(SHARD_NAME.format(index=index), encode_pairs, decode_pairs, send)
 
     @property
     def shard_count(self) -> int:
@@ -127,7 +136,7 @@ class ShardedLocationClient:
         batcher = self._batchers[shard_for_aor(aor, len(self._handles))]
         try:
             result = await batcher.submit(op)
-        except (RayActorError, RayError, TimeoutError, BatchQueueFull) as exc:
+        except (RayActorError, RayError, TimeoutError, BatchQueueFull, LinkError) as exc:
             raise LocationError(LocationErrorCode.UNAVAILABLE, f"location shard unavailable: {exc}") from exc
         return decode_result(result)
 

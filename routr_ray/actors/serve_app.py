@@ -46,12 +46,15 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from routr_ray.actors.links import REFRESH_S as LINK_REFRESH_S
+from routr_ray.actors.links import linked, serve_link
 from routr_ray.config.dispatcher import AutoscalingConfig, DispatcherConfig, from_document, to_document
 from routr_ray.dispatch.core import DispatchCore
 from routr_ray.dispatch.matching import Router
 from routr_ray.dispatch.runtime import SERVE_SCHEME, Batching, BatchSend, DispatchRuntime, serve_name  # noqa: F401 - re-exported
 from routr_ray.dispatch.watch import DispatcherConfigWatcher
 from routr_ray.grpcutil.auth import token_ok
+from routr_ray.link import pack_list, unpack_list
 from routr_ray.proto.gen import processor_pb2
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,11 @@ def deployment_name(name: str) -> str:
     return "processor-" + name.replace(":", "-").replace(".", "-")
 
 
+def link_service_of(name: str) -> str:
+    """The link service of a processor deployment (the deployment's name)."""
+    return deployment_name(name)
+
+
 def import_processor(name: str) -> type:
     path = BUILTIN_PROCESSORS.get(name, name)
     module_name, sep, attr = path.partition(":")
@@ -116,15 +124,26 @@ def replica_actor_options(same_loop: bool | None = None) -> dict[str, Any]:
     return options
 
 
-def deployment_send(handle: DeploymentHandle) -> BatchSend:
-    """The batch call of a processor deployment: serialized MessageRequests in one by-value handle call."""
+def deployment_send(handle: DeploymentHandle, link_service: str | None = None) -> BatchSend:
+    """The batch call of a processor deployment: serialized MessageRequests in one by-value handle call, or
+    over the link to ``link_service`` when one of its replicas serves one (:func:`~routr_ray.actors.links.linked`)."""
     by_value = handle.options(_by_reference=False)
 
     async def send(requests: list[MessageRequest]) -> list[MessageResponse]:
         payloads = await by_value.process_batch.remote([r.SerializeToString() for r in requests])
         return [MessageResponse.FromString(p) for p in payloads]
 
-    return send
+    if link_service is None:
+        return send
+    return linked(link_service, _encode_requests, _decode_responses, send)
+
+
+def _encode_requests(requests: list[MessageRequest]) -> bytes:
+    return pack_list([r.SerializeToString() for r in requests])
+
+
+def _decode_responses(payload: bytes) -> list[MessageResponse]:
+    return [MessageResponse.FromString(p) for p in unpack_list(payload)]
 
 
 @serve.deployment(
@@ -158,7 +177,7 @@ class DispatcherDeployment:
         if name not in self._handles:
             raise ValueError(f"serve://{name} is not a deployment of this app; deploy the app again (deploy_app) "
                              "to add a processor deployment")
-        return deployment_send(self._handles[name])
+        return deployment_send(self._handles[name], link_service_of(name))
 
     @property
     def config(self) -> DispatcherConfig | None:
@@ -219,15 +238,30 @@ class DispatcherDeployment:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=1000, health_check_period_s=10)
 class ProcessorDeployment:
-    """Runs one processor-SDK class; ``process_batch`` is bytes in, bytes out."""
+    """Runs one processor-SDK class; ``process_batch`` is bytes in, bytes out, through a DeploymentHandle or,
+    with ``link_service``, through the internal data plane (:mod:`routr_ray.actors.links`: the same batches over a
+    direct TCP connection, no Ray call per batch). A deployment Serve autoscales is built without a link:
+    Serve's autoscaler counts the requests it routes, and link calls would be invisible to it."""
 
-    def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
+    async def __init__(self, name: str, options: dict[str, Any] | None = None,
+                       link_service: str | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
         self.processor = import_processor(name)(**(options or {}))
+        self.link = await serve_link(link_service, self._link_call) if link_service else None
 
     async def process_batch(self, payloads: Sequence[bytes]) -> list[bytes]:
         # a corrupt item is answered on its own; it does not fail the batch
         return await self.processor.process_serialized(list(payloads))
+
+    async def _link_call(self, payload: bytes) -> bytes:
+        return pack_list(await self.processor.process_serialized(unpack_list(payload)))
+
+    async def __del__(self) -> None:
+        """Serve's graceful shutdown: leave the link registry, answer what clients still send while they
+        notice, then close."""
+        link, self.link = getattr(self, "link", None), None
+        if link is not None:
+            await link.close(drain=2 * LINK_REFRESH_S + 0.5)
 
     async def check_health(self) -> None:
         return None
@@ -303,11 +337,13 @@ def build_app(
         if name is None or name in bound:
             continue
         options = processor_options.get(name)
+        autoscaling = getattr(entry, "autoscaling", None)
+        link = None if autoscaling is not None else link_service_of(name)
         bound[name] = ProcessorDeployment.options(  # type: ignore[attr-defined]
-            name=deployment_name(name), version=_version("processor", name, options, actor_options),
+            name=deployment_name(name), version=_version("processor", name, options, actor_options, link),
             _internal=True, ray_actor_options=actor_options, logging_config=QUIET_LOGGING,
-            **_autoscaling_options(getattr(entry, "autoscaling", None)),
-        ).bind(name, options)
+            **_autoscaling_options(autoscaling),
+        ).bind(name, options, link)
     token = dispatcher_token(config, token)
     version = _version("dispatcher", sorted(bound), _digest(token), _digest(outbound_token),
                        dataclasses.astuple(batching), health_period, actor_options)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from routr_ray.link.frames import FrameError, pack_list, unpack_list
 from routr_ray.location.aor import normalize_aor
 from routr_ray.location.errors import LocationError, LocationErrorCode
 from routr_ray.location.metrics import LocationMetrics
@@ -49,6 +50,22 @@ def encode_find(request: location_pb2.FindRoutesRequest) -> Op:
 
 def encode_remove(request: location_pb2.RemoveRoutesRequest) -> Op:
     return REMOVE, request.SerializeToString()
+
+
+def encode_pairs(pairs: Sequence[tuple[str, bytes]]) -> bytes:
+    """Operations (or results) as one byte string for the internal data plane (``routr_ray.link``): each pair
+    is its ASCII name, a NUL, then its bytes."""
+    return pack_list([name.encode("ascii") + b"\x00" + payload for name, payload in pairs])
+
+
+def decode_pairs(data: bytes) -> list[tuple[str, bytes]]:
+    pairs = []
+    for item in unpack_list(data):
+        name, sep, payload = item.partition(b"\x00")
+        if not sep:
+            raise FrameError("a location operation without its name")
+        pairs.append((name.decode("ascii"), payload))
+    return pairs
 
 
 def decode_result(result: OpResult) -> bytes:

@@ -1,0 +1,177 @@
+"""LinkServer / LinkClient / LinkPool over real sockets on 127.0.0.1 (routr_ray/link)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from routr_ray.link import Endpoint, LinkClient, LinkConnectError, LinkError, LinkPool, LinkServer
+from routr_ray.link.client import LinkRemoteError
+
+TOKEN = b"t" * 32
+
+
+async def echo_upper(payload: bytes) -> bytes:
+    return payload.upper()
+
+
+async def started(handler=echo_upper, **kwargs) -> LinkServer:  # type: ignore[no-untyped-def]
+    server = LinkServer(handler, token=TOKEN, **kwargs)
+    await server.start()
+    return server
+
+
+def endpoint(server: LinkServer, member: str = "a", token: bytes = TOKEN) -> Endpoint:
+    host, port = server.address
+    return Endpoint(member, host, port, token)
+
+
+async def test_call_returns_the_handlers_bytes() -> None:
+    server = await started()
+    client = LinkClient(endpoint(server))
+    try:
+        assert await client.call(b"hello") == b"HELLO"
+        assert await client.call(b"") == b""
+        assert server.calls == 2 and server.connections == 1
+    finally:
+        client.close()
+        await server.close()
+
+
+async def test_calls_are_pipelined_and_answered_out_of_order() -> None:
+    order: list[int] = []
+
+    async def slow_first(payload: bytes) -> bytes:
+        n = int(payload)
+        await asyncio.sleep(0.05 * (5 - n))
+        order.append(n)
+        return payload
+
+    server = await started(slow_first)
+    client = LinkClient(endpoint(server))
+    try:
+        results = await asyncio.gather(*(client.call(str(n).encode()) for n in range(5)))
+        assert results == [str(n).encode() for n in range(5)]  # each caller got its own answer
+        assert order == [4, 3, 2, 1, 0]  # all five ran at once on one connection
+    finally:
+        client.close()
+        await server.close()
+
+
+async def test_wrong_token_closes_the_connection() -> None:
+    server = await started()
+    client = LinkClient(endpoint(server, token=b"wrong"))
+    try:
+        with pytest.raises(LinkError) as info:
+            await asyncio.wait_for(client.call(b"x"), 2)
+        assert not isinstance(info.value, LinkConnectError)  # it was sent (and refused)
+        assert server.calls == 0
+    finally:
+        client.close()
+        await server.close()
+
+
+async def test_handler_error_comes_back_as_remote_error() -> None:
+    async def broken(payload: bytes) -> bytes:
+        if payload == b"bad":
+            raise ValueError("no such op")
+        return payload
+
+    server = await started(broken)
+    client = LinkClient(endpoint(server))
+    try:
+        with pytest.raises(LinkRemoteError, match="no such op"):
+            await client.call(b"bad")
+        assert await asyncio.wait_for(client.call(b"good"), 2) == b"good"  # the connection stays usable
+    finally:
+        client.close()
+        await server.close()
+
+
+async def test_server_going_away_fails_calls_in_flight() -> None:
+    release = asyncio.Event()
+
+    async def hang(payload: bytes) -> bytes:
+        await release.wait()
+        return payload
+
+    server = await started(hang)
+    client = LinkClient(endpoint(server))
+    call = asyncio.ensure_future(client.call(b"x"))
+    await asyncio.sleep(0.05)
+    await server.close()
+    with pytest.raises(LinkError) as info:
+        await asyncio.wait_for(call, 2)
+    assert not isinstance(info.value, LinkConnectError)
+    client.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_refused_connection_is_a_connect_error_and_backs_off() -> None:
+    client = LinkClient(Endpoint("x", "127.0.0.1", closed_port(), TOKEN), retry_after=30)
+    with pytest.raises(LinkConnectError):
+        await client.call(b"x")
+    assert not client.usable
+    with pytest.raises(LinkConnectError, match="failed recently"):
+        await client.call(b"x")
+
+
+async def test_busy_connection_answers_error_instead_of_queueing() -> None:
+    release = asyncio.Event()
+
+    async def hang(payload: bytes) -> bytes:
+        await release.wait()
+        return payload
+
+    server = await started(hang, max_calls=2)
+    client = LinkClient(endpoint(server))
+    try:
+        first = [asyncio.ensure_future(client.call(b"%d" % i)) for i in range(2)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(LinkRemoteError, match="busy"):
+            await asyncio.wait_for(client.call(b"third"), 2)
+        release.set()
+        assert await asyncio.gather(*first) == [b"0", b"1"]
+        assert server.rejected == 1
+    finally:
+        client.close()
+        await server.close()
+
+
+async def test_pool_spreads_calls_and_drops_removed_endpoints() -> None:
+    seen: list[str] = []
+    release = asyncio.Event()
+
+    def named(name: str):  # type: ignore[no-untyped-def]
+        async def handler(payload: bytes) -> bytes:
+            seen.append(name)
+            await release.wait()
+            return name.encode()
+        return handler
+
+    a, b = await started(named("a")), await started(named("b"))
+    pool = LinkPool()
+    pool.update([endpoint(a, "a"), endpoint(b, "b")])
+    try:
+        calls = [asyncio.ensure_future(pool.call(b"x")) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        assert sorted(seen) == ["a", "a", "b", "b"]  # least outstanding first
+        release.set()
+        assert sorted(await asyncio.gather(*calls)) == [b"a", b"a", b"b", b"b"]
+        pool.update([endpoint(b, "b")])
+        assert [e.member for e in pool.endpoints] == ["b"]
+        assert {await pool.call(b"x") for _ in range(3)} == {b"b"}
+        pool.update([])
+        with pytest.raises(LinkConnectError, match="no usable endpoint"):
+            await pool.call(b"x")
+    finally:
+        pool.close()
+        await a.close()
+        await b.close()
