@@ -1,16 +1,21 @@
 """SIP benchmark: SIPp against routr-ray (and Debian's Kamailio) on 127.0.0.1.
 
-    scripts/in-netns python benchmarks/bench_sip.py [--vs-kamailio] [--redis] [--quick]
+    scripts/in-netns python benchmarks/bench_sip.py [--vs-kamailio] [--redis | --both-stores] [--quick]
+                                                    [--soak 600 [--soak-rate R] [--soak-scenario register|calls]]
 
 Starts `routr-ray run --config benchmarks/config --no-dashboard` (UDP 5160; memory Location, or with --redis a
-throw-away redis-server and `--redis URL`), then with SIPp (Debian `sip-tester`):
+throw-away redis-server and `--redis URL`; --both-stores does the whole run once with each), then with SIPp
+(Debian `sip-tester`):
 
 1. REGISTER with digest (sipp/register_auth.xml, users user00000… password secret): a ramp of rates, each for
    --step-seconds, stopping at the first step with ≥ 1 % failed or < 95 % of the target rate achieved;
 2. calls INVITE…BYE through the proxy to a registered SIPp UAS (uac_proxy.xml ↔ uas_proxy.xml), caller trusted
    by IP ACL (no digest on INVITE, as in Kamailio's config): the same kind of ramp;
 3. calls with digest on every INVITE (uac_proxy_auth.xml; routr-ray only: Kamailio's config never challenges);
-4. each scenario again at half its highest passing rate, for the latency figures (target: p99 ≤ 50 ms).
+4. each scenario again at half its highest passing rate, for the latency figures (target: p99 ≤ 50 ms);
+5. with --soak SECONDS (routr-ray only; `--only soak` skips the ramps): one SIPp run of that length at
+   --soak-rate (default half the scenario's highest passing rate), sampling RSS/PSS/CPU of the server tree
+   every 15 s, and the RSS drift after a 60 s warm-up (target: within ±10 % over 10 minutes).
 
 For every step it prints the achieved rate, failures, SIPp p50/p99 response time, server CPU per
 registration/call (utime+stime of the server's whole process tree from /proc), the CPU the rest of the machine
@@ -27,7 +32,8 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sipbench import procs, profile  # noqa: E402
 from sipbench.resources import RESOURCES_DIR, count_users, uas_csv, users_csv  # noqa: E402
 from sipbench.servers import BENCH_DIR, KamailioServer, RedisProcess, RoutrServer, ServerProcess  # noqa: E402
-from sipbench.sipp import SippClient, SippResult, start_uas  # noqa: E402
+from sipbench.sipp import SippClient, SippResult, SippRun, start_uas  # noqa: E402
+from sipbench.soak import SoakResult, run_soak  # noqa: E402
 
 ROUTR_PORT = 5160          # benchmarks/config/edgeport.yaml
 KAMAILIO_PORT = 5170
@@ -47,6 +54,8 @@ REGISTER_RATES = (200, 500, 1000, 2000, 3000, 5000, 8000, 12000, 16000, 20000, 2
 CALL_RATES = (50, 100, 200, 500, 1000, 1500, 2000, 3000, 4000, 5000)
 QUICK_REGISTER_RATES = (200, 500, 1000, 2000, 5000, 10000, 20000)
 QUICK_CALL_RATES = (50, 200, 500, 1000, 2000, 4000)
+SOAK_RAMP = {"register": "register-digest", "calls": "calls-acl"}   # --soak-scenario → the ramp giving its rate
+RAMPS = ("register", "calls", "calls-digest")
 
 
 @dataclass
@@ -77,12 +86,15 @@ class Step:
 
 @dataclass
 class Outcome:
-    server: str
+    server: str                # label: "routr-ray [Location: memory]", "kamailio"
+    kind: str = ""             # "routr-ray" or "kamailio": which ports and which comparisons
     steps: dict[str, list[Step]] = field(default_factory=dict)
     half: dict[str, Step] = field(default_factory=dict)
     memory: dict[str, tuple[int, int]] = field(default_factory=dict)
+    store_memory: dict[str, tuple[int, int, int | None]] = field(default_factory=dict)  # redis RSS, PSS, keys
     notes: list[str] = field(default_factory=list)
     idle_cpu: float = 0.0  # server CPU (cores) with no traffic: Ray's own background work
+    soak: SoakResult | None = None
 
     def max_rate(self, scenario: str) -> float | None:
         passing = [s.result.achieved_rate for s in self.steps.get(scenario, []) if s.result.passed()]
@@ -101,6 +113,8 @@ class Bench:
         self.users_file.write_text(users_csv(args.users))
         self.uas_file = workdir / "uas.csv"
         self.uas_file.write_text(uas_csv())
+        self.redis: RedisProcess | None = None   # the Location's redis-server while routr-ray runs on Redis
+        self.store: str | None = None            # "memory" or "Redis" while routr-ray runs
 
     # ---- one step ---------------------------------------------------------------------------------
 
@@ -158,57 +172,103 @@ class Bench:
 
     # ---- one server -------------------------------------------------------------------------------
 
-    def run_server(self, server: ServerProcess, name: str, port: int, with_auth_calls: bool) -> Outcome:
-        outcome = Outcome(name)
+    def snapshot(self, outcome: Outcome, server: ServerProcess, when: str) -> None:
+        outcome.memory[when] = server.memory_kib()
+        if self.redis is not None and outcome.kind == "routr-ray":
+            outcome.store_memory[when] = (*self.redis.memory_kib(), self.redis.dbsize())
+
+    def run_server(self, server: ServerProcess, kind: str, label: str, port: int, with_auth_calls: bool) -> Outcome:
+        outcome = Outcome(label, kind)
         args = self.args
-        client = SippClient(f"127.0.0.1:{port}", CLIENT_PORT[name], self.workdir / name)
-        outcome.memory["idle"] = server.memory_kib()
+        files = self.workdir / label.split()[0] / (self.store or "")
+        client = SippClient(f"127.0.0.1:{port}", CLIENT_PORT[kind], files)
+        self.snapshot(outcome, server, "idle")
         idle0, t0 = server.cpu_seconds(), time.monotonic()
         time.sleep(self.args.idle_seconds)
         outcome.idle_cpu = (server.cpu_seconds() - idle0) / (time.monotonic() - t0)
-        print(f"{name}: idle server CPU {100 * outcome.idle_cpu:.1f}% of a core (no traffic, "
+        print(f"{label}: idle server CPU {100 * outcome.idle_cpu:.1f}% of a core (no traffic, "
               f"{self.args.idle_seconds:.0f}s; load {procs.loadavg()})", flush=True)
         reg_rates = QUICK_REGISTER_RATES if args.quick else REGISTER_RATES
         call_rates = QUICK_CALL_RATES if args.quick else CALL_RATES
+        soak = args.soak > 0 and kind == "routr-ray"
         if "register" in args.only:
             self.ramp(outcome, server, None, "register-digest", reg_rates,
                       lambda r, s, t: client.run("register_auth.xml", r, s, inf=self.users_file, trace_msg=t))
-            outcome.memory["after REGISTER"] = server.memory_kib()
+            self.snapshot(outcome, server, "after REGISTER")
             if args.profile and isinstance(server, RoutrServer):
                 self.profile_step(outcome, server, None, "register-digest",
                                   lambda r: client.run("register_auth.xml", r, args.step_seconds, inf=self.users_file))
-        if not {"calls", "calls-digest"} & set(args.only):
-            return outcome
-        uas_port = UAS_PORT[name]
-        reg = SippClient(f"127.0.0.1:{port}", uas_port, self.workdir / name).run(
+        hold = args.hold_ms
+        if {"calls", "calls-digest"} & args.only or (soak and args.soak_scenario == "calls"):
+            with self.uas_running(outcome, port, UAS_PORT[kind], files) as uas_pid:
+                if uas_pid is None:
+                    return outcome
+                if "calls" in args.only:
+                    self.ramp(outcome, server, uas_pid, "calls-acl", call_rates,
+                              lambda r, s, t: client.run("uac_proxy.xml", r, s, service="uas", hold_ms=hold,
+                                                         trace_msg=t))
+                if with_auth_calls and "calls-digest" in args.only:
+                    self.ramp(outcome, server, uas_pid, "calls-digest", call_rates,
+                              lambda r, s, t: client.run("uac_proxy_auth.xml", r, s, inf=self.users_file,
+                                                         service="uas", hold_ms=hold, trace_msg=t))
+                if {"calls", "calls-digest"} & args.only:
+                    self.snapshot(outcome, server, "after calls")
+                if args.profile and isinstance(server, RoutrServer) and "calls" in args.only:
+                    self.profile_step(outcome, server, uas_pid, "calls-acl", lambda r: client.run(
+                        "uac_proxy.xml", r, args.step_seconds, service="uas", hold_ms=hold))
+                if soak and args.soak_scenario == "calls":
+                    self.soak(outcome, server, uas_pid, lambda r, s: client.start(
+                        "uac_proxy.xml", r, s, service="uas", hold_ms=hold, name="soak-calls"))
+        if soak and args.soak_scenario == "register":
+            self.soak(outcome, server, None, lambda r, s: client.start(
+                "register_auth.xml", r, s, inf=self.users_file, name="soak-register"))
+        return outcome
+
+    @contextmanager
+    def uas_running(self, outcome: Outcome, port: int, uas_port: int, files: Path) -> Iterator[int | None]:
+        """Registers the callee `uas` at 127.0.0.1:`uas_port` and runs SIPp's uas_proxy.xml there; yields its pid,
+        or None (with a note) when it could not register."""
+        reg = SippClient(f"127.0.0.1:{port}", uas_port, files).run(
             "register_auth.xml", 1, 1, inf=self.uas_file, name="register-uas")
         if reg.successful != 1:
             outcome.notes.append(f"the UAS did not register (see {reg.workdir}); no call run")
             print(f"  {outcome.notes[-1]}", flush=True)
-            return outcome
-        uas = start_uas(self.workdir / name, uas_port, trace_msg=args.trace_uas)
+            yield None
+            return
+        uas = start_uas(files, uas_port, trace_msg=self.args.trace_uas)
         try:
             time.sleep(0.5)
-            hold = args.hold_ms
-            if "calls" in args.only:
-                self.ramp(outcome, server, uas.pid, "calls-acl", call_rates,
-                          lambda r, s, t: client.run("uac_proxy.xml", r, s, service="uas", hold_ms=hold,
-                                                     trace_msg=t))
-            if with_auth_calls and "calls-digest" in args.only:
-                self.ramp(outcome, server, uas.pid, "calls-digest", call_rates,
-                          lambda r, s, t: client.run("uac_proxy_auth.xml", r, s, inf=self.users_file,
-                                                     service="uas", hold_ms=hold, trace_msg=t))
-            outcome.memory["after calls"] = server.memory_kib()
-            if args.profile and isinstance(server, RoutrServer) and "calls" in args.only:
-                self.profile_step(outcome, server, uas.pid, "calls-acl", lambda r: client.run(
-                    "uac_proxy.xml", r, args.step_seconds, service="uas", hold_ms=hold))
+            yield uas.pid
         finally:
             uas.terminate()
             try:
                 uas.wait(timeout=5)
             except Exception:  # noqa: BLE001
                 uas.kill()
-        return outcome
+
+    def soak(self, outcome: Outcome, server: ServerProcess, uas_pid: int | None,
+             start: Callable[[float, float], SippRun]) -> None:
+        """One long run at a fixed rate (--soak-rate, or half the ramp's highest passing rate), memory sampled."""
+        args = self.args
+        rate = args.soak_rate
+        if not rate:
+            best = outcome.max_rate(SOAK_RAMP[args.soak_scenario])
+            if best is None:
+                outcome.notes.append(f"soak skipped: no passing {SOAK_RAMP[args.soak_scenario]} step to halve")
+                print(f"  {outcome.notes[-1]}", flush=True)
+                return
+            rate = max(1.0, best / 2)
+        time.sleep(args.settle)
+        print(f"{outcome.server}: soak {args.soak_scenario} at {rate:.0f}/s for {args.soak:.0f}s, sampling every "
+              f"{args.soak_interval:.0f}s (drift measured after a {args.soak_warmup:.0f}s warm-up)", flush=True)
+        uas_pids = (lambda: procs.tree_pids(uas_pid)) if uas_pid else list
+        outcome.soak = run_soak(server, lambda: start(rate, args.soak),
+                                SoakResult(args.soak_scenario, rate, args.soak, args.soak_warmup),
+                                args.soak_interval, extra_pids=uas_pids,
+                                store=self.redis if outcome.kind == "routr-ray" else None)
+        self.snapshot(outcome, server, "after soak")
+        for line in outcome.soak.summary():
+            print(f"  {line}", flush=True)
 
     def profile_step(self, outcome: Outcome, server: RoutrServer, uas_pid: int | None, scenario: str,
                      run: Callable[[float], SippResult]) -> None:
@@ -237,32 +297,45 @@ class Bench:
 
     def run(self) -> list[Outcome]:
         outcomes = []
-        redis = None
-        routr = None
-        try:
-            if self.args.redis:
-                redis = RedisProcess(self.workdir)
-                redis.start()
-            routr = RoutrServer(self.workdir, self.args.config, ROUTR_PORT, redis.url if redis else None)
-            t0 = time.monotonic()
-            routr.start()
-            print(f"routr-ray ready in {time.monotonic() - t0:.0f}s (Location: {'Redis' if redis else 'memory'}); "
-                  f"load {procs.loadavg()}", flush=True)
-            outcomes.append(self.run_server(routr, "routr-ray", ROUTR_PORT, with_auth_calls=True))
-        finally:
-            if routr is not None:
-                routr.stop()
-            if redis is not None:
-                redis.stop()
+        stores = ["memory", "Redis"] if self.args.both_stores else ["Redis" if self.args.redis else "memory"]
+        for store in stores:
+            outcomes.append(self.run_routr(store))
+        self.store = None
         if self.args.vs_kamailio:
             kamailio = KamailioServer(self.workdir, KAMAILIO_PORT)
             try:
                 kamailio.start()
                 print(f"kamailio ready; load {procs.loadavg()}", flush=True)
-                outcomes.append(self.run_server(kamailio, "kamailio", KAMAILIO_PORT, with_auth_calls=False))
+                outcomes.append(self.run_server(kamailio, "kamailio", "kamailio", KAMAILIO_PORT,
+                                                with_auth_calls=False))
             finally:
                 kamailio.stop()
         return outcomes
+
+    def run_routr(self, store: str) -> Outcome:
+        """routr-ray with its Location in memory or in a throw-away redis-server of its own."""
+        self.store = store
+        label = f"routr-ray [Location: {store}]"
+        server_dir = self.workdir / "routr-ray" / store
+        server_dir.mkdir(parents=True, exist_ok=True)
+        routr = None
+        try:
+            if store == "Redis":
+                self.redis = RedisProcess(server_dir)
+                self.redis.start()
+            routr = RoutrServer(server_dir, self.args.config, ROUTR_PORT, self.redis.url if self.redis else None)
+            t0 = time.monotonic()
+            routr.start()
+            where = f"Redis, redis-server at {self.redis.url}" if self.redis else "memory"
+            print(f"routr-ray ready in {time.monotonic() - t0:.0f}s (Location: {where}); load {procs.loadavg()}",
+                  flush=True)
+            return self.run_server(routr, "routr-ray", label, ROUTR_PORT, with_auth_calls=True)
+        finally:
+            if routr is not None:
+                routr.stop()
+            if self.redis is not None:
+                self.redis.stop()
+                self.redis = None
 
 
 def report(outcomes: list[Outcome], args: argparse.Namespace) -> None:
@@ -287,17 +360,26 @@ def report(outcomes: list[Outcome], args: argparse.Namespace) -> None:
             print(text)
         for when, (rss, pss) in outcome.memory.items():
             print(f"  memory {when:16} RSS {rss / 1024:7.0f} MiB  PSS {pss / 1024:7.0f} MiB (whole process tree)")
+        for when, (rss, _pss, keys) in outcome.store_memory.items():
+            print(f"  redis-server {when:16} RSS {rss / 1024:7.1f} MiB, {keys if keys is not None else '?'} keys "
+                  f"(the Location's store; not in the tree above)")
         best_calls = outcome.best_step("calls-acl")
         if best_calls is not None and best_calls.roles:
             parts = sorted(best_calls.roles.items(), key=lambda kv: -kv[1])[:8]
             share = ", ".join(f"{k} {1e6 * v / max(best_calls.result.successful, 1):.0f}" for k, v in parts)
             print(f"  CPU µs per call by process at {best_calls.result.target_rate:.0f}/s: {share}")
+        if outcome.soak is not None:
+            for line in outcome.soak.summary():
+                print(f"  {line}")
         for note in outcome.notes:
             print(f"  note: {note}")
-    if len(outcomes) == 2:
-        ours, theirs = outcomes
-        print("ratio routr-ray / kamailio:")
+    theirs = next((o for o in outcomes if o.kind == "kamailio"), None)
+    for ours in (o for o in outcomes if o.kind == "routr-ray" and theirs is not None):
+        assert theirs is not None
+        print(f"ratio {ours.server} / kamailio:")
         for scenario in ("register-digest", "calls-acl"):
+            if scenario not in ours.steps or scenario not in theirs.steps:
+                continue
             a, b = ours.max_rate(scenario), theirs.max_rate(scenario)
             if a and b:
                 sa, sb = ours.best_step(scenario), theirs.best_step(scenario)
@@ -305,17 +387,19 @@ def report(outcomes: list[Outcome], args: argparse.Namespace) -> None:
                 print(f"  {names[scenario]:26} {a / b:6.3f} of the rate, {cpu:6.1f}× the CPU per operation")
             else:
                 print(f"  {names[scenario]:26} n/a (a side has no passing step)")
-    print(f"targets (issue 8): REGISTER ≥ 2000/s, calls ≥ 500/s, p99 ≤ 50 ms at half the max rate. "
-          f"Files: {args.workdir_used}")
+    print(f"targets (issue 8): REGISTER ≥ 2000/s, calls ≥ 500/s, p99 ≤ 50 ms at half the max rate, "
+          f"RSS ±10 % over a 10-minute soak at half the max rate. Files: {args.workdir_used}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vs-kamailio", action="store_true", help="also run Debian's kamailio, print the ratio")
     parser.add_argument("--redis", action="store_true", help="Location in a throw-away redis-server")
+    parser.add_argument("--both-stores", action="store_true",
+                        help="run routr-ray twice, Location in memory then in Redis, and report both")
     parser.add_argument("--config", type=Path, default=BENCH_DIR / "config")
     parser.add_argument("--only", default="register,calls,calls-digest",
-                        help="comma list of register, calls, calls-digest")
+                        help="comma list of register, calls, calls-digest (the ramps), or soak (no ramp)")
     parser.add_argument("--step-seconds", type=float, default=10.0)
     parser.add_argument("--settle", type=float, default=2.0, help="pause between steps (s)")
     parser.add_argument("--hold-ms", type=int, default=1000, help="call hold between ACK and BYE")
@@ -326,8 +410,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="py-spy every Ray worker during one call step")
     parser.add_argument("--trace-uas", action="store_true", help="SIPp -trace_msg on the UAS (slow)")
     parser.add_argument("--workdir", type=Path, help="keep SIPp/server files here (default: a temp dir)")
+    soak = parser.add_argument_group("soak (routr-ray only; after the ramps)")
+    soak.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
+                      help="one long SIPp run of this length with RSS/PSS/CPU sampled (issue 8: 600)")
+    soak.add_argument("--soak-rate", type=float, default=0.0, metavar="R",
+                      help="its rate (default: half the scenario's highest passing ramp rate)")
+    soak.add_argument("--soak-scenario", choices=sorted(SOAK_RAMP), default="register")
+    soak.add_argument("--soak-interval", type=float, default=15.0, help="seconds between memory samples")
+    soak.add_argument("--soak-warmup", type=float, default=60.0,
+                      help="drift is measured from the first sample after this many seconds")
     args = parser.parse_args(argv)
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = args.only - {*RAMPS, "soak"}
+    if unknown or not args.only:
+        parser.error(f"--only: unknown {', '.join(sorted(unknown)) or 'empty list'}; "
+                     f"choose from {', '.join((*RAMPS, 'soak'))}")
+    if "soak" in args.only and args.soak <= 0:
+        parser.error("--only soak needs --soak SECONDS")
+    if args.soak > 0 and not args.soak_rate and args.soak_scenario not in args.only:
+        parser.error(f"--soak without the {args.soak_scenario} ramp (--only) needs --soak-rate")
     args.users = count_users(RESOURCES_DIR)
     return args
 
@@ -337,7 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-sip-"))
     workdir.mkdir(parents=True, exist_ok=True)
     args.workdir_used = workdir
-    print(f"bench_sip: {args.users} users, steps of {args.step_seconds:.0f}s, hold {args.hold_ms} ms, "
+    stores = "memory, then Redis" if args.both_stores else "Redis" if args.redis else "memory"
+    soak = f", soak {args.soak_scenario} {args.soak:.0f}s" if args.soak > 0 else ""
+    print(f"bench_sip: Location {stores}{soak}, {args.users} users, steps of {args.step_seconds:.0f}s, "
+          f"hold {args.hold_ms} ms, "
           f"{os.cpu_count()} CPUs, load {procs.loadavg()}, files in {workdir}", flush=True)
     outcomes = Bench(args, workdir).run()
     report(outcomes, args)

@@ -189,3 +189,19 @@ class RedisProcess(ServerProcess):
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"redis-server did not start on {self.port}")
+
+    def dbsize(self) -> int | None:
+        """How many keys database 0 holds (the Location's bindings), or None if it does not answer."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as conn:
+                conn.sendall(b"SELECT 0\r\nDBSIZE\r\n")
+                data = b""
+                while data.count(b"\r\n") < 2:
+                    chunk = conn.recv(256)
+                    if not chunk:
+                        return None
+                    data += chunk
+        except OSError:
+            return None
+        reply = data.split(b"\r\n")[1]
+        return int(reply[1:]) if reply.startswith(b":") else None

@@ -107,6 +107,65 @@ def parse_rtt_csv(path: Path) -> list[float]:
     return values
 
 
+def sipp_timeout_seconds(seconds: float, hold_ms: int | None) -> int:
+    """SIPp's own `-timeout` for a run meant to create calls for `seconds`: a late run (up to 25 % slow) still
+    ends by itself, whether it is a 10 s ramp step or a 10-minute soak."""
+    return int(seconds * 1.25 + 20 + (hold_ms or 0) / 1000)
+
+
+def last_stat_row(path: Path) -> dict[str, str]:
+    """The newest complete row of a SIPp `-trace_stat` file that SIPp may be writing right now."""
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return {}
+    if len(lines) < 2:
+        return {}
+    header = lines[0].split(";")
+    for line in reversed(lines[1:]):
+        cells = line.split(";")
+        if len(cells) >= len(header) - 1:
+            return dict(zip(header, cells, strict=False))
+    return {}
+
+
+@dataclass
+class SippRun:
+    """One SIPp client process, started and not yet waited for."""
+
+    proc: subprocess.Popen[bytes]
+    result: SippResult
+    deadline: float          # time.monotonic() after which it is killed
+    run_dir: Path
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def progress(self) -> tuple[int, int]:
+        """(successful, failed) calls so far, from the statistics SIPp dumps every second."""
+        row = last_stat_row(self.run_dir / "stat.csv")
+
+        def count(name: str) -> int:
+            try:
+                return int(row.get(name, "0") or 0)
+            except ValueError:
+                return 0
+
+        return count("SuccessfulCall(C)"), count("FailedCall(C)")
+
+    def wait(self) -> SippResult:
+        try:
+            self.result.returncode = self.proc.wait(timeout=max(0.0, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.result.returncode = self.proc.wait()
+        if (self.run_dir / "stat.csv").exists():
+            parse_stat_csv(self.run_dir / "stat.csv", self.result)
+        for rtt in self.run_dir.glob("*_rtt.csv"):
+            self.result.rtts_ms.extend(parse_rtt_csv(rtt))
+        return self.result
+
+
 @dataclass
 class SippClient:
     """Where and how to drive one server."""
@@ -127,6 +186,23 @@ class SippClient:
         trace_msg: bool = False,
         name: str = "",
     ) -> SippResult:
+        """Runs `scenario` at `rate` for `seconds` and waits for it."""
+        return self.start(scenario, rate, seconds, inf=inf, service=service, hold_ms=hold_ms,
+                          trace_msg=trace_msg, name=name).wait()
+
+    def start(
+        self,
+        scenario: str,
+        rate: float,
+        seconds: float,
+        *,
+        inf: Path | None = None,
+        service: str | None = None,
+        hold_ms: int | None = None,
+        trace_msg: bool = False,
+        name: str = "",
+    ) -> SippRun:
+        """Starts `scenario` at `rate` for `seconds` (rate × seconds calls; an injection file cycles)."""
         calls = max(1, int(rate * seconds))
         run_dir = self.workdir / f"{name or Path(scenario).stem}-{int(rate)}-{time.monotonic_ns()}"
         run_dir.mkdir(parents=True)
@@ -134,13 +210,14 @@ class SippClient:
         shutil.copy(SCENARIO_DIR / scenario, scenario_file)
         # calls in flight are bounded so that a stalled server cannot make SIPp allocate without limit
         limit = max(50, int(rate * (5 + (hold_ms or 0) / 1000)))
+        timeout = sipp_timeout_seconds(seconds, hold_ms)
         args = [
             SIPP, self.server, "-sf", scenario_file.name, "-i", "127.0.0.1", "-p", str(self.local_port),
             "-r", str(int(rate)), "-rp", "1000", "-m", str(calls), "-l", str(limit),
             "-nostdin", "-buff_size", str(SOCKET_BUFFER), "-max_recv_loops", "10000",
             "-trace_stat", "-stf", "stat.csv", "-fd", "1",
             "-trace_rtt", "-rtt_freq", "100", "-trace_err",
-            "-recv_timeout", "5000", "-timeout", f"{int(seconds + 20 + (hold_ms or 0) / 1000)}s",
+            "-recv_timeout", "5000", "-timeout", f"{timeout}s",
         ]
         if inf is not None:
             args += ["-inf", str(inf)]
@@ -151,14 +228,10 @@ class SippClient:
         if trace_msg:
             args += ["-trace_msg"]
         with open(run_dir / "sipp.out", "wb") as out:
-            proc = subprocess.run(args, cwd=run_dir, stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=seconds + 60 + (hold_ms or 0) / 1000, check=False)
-        result = SippResult(target_rate=rate, calls=calls, returncode=proc.returncode, workdir=run_dir)
-        if (run_dir / "stat.csv").exists():
-            parse_stat_csv(run_dir / "stat.csv", result)
-        for rtt in run_dir.glob("*_rtt.csv"):
-            result.rtts_ms.extend(parse_rtt_csv(rtt))
-        return result
+            proc = subprocess.Popen(args, cwd=run_dir, stdout=out, stderr=subprocess.STDOUT)
+        result = SippResult(target_rate=rate, calls=calls, workdir=run_dir)
+        # SIPp stops itself at -timeout; the kill is for a SIPp that hangs past it
+        return SippRun(proc, result, time.monotonic() + timeout + 40, run_dir)
 
 
 def start_uas(workdir: Path, port: int, trace_msg: bool = False) -> subprocess.Popen[bytes]:
