@@ -206,11 +206,13 @@ class EdgePortActor:
         self.dispatch = dispatch_mode(dispatch)
         options = edge_options(batching)
         metrics = EdgeMetrics()
-        # Call events to the sinks named by the environment (log by default; NATS, Redis pub/sub).
-        self.events = EventPublisher(sinks_from_env(), registry=metrics.registry)
+        # Call events to the sinks named by the environment (log, NATS, Redis pub/sub; none by default: then no
+        # event is even built on the SIP path).
+        sinks = sinks_from_env()
+        self.events = EventPublisher(sinks, registry=metrics.registry)
         await self.events.start()
         self.edge = EdgePort(config, dispatcher_for(config.processor_addr, self.dispatch), options=options,
-                             metrics=metrics, events=CallEventEmitter(self.events))
+                             metrics=metrics, events=CallEventEmitter(self.events) if sinks else None)
         await self.edge.start()
         # The same series as the EdgePort's own /metrics, exported through Ray's metrics pipeline.
         self.metrics_bridge = RayMetricsBridge(self.edge.metrics.registry, default_tags={"edgeport": config.ref})

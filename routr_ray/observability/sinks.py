@@ -1,4 +1,4 @@
-"""Event sinks: log (the default), NATS and Redis pub/sub, and the environment that chooses them.
+"""Event sinks: log, NATS and Redis pub/sub, and the environment that chooses them (none by default).
 
 Subjects and channels are ``<prefix>.<event name>`` with prefix ``routr`` by default (Routr's NATS publisher:
 ``<NATS_PUBLISHER_SUBJECT|routr>.<event>``); the payload is the JSON of the event's data.
@@ -6,7 +6,7 @@ Subjects and channels are ``<prefix>.<event name>`` with prefix ``routr`` by def
 Environment (:func:`sinks_from_env`; Routr's own names are accepted where Routr has one):
 
 =================================  ======================================================================
-``ROUTR_RAY_EVENTS_LOG``           ``true`` (default) / ``false``; Routr: ``CONSOLE_PUBLISHER_ENABLED``
+``ROUTR_RAY_EVENTS_LOG``           ``true`` / ``false`` (default, as Routr); Routr: ``CONSOLE_PUBLISHER_ENABLED``
 ``ROUTR_RAY_EVENTS_NATS_URL``      e.g. ``nats://127.0.0.1:4222`` (comma-separated servers); Routr:
                                    ``NATS_PUBLISHER_ENABLED=true`` + ``NATS_PUBLISHER_URL``
 ``ROUTR_RAY_EVENTS_NATS_SUBJECT``  subject prefix, default ``routr``; Routr: ``NATS_PUBLISHER_SUBJECT``
@@ -128,11 +128,12 @@ def _flag(value: str | None, default: bool) -> bool:
 
 
 def sinks_from_env(environ: Mapping[str, str] | None = None) -> list[LogSink | NatsSink | RedisSink]:
-    """The sinks the environment asks for (see the module docstring); the log sink unless switched off."""
+    """The sinks the environment asks for (see the module docstring). The log sink is off unless asked for, as
+    Routr's console publisher: one INFO line per registration and per call would flood the log under load."""
     env = os.environ if environ is None else environ
     sinks: list[LogSink | NatsSink | RedisSink] = []
     log_on = env.get("ROUTR_RAY_EVENTS_LOG", env.get("CONSOLE_PUBLISHER_ENABLED"))
-    if _flag(log_on, True):
+    if _flag(log_on, False):
         sinks.append(LogSink())
     nats_url = env.get("ROUTR_RAY_EVENTS_NATS_URL")
     if not nats_url and _flag(env.get("NATS_PUBLISHER_ENABLED"), False):

@@ -203,7 +203,9 @@ async def test_log_sink_writes_name_and_json(caplog: pytest.LogCaptureFixture) -
 
 
 def test_sinks_from_env() -> None:
-    assert [s.name for s in sinks_from_env({})] == ["log"]
+    assert sinks_from_env({}) == []  # nothing by default (Routr: CONSOLE_PUBLISHER_ENABLED unset = false)
+    assert [s.name for s in sinks_from_env({"ROUTR_RAY_EVENTS_LOG": "true"})] == ["log"]
+    assert [s.name for s in sinks_from_env({"CONSOLE_PUBLISHER_ENABLED": "true"})] == ["log"]
     sinks = sinks_from_env({"CONSOLE_PUBLISHER_ENABLED": "false", "NATS_PUBLISHER_ENABLED": "true",
                             "NATS_PUBLISHER_URL": "nats://127.0.0.1:4333", "NATS_PUBLISHER_SUBJECT": "pbx",
                             "ROUTR_RAY_EVENTS_REDIS_URL": "redis://127.0.0.1:6390/0"})
