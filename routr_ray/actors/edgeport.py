@@ -31,8 +31,18 @@ import ray
 from ray import serve
 
 from routr_ray.actors import NAMESPACE
+from routr_ray.actors.links import linked
 from routr_ray.actors.metrics import RayMetricsBridge
-from routr_ray.actors.serve_app import APP_NAME, deployment_name, deployment_send, link_service_of, one_loop
+from routr_ray.actors.serve_app import (
+    APP_NAME,
+    DISPATCHER_LINK_SERVICE,
+    decode_responses,
+    deployment_name,
+    deployment_send,
+    encode_requests,
+    link_service_of,
+    one_loop,
+)
 from routr_ray.config.dispatcher import from_document
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig
 from routr_ray.dispatch.runtime import BatchSend, DispatchRuntime
@@ -62,16 +72,21 @@ class ServeDispatcherClient:
     def __init__(self, app_name: str = APP_NAME) -> None:
         self._app_name = app_name
         self._handle: Any = None
+        self._send = linked(DISPATCHER_LINK_SERVICE, encode_requests, decode_responses, self._by_handle)
 
     def _get(self) -> Any:
         if self._handle is None:
             self._handle = serve.get_app_handle(self._app_name).options(_by_reference=False)
         return self._handle
 
-    async def process(self, batch: list[processor_pb2.MessageRequest]) -> list[processor_pb2.MessageResponse]:
+    async def _by_handle(self, batch: list[processor_pb2.MessageRequest]) -> list[processor_pb2.MessageResponse]:
         payloads = await self._get().process_batch.remote([r.SerializeToString() for r in batch])
         # b"" = the dispatcher chose to drop (ACK, responses): an empty MessageResponse says the same.
         return [processor_pb2.MessageResponse.FromString(p) for p in payloads]
+
+    async def process(self, batch: list[processor_pb2.MessageRequest]) -> list[processor_pb2.MessageResponse]:
+        # over the dispatcher's link when a replica serves one (docs/link.md), the handle otherwise
+        return list(await self._send(batch))
 
     async def ready(self) -> bool:
         try:

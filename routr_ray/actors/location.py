@@ -41,6 +41,7 @@ from routr_ray.location.service import LocationService
 from routr_ray.location.stores import create_store
 from routr_ray.proto.gen import location_pb2
 from routr_ray.util.batching import AdaptiveBatcher, BatchQueueFull
+from routr_ray.util.gc_tuning import tune_gc
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class LocationShardActor:
         self.metrics.watch(lambda: self.service.binding_count, lambda: self.service.aor_count)
         loaded = await self.service.load()
         self.link = await serve_link(SHARD_NAME.format(index=index), self._link_call)
+        tune_gc()  # the loaded bindings are never re-scanned by gen-2 passes
         log.info("location shard %d/%d ready (%s store, %d bindings loaded)", index, count, provider, loaded)
 
     async def apply(self, ops: list[Op]) -> list[OpResult]:

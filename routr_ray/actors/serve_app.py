@@ -56,12 +56,14 @@ from routr_ray.dispatch.watch import DispatcherConfigWatcher
 from routr_ray.grpcutil.auth import token_ok
 from routr_ray.link import pack_list, unpack_list
 from routr_ray.proto.gen import processor_pb2
+from routr_ray.util.gc_tuning import tune_gc
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "routr"
 ROUTE_PREFIX = f"/{APP_NAME}"
 DISPATCHER_DEPLOYMENT = "dispatcher"
+DISPATCHER_LINK_SERVICE = "dispatcher"
 TOKEN_ENV = "ROUTR_RAY_DISPATCHER_TOKEN"
 ONE_LOOP_ENV = "ROUTR_RAY_SERVE_ONE_LOOP"
 """``1`` (default): our Serve replicas run our code on their main event loop, and EdgePort actors run Serve's
@@ -135,14 +137,14 @@ def deployment_send(handle: DeploymentHandle, link_service: str | None = None) -
 
     if link_service is None:
         return send
-    return linked(link_service, _encode_requests, _decode_responses, send)
+    return linked(link_service, encode_requests, decode_responses, send)
 
 
-def _encode_requests(requests: list[MessageRequest]) -> bytes:
+def encode_requests(requests: list[MessageRequest]) -> bytes:
     return pack_list([r.SerializeToString() for r in requests])
 
 
-def _decode_responses(payload: bytes) -> list[MessageResponse]:
+def decode_responses(payload: bytes) -> list[MessageResponse]:
     return [MessageResponse.FromString(p) for p in unpack_list(payload)]
 
 
@@ -155,7 +157,7 @@ def _decode_responses(payload: bytes) -> list[MessageResponse]:
 class DispatcherDeployment:
     """The dispatcher replica. Its routing comes from :meth:`reconfigure` (Serve ``user_config``)."""
 
-    def __init__(
+    async def __init__(
         self,
         processors: dict[str, DeploymentHandle],
         *,
@@ -164,6 +166,7 @@ class DispatcherDeployment:
         batching: Batching | None = None,
         health_period: float = 2.0,
         config: dict[str, Any] | None = None,
+        link: bool = False,
     ) -> None:
         logging.basicConfig(level=logging.INFO)
         self._handles = processors
@@ -172,6 +175,18 @@ class DispatcherDeployment:
                                        health_period=health_period)
         if config is not None:
             self._apply(from_document(config))
+        # EdgePorts that send through the dispatcher (ROUTR_RAY_EDGE_DISPATCH=dispatcher) use this link when the
+        # dispatcher is not autoscaled (see ProcessorDeployment)
+        self.link = await serve_link(DISPATCHER_LINK_SERVICE, self._link_call) if link else None
+        tune_gc()
+
+    async def _link_call(self, payload: bytes) -> bytes:
+        return pack_list(await self.process_batch(unpack_list(payload)))
+
+    async def __del__(self) -> None:
+        link, self.link = getattr(self, "link", None), None
+        if link is not None:
+            await link.close(drain=2 * LINK_REFRESH_S + 0.5)
 
     def _deployment_send(self, name: str) -> BatchSend:
         if name not in self._handles:
@@ -248,6 +263,7 @@ class ProcessorDeployment:
         logging.basicConfig(level=logging.INFO)
         self.processor = import_processor(name)(**(options or {}))
         self.link = await serve_link(link_service, self._link_call) if link_service else None
+        tune_gc()  # what the processor loaded (e.g. Connect's resources) is never re-scanned by gen-2 passes
 
     async def process_batch(self, payloads: Sequence[bytes]) -> list[bytes]:
         # a corrupt item is answered on its own; it does not fail the batch
@@ -346,12 +362,13 @@ def build_app(
         ).bind(name, options, link)
     token = dispatcher_token(config, token)
     version = _version("dispatcher", sorted(bound), _digest(token), _digest(outbound_token),
-                       dataclasses.astuple(batching), health_period, actor_options)
+                       dataclasses.astuple(batching), health_period, actor_options, config.autoscaling is None)
     return DispatcherDeployment.options(  # type: ignore[attr-defined]
         user_config=to_document(config), version=version, _internal=True, ray_actor_options=actor_options,
         logging_config=QUIET_LOGGING,
         **_autoscaling_options(config.autoscaling),
-    ).bind(bound, token=token, outbound_token=outbound_token, batching=batching, health_period=health_period)
+    ).bind(bound, token=token, outbound_token=outbound_token, batching=batching, health_period=health_period,
+           link=config.autoscaling is None)
 
 
 def _digest(secret: str | None) -> str | None:

@@ -187,7 +187,7 @@ class EdgePortOptions:
     max_transactions: int = 100_000
     malformed_log_interval: float = 10.0
     start_health: bool = True
-    # process-wide: gc.freeze() + a larger gen-0 threshold once started (see routr_ray.edge.gc_tuning); for a
+    # process-wide: gc.freeze() + a larger gen-0 threshold once started (see routr_ray.util.gc_tuning); for a
     # process that runs an EdgePort as its main job (the EdgePortActor), not for tests sharing a process
     tune_gc: bool = False
 
@@ -327,7 +327,7 @@ class EdgePort:
         )
         self.local = LocalAddresses.build(points, self._external, self._localnets)
         if self.options.tune_gc:
-            from routr_ray.edge.gc_tuning import tune_gc
+            from routr_ray.util.gc_tuning import tune_gc
 
             tune_gc()
 

@@ -1,7 +1,8 @@
-"""Garbage-collector settings for a process whose main job is the EdgePort (opt-in: ``EdgePortOptions.tune_gc``).
+"""Garbage-collector settings for a long-running hot-path process: the EdgePort (opt-in: ``EdgePortOptions.tune_gc``;
+on in the EdgePort actor), the processor replicas and the Location shards (after their start-up).
 
 Per-message objects are almost all freed by reference counting; what the cyclic collector spends its time on is
-re-scanning the long-lived objects (modules, protobuf descriptors, config) on every gen-2 pass and running gen-0
+re-scanning the long-lived objects (modules, protobuf descriptors, config, Connect's resource index) on every gen-2 pass and running gen-0
 passes every 700 allocations. ``gc.freeze()`` after start-up moves everything alive into a permanent generation
 the collector never scans, and a larger gen-0 threshold makes passes rarer. Measured with
 benchmarks/bench_edgeport.py: about 20% less CPU per REGISTER round trip. The cost is that cyclic garbage waits
