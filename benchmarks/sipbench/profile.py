@@ -9,39 +9,6 @@ from pathlib import Path
 
 from sipbench import procs
 
-# pid -> actor class, from the cluster's actor table (learn_actor_roles). A Ray worker's process title names the
-# task it runs; an actor served over the internal data plane (routr_ray/link) runs few Ray tasks and is titled
-# "ray::IDLE" most of the time, so its title alone does not say which actor it is.
-ACTOR_ROLES: dict[int, str] = {}
-
-_ACTOR_TABLE = """
-import json, sys, ray
-import ray._private.state as state
-ray.init(address=sys.argv[1], namespace="routr", log_to_driver=False, configure_logging=False)
-print(json.dumps({a["Pid"]: a["ActorClassName"] for a in state.actors().values() if a.get("State") == "ALIVE"}))
-ray.shutdown()
-"""
-
-
-def learn_actor_roles(ray_address: str, timeout: float = 60.0) -> int:
-    """Join the server's Ray cluster for a moment and read which actor each worker process runs."""
-    import json
-    import sys
-
-    try:
-        out = subprocess.run([sys.executable, "-c", _ACTOR_TABLE, ray_address], capture_output=True, text=True,
-                             timeout=timeout, check=True).stdout
-        table = json.loads(out.strip().splitlines()[-1])
-    except Exception as exc:  # noqa: BLE001 - the breakdown is a nicety: fall back to process titles
-        print(f"    (actor table not read: {exc!r}; roles from process titles)", flush=True)
-        return 0
-    ACTOR_ROLES.update({int(pid): name for pid, name in table.items()})
-    return len(table)
-
-
-def role_of_pid(pid: int) -> str:
-    return ACTOR_ROLES.get(pid) or role_of(procs.command_line(pid))
-
 
 def role_of(cmd: str) -> str:
     if cmd.startswith("ray::"):
@@ -55,7 +22,7 @@ def role_of(cmd: str) -> str:
 def cpu_by_role(pids: list[int]) -> dict[str, float]:
     by_role: Counter[str] = Counter()
     for pid in pids:
-        by_role[role_of_pid(pid)] += procs.cpu_seconds([pid])
+        by_role[role_of(procs.command_line(pid))] += procs.cpu_seconds([pid])
     return dict(by_role)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 
 from sipbench import procs
-from sipbench.profile import learn_actor_roles, role_of_pid
+from sipbench.profile import role_of
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 KAMAILIO_CFG = BENCH_DIR / "kamailio" / "kamailio.cfg"
@@ -125,17 +124,14 @@ class RoutrServer(ServerProcess):
         env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
         self._spawn(args, env)
         self.wait_ready(self.port, timeout, marker="routr-ray is ready")
-        match = re.search(r"Ray address\s+(\S+)", self.log_path.read_text(errors="replace"))
-        if match:
-            learn_actor_roles(match.group(1))
 
     def ray_processes(self) -> dict[str, list[int]]:
         """The tree's worker processes by role (EdgePort, dispatcher, Connect, Location...) for profiling."""
         roles: dict[str, list[int]] = {}
         for pid in self.pids():
-            role = role_of_pid(pid)
-            if procs.command_line(pid).startswith("ray::") and role != "IDLE":
-                roles.setdefault(role, []).append(pid)
+            cmd = procs.command_line(pid)
+            if cmd.startswith("ray::") and not cmd.startswith("ray::IDLE"):
+                roles.setdefault(role_of(cmd), []).append(pid)
         return roles
 
 
