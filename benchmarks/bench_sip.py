@@ -181,7 +181,8 @@ class Bench:
         outcome = Outcome(label, kind)
         args = self.args
         files = self.workdir / label.split()[0] / (self.store or "")
-        client = SippClient(f"127.0.0.1:{port}", CLIENT_PORT[kind], files)
+        client = SippClient(f"127.0.0.1:{port}", CLIENT_PORT[kind], files,
+                            socket_per_call=self.args.sipp_sockets == "per-call")
         self.snapshot(outcome, server, "idle")
         idle0, t0 = server.cpu_seconds(), time.monotonic()
         time.sleep(self.args.idle_seconds)
@@ -403,6 +404,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--step-seconds", type=float, default=10.0)
     parser.add_argument("--settle", type=float, default=2.0, help="pause between steps (s)")
     parser.add_argument("--hold-ms", type=int, default=1000, help="call hold between ACK and BYE")
+    parser.add_argument("--sipp-sockets", choices=("one", "per-call"), default="one",
+                        help="SIPp client sockets: one for all calls (-t u1, default), or one per call (-t un: the "
+                             "source ports of many phones, which SO_REUSEPORT spreads over EdgePort workers)")
     parser.add_argument("--max-rate", type=float, default=0, help="do not try steps above this rate")
     parser.add_argument("--quick", action="store_true", help="fewer, coarser ramp steps")
     parser.add_argument("--no-half", action="store_true", help="skip the half-rate latency steps")

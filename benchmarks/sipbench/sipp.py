@@ -173,6 +173,7 @@ class SippClient:
     server: str                      # host:port
     local_port: int
     workdir: Path
+    socket_per_call: bool = False    # SIPp -t un: each call from its own port (spreads over EdgePort workers)
 
     def run(
         self,
@@ -219,6 +220,8 @@ class SippClient:
             "-trace_rtt", "-rtt_freq", "100", "-trace_err",
             "-recv_timeout", "5000", "-timeout", f"{timeout}s",
         ]
+        if self.socket_per_call:
+            args += ["-t", "un", "-max_socket", "15000"]  # a socket (source port) per call, as many phones
         if inf is not None:
             args += ["-inf", str(inf)]
         if service is not None:

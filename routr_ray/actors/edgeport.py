@@ -29,9 +29,10 @@ from typing import Any
 
 import ray
 from ray import serve
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from routr_ray.actors import NAMESPACE
-from routr_ray.actors.links import linked
+from routr_ray.actors.links import directory, linked, serve_link
 from routr_ray.actors.metrics import RayMetricsBridge
 from routr_ray.actors.serve_app import (
     APP_NAME,
@@ -49,6 +50,8 @@ from routr_ray.dispatch.runtime import BatchSend, DispatchRuntime
 from routr_ray.edge.dispatcher_client import DispatcherClient, client_for_addr
 from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
 from routr_ray.edge.metrics import EdgeMetrics
+from routr_ray.edge.transports import Flow, TransportName
+from routr_ray.link import pack_list, unpack_list
 from routr_ray.observability.call_events import CallEventEmitter
 from routr_ray.observability.publisher import EventPublisher
 from routr_ray.observability.sinks import sinks_from_env
@@ -213,13 +216,53 @@ def dispatcher_for(addr: str, mode: str | None = None) -> DispatcherClient:
     return client_for_addr(addr)
 
 
+FORWARD, SEND = b"forward", b"send"
+
+
+def sibling_service(ref: str, worker: int) -> str:
+    """The link service of one EdgePort worker (what its siblings call)."""
+    return f"edgeport-{ref}#{worker}"
+
+
+class LinkSiblings:
+    """:class:`~routr_ray.edge.workers.Siblings` over links: each worker serves :func:`sibling_service`."""
+
+    def __init__(self, ref: str, worker: int, workers: int) -> None:
+        self.services = {i: sibling_service(ref, i) for i in range(workers) if i != worker}
+
+    async def _call(self, worker: int, payload: bytes) -> bytes | None:
+        pool = directory().pool(self.services[worker])
+        if not len(pool):
+            return None
+        return await pool.call(payload)
+
+    async def forward(self, worker: int, flow: Flow, data: bytes) -> bool:
+        if worker not in self.services:
+            return False
+        payload = pack_list([FORWARD, flow.transport.value.encode(), flow.remote_host.encode(),
+                             str(flow.remote_port).encode(), data, flow.local_host.encode(),
+                             str(flow.local_port).encode()])
+        return await self._call(worker, payload) == b"1"
+
+    async def send_on_flow(self, transport: TransportName, host: str, port: int, data: bytes) -> bool:
+        payload = pack_list([SEND, transport.value.encode(), host.encode(), str(port).encode(), data, b"", b"0"])
+        for worker in self.services:
+            if await self._call(worker, payload) == b"1":
+                return True
+        return False
+
+
 @ray.remote(num_cpus=0.1, max_restarts=-1, max_task_retries=0, max_concurrency=1000)
 class EdgePortActor:
-    async def __init__(self, config: EdgePortConfig, dispatch: str | None = None, batching: str | None = None) -> None:
+    async def __init__(self, config: EdgePortConfig, dispatch: str | None = None, batching: str | None = None,
+                       worker: int = 0) -> None:
         logging.basicConfig(level=logging.INFO)
         self.config = config
         self.dispatch = dispatch_mode(dispatch)
         options = edge_options(batching)
+        options.worker, options.workers = worker, config.workers
+        if config.workers > 1:
+            options.siblings = LinkSiblings(config.ref, worker, config.workers)
         metrics = EdgeMetrics()
         # Call events to the sinks named by the environment (log, NATS, Redis pub/sub; none by default: then no
         # event is even built on the SIP path).
@@ -229,18 +272,34 @@ class EdgePortActor:
         self.edge = EdgePort(config, dispatcher_for(config.processor_addr, self.dispatch), options=options,
                              metrics=metrics, events=CallEventEmitter(self.events) if sinks else None)
         await self.edge.start()
+        self.sibling_link = (await serve_link(sibling_service(config.ref, worker), self._from_sibling)
+                             if config.workers > 1 else None)
         # The same series as the EdgePort's own /metrics, exported through Ray's metrics pipeline.
-        self.metrics_bridge = RayMetricsBridge(self.edge.metrics.registry, default_tags={"edgeport": config.ref})
+        tags = {"edgeport": config.ref} if config.workers == 1 else {"edgeport": config.ref, "worker": str(worker)}
+        self.metrics_bridge = RayMetricsBridge(self.edge.metrics.registry, default_tags=tags)
         self.metrics_bridge.start()
         log.info("EdgePort %s listening: %s (dispatch: %s, batching %d/%gs/%d, loop %s)", config.ref, self.describe(),
                  self.dispatch, options.max_batch, options.max_wait, options.max_in_flight,
                  type(asyncio.get_running_loop()).__module__)
+
+    async def _from_sibling(self, payload: bytes) -> bytes:
+        kind, transport, host, port, data, local_host, local_port = unpack_list(payload)
+        name = TransportName(transport.decode())
+        if kind == FORWARD:
+            flow = Flow(name, host.decode(), int(port), local_host.decode(), int(local_port))
+            self.edge.receive_from_sibling(flow, data)
+            return b"1"
+        sent = await self.edge.send_for_sibling(name, host.decode(), int(port), data)
+        return b"1" if sent else b"0"
 
     def describe(self) -> list[tuple[str, str, int]]:
         return [(name.value, *listener.local_address) for name, listener in self.edge.listeners.items()]
 
     async def ready(self) -> list[tuple[str, str, int]]:
         return self.describe()
+
+    async def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
 
     async def dispatch_mode(self) -> str:
         """``embedded`` or ``dispatcher`` (how this EdgePort reaches the processors)."""
@@ -256,16 +315,33 @@ class EdgePortActor:
         return await self.edge.drain(seconds)
 
     async def stop(self) -> None:
+        if self.sibling_link is not None:
+            await self.sibling_link.close()
         await self.metrics_bridge.stop()
         await self.edge.stop()
         await self.events.stop()
 
 
+def worker_name(ref: str, worker: int) -> str:
+    """``edgeport-<ref>`` for the first worker (the only one by default), ``edgeport-<ref>-<i>`` for the others."""
+    return NAME.format(ref=ref) if worker == 0 else f"{NAME.format(ref=ref)}-{worker}"
+
+
 def deploy_edgeport(config: EdgePortConfig, *, health_port_offset: int = 0, timeout: float = 60.0,
                     dispatch: str | None = None) -> tuple[Any, list[str]]:
-    """Start (or find) ``edgeport-<ref>``; several EdgePorts on one node get distinct health ports.
-    ``dispatch``: ``embedded`` or ``dispatcher`` (default: ``$ROUTR_RAY_EDGE_DISPATCH``, else embedded), read
-    here in the driver so that the setting reaches the actor wherever it runs."""
+    """:func:`deploy_edgeports`, returning the first worker's handle."""
+    handles, lines = deploy_edgeports(config, health_port_offset=health_port_offset, timeout=timeout,
+                                      dispatch=dispatch)
+    return handles[0], lines
+
+
+def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, timeout: float = 60.0,
+                     dispatch: str | None = None) -> tuple[list[Any], list[str]]:
+    """Start (or find) the ``config.workers`` actors of an EdgePort (:func:`worker_name`), sharing its ports
+    (routr_ray/edge/workers.py); several EdgePorts on one node get distinct health ports, and worker i of one
+    uses its health port + i. ``dispatch``: ``embedded`` or ``dispatcher`` (default:
+    ``$ROUTR_RAY_EDGE_DISPATCH``, else embedded), read here in the driver so that the setting reaches the actor
+    wherever it runs. All workers of an EdgePort run on the node of the first (its ports are that node's)."""
     dispatch = dispatch_mode(dispatch)
     batching = os.environ.get(BATCHING_ENV, "")
     edge_options(batching)  # a bad setting fails here, in the driver
@@ -275,12 +351,23 @@ def deploy_edgeport(config: EdgePortConfig, *, health_port_offset: int = 0, time
     if health_port_offset and config.health.enabled:
         health = dataclasses.replace(config.health, port=config.health.port + health_port_offset)
         config = dataclasses.replace(config, health=health)
-    handle = EdgePortActor.options(  # type: ignore[attr-defined]
-        name=NAME.format(ref=config.ref), namespace=NAMESPACE, lifetime="detached", get_if_exists=True, **extra
-    ).remote(config, dispatch, batching)
-    listening = ray.get(handle.ready.remote(), timeout=timeout)
-    lines = [f"EdgePort {config.ref:<12} {proto.upper():<4} {host}:{port}" for proto, host, port in listening]
+    first = EdgePortActor.options(  # type: ignore[attr-defined]
+        name=worker_name(config.ref, 0), namespace=NAMESPACE, lifetime="detached", get_if_exists=True, **extra
+    ).remote(config, dispatch, batching, 0)
+    listening = ray.get(first.ready.remote(), timeout=timeout)
+    handles = [first]
+    if config.workers > 1:
+        node = ray.get(first.node_id.remote(), timeout=timeout)
+        placement = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+        handles += [EdgePortActor.options(  # type: ignore[attr-defined]
+            name=worker_name(config.ref, i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            scheduling_strategy=placement, **extra,
+        ).remote(config, dispatch, batching, i) for i in range(1, config.workers)]
+        ray.get([h.ready.remote() for h in handles[1:]], timeout=timeout)
+    workers = f" ({config.workers} workers)" if config.workers > 1 else ""
+    lines = [f"EdgePort {config.ref:<12} {proto.upper():<4} {host}:{port}{workers}" for proto, host, port in listening]
     health: HealthConfig = config.health
     if health.enabled:
-        lines.append(f"EdgePort {config.ref:<12} HTTP {health.bind_addr}:{health.port} (/healthz /readyz /metrics)")
-    return handle, lines
+        ports = (f"{health.port}" if config.workers == 1 else f"{health.port}-{health.port + config.workers - 1}")
+        lines.append(f"EdgePort {config.ref:<12} HTTP {health.bind_addr}:{ports} (/healthz /readyz /metrics)")
+    return handles, lines

@@ -138,14 +138,17 @@ def _split_host_port(bind_addr: str) -> tuple[str, int]:
 
 
 def edgeport_health_ports(config: ConfigSet) -> list[EdgePortConfig]:
-    """The EdgePort configs as deployed: the i-th one's health port is moved up by i (distinct per node)."""
+    """The EdgePort configs as deployed, health ports distinct per node: each EdgePort's health port is moved up
+    by the number of workers of the ones before it (its own workers use port, port + 1, ...)."""
     import dataclasses
 
     result = []
-    for index, edge in enumerate(config.edgeports):
-        if index and edge.health.enabled:
-            edge = dataclasses.replace(edge, health=dataclasses.replace(edge.health, port=edge.health.port + index))
+    offset = 0
+    for edge in config.edgeports:
+        if offset and edge.health.enabled:
+            edge = dataclasses.replace(edge, health=dataclasses.replace(edge.health, port=edge.health.port + offset))
         result.append(edge)
+        offset += edge.workers
     return result
 
 
@@ -171,7 +174,9 @@ def local_ports(config: ConfigSet, dispatcher: DispatcherConfig | None,
             host = transport.bind_addr or edge.bind_addr
             yield f"{transport.protocol.value.upper()} of EdgePort {edge.ref}", kind, host, transport.port
         if edge.health.enabled:
-            yield f"health port of EdgePort {edge.ref}", socket.SOCK_STREAM, edge.health.bind_addr, edge.health.port
+            for worker in range(edge.workers):
+                yield (f"health port of EdgePort {edge.ref}", socket.SOCK_STREAM, edge.health.bind_addr,
+                       edge.health.port + worker)
     if dispatcher is not None:
         _, grpc_port = _split_host_port(dispatcher.bind_addr)
         yield "dispatcher gRPC port (Serve's gRPC proxy)", socket.SOCK_STREAM, "::", grpc_port
@@ -336,15 +341,15 @@ def processor_options(dispatcher: DispatcherConfig, config_dir: Path, shard_coun
 
 
 def _start_edgeports(deployment: Deployment, config: ConfigSet) -> list[str]:
-    from routr_ray.actors.edgeport import deploy_edgeport
+    from routr_ray.actors.edgeport import deploy_edgeports
 
     lines: list[str] = []
-    for index, edge in enumerate(config.edgeports):
+    for edge in edgeport_health_ports(config):
         try:
-            handle, summary = deploy_edgeport(edge, health_port_offset=index)
+            handles, summary = deploy_edgeports(edge)
         except Exception as exc:  # noqa: BLE001
             raise StartupError(f"cannot start EdgePort {edge.ref}: {_root_cause(exc)}") from exc
-        deployment.edgeports.append(handle)
+        deployment.edgeports.extend(handles)
         lines.extend(summary)
     return lines
 

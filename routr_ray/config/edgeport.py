@@ -8,6 +8,7 @@ unknownMethodAction, processor.addr, securityContext (PKCS#12 key stores). routr
     rateLimit: {enabled, requestsPerSecond, burst, banSeconds, trusted: [CIDR]}
     limits: {maxMessageSize, maxConnections, maxConnectionsPerSource, idleTimeoutSeconds}
     health: {enabled, port, bindAddr}                           # /healthz, /readyz, /metrics
+    workers: N                                                  # processes sharing the ports (SO_REUSEPORT)
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ class EdgePortConfig:
     limits: ConnectionLimits = ConnectionLimits()
     health: HealthConfig = HealthConfig()
     region: str | None = None
+    workers: int = 1
 
     def transport(self, protocol: TransportProtocol) -> Transport | None:
         return next((t for t in self.transports if t.protocol is protocol), None)
@@ -172,6 +174,7 @@ def build_edgeport(document: dict[str, Any], place: Place) -> EdgePortConfig:
         rate_limit=_rate_limit(spec.get("rateLimit") or {}),
         limits=_limits(spec.get("limits") or {}),
         health=_health(spec.get("health") or {}),
+        workers=int(spec.get("workers", 1)),
         region=metadata.get("region") if isinstance(metadata.get("region"), str) else None,
     )
 

@@ -66,6 +66,7 @@ from routr_ray.edge.nat import (
 from routr_ray.edge.resolver import Resolver, families_for
 from routr_ray.edge.transports import Flow, Listener, TransportLimits, TransportName, create_listener
 from routr_ray.edge.txn_runner import RunningTransaction
+from routr_ray.edge.workers import Siblings, worker_branch, worker_of_branch
 from routr_ray.proto.convert import ConversionError, make_message_request, read_message_response
 from routr_ray.proto.gen import processor_pb2
 from routr_ray.sip import URI, Headers, ParseError, Request, Response, Via, parse
@@ -166,6 +167,7 @@ class NextHop:
     port: int
     flow: Flow | None = None
     server_name: str | None = None  # the host name a TLS next hop's certificate is checked against
+    via_sibling: bool = False  # a connection another worker of this EdgePort holds (routr_ray/edge/workers.py)
 
     @property
     def target(self) -> Flow | tuple[str, int]:
@@ -190,6 +192,10 @@ class EdgePortOptions:
     # process-wide: gc.freeze() + a larger gen-0 threshold once started (see routr_ray.util.gc_tuning); for a
     # process that runs an EdgePort as its main job (the EdgePortActor), not for tests sharing a process
     tune_gc: bool = False
+    # one of `workers` processes sharing the ports (routr_ray/edge/workers.py); the siblings reach the others
+    worker: int = 0
+    workers: int = 1
+    siblings: Siblings | None = None
 
 
 @dataclass(slots=True)
@@ -270,6 +276,8 @@ class EdgePort:
             max_connections_per_source=config.limits.max_connections_per_source,
         )
         self.listeners: dict[TransportName, Listener] = {}
+        self.worker = opts.worker
+        self.siblings = opts.siblings if opts.workers > 1 else None
         self.server_txns: TransactionTable[Any, RunningTransaction] = TransactionTable(opts.max_transactions)
         self.client_txns: TransactionTable[ClientKey, RunningTransaction] = TransactionTable(opts.max_transactions)
         self.health: HealthServer | None = None
@@ -304,12 +312,16 @@ class EdgePort:
                 if name.is_secure:
                     options["ssl_context"] = self._server_ssl_context()
                 listener = create_listener(name.value, transport.bind_addr, transport.port, self.on_message, **options)
+                listener.reuse_port = self.options.workers > 1
                 await listener.start()
                 self.listeners[name] = listener
             if self.options.start_health and self.config.health.enabled:
+                health_port = self.config.health.port
+                if health_port and self.options.workers > 1:
+                    health_port += self.worker  # each worker's own /metrics: port, port + 1, ...
                 self.health = HealthServer(
                     self.config.health.bind_addr,
-                    self.config.health.port,
+                    health_port,
                     registry=self.metrics.registry,
                     liveness=self.is_alive,
                     readiness=self.dispatcher.ready,
@@ -407,7 +419,7 @@ class EdgePort:
             return
         if isinstance(message, Response):
             self.metrics.message(_cseq_method(message), "in", flow.transport, message.status)
-            self._on_response(message, flow)
+            self._on_response(message, flow, data)
             return
         assert isinstance(message, Request)
         self.metrics.message(message.method, "in", flow.transport, None)
@@ -703,7 +715,7 @@ class EdgePort:
             self._answer(server, server.context.cancel_status)  # cancelled while we looked for the next hop
             return
         template = request.copy() if directive.failover else None
-        branch = make_branch()
+        branch = make_branch() if self.options.workers == 1 else worker_branch(self.worker)
         if not self._set_branch(request, branch, hop):
             if server is not None:
                 self._answer(server, 500)
@@ -805,6 +817,15 @@ class EdgePort:
             raise NoRoute(502, f"unusable Route or Request-URI: {exc.reason}") from None
         return await self._hop_for_uri(uri, via.transport.lower() if via is not None else "udp")
 
+    async def _to_sibling(self, worker: int, flow: Flow, data: bytes) -> None:
+        assert self.siblings is not None
+        try:
+            if await self.siblings.forward(worker, flow, data):
+                return
+        except Exception as exc:  # noqa: BLE001 - a lost response: the sender retransmits (UDP) or times out
+            log.debug("cannot hand a response to worker %d: %r", worker, exc)
+        self.metrics.reject("sibling_unreachable")
+
     async def _directed_hop(self, uri: URI, directive: HopDirective) -> NextHop:
         if directive.flow and directive.edge_port_ref and directive.edge_port_ref != self.ref:
             raise NoRoute(503, f"callee registered through EdgePort {directive.edge_port_ref}")
@@ -818,6 +839,8 @@ class EdgePort:
             return NextHop(transport, host, port)
         conn = self.connections.by_remote(transport, host, port)
         if conn is None or conn.closed:
+            if self.siblings is not None:  # perhaps accepted by another worker of this EdgePort
+                return NextHop(transport, host, port, via_sibling=True)
             raise NoRoute(480, "the callee's connection is closed")
         return NextHop(transport, host, port, conn.flow)
 
@@ -899,6 +922,9 @@ class EdgePort:
             self._send_failed(txn)
             return
         self.metrics.message(method, "out", hop.transport, status)
+        if hop.via_sibling:
+            self._spawn(self._transmit_via_sibling(hop, data, txn))
+            return
         send_now = getattr(listener, "send_now", None)
         if send_now is not None:
             if not send_now(hop.target, data):
@@ -912,6 +938,28 @@ class EdgePort:
         if not await listener.send(hop.target, data, server_name=hop.server_name):
             self._send_failed(txn)
 
+    async def _transmit_via_sibling(self, hop: NextHop, data: bytes, txn: RunningTransaction | None) -> None:
+        sent = False
+        if self.siblings is not None:
+            try:
+                sent = await self.siblings.send_on_flow(hop.transport, hop.host, hop.port, data)
+            except Exception as exc:  # noqa: BLE001 - as a closed connection
+                log.debug("no sibling could send to %s:%d: %r", hop.host, hop.port, exc)
+        if not sent:
+            self._send_failed(txn)
+
+    async def send_for_sibling(self, transport: TransportName, host: str, port: int, data: bytes) -> bool:
+        """A sibling's request to send over a connection this worker holds (False: none here)."""
+        listener = self.listeners.get(transport)
+        conn = self.connections.by_remote(transport, host, port)
+        if listener is None or conn is None or conn.closed:
+            return False
+        return await listener.send(conn.flow, data)
+
+    def receive_from_sibling(self, flow: Flow, data: bytes) -> None:
+        """A message another worker received for a transaction of this one: handled as if received here."""
+        self.on_message(data, flow)
+
     def _send_failed(self, txn: RunningTransaction | None) -> None:
         self.metrics.reject("send_failed")
         if txn is not None and not txn.done:
@@ -919,13 +967,18 @@ class EdgePort:
             asyncio.get_running_loop().call_soon(txn.on_transport_error)
 
     # responses -------------------------------------------------------------------------------------
-    def _on_response(self, response: Response, flow: Flow) -> None:
+    def _on_response(self, response: Response, flow: Flow, data: bytes = b"") -> None:
         try:
             key = client_key_for(response)
         except ParseError as exc:
             self.malformed.record(flow.remote_host, exc.reason)
             return
         txn = self.client_txns.get(key) if key is not None else None
+        if txn is None and self.siblings is not None and data:
+            owner = worker_of_branch(key.branch if key is not None else None)
+            if owner is not None and owner != self.worker:  # another worker's transaction (edge/workers.py)
+                self._spawn(self._to_sibling(owner, flow, data))
+                return
         if txn is None:
             cseq = response.cseq
             if cseq is not None and cseq.method == "INVITE" and 200 <= response.status < 300:

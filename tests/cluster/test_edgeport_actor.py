@@ -75,3 +75,38 @@ def test_killed_edgeport_answers_again_within_5_seconds(edge: int) -> None:
             assert reply.startswith(b"SIP/2.0 200 ")
             return
     pytest.fail("the EdgePort did not answer within 5 s of being killed")
+
+
+def options_in(health_port: int) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("routr_sip_messages_total{") and 'method="OPTIONS"' in line
+               and 'direction="in"' in line)
+
+
+def test_workers_share_the_port_and_each_answers(ray_session: None) -> None:
+    from routr_ray.actors.edgeport import deploy_edgeports, worker_name
+
+    port, health = udp_port(), free_port()
+    config = EdgePortConfig(
+        ref=f"workers-{uuid.uuid4().hex[:6]}",
+        bind_addr="127.0.0.1",
+        transports=(Transport(TransportProtocol.UDP, port, "127.0.0.1"),),
+        health=HealthConfig(enabled=True, port=health, bind_addr="127.0.0.1"),
+        workers=2,
+    )
+    handles, lines = deploy_edgeports(config)
+    try:
+        assert len(handles) == 2
+        named = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+        assert {worker_name(config.ref, i) for i in range(2)} <= named
+        assert any("2 workers" in line for line in lines)
+        replies = [options_ping(port) for _ in range(40)]  # 40 source ports: the kernel spreads them
+        assert all(r is not None and r.startswith(b"SIP/2.0 200 ") for r in replies)
+        per_worker = [options_in(health), options_in(health + 1)]
+        assert sum(per_worker) == 40 and min(per_worker) > 0, per_worker
+    finally:
+        for handle in handles:
+            ray.kill(handle, no_restart=True)

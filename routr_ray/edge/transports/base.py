@@ -190,8 +190,10 @@ def is_ip_literal(host: str) -> bool:
     return True
 
 
-def bind_socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
+def bind_socket(host: str, port: int, kind: socket.SocketKind, reuse_port: bool = False) -> socket.socket:
     """A bound, non-blocking socket for ``host:port``; ``::`` is dual-stack (IPv4 clients arrive mapped).
+    ``reuse_port``: SO_REUSEPORT, so several EdgePort workers share the port (the kernel spreads datagrams and
+    connections over them by source address and port).
 
     asyncio's create_server sets IPV6_V6ONLY on every IPv6 socket, which would make a ``bindAddr: "::"`` deaf
     to IPv4; binding here keeps the usual meaning of ``::`` (all addresses, both families).
@@ -202,6 +204,8 @@ def bind_socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
     try:
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if host == "::" else 1)
         sock.bind((host, port))
@@ -318,6 +322,8 @@ class Listener(ABC):
     """One bound transport. Subclasses: UdpListener, TcpListener, TlsListener, WsListener, WssListener."""
 
     transport: ClassVar[TransportName]
+
+    reuse_port: bool = False  # SO_REUSEPORT: set before start() when EdgePort workers share the port
 
     def __init__(
         self,

@@ -194,7 +194,7 @@ class TcpListener(Listener):
         return self._server is not None and self._server.is_serving()
 
     async def start(self) -> None:
-        sock = bind_socket(self.host, self.port, socket.SOCK_STREAM)
+        sock = bind_socket(self.host, self.port, socket.SOCK_STREAM, self.reuse_port)
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(

@@ -62,7 +62,7 @@ class UdpListener(Listener):
         return self._endpoint is not None and not self._endpoint.is_closing()
 
     async def start(self) -> None:
-        sock = bind_socket(self.host, self.port, socket.SOCK_DGRAM)
+        sock = bind_socket(self.host, self.port, socket.SOCK_DGRAM, self.reuse_port)
         self._family = sock.family
         loop = asyncio.get_running_loop()
         self._endpoint, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=sock)

@@ -128,7 +128,7 @@ class WsListener(Listener):
         return self._server is not None and self._server.is_serving()
 
     async def start(self) -> None:
-        sock = bind_socket(self.host, self.port, socket.SOCK_STREAM)
+        sock = bind_socket(self.host, self.port, socket.SOCK_STREAM, self.reuse_port)
         limits = self.limits
         try:
             self._server = await serve(
