@@ -77,14 +77,19 @@ def parse_stat_csv(path: Path, result: SippResult) -> None:
     result.retransmissions = count(last, "Retransmissions(C)")
     start = _epoch(last["StartTime"])
     done = next((r for r in rows if count(r, "TotalCallCreated") >= result.created), last)
-    # the dump after the last creation is up to one period (1 s) late: interpolate from the previous dump
+    # the dump after the last creation is up to one period (1 s) late: interpolate from the previous dump, at the
+    # creation rate of the last full period before it (the last period may hold only a few calls, made at its start)
     index = rows.index(done)
     if index > 0:
         before = rows[index - 1]
         made_before = count(before, "TotalCallCreated")
         t0, t1 = _epoch(before["CurrentTime"]), _epoch(done["CurrentTime"])
-        rate = (count(done, "TotalCallCreated") - made_before) / (t1 - t0) if t1 > t0 else 0
-        end = t0 + (result.created - made_before) / rate if rate > 0 else t1
+        steady = rows[index - 2] if index > 1 else None
+        if steady is not None and t0 > _epoch(steady["CurrentTime"]):
+            rate = (made_before - count(steady, "TotalCallCreated")) / (t0 - _epoch(steady["CurrentTime"]))
+        else:
+            rate = (count(done, "TotalCallCreated") - made_before) / (t1 - t0) if t1 > t0 else 0
+        end = min(t1, t0 + (result.created - made_before) / rate) if rate > 0 else t1
     else:
         end = _epoch(done["CurrentTime"])
     result.creation_seconds = max(end - start, 1e-3)

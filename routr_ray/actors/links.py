@@ -83,6 +83,8 @@ def registry() -> Any:
     """The registry actor, created on first use (detached: it outlives the process that made it)."""
     global _registry
     if _registry is None:
+        if not ray.is_initialized():  # never start a Ray of our own as a side effect (a process outside the cluster)
+            raise RuntimeError("the link registry needs a running Ray")
         _registry = LinkRegistry.options(  # type: ignore[attr-defined]
             name=REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
         ).remote()

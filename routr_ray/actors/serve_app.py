@@ -262,6 +262,9 @@ class ProcessorDeployment:
                        link_service: str | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
         self.processor = import_processor(name)(**(options or {}))
+        start = getattr(self.processor, "start", None)
+        if start is not None:  # warm up before the first message (e.g. Connect: newest resources, their index)
+            await start()
         self.link = await serve_link(link_service, self._link_call) if link_service else None
         tune_gc()  # what the processor loaded (e.g. Connect's resources) is never re-scanned by gen-2 passes
 
