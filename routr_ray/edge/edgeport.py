@@ -502,6 +502,10 @@ class EdgePort:
             # §16.2 / §17.2.1: answer 100 Trying at once so the caller stops retransmitting
             txn.send_response(100, make_response(request, 100))
         if request.method == "OPTIONS" and self._is_for_us(request):
+            require = [t.strip() for t in request.headers.get_all("Require") if t.strip()]
+            if require:  # RFC 3261 §8.2.2.3: the UAS of this OPTIONS supports no extension
+                self._answer(txn, 420, extra=[("Unsupported", ", ".join(require))])
+                return
             self._answer(txn, 200, extra=[("Allow", self.methods.allow_header), ("Accept", "application/sdp")])
             return
         if self._is_loop(request):

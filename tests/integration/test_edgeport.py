@@ -389,3 +389,15 @@ def test_udp_sockets_are_closed_by_fixtures() -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
     s.close()
+
+
+async def test_options_to_the_edge_requiring_an_extension_gets_420(
+    edge: EdgePort, fake: FakeDispatcher, client: UdpPeer
+) -> None:
+    host, port = edge.address("udp")
+    client.send(request("OPTIONS", f"sip:{host}:{port}", client.port, extra="Require: 100rel, timer\r\n"),
+                edge.address("udp"))
+    answer = await client.recv()
+    assert isinstance(answer, Response) and answer.status == 420  # RFC 3261 §8.2.2.3
+    assert answer.headers.get_all("Unsupported") == ["100rel", "timer"]
+    assert fake.received == []

@@ -183,3 +183,22 @@ async def test_register_from_outside_the_domain_acl_is_403() -> None:
               contact="<sip:1001@8.8.8.8>", via="SIP/2.0/UDP 8.8.8.8:5060")
     resp = await h.answer(req, sender=("8.8.8.8", 5060, "UDP"))
     assert resp.status == 403
+
+
+async def test_register_requiring_an_unknown_extension_gets_420_before_any_challenge() -> None:
+    h = Harness()
+    req = sip("REGISTER", "sip:sip.local", from_="sip:1001@sip.local", to="sip:1001@sip.local",
+              contact="<sip:1001@10.0.0.5:5060>", extra=("Require: path, foo", "Require: outbound"))
+    resp = await h.answer(req)
+    assert resp.status == 420  # RFC 3261 §8.2.2.3
+    assert resp.headers.get_all("Unsupported") == ["path", "foo"]  # outbound is understood (RFC 5626)
+    assert await bindings(h, "sip:1001@sip.local") == []
+
+
+async def test_options_to_the_server_requiring_an_extension_gets_420() -> None:
+    h = Harness()
+    resp = await h.answer(sip("OPTIONS", "sip:sip.local", from_="sip:1001@sip.local", to="sip:sip.local",
+                              extra=("Require: 100rel",)))
+    assert resp.status == 420 and resp.headers.get_all("Unsupported") == ["100rel"]
+    resp = await h.answer(sip("OPTIONS", "sip:sip.local", from_="sip:1001@sip.local", to="sip:sip.local"))
+    assert resp.status == 200

@@ -73,6 +73,16 @@ DEFAULT_MAX_CONTACTS = 10
 """Bindings per AOR when the Agent/Peer sets no `maxContacts` (a REGISTER flood cannot grow an AOR forever)."""
 
 
+SUPPORTED_OPTIONS = frozenset({"outbound"})
+"""Option tags Connect understands as a UAS (RFC 5626 registrations: see registrar.py)."""
+
+
+def unsupported_options(request: Request) -> list[str]:
+    """The Require option tags Connect does not understand (RFC 3261 §8.2.2.3), as written."""
+    return [tag for tag in (t.strip() for t in request.headers.get_all("Require"))
+            if tag and tag.lower() not in SUPPORTED_OPTIONS]
+
+
 def hop_uri(hop: NextHop) -> str:
     return f"sip:{format_host(hop.host)}:{hop.port};transport={hop.transport.lower()}"
 
@@ -147,6 +157,9 @@ class ConnectProcessor(Processor):
         index = self.index
         method = request.method.upper()
         if method == "REGISTER":
+            unsupported = unsupported_options(request)
+            if unsupported:  # RFC 3261 §8.2.2.3: Connect is the UAS of a REGISTER (the registrar)
+                return Reply(420, None, (("Unsupported", ", ".join(unsupported)),))
             return await self.register(index, request, msg)
         in_dialog = request.to is not None and request.to.tag is not None
         if method == "ACK" or in_dialog:
@@ -159,7 +172,10 @@ class ConnectProcessor(Processor):
         if method == "CANCEL":  # hop by hop; if it reaches us, it follows its INVITE without a challenge
             return await self.router.route_initial(index, request, msg, authenticate=False)
         if method == "OPTIONS" and request.request_uri.is_sip and request.request_uri.user is None:
-            return Reply(200, None, (("Allow", _ALLOW),))  # OPTIONS to the server itself
+            unsupported = unsupported_options(request)  # OPTIONS to the server itself: we are its UAS
+            if unsupported:
+                return Reply(420, None, (("Unsupported", ", ".join(unsupported)),))
+            return Reply(200, None, (("Allow", _ALLOW),))
         return await self.router.route_initial(index, request, msg)
 
     async def register(self, index: ConnectIndex, request: Request, msg: MessageRequest) -> Reply:
