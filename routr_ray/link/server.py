@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import time
 from collections.abc import Awaitable, Callable
+
+from routr_ray.observability.ratelimit import RateLimitedLog
 
 from .frames import CALL, ERROR, HELLO, MAX_FRAME, REPLY, FrameError, FrameReader, frame
 
@@ -35,7 +36,7 @@ class LinkServer:
         self._connections: set[_ServerProtocol] = set()
         self.calls = 0
         self.rejected = 0
-        self._error_log_at = 0.0
+        self.errors = RateLimitedLog(log, interval=1.0)  # whatever a peer sends, a bounded number of lines
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -59,11 +60,6 @@ class LinkServer:
             await self._server.wait_closed()
             self._server = None
 
-    def _log_error(self, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._error_log_at >= 1.0:  # at most one line a second, whatever the peer sends
-            self._error_log_at = now
-            log.warning(message, *args)
 
 
 class _ServerProtocol(asyncio.Protocol):
@@ -93,19 +89,21 @@ class _ServerProtocol(asyncio.Protocol):
         try:
             frames = self.reader.feed(data)
         except FrameError as exc:
-            self.server._log_error("link: closing a connection from %s: %s", self._peer(), exc)
+            self.server.errors.warning("frame", "link: closing a connection from %s: %s", self._peer(), exc)
             self.abort()
             return
         for kind, call_id, payload in frames:
             if not self.authenticated:
                 if kind != HELLO or not hmac.compare_digest(payload, self.server.token):
-                    self.server._log_error("link: closing a connection from %s: no or wrong token", self._peer())
+                    self.server.errors.warning("token", "link: closing a connection from %s: no or wrong token",
+                                               self._peer())
                     self.abort()
                     return
                 self.authenticated = True
                 continue
             if kind != CALL:
-                self.server._log_error("link: closing a connection from %s: frame kind %d", self._peer(), kind)
+                self.server.errors.warning("kind", "link: closing a connection from %s: frame kind %d",
+                                           self._peer(), kind)
                 self.abort()
                 return
             self._start_call(call_id, payload)
@@ -126,7 +124,7 @@ class _ServerProtocol(asyncio.Protocol):
             return
         exc = task.exception()
         if exc is not None:
-            self.server._log_error("link: a call failed: %r", exc)
+            self.server.errors.warning("call", "link: a call failed: %r", exc)
             self._send(ERROR, call_id, repr(exc).encode("utf-8", "replace")[:1000])
             return
         self._send(REPLY, call_id, task.result())
