@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,36 +11,8 @@ import ray
 
 from routr_ray.actors.edgeport import NAME, deploy_edgeport
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig, Transport, TransportProtocol
+from tests.support.probes import metric_value, options_ping, scrape, udp_port
 from tests.support.redis_server import free_port
-
-
-def udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def options_ping(port: int, timeout: float = 1.0) -> bytes | None:
-    branch = "z9hG4bK" + uuid.uuid4().hex[:12]
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        local = s.getsockname()[1]
-        message = (
-            f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch={branch};rport\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:probe@127.0.0.1>;tag={branch[-6:]}\r\n"
-            f"To: <sip:127.0.0.1:{port}>\r\n"
-            f"Call-ID: {branch}@127.0.0.1\r\n"
-            "CSeq: 1 OPTIONS\r\n"
-            "Content-Length: 0\r\n\r\n"
-        ).encode()
-        s.settimeout(timeout)
-        s.sendto(message, ("127.0.0.1", port))
-        try:
-            return s.recv(65535)
-        except TimeoutError:
-            return None
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +49,8 @@ def test_killed_edgeport_answers_again_within_5_seconds(edge: int) -> None:
 
 
 def options_in(health_port: int) -> float:
-    import urllib.request
-
-    text = urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics", timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("routr_sip_messages_total{") and 'method="OPTIONS"' in line
-               and 'direction="in"' in line)
+    samples = scrape(f"http://127.0.0.1:{health_port}/metrics")
+    return metric_value(samples, "routr_sip_messages_total", method="OPTIONS", direction="in")
 
 
 def test_workers_share_the_port_and_each_answers(ray_session: None) -> None:

@@ -19,12 +19,7 @@ from routr_ray.config.dispatcher import DispatcherConfig, ProcessorConfig
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig, Transport, TransportProtocol
 from routr_ray.sip import parse
 from routr_ray.sip.message import Response
-
-
-def udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.probes import udp_port
 
 
 def options(edge_port: int, user: str, timeout: float = 5.0) -> tuple[str, Response]:

@@ -8,55 +8,20 @@ needs no change. Ray exports every ~5-10 s: the test polls for up to 40 s.
 
 from __future__ import annotations
 
-import socket
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import ray
-from prometheus_client.parser import text_string_to_metric_families
 
 from routr_ray.actors.edgeport import deploy_edgeport
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig, Transport, TransportProtocol
+from tests.support.probes import metric_value, options_ping, scrape
 from tests.support.redis_server import free_port
 
 REQUESTS = 7
-
-
-def options(port: int) -> bytes:
-    branch = "z9hG4bK" + uuid.uuid4().hex[:12]
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        local = s.getsockname()[1]
-        s.settimeout(2.0)
-        s.sendto((
-            f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch={branch};rport\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:probe@127.0.0.1>;tag={branch[-6:]}\r\n"
-            f"To: <sip:127.0.0.1:{port}>\r\n"
-            f"Call-ID: {branch}@127.0.0.1\r\n"
-            "CSeq: 1 OPTIONS\r\n"
-            "Content-Length: 0\r\n\r\n"
-        ).encode(), ("127.0.0.1", port))
-        return s.recv(65535)
-
-
-def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    body = urllib.request.urlopen(url, timeout=5).read().decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(body)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
-    wanted = set(labels.items())
-    return sum(v for (n, lbls), v in samples.items() if n == name and wanted <= lbls)
 
 
 @pytest.fixture(scope="module")
@@ -80,16 +45,17 @@ def edge(ray_session: None) -> Iterator[tuple[Any, str, int, int]]:
 def test_sip_counters_are_scraped_from_rays_metrics_export_port(edge: tuple[Any, str, int, int]) -> None:
     actor, ref, port, health_port = edge
     for _ in range(REQUESTS):
-        assert options(port).startswith(b"SIP/2.0 200 ")
+        reply = options_ping(port, timeout=2.0)
+        assert reply is not None and reply.startswith(b"SIP/2.0 200 ")
     export_port = ray.nodes()[0]["MetricsExportPort"]
     url = f"http://127.0.0.1:{export_port}/metrics"
     deadline = time.monotonic() + 40
     seen_in = seen_out = 0.0
     while time.monotonic() < deadline:
         samples = scrape(url)
-        seen_in = value(samples, "ray_routr_sip_messages_total", edgeport=ref, method="OPTIONS", direction="in",
+        seen_in = metric_value(samples, "ray_routr_sip_messages_total", edgeport=ref, method="OPTIONS", direction="in",
                         transport="udp", status_class="request")
-        seen_out = value(samples, "ray_routr_sip_messages_total", edgeport=ref, method="OPTIONS", direction="out",
+        seen_out = metric_value(samples, "ray_routr_sip_messages_total", edgeport=ref, method="OPTIONS", direction="out",
                          transport="udp", status_class="2xx")
         if seen_in >= REQUESTS and seen_out >= REQUESTS:
             break
@@ -98,7 +64,7 @@ def test_sip_counters_are_scraped_from_rays_metrics_export_port(edge: tuple[Any,
     assert (seen_in, seen_out) == (REQUESTS, REQUESTS)
     # the same numbers as the EdgePort's own /metrics
     own = scrape(f"http://127.0.0.1:{health_port}/metrics")
-    assert value(own, "routr_sip_messages_total", method="OPTIONS", direction="in") == REQUESTS
+    assert metric_value(own, "routr_sip_messages_total", method="OPTIONS", direction="in") == REQUESTS
     # gauges and the histogram's parts come through too (no dispatcher call: the count is 0)
     names = {n for n, lbls in samples if ("edgeport", ref) in lbls}
     assert {"ray_routr_edge_active_connections", "ray_routr_edge_active_transactions",
