@@ -1,10 +1,15 @@
 """UDP REGISTER round trips per second through the EdgePort with the in-process fake dispatcher.
 
-    python benchmarks/bench_edgeport.py [--seconds 5] [--in-flight 32]
+    python benchmarks/bench_edgeport.py [--seconds 5] [--in-flight 32] [--proto-level-fake] [--no-tune-gc]
+                                        [--asyncio-loop] [--same-process]
 
-One asyncio client socket keeps ``--in-flight`` REGISTERs outstanding (each answered 200 by the fake processor:
-SIP -> MessageRequest -> SIP -> 200 -> MessageResponse -> SIP, as a real hop would convert). Client and EdgePort
-share one process and one core, so the figure is a lower bound for the EdgePort alone.
+The EdgePort runs as in production (uvloop, the loop a Ray actor runs on; ``EdgePortOptions(tune_gc=True)`` as
+the EdgePort actor sets it) with a fake dispatcher in its own process: every REGISTER is answered 200 by the
+fake (SIP -> MessageRequest -> SIP -> 200 -> MessageResponse -> SIP, as a real processor hop would convert;
+``--proto-level-fake`` answers on the protobuf directly and isolates the EdgePort's own cost). The SIP client
+runs in a second process (one UDP socket keeping ``--in-flight`` REGISTERs outstanding), so the figure is the
+EdgePort's; the CPU per round trip is the EdgePort process's alone. ``--same-process`` puts the client on the
+EdgePort's loop (the figure of session 1's benchmark).
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import multiprocessing
 import time
+from multiprocessing.connection import Connection
 
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig, RateLimit, Transport, TransportProtocol
 from routr_ray.edge.dispatcher_client import PROCESSOR_METADATA_KEY, FakeDispatcher
@@ -42,6 +49,8 @@ def proto_level_registrar(mreq: processor_pb2.MessageRequest) -> processor_pb2.M
 
 
 class Client(asyncio.DatagramProtocol):
+    """Keeps ``in_flight`` REGISTERs outstanding: every 200 sends the next one."""
+
     def __init__(self, target: tuple[str, int], in_flight: int) -> None:
         self.target = target
         self.in_flight = in_flight
@@ -80,49 +89,103 @@ class Client(asyncio.DatagramProtocol):
         pass
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--in-flight", type=int, default=32)
-    parser.add_argument("--proto-level-fake", action="store_true",
-                        help="the fake answers on the protobuf without converting to SIP and back")
-    parser.add_argument("--tune-gc", action="store_true", help="EdgePortOptions(tune_gc=True): gc.freeze + gen-0 20000")
-    args = parser.parse_args()
+async def drive(target: tuple[str, int], in_flight: int, seconds: float, mark: Connection | None) -> tuple[int, float]:
+    """Run the client: one second of warm-up, then ``seconds`` measured; returns (round trips, elapsed)."""
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_datagram_endpoint(
+        lambda: Client(target, in_flight), local_addr=("127.0.0.1", 0)
+    )
+    for _ in range(in_flight):
+        client.send_one()
+    await asyncio.sleep(1.0)  # warm up
+    if mark is not None:
+        mark.send("start")
+    start_done, started = client.done, time.perf_counter()
+    last_done = client.done
+    while time.perf_counter() - started < seconds:
+        await asyncio.sleep(0.25)
+        if client.done == last_done:  # stalled: datagrams were lost, put the window back in flight
+            for _ in range(in_flight):
+                client.send_one()
+        last_done = client.done
+    elapsed = time.perf_counter() - started
+    client.running = False
+    transport.close()
+    return client.done - start_done, elapsed
+
+
+def client_process(target: tuple[str, int], in_flight: int, seconds: float, use_uvloop: bool, conn: Connection) -> None:
+    coro = drive(target, in_flight, seconds, conn)
+    result = _run(coro, use_uvloop)
+    conn.send(result)
+
+
+def _run(coro, use_uvloop: bool):  # type: ignore[no-untyped-def]
+    if use_uvloop:
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+async def main(args: argparse.Namespace) -> None:
     config = EdgePortConfig(
         transports=(Transport(TransportProtocol.UDP, 0, "127.0.0.1"),),
         rate_limit=RateLimit(trusted=(ipaddress.ip_network("127.0.0.1/32"),)),
         health=HealthConfig(enabled=False),
     )
-    edge = EdgePort(config, FakeDispatcher(proto_level_registrar if args.proto_level_fake else registrar, record=False), options=EdgePortOptions(tune_gc=args.tune_gc))
+    fake = FakeDispatcher(proto_level_registrar if args.proto_level_fake else registrar, record=False)
+    edge = EdgePort(config, fake, options=EdgePortOptions(tune_gc=not args.no_tune_gc))
     await edge.start()
-    loop = asyncio.get_running_loop()
-    transport, client = await loop.create_datagram_endpoint(
-        lambda: Client(edge.address("udp"), args.in_flight), local_addr=("127.0.0.1", 0)
-    )
-    for _ in range(args.in_flight):
-        client.send_one()
-    await asyncio.sleep(1.0)  # warm up
-    start_done, started, cpu_started = client.done, time.perf_counter(), time.process_time()
-    last_done = client.done
-    while time.perf_counter() - started < args.seconds:
-        await asyncio.sleep(0.25)
-        if client.done == last_done:  # stalled: datagrams were lost, put the window back in flight
-            for _ in range(args.in_flight):
-                client.send_one()
-        last_done = client.done
-    elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu_started
-    client.running = False
-    done = client.done - start_done
+    target = edge.address("udp")
+    if args.same_process:
+        cpu_started = time.process_time()
+        done, elapsed = await drive(target, args.in_flight, args.seconds, None)
+        cpu = time.process_time() - cpu_started - 1.0 * 0  # includes the warm-up second; see below
+        who = "client + EdgePort + fake, one process"
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        ours, theirs = ctx.Pipe()
+        proc = ctx.Process(target=client_process,
+                           args=(target, args.in_flight, args.seconds, not args.asyncio_loop, theirs), daemon=True)
+        proc.start()
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Queue[object] = asyncio.Queue()
+        loop.add_reader(ours.fileno(), lambda: ready.put_nowait(ours.recv()))
+        await ready.get()  # "start": the warm-up is over
+        cpu_started = time.process_time()
+        done, elapsed = await ready.get()  # type: ignore[misc]
+        cpu = time.process_time() - cpu_started
+        loop.remove_reader(ours.fileno())
+        proc.join(5)
+        who = "EdgePort + fake; the client runs in its own process"
     rate = done / elapsed
     batcher = edge.dispatcher.batcher
-    print(f"UDP REGISTER round trips through the EdgePort (fake dispatcher, {args.in_flight} in flight): "
-          f"{'proto-level fake, ' if args.proto_level_fake else ''}{'tuned gc, ' if args.tune_gc else ''}{rate:,.0f}/s over {elapsed:.1f}s; dispatcher calls {batcher.calls}, "
-          f"avg batch {batcher.items / max(batcher.calls, 1):.1f}; "
-          f"CPU {cpu / max(done, 1) * 1e6:,.0f} us per round trip (client + EdgePort + fake, one process)")
-    transport.close()
+    flags = [
+        "asyncio loop" if args.asyncio_loop else "uvloop",
+        "untuned gc" if args.no_tune_gc else "tuned gc",
+    ]
+    if args.proto_level_fake:
+        flags.append("proto-level fake")
+    print(f"UDP REGISTER round trips through the EdgePort (fake dispatcher, {args.in_flight} in flight, "
+          f"{', '.join(flags)}): {rate:,.0f}/s over {elapsed:.1f}s; dispatcher calls {batcher.calls}, "
+          f"avg batch {batcher.items / max(batcher.calls, 1):.1f}; CPU {cpu / max(done, 1) * 1e6:,.0f} us per "
+          f"round trip ({who})")
     await edge.stop()
 
 
+def cli() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--in-flight", type=int, default=32)
+    parser.add_argument("--proto-level-fake", action="store_true",
+                        help="the fake answers on the protobuf without converting to SIP and back")
+    parser.add_argument("--no-tune-gc", action="store_true", help="leave the GC as Python sets it")
+    parser.add_argument("--asyncio-loop", action="store_true", help="asyncio's own loop instead of uvloop")
+    parser.add_argument("--same-process", action="store_true", help="run the client on the EdgePort's loop")
+    args = parser.parse_args()
+    _run(main(args), not args.asyncio_loop)
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    cli()
