@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from functools import partial
 from typing import Any
 
 from routr_ray.config.edgeport import EdgePortConfig
+from routr_ray.edge.completed import CompletedTransactions
 from routr_ray.edge.connections import ConnectionTable
 from routr_ray.edge.directives import EMPTY, TRUNK_REF_KEY, HopDirective, read_directive
 from routr_ray.edge.dispatcher_client import (
@@ -187,6 +189,8 @@ class EdgePortOptions:
     max_wait: float = 0.001
     max_in_flight: int = 4
     max_transactions: int = 100_000
+    # answered non-INVITE UDP transactions kept (as bytes) for Timer J: about 64*T1 times the request rate
+    max_completed_transactions: int = 1_000_000
     malformed_log_interval: float = 10.0
     start_health: bool = True
     # process-wide: gc.freeze() + a larger gen-0 threshold once started (see routr_ray.util.gc_tuning); for a
@@ -280,6 +284,11 @@ class EdgePort:
         self.siblings = opts.siblings if opts.workers > 1 else None
         self.server_txns: TransactionTable[Any, RunningTransaction] = TransactionTable(opts.max_transactions)
         self.client_txns: TransactionTable[ClientKey, RunningTransaction] = TransactionTable(opts.max_transactions)
+        # answered non-INVITE server transactions on UDP, as bytes, for Timer J (see completed.py)
+        self.completed = CompletedTransactions(
+            lifetime=opts.timers.initial(Timer.J, False) or 0.0, clock=time.monotonic,
+            max_size=opts.max_completed_transactions,
+        )
         self.health: HealthServer | None = None
         self.local = LocalAddresses.build(())
         self._listening_points: list[processor_pb2.NetInterface] = []
@@ -291,7 +300,9 @@ class EdgePort:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.draining = False
-        self.metrics.track_transactions(lambda: len(self.server_txns), lambda: len(self.client_txns))
+        self.metrics.track_transactions(
+            lambda: len(self.server_txns) + len(self.completed), lambda: len(self.client_txns)
+        )
         self.metrics.track_connections(lambda: len(self.connections))
 
     # lifecycle -------------------------------------------------------------------------------------
@@ -358,6 +369,7 @@ class EdgePort:
             ctx = txn.context
             if isinstance(ctx, ServerContext) and ctx.cancel_handle is not None:
                 ctx.cancel_handle.cancel()
+        self.completed.clear()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -432,8 +444,9 @@ class EdgePort:
             if decision is MethodDecision.RESPOND_405:
                 self._reply_stateless(message, flow, 405, extra=[("Allow", self.methods.allow_header)])
             return
+        # parse() has already checked what RFC 3261 §8.1.1 makes mandatory (Via, From, To, Call-ID, CSeq with the
+        # request's method, Max-Forwards 0-255): see routr_ray.sip.parser
         try:
-            self._check_mandatory(message)
             via = apply_received_rport(message, flow)
         except ParseError as exc:
             self._malformed(data, flow, exc)
@@ -441,19 +454,6 @@ class EdgePort:
         if via is not None and via.host.endswith(".invalid") and flow.connection_id is not None:
             self._remember_invalid_host(via.host.lower(), flow)
         self._on_request(message, flow)
-
-    @staticmethod
-    def _check_mandatory(request: Request) -> None:
-        """RFC 3261 §8.1.1: To, From, CSeq, Call-ID, Max-Forwards (tolerated when absent, §16.6 step 3 adds
-        it) and Via; the typed views raise ParseError on malformed values."""
-        if request.top_via is None or request.from_ is None or request.to is None:
-            raise ParseError("missing Via, From or To")
-        cseq = request.cseq
-        if cseq is None or request.call_id is None:
-            raise ParseError("missing CSeq or Call-ID")
-        if cseq.method != request.method:
-            raise ParseError("CSeq method does not match the request method")
-        request.max_forwards  # noqa: B018 - validates the value
 
     def _malformed(self, data: bytes, flow: Flow, exc: ParseError) -> None:
         self.metrics.reject("malformed")
@@ -492,6 +492,11 @@ class EdgePort:
         if existing is not None:
             existing.on_request(request)  # retransmission: resend the last response
             return
+        if key is not None:
+            done = self.completed.get(key)
+            if done is not None:  # §17.2.2: a retransmission in the Completed state gets the final response again
+                self._transmit(done.hop, done.data, None, done.status, method=done.method)
+                return
         if request.method == "CANCEL":
             self._on_cancel(request, flow, key)
             return
@@ -531,7 +536,8 @@ class EdgePort:
         if request.method == "INVITE":
             machine = InviteServerTransaction(request, reliable=reliable, timers=timers)
         else:
-            machine = NonInviteServerTransaction(request, reliable=reliable, timers=timers)
+            machine = NonInviteServerTransaction(request, reliable=reliable, timers=timers,
+                                                 tu_keeps_completed=not reliable)
         ctx = ServerContext(flow)
         txn = RunningTransaction(machine, key, send=self._send_upstream, tu=self, context=ctx)
         if key is None or not self.server_txns.add(key, txn):
@@ -798,7 +804,7 @@ class EdgePort:
             return True
         via.params = {"branch": branch, **via.params}
         via.transport = hop.transport.via_name
-        request.headers.replace_first_value("Via", str(via))
+        request.replace_top_via(via)
         return True
 
     async def _next_hop(self, request: Request, directive: HopDirective = EMPTY) -> NextHop:
@@ -891,8 +897,13 @@ class EdgePort:
 
     def _send_upstream(self, txn: RunningTransaction, message: Any, retransmission: bool) -> None:
         ctx: ServerContext = txn.context
-        hop = self._upstream_hop(ctx.flow, txn.request.top_via)
-        self._transmit(hop, bytes(message), None, message.status, method=txn.request.method)
+        request: Request = txn.request
+        hop = self._upstream_hop(ctx.flow, request.top_via)
+        data = bytes(message)
+        status = message.status
+        self._transmit(hop, data, None, status, method=request.method)
+        if status >= 200 and getattr(txn.machine, "tu_keeps_completed", False):
+            self.completed.add(txn.key, hop, data, status, request.method)
         if self.events is not None and not retransmission:
             self._emit_answered(txn.request, message)
 

@@ -44,7 +44,7 @@ def apply_received_rport(request: Request, flow: Flow) -> Via | None:
             params["received"] = flow.remote_host
             changed = True
     if changed:
-        request.headers.replace_first_value("Via", str(via))
+        request.replace_top_via(via)
         return request.top_via
     return via
 

@@ -223,6 +223,17 @@ class Message:
         value = self._views[name] = build(self)
         return value
 
+    def replace_top_via(self, via: Via) -> None:
+        """Write the top Via back into the headers after changing its view in place (``received``/``rport``,
+        RFC 3261 §18.2.1, RFC 3581 §4). Only that value's text changes, so when ``via`` is the current top Via
+        view every other typed view stays valid instead of being parsed again."""
+        headers = self.headers
+        current = headers is self._views_headers and headers.generation == self._views_gen
+        vias = self._views.get("via") if current else None
+        headers.replace_first_value("Via", str(via))
+        if vias and vias[0] is via:
+            self._views_gen = headers.generation
+
     @property
     def via(self) -> list[Via]:
         """Every Via value across all Via/v headers, top first."""

@@ -33,6 +33,14 @@ class TimerConfig:
         Retransmission timers (A, E, G) do not run on reliable transports; the wait timers D, I, J and K
         are zero there (RFC 3261 §17.1.1.2, §17.1.2.2, §17.2.1, §17.2.2).
         """
+        table = _INITIAL.get(self)
+        if table is None:
+            table = {(t, r): self._initial(t, r) for t in Timer for r in (False, True)}
+            if len(_INITIAL) < 64:
+                _INITIAL[self] = table
+        return table[(timer, reliable)]
+
+    def _initial(self, timer: Timer, reliable: bool) -> float | None:
         match timer:
             case Timer.A | Timer.E | Timer.G:
                 return None if reliable else self.t1
@@ -55,5 +63,8 @@ class TimerConfig:
             return current * 2
         return min(current * 2, self.t2)
 
+
+# TimerConfig -> {(timer, reliable): initial duration}: the values are a pure function of the (frozen) config
+_INITIAL: dict[TimerConfig, dict[tuple[Timer, bool], float | None]] = {}
 
 DEFAULT_TIMERS = TimerConfig()

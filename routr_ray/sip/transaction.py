@@ -381,6 +381,9 @@ class Transaction:
             assert timer is not None
             self._apply_timer(op, timer, effects, due_now)
 
+    def _initial_seconds(self, timer: Timer) -> float | None:
+        return self.timers.initial(timer, self.reliable)
+
     def _apply_timer(self, op: _Op, timer: Timer, effects: list[Effect], due_now: list[Timer]) -> None:
         if op is _Op.CANCEL:
             if timer in self._running:
@@ -388,7 +391,7 @@ class Transaction:
                 effects.append(CancelTimer(timer))
             return
         if op is _Op.START:
-            seconds = self.timers.initial(timer, self.reliable)
+            seconds = self._initial_seconds(timer)
         elif op is _Op.BACKOFF:
             seconds = self.timers.backoff(timer, self._intervals[timer])
         else:  # RESTART_T2
@@ -472,7 +475,30 @@ class InviteServerTransaction(_ServerTransaction):
 
 
 class NonInviteServerTransaction(_ServerTransaction):
-    """RFC 3261 §17.2.2 (Figure 8)."""
+    """RFC 3261 §17.2.2 (Figure 8).
+
+    ``tu_keeps_completed``: the transaction user absorbs the request retransmissions of the Completed state
+    itself (it keeps the final response's bytes, which is all that state needs), so Timer J is zero and the
+    machine terminates as soon as its final response is sent, as on a reliable transport. The EdgePort does
+    this on UDP (``routr_ray/edge/completed.py``): a machine holding the parsed request and response for the
+    64*T1 of Timer J costs far more memory and garbage-collector time than the bytes.
+    """
 
     initial_state = State.TRYING
     table = NON_INVITE_SERVER_TRANSITIONS
+
+    def __init__(
+        self,
+        request: Any,
+        *,
+        reliable: bool,
+        timers: TimerConfig = DEFAULT_TIMERS,
+        tu_keeps_completed: bool = False,
+    ) -> None:
+        super().__init__(request, reliable=reliable, timers=timers)
+        self.tu_keeps_completed = tu_keeps_completed
+
+    def _initial_seconds(self, timer: Timer) -> float | None:
+        if timer is Timer.J and self.tu_keeps_completed:
+            return 0.0
+        return self.timers.initial(timer, self.reliable)

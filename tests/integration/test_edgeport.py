@@ -221,6 +221,39 @@ async def test_udp_retransmissions_reach_the_dispatcher_once(client: UdpPeer) ->
         await port.stop()
 
 
+async def test_an_answered_udp_request_is_kept_as_bytes_for_timer_j(
+    edge: EdgePort, fake: FakeDispatcher, client: UdpPeer
+) -> None:
+    """RFC 3261 §17.2.2: in the Completed state a retransmission gets the same final response again, for 64*T1
+    (1.28 s with FAST); the machine itself is gone (only the response's bytes are kept), and after Timer J the
+    same request is a new transaction."""
+    data = request("REGISTER", "sip:example.com", client.port, branch="z9hG4bKkeptj")
+    client.send(data, edge.address("udp"))
+    first = await client.recv()
+    assert isinstance(first, Response) and first.status == 200
+    assert len(edge.server_txns) == 0 and len(edge.completed) == 1
+    client.send(data, edge.address("udp"))
+    again = await client.recv()
+    assert bytes(again) == bytes(first)
+    assert len(fake.received) == 1
+    await asyncio.sleep(64 * FAST.t1 + 0.1)
+    assert len(edge.completed) == 0
+    client.send(data, edge.address("udp"))
+    assert (await client.recv()).status == 200  # type: ignore[union-attr]
+    assert len(fake.received) == 2
+
+
+async def test_an_answered_tcp_request_keeps_nothing(edge: EdgePort) -> None:
+    """Timer J is zero on a reliable transport (§17.2.2): no retransmission can come, nothing is kept."""
+    reader, writer = await asyncio.open_connection(*edge.address("tcp"))
+    local_port = writer.get_extra_info("sockname")[1]
+    writer.write(request("REGISTER", "sip:example.com", local_port, transport="TCP", branch="z9hG4bKtcpj"))
+    answer = parse(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2))
+    assert isinstance(answer, Response) and answer.status == 200
+    assert len(edge.server_txns) == 0 and len(edge.completed) == 0
+    writer.close()
+
+
 async def test_forwarded_request_has_our_branch_the_processors_record_route_and_received(
     edge: EdgePort, client: UdpPeer, callee: UdpPeer
 ) -> None:

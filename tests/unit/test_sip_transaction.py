@@ -291,6 +291,17 @@ def test_non_invite_server_reliable_terminates_after_final() -> None:
     assert tx.send_response(404, "404") == [Send("404"), Terminated()]
 
 
+def test_non_invite_server_whose_tu_keeps_completed_ends_with_its_final_on_udp() -> None:
+    """The TU absorbs the Completed state's retransmissions itself: Timer J is zero; provisional responses are
+    still resent by the machine while it lives."""
+    tx = NonInviteServerTransaction(REQ, reliable=False, tu_keeps_completed=True)
+    tx.start()
+    assert tx.send_response(100, "100") == [Send("100")]
+    assert tx.on_request("again") == [Send("100", retransmission=True)]
+    assert tx.send_response(200, "200") == [Send("200"), Terminated()]
+    assert tx.terminated and tx.last_status == 200
+
+
 def test_non_invite_server_transport_error() -> None:
     tx = NonInviteServerTransaction(REQ, reliable=False)
     tx.start()
