@@ -31,7 +31,7 @@ import ray
 from ray import serve
 
 from routr_ray.actors.edgeport import ServeDispatcherClient
-from routr_ray.actors.serve_app import APP_NAME, Batching, deploy_app
+from routr_ray.actors.serve_app import APP_NAME, Batching, deploy_app, one_loop
 from routr_ray.config.dispatcher import DispatcherConfig, ProcessorConfig
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig, RateLimit, Transport, TransportProtocol
 from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
@@ -39,10 +39,11 @@ from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
 
 @ray.remote(num_cpus=0.1, max_concurrency=1000)
 class BenchEdgePort:
-    """EdgePortActor with EdgePortOptions (the product actor takes none yet): the dispatcher hop's batching."""
+    """EdgePortActor with the batching of the dispatcher hop as an option (the product actor takes none)."""
 
     async def __init__(self, config: EdgePortConfig, max_batch: int, max_in_flight: int) -> None:
-        options = EdgePortOptions(max_batch=max_batch, max_in_flight=max_in_flight, start_health=False)
+        options = EdgePortOptions(max_batch=max_batch, max_in_flight=max_in_flight, start_health=False,
+                                  tune_gc=True)  # as the EdgePort actor sets it
         self.edge = EdgePort(config, ServeDispatcherClient(APP_NAME), options=options)
         await self.edge.start()
 
@@ -240,7 +241,11 @@ def main() -> None:
                 ref=f"bench-{key}", bind_addr="127.0.0.1",
                 transports=(Transport(TransportProtocol.UDP, port, "127.0.0.1"),),
                 rate_limit=RateLimit(enabled=False), health=HealthConfig(enabled=False))
-            edge = BenchEdgePort.remote(edge_config, mode.edge_batch, mode.edge_in_flight)  # type: ignore[attr-defined]
+            # as deploy_edgeports starts the product's actor: Serve's request router on the actor's own loop
+            extra = {"runtime_env": {"env_vars": {"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}}} if one_loop() else {}
+            edge = BenchEdgePort.options(**extra).remote(  # type: ignore[attr-defined]
+                edge_config, mode.edge_batch, mode.edge_in_flight
+            )
             ray.get(edge.__ray_ready__.remote())
             run_load(port, args.in_flight, 1.0, warmup=0.0)  # warm-up: connections, handles, code paths
             report(mode, 1, *measured(port, 1, min(args.seconds, 3.0)))

@@ -1,15 +1,17 @@
 """UDP REGISTER round trips per second through the EdgePort with the in-process fake dispatcher.
 
-    python benchmarks/bench_edgeport.py [--seconds 5] [--in-flight 32] [--proto-level-fake] [--no-tune-gc]
-                                        [--asyncio-loop] [--same-process]
+    python benchmarks/bench_edgeport.py [--seconds 5] [--in-flight 32] [--sockets 16] [--workers 1]
+                                        [--proto-level-fake] [--no-tune-gc] [--asyncio-loop] [--same-process]
 
 The EdgePort runs as in production (uvloop, the loop a Ray actor runs on; ``EdgePortOptions(tune_gc=True)`` as
 the EdgePort actor sets it) with a fake dispatcher in its own process: every REGISTER is answered 200 by the
 fake (SIP -> MessageRequest -> SIP -> 200 -> MessageResponse -> SIP, as a real processor hop would convert;
 ``--proto-level-fake`` answers on the protobuf directly and isolates the EdgePort's own cost). The SIP client
-runs in a second process (one UDP socket keeping ``--in-flight`` REGISTERs outstanding), so the figure is the
-EdgePort's; the CPU per round trip is the EdgePort process's alone. ``--same-process`` puts the client on the
-EdgePort's loop (the figure of session 1's benchmark).
+runs in a second process and keeps ``--in-flight`` REGISTERs outstanding, spread over ``--sockets`` UDP
+sockets (as many phones would), so the figure is the EdgePort's; the CPU per round trip is the EdgePort's
+processes' alone. ``--workers N`` runs the EdgePort as N processes sharing its port (``spec.workers``,
+SO_REUSEPORT: the kernel spreads the client sockets over them). ``--same-process`` puts the client on the
+EdgePort's loop (session 1's setting).
 """
 
 from __future__ import annotations
@@ -49,11 +51,12 @@ def proto_level_registrar(mreq: processor_pb2.MessageRequest) -> processor_pb2.M
 
 
 class Client(asyncio.DatagramProtocol):
-    """Keeps ``in_flight`` REGISTERs outstanding: every 200 sends the next one."""
+    """One UDP socket keeping ``in_flight`` REGISTERs outstanding: every 200 sends the next one."""
 
-    def __init__(self, target: tuple[str, int], in_flight: int) -> None:
+    def __init__(self, target: tuple[str, int], in_flight: int, tag: int) -> None:
         self.target = target
         self.in_flight = in_flight
+        self.tag = tag
         self.transport: asyncio.DatagramTransport | None = None
         self.sent = 0
         self.done = 0
@@ -66,7 +69,7 @@ class Client(asyncio.DatagramProtocol):
 
     def send_one(self) -> None:
         assert self.transport is not None
-        n = self.sent
+        n = f"{self.tag}x{self.sent}"
         self.sent += 1
         self.transport.sendto(
             (
@@ -89,35 +92,46 @@ class Client(asyncio.DatagramProtocol):
         pass
 
 
-async def drive(target: tuple[str, int], in_flight: int, seconds: float, mark: Connection | None) -> tuple[int, float]:
+async def drive(target: tuple[str, int], in_flight: int, sockets: int, seconds: float,
+                mark: Connection | None) -> tuple[int, float]:
     """Run the client: one second of warm-up, then ``seconds`` measured; returns (round trips, elapsed)."""
     loop = asyncio.get_running_loop()
-    transport, client = await loop.create_datagram_endpoint(
-        lambda: Client(target, in_flight), local_addr=("127.0.0.1", 0)
-    )
-    for _ in range(in_flight):
-        client.send_one()
+    clients: list[Client] = []
+    transports = []
+    sockets = max(1, min(sockets, in_flight))
+    for i in range(sockets):
+        share = in_flight // sockets + (1 if i < in_flight % sockets else 0)
+        transport, client = await loop.create_datagram_endpoint(
+            lambda share=share, i=i: Client(target, share, i), local_addr=("127.0.0.1", 0)
+        )
+        clients.append(client)
+        transports.append(transport)
+    for client in clients:
+        for _ in range(client.in_flight):
+            client.send_one()
     await asyncio.sleep(1.0)  # warm up
     if mark is not None:
         mark.send("start")
-    start_done, started = client.done, time.perf_counter()
-    last_done = client.done
+    start_done, started = sum(c.done for c in clients), time.perf_counter()
+    last = [c.done for c in clients]
     while time.perf_counter() - started < seconds:
         await asyncio.sleep(0.25)
-        if client.done == last_done:  # stalled: datagrams were lost, put the window back in flight
-            for _ in range(in_flight):
-                client.send_one()
-        last_done = client.done
+        for i, client in enumerate(clients):
+            if client.done == last[i]:  # stalled: datagrams were lost, put the window back in flight
+                for _ in range(client.in_flight):
+                    client.send_one()
+            last[i] = client.done
     elapsed = time.perf_counter() - started
-    client.running = False
-    transport.close()
-    return client.done - start_done, elapsed
+    for client in clients:
+        client.running = False
+    for transport in transports:
+        transport.close()
+    return sum(c.done for c in clients) - start_done, elapsed
 
 
-def client_process(target: tuple[str, int], in_flight: int, seconds: float, use_uvloop: bool, conn: Connection) -> None:
-    coro = drive(target, in_flight, seconds, conn)
-    result = _run(coro, use_uvloop)
-    conn.send(result)
+def client_process(target: tuple[str, int], in_flight: int, sockets: int, seconds: float, use_uvloop: bool,
+                   conn: Connection) -> None:
+    conn.send(_run(drive(target, in_flight, sockets, seconds, conn), use_uvloop))
 
 
 def _run(coro, use_uvloop: bool):  # type: ignore[no-untyped-def]
@@ -128,47 +142,89 @@ def _run(coro, use_uvloop: bool):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
-async def main(args: argparse.Namespace) -> None:
+async def start_edge(args: argparse.Namespace, port: int, worker: int) -> EdgePort:
     config = EdgePortConfig(
-        transports=(Transport(TransportProtocol.UDP, 0, "127.0.0.1"),),
+        transports=(Transport(TransportProtocol.UDP, port, "127.0.0.1"),),
         rate_limit=RateLimit(trusted=(ipaddress.ip_network("127.0.0.1/32"),)),
         health=HealthConfig(enabled=False),
     )
     fake = FakeDispatcher(proto_level_registrar if args.proto_level_fake else registrar, record=False)
-    edge = EdgePort(config, fake, options=EdgePortOptions(tune_gc=not args.no_tune_gc))
+    options = EdgePortOptions(tune_gc=not args.no_tune_gc, worker=worker, workers=args.workers)
+    edge = EdgePort(config, fake, options=options)
     await edge.start()
+    return edge
+
+
+async def other_worker(args: argparse.Namespace, port: int, worker: int, conn: Connection) -> None:
+    """Worker ``worker`` of the EdgePort (its own process): reports its CPU between "start" and "stop"."""
+    edge = await start_edge(args, port, worker)
+    loop = asyncio.get_running_loop()
+    orders: asyncio.Queue[str] = asyncio.Queue()
+    loop.add_reader(conn.fileno(), lambda: orders.put_nowait(conn.recv()))
+    conn.send("ready")
+    await orders.get()
+    cpu_started = time.process_time()
+    await orders.get()
+    conn.send(time.process_time() - cpu_started)
+    loop.remove_reader(conn.fileno())
+    await edge.stop()
+
+
+def worker_process(args: argparse.Namespace, port: int, worker: int, conn: Connection) -> None:
+    _run(other_worker(args, port, worker, conn), not args.asyncio_loop)
+
+
+async def main(args: argparse.Namespace) -> None:
+    edge = await start_edge(args, 0, 0)
     target = edge.address("udp")
     if args.same_process:
         cpu_started = time.process_time()
-        done, elapsed = await drive(target, args.in_flight, args.seconds, None)
-        cpu = time.process_time() - cpu_started - 1.0 * 0  # includes the warm-up second; see below
+        done, elapsed = await drive(target, args.in_flight, args.sockets, args.seconds, None)
+        cpu = time.process_time() - cpu_started  # includes the warm-up second
         who = "client + EdgePort + fake, one process"
     else:
         ctx = multiprocessing.get_context("spawn")
-        ours, theirs = ctx.Pipe()
-        proc = ctx.Process(target=client_process,
-                           args=(target, args.in_flight, args.seconds, not args.asyncio_loop, theirs), daemon=True)
-        proc.start()
         loop = asyncio.get_running_loop()
+        workers = []
+        for index in range(1, args.workers):
+            ours, theirs = ctx.Pipe()
+            proc = ctx.Process(target=worker_process, args=(args, target[1], index, theirs), daemon=True)
+            proc.start()
+            workers.append((proc, ours))
+        for _, conn in workers:
+            await loop.run_in_executor(None, conn.recv)  # "ready"
+        ours, theirs = ctx.Pipe()
+        proc = ctx.Process(target=client_process, daemon=True, args=(
+            target, args.in_flight, args.sockets, args.seconds, not args.asyncio_loop, theirs))
+        proc.start()
         ready: asyncio.Queue[object] = asyncio.Queue()
         loop.add_reader(ours.fileno(), lambda: ready.put_nowait(ours.recv()))
         await ready.get()  # "start": the warm-up is over
+        for _, conn in workers:
+            conn.send("start")
         cpu_started = time.process_time()
         done, elapsed = await ready.get()  # type: ignore[misc]
         cpu = time.process_time() - cpu_started
+        for _, conn in workers:
+            conn.send("stop")
+        for worker, conn in workers:
+            cpu += await loop.run_in_executor(None, conn.recv)
+            worker.join(5)
         loop.remove_reader(ours.fileno())
         proc.join(5)
-        who = "EdgePort + fake; the client runs in its own process"
+        who = "the EdgePort's processes; the client runs in its own"
     rate = done / elapsed
     batcher = edge.dispatcher.batcher
     flags = [
         "asyncio loop" if args.asyncio_loop else "uvloop",
         "untuned gc" if args.no_tune_gc else "tuned gc",
+        f"{args.workers} worker{'s' if args.workers > 1 else ''}",
+        f"{args.sockets} client sockets",
     ]
     if args.proto_level_fake:
         flags.append("proto-level fake")
     print(f"UDP REGISTER round trips through the EdgePort (fake dispatcher, {args.in_flight} in flight, "
-          f"{', '.join(flags)}): {rate:,.0f}/s over {elapsed:.1f}s; dispatcher calls {batcher.calls}, "
+          f"{', '.join(flags)}): {rate:,.0f}/s over {elapsed:.1f}s; worker 0: dispatcher calls {batcher.calls}, "
           f"avg batch {batcher.items / max(batcher.calls, 1):.1f}; CPU {cpu / max(done, 1) * 1e6:,.0f} us per "
           f"round trip ({who})")
     await edge.stop()
@@ -178,12 +234,16 @@ def cli() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--in-flight", type=int, default=32)
+    parser.add_argument("--sockets", type=int, default=16, help="client UDP sockets sharing the in-flight budget")
+    parser.add_argument("--workers", type=int, default=1, help="EdgePort processes sharing the port (spec.workers)")
     parser.add_argument("--proto-level-fake", action="store_true",
                         help="the fake answers on the protobuf without converting to SIP and back")
     parser.add_argument("--no-tune-gc", action="store_true", help="leave the GC as Python sets it")
     parser.add_argument("--asyncio-loop", action="store_true", help="asyncio's own loop instead of uvloop")
     parser.add_argument("--same-process", action="store_true", help="run the client on the EdgePort's loop")
     args = parser.parse_args()
+    if args.same_process and args.workers > 1:
+        parser.error("--same-process runs one worker")
     _run(main(args), not args.asyncio_loop)
 
 

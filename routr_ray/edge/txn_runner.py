@@ -123,7 +123,10 @@ class RunningTransaction:
         assert isinstance(machine, InviteServerTransaction | NonInviteServerTransaction)
         effects = machine.send_response(status, response)
         self.run(effects)
-        return any(isinstance(e, Send) for e in effects)
+        for effect in effects:
+            if type(effect) is Send:
+                return True
+        return False
 
     def on_ack(self, ack: Any) -> None:
         machine = self.machine

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 __all__ = [
     "MAGIC_COOKIE",
@@ -56,17 +55,16 @@ def _key_method(method: str) -> str:
     return "INVITE" if method == "ACK" else method
 
 
-@dataclass(frozen=True, slots=True)
-class ServerKey:
-    """§17.2.3 key for requests whose top Via branch has the magic cookie."""
+class ServerKey(NamedTuple):
+    """§17.2.3 key for requests whose top Via branch has the magic cookie. (Keys are named tuples: hashing and
+    comparing them is C code, and each message looks its transaction up several times.)"""
 
     branch: str
     sent_by: str
     method: str
 
 
-@dataclass(frozen=True, slots=True)
-class LegacyServerKey:
+class LegacyServerKey(NamedTuple):
     """§17.2.3 fallback for RFC 2543 requests (no magic cookie): Request-URI, From tag, Call-ID, CSeq
     number and the whole top Via, with the method folded like :class:`ServerKey`.
 
@@ -102,11 +100,10 @@ def legacy_server_key(
 def cancel_target_key(key: ServerKey | LegacyServerKey) -> ServerKey | LegacyServerKey:
     """The INVITE server transaction a CANCEL refers to (§9.2: "the same matching rules as for the
     transaction, except the method")."""
-    return replace(key, method="INVITE")
+    return key._replace(method="INVITE")
 
 
-@dataclass(frozen=True, slots=True)
-class ClientKey:
+class ClientKey(NamedTuple):
     """§17.1.3: a response matches a client transaction by the top Via branch and the CSeq method."""
 
     branch: str
