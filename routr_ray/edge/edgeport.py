@@ -43,7 +43,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from routr_ray.config.edgeport import EdgePortConfig
 from routr_ray.edge.completed import CompletedTransactions
@@ -160,9 +160,9 @@ def _bad_request_bytes(data: bytes, status: int, reason: str) -> bytes | None:
     ) + b"\"\r\nContent-Length: 0\r\n\r\n"
 
 
-@dataclass(frozen=True, slots=True)
-class NextHop:
-    """Where a forwarded request goes: a transport and an address, or a flow we hold."""
+class NextHop(NamedTuple):
+    """Where a forwarded request goes: a transport and an address, or a flow we hold (a named tuple: one is
+    made for every response sent)."""
 
     transport: TransportName
     host: str

@@ -21,7 +21,7 @@ import re
 from .errors import ParseError
 from .fields import parse_cseq, parse_name_addr, parse_via
 from .headers import Entry, Headers, header_key
-from .message import _ENCODING, _ERRORS, Message, Request, Response
+from .message import _ENCODING, _ERRORS, Message, Request, Response, _digits
 from .syntax import TOKEN_RE, split_list
 from .uri import parse_uri
 
@@ -231,5 +231,9 @@ def _check_core_headers(message: Message, entries: list[Entry]) -> None:
     if message.is_request and cseq.method != message.method:  # type: ignore[attr-defined]
         # RFC 3261 §8.1.1.5: the CSeq method MUST match the request method.
         raise ParseError("CSeq method does not match the request method")
-    if "max-forwards" in singles:
-        _ = message.max_forwards  # validates 0-255 and caches
+    max_forwards = singles.get("max-forwards")
+    if max_forwards is not None:  # the view Message.max_forwards would build, from the line found above
+        number = _digits(max_forwards, "Max-Forwards")
+        if number > 255:  # RFC 3261 §20.22: 0-255
+            raise ParseError("Max-Forwards larger than 255")
+        views["max-forwards"] = number

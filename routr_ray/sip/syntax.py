@@ -153,4 +153,4 @@ def parse_params(text: str, sep: str = ";") -> dict[str, str | None]:
 
 def render_params(params: dict[str, str | None]) -> str:
     """``{"tag": "1", "lr": None}`` -> ``";tag=1;lr"``."""
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+    return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in params.items()])
