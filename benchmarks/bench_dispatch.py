@@ -1,11 +1,14 @@
 """SIP OPTIONS per second and latency through EdgePort actor -> dispatcher (Serve) -> echo, batching on and off.
 
     scripts/in-netns python benchmarks/bench_dispatch.py [--seconds 5] [--in-flight 64] [--modes on,off]
+                                                         [--sockets 8] [--workers 1]
 
 Starts a local Ray (inside the loopback-only namespace: Ray binds every interface), deploys the ``routr`` app
 (dispatcher + echo processor deployment) and an EdgePort actor on UDP, then, for each mode, runs a load generator
-in a separate process: one UDP socket keeping N OPTIONS (with a user part, so the EdgePort forwards them to the
-dispatcher) in flight, each with its own Call-ID; the latency of each is taken from send to its 200.
+in a separate process: ``--sockets`` UDP sockets keeping N OPTIONS in flight between them (with a user part, so
+the EdgePort forwards them to the dispatcher), each with its own Call-ID; the latency of each is taken from send
+to its 200. ``--workers W`` runs the EdgePort as W processes sharing its port (``spec.workers``, SO_REUSEPORT:
+the kernel spreads the client's sockets over them).
 
 * ``on``: the EdgePort -> dispatcher and dispatcher -> processor hops batch adaptively (max 64 messages, 1 ms);
 * ``off``: ``max_batch=1`` on both hops (one Ray call per message), up to 256 calls in flight.
@@ -41,9 +44,11 @@ from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
 class BenchEdgePort:
     """EdgePortActor with the batching of the dispatcher hop as an option (the product actor takes none)."""
 
-    async def __init__(self, config: EdgePortConfig, max_batch: int, max_in_flight: int) -> None:
+    async def __init__(self, config: EdgePortConfig, max_batch: int, max_in_flight: int, worker: int = 0,
+                       workers: int = 1) -> None:
         options = EdgePortOptions(max_batch=max_batch, max_in_flight=max_in_flight, start_health=False,
-                                  tune_gc=True)  # as the EdgePort actor sets it
+                                  tune_gc=True,  # as the EdgePort actor sets it
+                                  worker=worker, workers=workers)
         self.edge = EdgePort(config, ServeDispatcherClient(APP_NAME), options=options)
         await self.edge.start()
 
@@ -110,35 +115,50 @@ class LoadClient(asyncio.DatagramProtocol):
             self.done.set_result(None)
 
 
-async def _load(port: int, in_flight: int, seconds: float, warmup: float) -> dict[str, Any]:
+async def _clients(port: int, in_flight: int, sockets: int, stop_at: float) -> list[LoadClient]:
+    """``sockets`` UDP sockets (as many phones would use; SO_REUSEPORT spreads them over EdgePort workers)
+    sharing ``in_flight``."""
     loop = asyncio.get_running_loop()
+    sockets = max(1, min(sockets, in_flight))
+    clients = []
+    for i in range(sockets):
+        share = in_flight // sockets + (1 if i < in_flight % sockets else 0)
+        _, client = await loop.create_datagram_endpoint(
+            lambda share=share: LoadClient(("127.0.0.1", port), share, stop_at), local_addr=("127.0.0.1", 0))
+        clients.append(client)
+    return clients
+
+
+async def _load(port: int, in_flight: int, sockets: int, seconds: float, warmup: float) -> dict[str, Any]:
     if warmup:
-        _, warm = await loop.create_datagram_endpoint(
-            lambda: LoadClient(("127.0.0.1", port), in_flight, time.perf_counter() + warmup),
-            local_addr=("127.0.0.1", 0))
-        await asyncio.wait_for(warm.done, warmup + 10)
-        warm.transport.close()
+        warm = await _clients(port, in_flight, sockets, time.perf_counter() + warmup)
+        await asyncio.wait_for(asyncio.gather(*(c.done for c in warm)), warmup + 10)
+        for c in warm:
+            c.transport.close()
     started = time.perf_counter()
-    _, client = await loop.create_datagram_endpoint(
-        lambda: LoadClient(("127.0.0.1", port), in_flight, started + seconds), local_addr=("127.0.0.1", 0))
+    clients = await _clients(port, in_flight, sockets, started + seconds)
     try:
-        await asyncio.wait_for(client.done, seconds + 10)
+        await asyncio.wait_for(asyncio.gather(*(c.done for c in clients)), seconds + 10)
     except TimeoutError:
         pass
     elapsed = time.perf_counter() - started
-    client.transport.close()
-    return {"ok": len(client.latencies), "errors": client.errors, "lost": len(client.pending),
-            "elapsed": elapsed, "latencies": client.latencies}
+    for c in clients:
+        c.transport.close()
+    return {"ok": sum(len(c.latencies) for c in clients), "errors": sum(c.errors for c in clients),
+            "lost": sum(len(c.pending) for c in clients), "elapsed": elapsed,
+            "latencies": [x for c in clients for x in c.latencies]}
 
 
-def _load_process(port: int, in_flight: int, seconds: float, warmup: float, out: Any) -> None:
-    out.put(asyncio.run(_load(port, in_flight, seconds, warmup)))
+def _load_process(port: int, in_flight: int, sockets: int, seconds: float, warmup: float, out: Any) -> None:
+    import uvloop  # the load generator's own CPU is not what is measured: the cheaper loop
+
+    out.put(uvloop.run(_load(port, in_flight, sockets, seconds, warmup)))
 
 
-def run_load(port: int, in_flight: int, seconds: float, warmup: float = 1.0) -> dict[str, Any]:
+def run_load(port: int, in_flight: int, seconds: float, warmup: float = 1.0, sockets: int = 1) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_load_process, args=(port, in_flight, seconds, warmup, queue))
+    proc = ctx.Process(target=_load_process, args=(port, in_flight, sockets, seconds, warmup, queue))
     proc.start()
     result = queue.get(timeout=seconds + warmup + 60)
     proc.join(10)
@@ -205,9 +225,9 @@ def report(mode: Mode, in_flight: int, result: dict[str, Any], cpu: dict[str, fl
         print(f"{'':14}CPU µs per message : {per}", flush=True)
 
 
-def measured(port: int, in_flight: int, seconds: float) -> tuple[dict[str, Any], dict[str, float]]:
+def measured(port: int, in_flight: int, seconds: float, sockets: int) -> tuple[dict[str, Any], dict[str, float]]:
     before = cpu_by_component()
-    result = run_load(port, in_flight, seconds, warmup=0.0)
+    result = run_load(port, in_flight, seconds, warmup=0.0, sockets=sockets)
     after = cpu_by_component()
     return result, {label: after[label] - before[label] for label in after}
 
@@ -223,6 +243,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--modes", default="on,off")
+    parser.add_argument("--workers", type=int, default=1, help="EdgePort processes sharing its port (spec.workers)")
+    parser.add_argument("--sockets", type=int, default=8, help="load generator UDP sockets sharing the in-flight")
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -231,7 +253,8 @@ def main() -> None:
              _temp_dir=tempfile.mkdtemp(prefix="rrb-", dir="/tmp"))
     serve.start(http_options={"host": "127.0.0.1", "port": udp_port()})
     config = DispatcherConfig(processors=(ProcessorConfig(ref="echo", addr="serve://echo", methods=("OPTIONS",)),))
-    print(f"cpus: {os.cpu_count()}  path: UDP client process -> EdgePort actor -> dispatcher -> echo", flush=True)
+    print(f"cpus: {os.cpu_count()}  path: UDP client process ({args.sockets} sockets) -> EdgePort "
+          f"({args.workers} worker{'s' if args.workers > 1 else ''}) -> dispatcher -> echo", flush=True)
     try:
         for key in args.modes.split(","):
             mode = MODES[key]
@@ -243,15 +266,19 @@ def main() -> None:
                 rate_limit=RateLimit(enabled=False), health=HealthConfig(enabled=False))
             # as deploy_edgeports starts the product's actor: Serve's request router on the actor's own loop
             extra = {"runtime_env": {"env_vars": {"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}}} if one_loop() else {}
-            edge = BenchEdgePort.options(**extra).remote(  # type: ignore[attr-defined]
-                edge_config, mode.edge_batch, mode.edge_in_flight
-            )
-            ray.get(edge.__ray_ready__.remote())
-            run_load(port, args.in_flight, 1.0, warmup=0.0)  # warm-up: connections, handles, code paths
-            report(mode, 1, *measured(port, 1, min(args.seconds, 3.0)))
-            report(mode, args.in_flight, *measured(port, args.in_flight, args.seconds))
-            ray.get(edge.stop.remote())
-            ray.kill(edge)
+            edges = [
+                BenchEdgePort.options(**extra).remote(  # type: ignore[attr-defined]
+                    edge_config, mode.edge_batch, mode.edge_in_flight, index, args.workers
+                )
+                for index in range(args.workers)
+            ]
+            ray.get([edge.__ray_ready__.remote() for edge in edges])
+            run_load(port, args.in_flight, 1.0, warmup=0.0, sockets=args.sockets)  # warm-up: connections, code paths
+            report(mode, 1, *measured(port, 1, min(args.seconds, 3.0), 1))
+            report(mode, args.in_flight, *measured(port, args.in_flight, args.seconds, args.sockets))
+            ray.get([edge.stop.remote() for edge in edges])
+            for edge in edges:
+                ray.kill(edge)
     finally:
         serve.shutdown()
         ray.shutdown()
