@@ -65,7 +65,7 @@ from routr_ray.edge.nat import (
     is_ip_literal,
     response_address,
 )
-from routr_ray.edge.resolver import Resolver, families_for
+from routr_ray.edge.resolver import Resolver, ResolverBusy, families_for
 from routr_ray.edge.transports import Flow, Listener, TransportLimits, TransportName, create_listener
 from routr_ray.edge.txn_runner import RunningTransaction
 from routr_ray.edge.workers import Siblings, worker_branch, worker_of_branch
@@ -191,6 +191,8 @@ class EdgePortOptions:
     max_transactions: int = 100_000
     # answered non-INVITE UDP transactions kept (as bytes) for Timer J: about 64*T1 times the request rate
     max_completed_transactions: int = 1_000_000
+    # 2xx to INVITE relayed without a transaction (retransmissions after the branch ended) in progress at once
+    max_stateless_relays: int = 1_000
     malformed_log_interval: float = 10.0
     start_health: bool = True
     # process-wide: gc.freeze() + a larger gen-0 threshold once started (see routr_ray.util.gc_tuning); for a
@@ -232,6 +234,7 @@ class ClientContext:
     directive: HopDirective = EMPTY
     # the processor's request (before our branch) when failover targets remain: the next branch is built from it
     template: Request | None = None
+    flow_gone: bool = False  # the hop was a flow no worker of this EdgePort holds any more (480, not 503)
 
 
 def _is_final_sent(txn: RunningTransaction) -> bool:
@@ -300,6 +303,7 @@ class EdgePort:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.draining = False
+        self._stateless_relays = 0  # 2xx relayed without a transaction, in progress
         self.metrics.track_transactions(
             lambda: len(self.server_txns) + len(self.completed), lambda: len(self.client_txns)
         )
@@ -470,7 +474,21 @@ class EdgePort:
         return None
 
     def _remember_invalid_host(self, host: str, flow: Flow) -> None:
+        """RFC 7118 §5: requests for ``host`` (a client's ``.invalid`` Via name) go over the connection it last
+        sent from. A name held by another live connection from another address is not taken over: anybody can
+        write any Via, and the first connection keeps its calls (a client that reconnects from its own address,
+        or after its old connection is gone, gets the name back)."""
         hosts = self._invalid_hosts
+        held = hosts.get(host)
+        if (
+            held is not None
+            and held.connection_id != flow.connection_id
+            and held.remote_host != flow.remote_host
+            and held.connection_id is not None
+            and self.connections.by_id(held.connection_id) is not None
+        ):
+            self.metrics.reject("invalid_host_taken")
+            return
         hosts[host] = flow
         hosts.move_to_end(host)
         if len(hosts) > 100_000:
@@ -882,7 +900,10 @@ class EdgePort:
         if is_ip_literal(host):
             return NextHop(transport, host.strip("[]"), port)
         local_host = self.listeners[transport].local_address[0]
-        address = await self.resolver.resolve(host, families_for(local_host))
+        try:
+            address = await self.resolver.resolve(host, families_for(local_host))
+        except ResolverBusy:
+            raise NoRoute(503, "too many DNS lookups in progress") from None
         if address is None:
             raise NoRoute(502, f"cannot resolve {host}")
         return NextHop(transport, address, port, server_name=host)
@@ -961,6 +982,8 @@ class EdgePort:
             except Exception as exc:  # noqa: BLE001 - as a closed connection
                 log.debug("no sibling could send to %s:%d: %r", hop.host, hop.port, exc)
         if not sent:
+            if txn is not None and isinstance(txn.context, ClientContext):
+                txn.context.flow_gone = True  # as when this worker finds the flow closed: 480
             self._send_failed(txn)
 
     async def send_for_sibling(self, transport: TransportName, host: str, port: int, data: bytes) -> bool:
@@ -997,8 +1020,16 @@ class EdgePort:
         if txn is None:
             cseq = response.cseq
             if cseq is not None and cseq.method == "INVITE" and 200 <= response.status < 300:
-                # a 2xx retransmission after the branch ended: still end to end (§16.7 step 5 / RFC 6026)
-                self._spawn(self._relay_stateless(response, flow))
+                # a 2xx retransmission after the branch ended: still end to end (§16.7 step 5 / RFC 6026). Each
+                # costs a dispatcher call and may be relayed anywhere its Vias say, so a source sending them is
+                # rate-limited (and banned) like one sending requests, and only so many are in progress at once.
+                if not self.rate.allow(flow.remote_host):
+                    self.metrics.reject("rate_limited")
+                elif self._stateless_relays >= self.options.max_stateless_relays:
+                    self.metrics.reject("overloaded")
+                else:
+                    self._stateless_relays += 1
+                    self._spawn(self._relay_stateless(response, flow))
             else:
                 self.metrics.reject("no_transaction")
             return
@@ -1071,6 +1102,12 @@ class EdgePort:
             self._cancel_wait_done(server)
 
     async def _relay_stateless(self, response: Response, flow: Flow) -> None:
+        try:
+            await self._relay_stateless_now(response, flow)
+        finally:
+            self._stateless_relays -= 1
+
+    async def _relay_stateless_now(self, response: Response, flow: Flow) -> None:
         """A 2xx to an INVITE whose branch has ended, relayed end to end. RFC 3261 §18.1.2: a response whose
         top Via is not one we would insert is discarded (a stray response never makes us send anything)."""
         try:
@@ -1228,6 +1265,9 @@ class EdgePort:
         ctx: ClientContext = txn.context
         server = ctx.server
         if ctx.is_cancel or server is None or server.done or _is_final_sent(server):
+            return
+        if ctx.flow_gone:  # the callee's connection is closed: 480, as one worker answers it (_directed_hop)
+            self._answer(server, 480, extra=[("Warning", '399 routr-ray "the callee\'s connection is closed"')])
             return
         if self._may_fail_over(txn):
             self._fail_over(txn)

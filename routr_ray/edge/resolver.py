@@ -2,7 +2,10 @@
 
 ``getaddrinfo`` runs in the loop's default executor, so a slow DNS server never stalls SIP traffic. Answers are
 cached for ``ttl`` seconds (failures for ``negative_ttl``), the cache is bounded, and concurrent lookups of one
-name share a single call. Only addresses of a family the sending socket can reach are returned: an IPv4 socket
+name share a single call. At most ``max_pending`` distinct names are looked up at once: past that,
+:class:`ResolverBusy` (the EdgePort answers 503), so requests naming thousands of hosts behind a slow DNS server
+cannot queue unbounded work in the executor (a lookup that times out still holds its thread until
+``getaddrinfo`` returns). Only addresses of a family the sending socket can reach are returned: an IPv4 socket
 gets A records, an IPv6 socket bound to one address AAAA records, a dual-stack (``::``) socket either.
 
 This is RFC 3263 without NAPTR/SRV: the transport and port come from the URI (or its defaults); SRV lookups
@@ -17,9 +20,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-__all__ = ["Resolver", "families_for"]
+__all__ = ["Resolver", "ResolverBusy", "families_for"]
 
 Family = int  # socket.AF_INET | socket.AF_INET6
+
+
+class ResolverBusy(Exception):
+    """``max_pending`` lookups are already in progress."""
 
 
 class Resolver:
@@ -30,9 +37,11 @@ class Resolver:
         negative_ttl: float = 5.0,
         max_entries: int = 4096,
         timeout: float = 5.0,
+        max_pending: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl = ttl
+        self.max_pending = max_pending
         self.negative_ttl = negative_ttl
         self.max_entries = max_entries
         self.timeout = timeout
@@ -42,7 +51,8 @@ class Resolver:
         self.lookups = 0
 
     async def resolve(self, host: str, families: frozenset[Family]) -> str | None:
-        """The first address of ``host`` in one of ``families`` (in getaddrinfo's order), or None."""
+        """The first address of ``host`` in one of ``families`` (in getaddrinfo's order), or None. Raises
+        ResolverBusy when ``host`` needs a lookup and ``max_pending`` are in progress."""
         for family, address in await self._addresses(host.lower().rstrip(".")):
             if family in families:
                 return address
@@ -55,6 +65,8 @@ class Resolver:
         pending = self._pending.get(host)
         if pending is not None:
             return await asyncio.shield(pending)
+        if len(self._pending) >= self.max_pending:
+            raise ResolverBusy(f"{len(self._pending)} DNS lookups in progress")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[tuple[Family, str], ...]] = loop.create_future()
         self._pending[host] = future

@@ -96,6 +96,48 @@ async def test_flood_from_127_0_0_2_is_banned_while_127_0_0_1_registers(caplog: 
         await edge.stop()
 
 
+def stray_2xx(edge_host: str, edge_port: int, i: int) -> bytes:
+    """A 2xx to an INVITE whose transaction does not exist, with our Via on top: relayed end to end."""
+    return (
+        f"SIP/2.0 200 OK\r\n"
+        f"Via: SIP/2.0/UDP {edge_host}:{edge_port};branch=z9hG4bKstray{i}\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKup{i}\r\n"
+        f"From: <sip:alice@example.com>;tag=a{i}\r\nTo: <sip:bob@example.com>;tag=b{i}\r\n"
+        f"Call-ID: stray-{i}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+async def test_a_flood_of_stray_2xx_is_rate_limited_like_requests() -> None:
+    """Every 2xx to INVITE without a transaction costs a dispatcher call and is relayed where its Vias say: a
+    source sending thousands is limited and banned as a request flood would be."""
+    fake = FakeDispatcher(fake_processor())
+    edge = EdgePort(_config(), fake, options=EdgePortOptions(timers=FAST))
+    await edge.start()
+    flooder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    flooder.bind(("127.0.0.2", 0))
+    flooder.setblocking(False)
+    try:
+        host, port = edge.address("udp")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i in range(2000):
+            try:
+                flooder.sendto(stray_2xx(host, port, i), (host, port))
+            except BlockingIOError:
+                await asyncio.sleep(0)
+            if i % 50 == 0:
+                await asyncio.sleep(0.001)
+        elapsed = loop.time() - started
+        await asyncio.sleep(0.3)
+        relayed = len(fake.received)
+        assert 0 < relayed <= 200 + 100 * (elapsed + 0.3) + 10, (relayed, elapsed)
+        assert edge.rate.is_banned("127.0.0.2")
+        assert edge.metrics.reject_counts.get("rate_limited", 0) > 500  # (datagrams the kernel dropped: not counted)
+    finally:
+        flooder.close()
+        await edge.stop()
+
+
 async def test_malformed_messages_never_ban_and_are_logged_as_a_summary(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     fake = FakeDispatcher(fake_processor())

@@ -156,6 +156,30 @@ async def test_request_to_a_ws_callee_goes_back_over_its_websocket(
         assert isinstance(ack, Request) and ack.method == "ACK"
 
 
+async def test_an_invalid_host_is_not_taken_over_by_another_address(edge: EdgePort, caller: UdpPeer) -> None:
+    """RFC 7118 §5 names: bob's connection from 127.0.0.1 holds ``bob7.invalid``; a request from another address
+    whose Via claims the same name does not divert bob's calls."""
+    bob = TcpUa(*await asyncio.open_connection(*edge.address("tcp")))
+    thief = TcpUa(*await asyncio.open_connection(*edge.address("tcp"), local_addr=("127.0.0.2", 0)))
+    try:
+        name = "bob7.invalid"
+        bob.writer.write(request("REGISTER", "sip:example.com", 0, transport="TCP", host=name, call_id="r-bob")
+                         .replace(f"{name}:0".encode(), name.encode()))
+        assert (await bob.recv()).status == 200  # type: ignore[union-attr]
+        thief.writer.write(request("REGISTER", "sip:example.com", 0, transport="TCP", host=name, call_id="r-x")
+                           .replace(f"{name}:0".encode(), name.encode()))
+        assert (await thief.recv()).status == 200  # type: ignore[union-attr]
+        assert edge.metrics.reject_counts.get("invalid_host_taken") == 1
+        caller.send(request("MESSAGE", f"sip:bob@{name};transport=tcp", caller.port), edge.address("udp"))
+        forwarded = await bob.recv()
+        assert isinstance(forwarded, Request) and forwarded.method == "MESSAGE"
+        with pytest.raises(TimeoutError):
+            await thief.recv(timeout=0.3)
+    finally:
+        bob.close()
+        thief.close()
+
+
 async def test_a_flow_whose_connection_is_gone_gets_480(edge: EdgePort, router: Router, caller: UdpPeer) -> None:
     bob = await TcpUa.register(edge)
     router.routes["bob"] = flow_to("tcp", bob.port)

@@ -164,3 +164,37 @@ async def test_a_request_for_a_connection_the_other_worker_holds_is_sent_by_it()
         client.close()
         for edge in edges:
             await edge.stop()
+
+
+async def test_a_request_for_a_connection_no_worker_holds_any_more_gets_480() -> None:
+    """One worker answers 480 for a flow that is closed; two workers must too (not 503 for the failed send)."""
+    from routr_ray.edge.directives import NEXT_HOP_FLOW_KEY, NEXT_HOP_KEY
+    from routr_ray.proto.convert import from_proto, make_message_response
+
+    def directing(mreq):  # type: ignore[no-untyped-def]
+        msg = from_proto(mreq.message)
+        if isinstance(msg, Request) and msg.method == "INVITE":
+            lp = mreq.listening_points[0]
+            msg.headers.prepend("Via", f"SIP/2.0/TCP {lp.host}:{lp.port}")
+            meta = {NEXT_HOP_KEY: "sip:127.0.0.1:9;transport=tcp", NEXT_HOP_FLOW_KEY: "true"}
+            return make_message_response(msg, metadata=meta)
+        return fake_processor()(mreq)
+
+    siblings = DirectSiblings()
+    edges = []
+    for index in range(2):
+        options = EdgePortOptions(timers=FAST, worker=index, workers=2, siblings=siblings)
+        edge = EdgePort(config(), FakeDispatcher(directing), options=options)
+        await edge.start()
+        siblings.edges[index] = edge
+        edges.append(edge)
+    client = await UdpPeer.open()
+    try:
+        client.send(request("INVITE", "sip:bob@127.0.0.1", client.port), edges[1].address("udp"))
+        assert (await client.recv()).status == 100  # type: ignore[union-attr]
+        final = await client.recv_final()
+        assert final.status == 480
+    finally:
+        client.close()
+        for edge in edges:
+            await edge.stop()
