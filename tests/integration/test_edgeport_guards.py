@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import os
 import socket
+from collections.abc import Iterable
 
 import pytest
 from test_edgeport import FAST, UdpPeer, fake_processor, request
@@ -39,6 +40,21 @@ def _config(**changes: object) -> EdgePortConfig:
     return EdgePortConfig(**base)  # type: ignore[arg-type]
 
 
+async def flood(sock: socket.socket, target: tuple[str, int], datagrams: Iterable[bytes]) -> float:
+    """Send as fast as the socket takes them (a datagram the kernel refuses is dropped, as in a real flood),
+    yielding to the loop now and then; returns the seconds it took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for i, data in enumerate(datagrams):
+        try:
+            sock.sendto(data, target)
+        except BlockingIOError:
+            await asyncio.sleep(0)
+        if i % 50 == 0:
+            await asyncio.sleep(0.001)
+    return loop.time() - started
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -58,18 +74,11 @@ async def test_flood_from_127_0_0_2_is_banned_while_127_0_0_1_registers(caplog: 
         target = edge.address("udp")
         lines_before = len(caplog.records)
         rss_before = rss_bytes()
-        loop = asyncio.get_running_loop()
-        flood_started = loop.time()
-        for i in range(5000):
-            data = request("INVITE", "sip:bob@127.0.0.1:9", fport, host="127.0.0.2", branch=f"z9hG4bKf{i}",
-                           call_id=f"flood-{i}")
-            try:
-                flooder.sendto(data, target)
-            except BlockingIOError:
-                await asyncio.sleep(0)
-            if i % 50 == 0:
-                await asyncio.sleep(0.001)
-        flood_time = loop.time() - flood_started
+        flood_time = await flood(flooder, target, (
+            request("INVITE", "sip:bob@127.0.0.1:9", fport, host="127.0.0.2", branch=f"z9hG4bKf{i}",
+                    call_id=f"flood-{i}")
+            for i in range(5000)
+        ))
         await asyncio.sleep(0.3)
         client.send(request("REGISTER", "sip:example.com", client.port, call_id="legit"), target)
         answer = await client.recv_final()
@@ -118,16 +127,7 @@ async def test_a_flood_of_stray_2xx_is_rate_limited_like_requests() -> None:
     flooder.setblocking(False)
     try:
         host, port = edge.address("udp")
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        for i in range(2000):
-            try:
-                flooder.sendto(stray_2xx(host, port, i), (host, port))
-            except BlockingIOError:
-                await asyncio.sleep(0)
-            if i % 50 == 0:
-                await asyncio.sleep(0.001)
-        elapsed = loop.time() - started
+        elapsed = await flood(flooder, (host, port), (stray_2xx(host, port, i) for i in range(2000)))
         await asyncio.sleep(0.3)
         relayed = len(fake.received)
         assert 0 < relayed <= 200 + 100 * (elapsed + 0.3) + 10, (relayed, elapsed)

@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 
 from routr_ray.edge.completed import CompletedTransactions
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.test_edge_guards import Clock
 
 
 def test_a_record_lives_for_the_lifetime_then_goes() -> None:
@@ -33,7 +26,7 @@ def test_expired_records_are_trimmed_on_insert_in_fifo_order() -> None:
     for i in range(5):
         store.add(f"k{i}", None, b"x", 200, "BYE")
         clock.now += 1.0
-    clock.now = 100.0 + 12.5  # k0, k1 and k2 expired
+    clock.now = 1000.0 + 12.5  # k0, k1 and k2 expired
     store.add("late", None, b"y", 200, "BYE")
     assert len(store) == 3
     assert store.get("k2") is None and store.get("k3") is not None
