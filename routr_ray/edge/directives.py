@@ -12,6 +12,7 @@ documented in docs/connect.md "Metadata for the EdgePort". The edge must not imp
 | ``routr-ray.next-hop.edge-port-ref`` | the EdgePort the callee registered through |
 | ``routr-ray.failover`` | further Request-URIs, comma-separated, tried in order on 503/408/timeout (trunks) |
 | ``routr-ray.trunk-ref`` | the trunk of an outbound call; kept with the branch and sent with its responses |
+| ``routr-ray.gateway-auth`` | ``base64(username:password)`` of the trunk's outbound credentials (Routr's ``X-Gateway-Auth``): the EdgePort answers the trunk's 401/407 itself, once per branch (see edgeport.py) |
 | ``routr-ray.responses`` | ``errors``: the processor wants only the >= 300 responses to this request; the EdgePort \
 relays 1xx/2xx itself (its Via popped), except one whose Contact names a ``.invalid`` host (RFC 7118) |
 
@@ -22,14 +23,17 @@ relays 1xx/2xx itself (its Via popped), except one whose Contact names a ``.inva
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from routr_ray.sip import URI, ParseError, parse_uri, split_list
 
 __all__ = [
     "DIRECTION_KEY",
     "FAILOVER_KEY",
+    "GATEWAY_AUTH_KEY",
     "NEXT_HOP_EDGE_KEY",
     "NEXT_HOP_FLOW_KEY",
     "NEXT_HOP_KEY",
@@ -37,6 +41,7 @@ __all__ = [
     "RESPONSES_KEY",
     "TRUNK_REF_KEY",
     "HopDirective",
+    "gateway_auth_value",
     "read_directive",
 ]
 
@@ -48,6 +53,7 @@ FAILOVER_KEY = "routr-ray.failover"
 DIRECTION_KEY = "routr-ray.call-direction"
 # Copied from routr_ray.processors.connect.router (_to_pstn).
 TRUNK_REF_KEY = "routr-ray.trunk-ref"
+GATEWAY_AUTH_KEY = "routr-ray.gateway-auth"
 # Copied from routr_ray.processors.sdk.
 RESPONSES_KEY = "routr-ray.responses"
 RESPONSES_ERRORS_ONLY = "errors"
@@ -65,14 +71,16 @@ class HopDirective:
     failover: tuple[URI, ...] = ()
     trunk_ref: str = ""
     edge_relays_success: bool = False  # routr-ray.responses=errors: 1xx/2xx go upstream without the processor
+    gateway_auth: tuple[str, str] | None = field(default=None, repr=False)  # (username, password) for the trunk
 
     @property
     def is_empty(self) -> bool:
-        return self.next_hop is None and not self.failover and not self.trunk_ref and not self.edge_relays_success
+        return (self.next_hop is None and not self.failover and not self.trunk_ref and not self.edge_relays_success
+                and self.gateway_auth is None)
 
     def without_next_hop(self, failover: tuple[URI, ...]) -> HopDirective:
         """The directive for a failover branch: routed by its own Request-URI, the rest of the list kept."""
-        return HopDirective(None, False, "", failover, self.trunk_ref, self.edge_relays_success)
+        return HopDirective(None, False, "", failover, self.trunk_ref, self.edge_relays_success, self.gateway_auth)
 
 
 EMPTY = HopDirective()
@@ -95,7 +103,8 @@ def read_directive(metadata: Mapping[str, str] | None) -> HopDirective:
     failover_text = metadata.get(FAILOVER_KEY)
     trunk_ref = metadata.get(TRUNK_REF_KEY) or ""
     edge_relays = metadata.get(RESPONSES_KEY) == RESPONSES_ERRORS_ONLY
-    if hop_text is None and failover_text is None and not trunk_ref:
+    gateway_auth = _gateway_auth(metadata.get(GATEWAY_AUTH_KEY))
+    if hop_text is None and failover_text is None and not trunk_ref and gateway_auth is None:
         return EDGE_RELAYS_SUCCESS if edge_relays else EMPTY
     hop = _uri(hop_text) if hop_text else None
     failover: list[URI] = []
@@ -115,4 +124,21 @@ def read_directive(metadata: Mapping[str, str] | None) -> HopDirective:
         failover=tuple(failover),
         trunk_ref=trunk_ref,
         edge_relays_success=edge_relays,
+        gateway_auth=gateway_auth,
     )
+
+
+def gateway_auth_value(username: str, password: str) -> str:
+    """The ``routr-ray.gateway-auth`` value of a trunk's outbound credentials."""
+    return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def _gateway_auth(text: str | None) -> tuple[str, str] | None:
+    if not text:
+        return None
+    try:
+        decoded = base64.b64decode(text.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, colon, password = decoded.partition(":")
+    return (username, password) if colon and username else None

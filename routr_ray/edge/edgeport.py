@@ -55,6 +55,7 @@ from routr_ray.edge.dispatcher_client import (
     DispatcherClient,
     DispatcherUnavailable,
 )
+from routr_ray.edge.gateway_auth import CSeqOffsets, request_with_credentials, shift_cseq
 from routr_ray.edge.guards import MalformedLog, MethodDecision, MethodFilter, RateLimiter, SourceGuard
 from routr_ray.edge.health import HealthServer
 from routr_ray.edge.metrics import EdgeMetrics
@@ -235,6 +236,7 @@ class ClientContext:
     # the processor's request (before our branch) when failover targets remain: the next branch is built from it
     template: Request | None = None
     flow_gone: bool = False  # the hop was a flow no worker of this EdgePort holds any more (480, not 503)
+    cseq_offset: int = 0  # this branch's CSeq minus the caller's: re-sent with a trunk's credentials (gateway_auth.py)
 
 
 def _is_final_sent(txn: RunningTransaction) -> bool:
@@ -304,6 +306,8 @@ class EdgePort:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.draining = False
         self._stateless_relays = 0  # 2xx relayed without a transaction, in progress
+        # dialogs whose INVITE was re-sent with a trunk's credentials: the caller's ACK gets the same CSeq offset
+        self.cseq_offsets = CSeqOffsets(lifetime=64 * opts.timers.t1)
         self.metrics.track_transactions(
             lambda: len(self.server_txns) + len(self.completed), lambda: len(self.client_txns)
         )
@@ -719,7 +723,8 @@ class EdgePort:
 
     # forwarding ------------------------------------------------------------------------------------
     async def _forward(
-        self, request: Request, server: RunningTransaction | None, directive: HopDirective = EMPTY
+        self, request: Request, server: RunningTransaction | None, directive: HopDirective = EMPTY,
+        cseq_offset: int = 0,
     ) -> None:
         """Send ``request`` (the processor's answer) on a new client transaction; with no server transaction
         (an ACK for a 2xx) statelessly."""
@@ -742,13 +747,16 @@ class EdgePort:
         if server is not None and server.context.cancelled:
             self._answer(server, server.context.cancel_status)  # cancelled while we looked for the next hop
             return
-        template = request.copy() if directive.failover else None
+        template = request.copy() if directive.failover or directive.gateway_auth is not None else None
         branch = make_branch() if self.options.workers == 1 else worker_branch(self.worker)
         if not self._set_branch(request, branch, hop):
             if server is not None:
                 self._answer(server, 500)
             return
         if request.method == "ACK":
+            offset = self.cseq_offsets.offset_for(request) if len(self.cseq_offsets) else 0
+            if offset:  # the INVITE of this dialog reached the trunk re-sent with credentials (gateway_auth.py)
+                shift_cseq(request, offset)
             self._transmit(hop, bytes(request), None, None, method="ACK")
             return
         timers = self.options.timers
@@ -761,7 +769,7 @@ class EdgePort:
         else:
             machine = NonInviteClientTransaction(request, reliable=reliable, timers=timers)
         key = client_key(branch, request.method)
-        context = ClientContext(hop, server, directive=directive, template=template)
+        context = ClientContext(hop, server, directive=directive, template=template, cseq_offset=cseq_offset)
         txn = RunningTransaction(
             machine, key, send=self._send_downstream, tu=self, timer_c=timer_c, context=context
         )
@@ -1218,6 +1226,13 @@ class EdgePort:
         if ctx.is_cancel:
             return  # the response to our own CANCEL is hop by hop
         assert isinstance(message, Response)
+        if ctx.cseq_offset:  # a branch re-sent with a trunk's credentials: the caller sees its own CSeq
+            shift_cseq(message, -ctx.cseq_offset)
+            if 200 <= message.status < 300 and txn.is_invite:
+                self.cseq_offsets.remember(message, ctx.cseq_offset)
+        elif message.status in (401, 407) and ctx.directive.gateway_auth is not None:
+            if self._answer_trunk_challenge(txn, message):
+                return  # the challenge stops here; the INVITE machine ACKs it (§17.1.1.3)
         if message.status < 200 and ctx.cancel_pending is not None and not ctx.cancel_sent:
             reason, ctx.cancel_pending = ctx.cancel_pending, None
             self._cancel_branch(txn, reason or None)
@@ -1231,6 +1246,23 @@ class EdgePort:
             return
         flow = ctx.hop.flow or Flow(ctx.hop.transport, ctx.hop.host, ctx.hop.port, "", 0)
         self._spawn(self._relay(txn, message, flow))
+
+    def _answer_trunk_challenge(self, txn: RunningTransaction, challenge: Response) -> bool:
+        """Send the branch's request again with the trunk's credentials (routr_ray/edge/gateway_auth.py); False
+        when it cannot be answered (the 401/407 then goes upstream as any final)."""
+        ctx: ClientContext = txn.context
+        server = ctx.server
+        auth = ctx.directive.gateway_auth
+        if auth is None or ctx.template is None or server is None or server.done or _is_final_sent(server):
+            return False
+        if server.context.cancelled:
+            return False
+        request = request_with_credentials(ctx.template, challenge, *auth)
+        if request is None:
+            log.debug("trunk %s challenge cannot be answered", ctx.directive.trunk_ref or "?")
+            return False
+        self._spawn(self._forward(request, server, ctx.directive, cseq_offset=1))
+        return True
 
     def txn_send_ack(self, txn: RunningTransaction, response: Any) -> None:
         ctx: ClientContext = txn.context

@@ -44,6 +44,7 @@ __all__ = [
     "NonceSigner",
     "NonceStatus",
     "VerifyOutcome",
+    "answer_challenge",
     "authorization_header_name",
     "challenge_header_name",
     "challenge_status",
@@ -597,3 +598,55 @@ class DigestAuthenticator:
         if nonce_status is NonceStatus.STALE:
             return VerifyOutcome(DigestResult.STALE, user, "nonce expired")
         return VerifyOutcome(DigestResult.OK, user)
+
+
+# --------------------------------------------------------------------------------------------------
+# Client side: answering a challenge (RFC 2617 §3.2.2, RFC 7616 §3.4, RFC 3261 §22.2/§22.3)
+
+
+def answer_challenge(
+    challenge: str,
+    *,
+    method: str,
+    uri: str,
+    username: str,
+    password: str,
+    cnonce: str | None = None,
+    nc: int = 1,
+) -> str | None:
+    """The Authorization (or Proxy-Authorization) value answering one WWW-/Proxy-Authenticate ``challenge``,
+    or None when it cannot be answered: not Digest, malformed, an unknown algorithm, or a ``qop`` list
+    without ``auth`` (``auth-int`` is not supported). ``qop=auth`` is chosen whenever offered (RFC 7616
+    §3.4); ``cnonce`` defaults to 64 random bits."""
+    scheme, rest = _split_scheme(challenge)
+    if scheme.lower() != "digest":
+        return None
+    try:
+        params = parse_auth_params(rest)
+    except DigestParseError:
+        return None
+    realm, nonce = params.get("realm"), params.get("nonce")
+    algorithm = DigestAlgorithm.from_token(params.get("algorithm"))
+    if realm is None or nonce is None or algorithm is None:
+        return None
+    qop: str | None = None
+    offered = params.get("qop")
+    if offered is not None:
+        if "auth" not in [q.strip().lower() for q in offered.split(",")]:
+            return None
+        qop = "auth"
+    if qop is not None or algorithm.is_session:
+        cnonce = cnonce or secrets.token_hex(8)
+    nc_text = f"{nc:08x}"
+    ha1 = compute_ha1(algorithm, username, realm, password, nonce=nonce, cnonce=cnonce or "")
+    response = compute_response(algorithm, ha1=ha1, method=method, uri=uri, nonce=nonce, qop=qop, nc=nc_text,
+                                cnonce=cnonce)
+    parts = [f"username={quote(username)}", f"realm={quote(realm)}", f"nonce={quote(nonce)}", f"uri={quote(uri)}",
+             f"response={quote(response)}", f"algorithm={algorithm.value}"]
+    if cnonce is not None and (qop is not None or algorithm.is_session):
+        parts.append(f"cnonce={quote(cnonce)}")
+    if "opaque" in params:
+        parts.append(f"opaque={quote(params['opaque'])}")
+    if qop is not None:
+        parts += [f"qop={qop}", f"nc={nc_text}"]
+    return "Digest " + ", ".join(parts)

@@ -13,10 +13,12 @@ import pytest
 
 from routr_ray.edge.directives import (
     FAILOVER_KEY,
+    GATEWAY_AUTH_KEY,
     NEXT_HOP_EDGE_KEY,
     NEXT_HOP_FLOW_KEY,
     NEXT_HOP_KEY,
     TRUNK_REF_KEY,
+    gateway_auth_value,
 )
 from routr_ray.edge.dispatcher_client import PROCESSOR_METADATA_KEY, FakeDispatcher
 from routr_ray.edge.edgeport import EdgePort, EdgePortOptions, make_response
@@ -341,3 +343,66 @@ async def test_an_unusable_first_target_fails_over_at_once(edge: EdgePort, route
         assert edge.metrics.registry.get_sample_value("routr_edge_failovers_total") == 1
     finally:
         second.close()
+
+
+async def test_a_trunk_challenge_is_answered_with_the_trunks_credentials(
+    edge: EdgePort, router: Router, caller: UdpPeer
+) -> None:
+    """Routr's X-Gateway-Auth (routr.md §5.6): the trunk's 407 is ACKed and answered by the EdgePort (INVITE
+    again, CSeq + 1, Proxy-Authorization); the caller sees only the 200, with its own CSeq, and its ACK reaches
+    the trunk with the CSeq the trunk knows."""
+    from routr_ray.sip.digest import DigestAuthenticator
+
+    trunk = await UdpPeer.open()
+    server = DigestAuthenticator(b"k" * 32)
+    try:
+        router.routes["+15551234"] = {TRUNK_REF_KEY: "trunk-1", GATEWAY_AUTH_KEY: gateway_auth_value("pbx-1", "1234")}
+        uri = f"sip:+15551234@127.0.0.1:{trunk.port}"
+        caller.send(request("INVITE", uri, caller.port, call_id="pstn-1", cseq=7), edge.address("udp"))
+        assert (await caller.recv()).status == 100  # type: ignore[union-attr]
+        first = await trunk.recv()
+        assert isinstance(first, Request) and first.method == "INVITE" and first.cseq.seq == 7  # type: ignore[union-attr]
+        [challenge] = server.challenge("trunk.example", now=1000.0)
+        trunk.send(make_response(first, 407, to_tag="t1", extra=[("Proxy-Authenticate", challenge)]),
+                   edge.address("udp"))
+        ack = await trunk.recv()
+        assert isinstance(ack, Request) and ack.method == "ACK" and ack.cseq.seq == 7  # type: ignore[union-attr]
+        second = await trunk.recv()
+        assert isinstance(second, Request) and second.method == "INVITE"
+        assert second.cseq.seq == 8  # type: ignore[union-attr]
+        assert second.top_via.branch != first.top_via.branch  # type: ignore[union-attr]
+        credentials = second.headers.get("Proxy-Authorization")
+        assert credentials is not None
+        assert server.verify(credentials, method="INVITE", realm="trunk.example", password="1234", now=1000.0).ok
+        trunk.send(make_response(second, 200, to_tag="t2"), edge.address("udp"))
+        ok = await caller.recv_final()
+        assert ok.status == 200 and ok.cseq.seq == 7  # type: ignore[union-attr]
+        assert caller.queue.empty()  # the 407 never reached the caller
+        caller.send(request("ACK", uri, caller.port, call_id="pstn-1", cseq=7, branch="z9hG4bKack2xx"),
+                    edge.address("udp"))
+        end_to_end = await trunk.recv()
+        assert isinstance(end_to_end, Request) and end_to_end.method == "ACK"
+        assert end_to_end.cseq.seq == 8  # type: ignore[union-attr]
+    finally:
+        trunk.close()
+
+
+async def test_a_second_trunk_challenge_goes_to_the_caller(edge: EdgePort, router: Router, caller: UdpPeer) -> None:
+    """A wrong trunk password: the challenge of the re-sent INVITE is not answered again; the caller gets it with
+    its own CSeq."""
+    trunk = await UdpPeer.open()
+    try:
+        router.routes["+15550000"] = {GATEWAY_AUTH_KEY: gateway_auth_value("pbx-1", "wrong")}
+        caller.send(request("INVITE", f"sip:+15550000@127.0.0.1:{trunk.port}", caller.port, call_id="pstn-2"),
+                    edge.address("udp"))
+        challenge = [("Proxy-Authenticate", 'Digest realm="trunk.example", nonce="abc", qop="auth"')]
+        for expected_cseq in (1, 2):
+            invite = await trunk.recv()
+            while isinstance(invite, Request) and invite.method == "ACK":
+                invite = await trunk.recv()
+            assert isinstance(invite, Request) and invite.cseq.seq == expected_cseq  # type: ignore[union-attr]
+            trunk.send(make_response(invite, 407, to_tag=f"t{expected_cseq}", extra=challenge), edge.address("udp"))
+        final = await caller.recv_final()
+        assert final.status == 407 and final.cseq.seq == 1  # type: ignore[union-attr]
+    finally:
+        trunk.close()

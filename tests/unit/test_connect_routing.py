@@ -159,6 +159,21 @@ async def test_agent_to_pstn_through_egress_policy_trunk_priority_and_privacy() 
     assert out.from_.tag == "abc"
 
 
+async def test_a_trunk_with_outbound_credentials_hands_them_to_the_edgeport() -> None:
+    """The EdgePort answers the trunk's 401/407 with them (routr-ray.gateway-auth, Routr's X-Gateway-Auth); a
+    trunk without outbound credentials sends none."""
+    import base64
+
+    from routr_ray.edge.directives import GATEWAY_AUTH_KEY, read_directive
+
+    h = Harness()
+    out, resp = await call(h, invite("sip:+15551234567@sip.local"))
+    assert isinstance(out, Request)
+    assert base64.b64decode(resp.metadata[GATEWAY_AUTH_KEY]) == b"pbx-1:trunkpw"
+    assert read_directive(dict(resp.metadata)).gateway_auth == ("pbx-1", "trunkpw")
+    assert "X-Gateway-Auth" not in out.headers and "trunkpw" not in bytes(out).decode()
+
+
 async def test_credentials_of_another_agent_are_refused() -> None:
     h = Harness()
     out, _ = await call(h, invite("sip:1002@sip.local"), user="1002")  # From 1001, credentials of 1002

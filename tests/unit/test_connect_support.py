@@ -72,6 +72,7 @@ def resources() -> Resources:
             Credentials("cred-04", "c4", "2001", "1234"),
             Credentials("cred-ast", "ca", "asterisk", "secret"),
             Credentials("cred-trunk-in", "ct", "provider", "pw"),
+            Credentials("cred-trunk-out", "co", "pbx-1", "trunkpw"),
         ),
         peers=(
             Peer("peer-01", "Asterisk", "asterisk", "sip:conference@sip.local", credentials_ref="cred-ast",
@@ -90,7 +91,7 @@ def resources() -> Resources:
                 TrunkUri("sip.provider.net", 5070, "udp", priority=20, weight=10),
                 TrunkUri("backup.provider.net", 5060, "udp", priority=10, weight=1, enabled=False),
                 TrunkUri("primary.provider.net", 5060, "tcp", priority=10, weight=5),
-            ))),
+            ), credentials_ref="cred-trunk-out")),
             Trunk("trunk-02", "Authenticated", TrunkInbound("trunk02.provider.net", None, "cred-trunk-in"),
                   TrunkOutbound((TrunkUri("out2.provider.net", 5060, "udp"),))),
         ),

@@ -31,6 +31,22 @@ def test_trunk_ref_key_is_the_one_the_router_writes() -> None:
     assert f'"{directives.TRUNK_REF_KEY}"' in inspect.getsource(router)
 
 
+def test_gateway_auth_key_is_the_one_the_router_writes() -> None:
+    from routr_ray.processors.connect import router
+
+    assert directives.GATEWAY_AUTH_KEY == router.GATEWAY_AUTH_KEY
+
+
+def test_gateway_auth_is_decoded_and_never_shown() -> None:
+    value = directives.gateway_auth_value("pbx-1", "s3cr:et")
+    d = read_directive({directives.GATEWAY_AUTH_KEY: value})
+    assert d.gateway_auth == ("pbx-1", "s3cr:et") and not d.is_empty
+    assert "s3cr" not in repr(d)
+    assert d.without_next_hop(()).gateway_auth == ("pbx-1", "s3cr:et")  # failover branches keep it
+    for bad in ("not base64!", directives.gateway_auth_value("", "x"), "cGJ4"):  # no user / no colon
+        assert read_directive({directives.GATEWAY_AUTH_KEY: bad}).gateway_auth is None
+
+
 def test_full_directive() -> None:
     d = read_directive({
         directives.NEXT_HOP_KEY: "sip:10.0.0.5:5070;transport=tcp",

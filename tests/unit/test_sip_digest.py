@@ -17,6 +17,7 @@ from routr_ray.sip.digest import (
     DigestResult,
     NonceSigner,
     NonceStatus,
+    answer_challenge,
     authorization_header_name,
     challenge_header_name,
     challenge_status,
@@ -522,3 +523,50 @@ def test_non_utf8_bytes_kept_as_surrogates_are_hashed_as_sent(auth: DigestAuthen
     assert auth.verify(opaque_header, method="REGISTER", realm=REALM, password="secret", now=NOW).result is (
         DigestResult.INVALID_NONCE
     )
+
+
+# --- client side: answering a challenge ----------------------------------------------------------
+
+
+def test_answer_challenge_rfc2617_vector() -> None:
+    challenge = ('Digest realm="testrealm@host.com", qop="auth,auth-int", '
+                 'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41"')
+    value = answer_challenge(challenge, method="GET", uri="/dir/index.html", username="Mufasa",
+                             password="Circle Of Life", cnonce="0a4f113b")
+    assert value is not None
+    params = parse_auth_params(value.split(" ", 1)[1])
+    assert params["response"] == "6629fae49393a05397450978507c4ef1"  # RFC 2617 §3.5
+    assert params["qop"] == "auth" and params["nc"] == "00000001"
+    assert params["opaque"] == "5ccc069c403ebaf9f0171e9517f40e41"
+
+
+@pytest.mark.parametrize("algorithm", [DigestAlgorithm.MD5, DigestAlgorithm.SHA256])
+def test_answer_challenge_verifies_against_our_own_server(algorithm: DigestAlgorithm) -> None:
+    server = DigestAuthenticator(KEY, algorithms=(algorithm,), bind_opaque=True)
+    [challenge] = server.challenge(REALM, now=NOW)
+    value = answer_challenge(challenge, method="INVITE", uri="sip:+15551234@trunk.example", username="pbx-1",
+                             password="1234")
+    assert value is not None
+    assert server.verify(value, method="INVITE", realm=REALM, password="1234", now=NOW).ok
+    assert not server.verify(value, method="INVITE", realm=REALM, password="4321", now=NOW).ok
+
+
+def test_answer_challenge_without_qop_uses_rfc2069() -> None:
+    value = answer_challenge('Digest realm="r", nonce="n"', method="INVITE", uri="sip:a@b", username="u",
+                             password="p")
+    assert value is not None
+    params = parse_auth_params(value.split(" ", 1)[1])
+    ha1 = md5("u:r:p")
+    assert params["response"] == md5(f"{ha1}:n:{md5('INVITE:sip:a@b')}")
+    assert "qop" not in params and "cnonce" not in params
+
+
+@pytest.mark.parametrize("challenge", [
+    'Basic realm="r"',  # not Digest
+    'Digest realm="r", nonce="n", qop="auth-int"',  # auth-int only
+    'Digest realm="r", nonce="n", algorithm=SHA-512-256',  # unknown algorithm
+    'Digest nonce="n"',  # no realm
+    'Digest realm="r, nonce="n"',  # malformed
+])
+def test_challenges_we_cannot_answer(challenge: str) -> None:
+    assert answer_challenge(challenge, method="INVITE", uri="sip:a@b", username="u", password="p") is None

@@ -23,6 +23,7 @@ is ours with a valid dialog token (`route_in_dialog`, `dialogs.py`), as initial 
 
 from __future__ import annotations
 
+import base64
 import re
 from functools import lru_cache
 
@@ -49,6 +50,10 @@ from routr_ray.proto.gen import location_pb2, processor_pb2
 from routr_ray.sip.digest import DigestParseError, find_credentials
 from routr_ray.sip.message import Request
 from routr_ray.sip.uri import URI
+
+# Read by the EdgePort (routr_ray/edge/directives.py keeps a copy): base64(username:password) of the trunk's
+# outbound credentials, for answering the trunk's digest challenges.
+GATEWAY_AUTH_KEY = "routr-ray.gateway-auth"
 
 Backend = location_pb2.FindRoutesRequest.Backend
 NOT_OURS = Reply(403, "Forbidden (not a destination served here)")
@@ -319,8 +324,13 @@ class Router:
             return Reply(503, "Service Unavailable (no trunk for this number)", (("Retry-After", "30"),))
         hops = [trunk_request_uri(dialled, u) for u in uris]
         hop, request_uri = hops[0]
-        forward = Forward(direction, hop, request_uri, alternatives=hops[1:],
-                          metadata={"routr-ray.trunk-ref": trunk.ref})
+        metadata = {"routr-ray.trunk-ref": trunk.ref}
+        credentials = index.credentials(trunk.outbound.credentials_ref) if trunk.outbound is not None else None
+        if credentials is not None:
+            # the EdgePort answers the trunk's 401/407 with these (Routr's X-Gateway-Auth, routr.md §5.6)
+            metadata[GATEWAY_AUTH_KEY] = base64.b64encode(
+                f"{credentials.username}:{credentials.password}".encode()).decode("ascii")
+        forward = Forward(direction, hop, request_uri, alternatives=hops[1:], metadata=metadata)
         forward.remove_headers.extend(IDENTITY_HEADERS + DOD_HEADERS)
         forward.add_headers.extend(pstn_identity_headers(number.tel_url, hop.host, display_name=display,
                                                          private=private))
