@@ -724,10 +724,11 @@ class EdgePort:
     # forwarding ------------------------------------------------------------------------------------
     async def _forward(
         self, request: Request, server: RunningTransaction | None, directive: HopDirective = EMPTY,
-        cseq_offset: int = 0,
+        cseq_offset: int = 0, template: Request | None = None,
     ) -> None:
         """Send ``request`` (the processor's answer) on a new client transaction; with no server transaction
-        (an ACK for a 2xx) statelessly."""
+        (an ACK for a 2xx) statelessly. ``template``: what failover branches and a trunk challenge start from
+        (default: ``request`` before our branch); ``cseq_offset``: see ``ClientContext``."""
         try:
             hop = await self._next_hop(request, directive)
         except NoRoute as exc:
@@ -747,7 +748,8 @@ class EdgePort:
         if server is not None and server.context.cancelled:
             self._answer(server, server.context.cancel_status)  # cancelled while we looked for the next hop
             return
-        template = request.copy() if directive.failover or directive.gateway_auth is not None else None
+        if template is None and (directive.failover or directive.gateway_auth is not None):
+            template = request.copy()
         branch = make_branch() if self.options.workers == 1 else worker_branch(self.worker)
         if not self._set_branch(request, branch, hop):
             if server is not None:
@@ -1261,7 +1263,8 @@ class EdgePort:
         if request is None:
             log.debug("trunk %s challenge cannot be answered", ctx.directive.trunk_ref or "?")
             return False
-        self._spawn(self._forward(request, server, ctx.directive, cseq_offset=1))
+        # failover from this branch starts again from the processor's request (its own CSeq, no credentials)
+        self._spawn(self._forward(request, server, ctx.directive, cseq_offset=1, template=ctx.template))
         return True
 
     def txn_send_ack(self, txn: RunningTransaction, response: Any) -> None:

@@ -406,3 +406,33 @@ async def test_a_second_trunk_challenge_goes_to_the_caller(edge: EdgePort, route
         assert final.status == 407 and final.cseq.seq == 1  # type: ignore[union-attr]
     finally:
         trunk.close()
+
+
+async def test_failover_after_a_trunk_challenge_starts_from_the_callers_request(
+    edge: EdgePort, router: Router, caller: UdpPeer
+) -> None:
+    """The authenticated INVITE gets 503: the next trunk URI gets the processor's request (the caller's CSeq, no
+    credentials for the other host), and the caller's CSeq still comes back."""
+    trunk_a, trunk_b = await UdpPeer.open(), await UdpPeer.open()
+    try:
+        router.routes["+15557777"] = {GATEWAY_AUTH_KEY: gateway_auth_value("pbx-1", "1234"),
+                                      FAILOVER_KEY: f"sip:+15557777@127.0.0.1:{trunk_b.port}"}
+        caller.send(request("INVITE", f"sip:+15557777@127.0.0.1:{trunk_a.port}", caller.port, call_id="pstn-3",
+                            cseq=4), edge.address("udp"))
+        challenge = [("Proxy-Authenticate", 'Digest realm="a.example", nonce="n1"')]
+        first = await trunk_a.recv()
+        assert isinstance(first, Request)
+        trunk_a.send(make_response(first, 407, to_tag="a1", extra=challenge), edge.address("udp"))
+        assert (await trunk_a.recv()).method == "ACK"  # type: ignore[union-attr]
+        second = await trunk_a.recv()
+        assert isinstance(second, Request) and second.cseq.seq == 5  # type: ignore[union-attr]
+        trunk_a.send(make_response(second, 503, to_tag="a2"), edge.address("udp"))
+        other = await trunk_b.recv()
+        assert isinstance(other, Request) and other.method == "INVITE"
+        assert other.cseq.seq == 4 and "Proxy-Authorization" not in other.headers  # type: ignore[union-attr]
+        trunk_b.send(make_response(other, 200, to_tag="b1"), edge.address("udp"))
+        ok = await caller.recv_final()
+        assert ok.status == 200 and ok.cseq.seq == 4  # type: ignore[union-attr]
+    finally:
+        trunk_a.close()
+        trunk_b.close()

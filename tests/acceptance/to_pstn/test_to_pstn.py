@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from tests.acceptance.conftest import TRUNK_UAS_PORT
 
+TRUNK_AUTH_UAS_PORT = 15090  # trunk-02's outbound URI (tests/acceptance/config/resources/trunks.yaml)
+
 
 def test_agent_call_to_pstn_reaches_trunk(sipp) -> None:  # type: ignore[no-untyped-def]
     trunk = sipp.uas("to_pstn/trunk_uas.xml", TRUNK_UAS_PORT, keys={"me": "trunk01"})
@@ -19,3 +21,17 @@ def test_agent_call_to_pstn_reaches_trunk(sipp) -> None:  # type: ignore[no-unty
     assert "Privacy: none" in invite
     assert "X-Call-Direction: agent-to-pstn" in invite
     assert "Authorization" not in invite
+
+
+def test_a_trunk_challenge_is_answered_with_the_trunks_credentials(sipp) -> None:  # type: ignore[no-untyped-def]
+    """trunk-02's provider challenges the INVITE: routr-ray ACKs the 407 and sends the INVITE again with CSeq + 1
+    and pbx-1's credentials (the provider verifies them); the caller sees only its own CSeq, and its ACK reaches
+    the provider with the provider's."""
+    trunk = sipp.uas("to_pstn/trunk_auth_uas.xml", TRUNK_AUTH_UAS_PORT, keys={"me": "trunk02"})
+    caller = sipp.run("agent_call/uac.xml", service="447700900123", keys={"caller": "1001"},
+                      auth=("1001", "secret1001"))
+    answered = trunk.result()
+    sipp.assert_ok(caller, answered)
+    first, second = answered.received("INVITE")
+    assert "Proxy-Authorization" not in first and "Proxy-Authorization: Digest " in second
+    assert 'username="pbx-1"' in second and "trunkpass" not in second
