@@ -12,7 +12,7 @@ documented in docs/connect.md "Metadata for the EdgePort". The edge must not imp
 | ``routr-ray.next-hop.edge-port-ref`` | the EdgePort the callee registered through |
 | ``routr-ray.failover`` | further Request-URIs, comma-separated, tried in order on 503/408/timeout (trunks) |
 | ``routr-ray.trunk-ref`` | the trunk of an outbound call; kept with the branch and sent with its responses |
-| ``routr-ray.gateway-auth`` | ``base64(username:password)`` of the trunk's outbound credentials (Routr's ``X-Gateway-Auth``): the EdgePort answers the trunk's 401/407 itself, once per branch (see edgeport.py) |
+| ``routr-ray.gateway-auth`` | ``base64(username:password)`` of the trunk's outbound credentials (Routr's ``X-Gateway-Auth``): the EdgePort answers the trunk's 401/407 itself, once per branch (see gateway_auth.py) |
 | ``routr-ray.responses`` | ``errors``: the processor wants only the >= 300 responses to this request; the EdgePort \
 relays 1xx/2xx itself (its Via popped), except one whose Contact names a ``.invalid`` host (RFC 7118) |
 
