@@ -24,7 +24,7 @@ def test_agent_call_to_pstn_reaches_trunk(sipp) -> None:  # type: ignore[no-unty
 
 
 def test_a_trunk_challenge_is_answered_with_the_trunks_credentials(sipp) -> None:  # type: ignore[no-untyped-def]
-    """trunk-02's provider challenges the INVITE: routr-ray ACKs the 407 and sends the INVITE again with CSeq + 1
+    """trunk-02's provider challenges the INVITE: routr-ray ACKs the 401 and sends the INVITE again with CSeq + 1
     and pbx-1's credentials (the provider verifies them); the caller sees only its own CSeq, and its ACK reaches
     the provider with the provider's."""
     trunk = sipp.uas("to_pstn/trunk_auth_uas.xml", TRUNK_AUTH_UAS_PORT, keys={"me": "trunk02"})
@@ -33,5 +33,5 @@ def test_a_trunk_challenge_is_answered_with_the_trunks_credentials(sipp) -> None
     answered = trunk.result()
     sipp.assert_ok(caller, answered)
     first, second = answered.received("INVITE")
-    assert "Proxy-Authorization" not in first and "Proxy-Authorization: Digest " in second
+    assert "Authorization" not in first and "\nAuthorization: Digest " in second
     assert 'username="pbx-1"' in second and "trunkpass" not in second
