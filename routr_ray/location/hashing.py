@@ -9,6 +9,7 @@ process (Python's built-in hash() is salted per process).
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 from routr_ray.location.aor import normalize_aor
 
@@ -33,6 +34,7 @@ def key_of(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
+@lru_cache(maxsize=65536)  # a pure function; the same AORs are hashed again and again (an AOR that fails: not kept)
 def shard_for_aor(aor: str, shard_count: int) -> int:
     """Shard index that owns `aor` (normalised first, so every spelling of one AOR agrees).
 

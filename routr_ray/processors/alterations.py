@@ -183,7 +183,17 @@ class OwnAddresses:
 
     @classmethod
     def of_request(cls, req: processor_pb2.MessageRequest) -> OwnAddresses:
-        return cls.build([Interface.of(lp) for lp in req.listening_points], req.localnets, req.external_addrs)
+        """The addresses of the EdgePort that sent ``req`` (the same few sets for every message: memoized by the
+        listening points, localnets and external addresses; bounded)."""
+        key = (tuple([lp.SerializeToString() for lp in req.listening_points]), tuple(req.localnets),
+               tuple(req.external_addrs))
+        own = _OWN_BY_REQUEST.get(key)
+        if own is None:
+            own = cls.build([Interface.of(lp) for lp in req.listening_points], req.localnets, req.external_addrs)
+            if len(_OWN_BY_REQUEST) >= 256:
+                _OWN_BY_REQUEST.clear()
+            _OWN_BY_REQUEST[key] = own
+        return own
 
     def names_us(self, uri: URI) -> bool:
         """``uri`` (a Route / Record-Route value) points at this EdgePort: our host, and the port of our
@@ -193,6 +203,9 @@ class OwnAddresses:
         transport = (uri.transport or ("tls" if uri.is_secure else "udp")).upper()
         port = uri.port if uri.port is not None else (5061 if transport in ("TLS", "WSS") else 5060)
         return port in self.ports_by_transport.get(transport, self.ports)
+
+
+_OWN_BY_REQUEST: dict[tuple[tuple[bytes, ...], tuple[str, ...], tuple[str, ...]], OwnAddresses] = {}
 
 
 def _norm(host: str) -> str:

@@ -98,15 +98,34 @@ def _add_headers(out: sipmessage_pb2.SIPMessage, headers: HeaderItems) -> None:
         else:
             add_ext(name=name, value=value)
     if typed:
-        extra = to_proto(Response(200, "", Headers(typed)))
-        # Repeats of a single-valued typed kind (one WWW-Authenticate per digest algorithm, RFC 8760 §2.4)
-        # have no typed field: to_proto made them extensions; keep them, in order.
-        for ext in extra.extensions:
-            add_ext(name=ext.name, value=ext.value)
-        for field in ("response_type", "status_code", "reason_phrase", "header_names", "header_value_counts",
-                      "extensions"):
-            extra.ClearField(field)
-        out.MergeFrom(extra)
+        key = tuple(typed)
+        converted = _TYPED_EXTRAS.get(key)
+        if converted is None:
+            converted = _typed_extras(typed)
+            if len(_TYPED_EXTRAS) >= 4096:
+                _TYPED_EXTRAS.clear()
+            _TYPED_EXTRAS[key] = converted
+        extensions, fields = converted
+        for name, value in extensions:
+            add_ext(name=name, value=value)
+        out.MergeFromString(fields)
+
+
+# (name, value) pairs of typed extra headers -> what they add to a response: the extensions (in order) and the
+# serialized typed fields. A pure function of the pairs, and the same ones recur (a phone's Contact and Expires on
+# every re-registration, the challenge of a realm). Bounded: cleared when full.
+_TYPED_EXTRAS: dict[tuple[tuple[str, str], ...], tuple[list[tuple[str, str]], bytes]] = {}
+
+
+def _typed_extras(typed: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], bytes]:
+    extra = to_proto(Response(200, "", Headers(typed)))
+    # Repeats of a single-valued typed kind (one WWW-Authenticate per digest algorithm, RFC 8760 §2.4) have no
+    # typed field: to_proto made them extensions; keep them, in order.
+    extensions = [(ext.name, ext.value) for ext in extra.extensions]
+    for field in ("response_type", "status_code", "reason_phrase", "header_names", "header_value_counts",
+                  "extensions"):
+        extra.ClearField(field)
+    return extensions, extra.SerializeToString()
 
 
 def respond(

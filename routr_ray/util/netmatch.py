@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from functools import lru_cache
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+@lru_cache(maxsize=8192)  # a pure function of the text, asked for every message; the addresses are immutable
 def ip_of(host: str) -> IPAddress | None:
     """The IP address `host` names (IPv4-mapped IPv6 as IPv4, brackets stripped), or None for a name."""
     try:
