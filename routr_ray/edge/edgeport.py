@@ -21,16 +21,12 @@ requests only) -> method filter -> Via received/rport (RFC 3261 §18.2.1, RFC 35
   processor's ref in metadata, our Via is removed if the processor left it, and the response goes upstream on
   the server transaction. A dispatcher failure never loses a response: it is relayed without the processor.
 
-Next hop of a forwarded request (see ``directives.py`` for the metadata keys): the processor's
-``routr-ray.next-hop`` when present (with ``.flow=true``: over the open connection to that address, 480 when it
-is gone, 503 when the flow belongs to another EdgePort), else the top Route (loose routing), else the
-Request-URI; transport from the URI's ``transport`` param, else TLS for sips:, else the transport of the
-processor's top Via, else UDP (the Via the processor chose names the egress interface, routr.md §3.6); host
-``*.invalid`` (a WebSocket client, RFC 7118 §5) -> the connection that client last sent from; other names are
-resolved without blocking (``resolver.py``). ``routr-ray.failover`` URIs are tried in order, each as the new
-Request-URI on a new branch, when a branch ends in 503, 408, a timeout, a transport error or has no usable
-next hop; only the last answer goes upstream. ``routr-ray.trunk-ref`` stays with the branch and goes back to
-the dispatcher in the metadata of its responses.
+Next hop of a forwarded request: ``next_hop.py`` (the processor's ``routr-ray.next-hop``, else the top Route,
+else the Request-URI; ``*.invalid`` hosts; names resolved without blocking). ``routr-ray.failover`` URIs are tried
+in order, each as the new Request-URI on a new branch, when a branch ends in 503, 408, a timeout, a transport error
+or has no usable next hop; only the last answer goes upstream. ``routr-ray.trunk-ref`` stays with the branch and
+goes back to the dispatcher in the metadata of its responses. A trunk's 401/407 is answered with the trunk's
+credentials when the processor gave them (``gateway_auth.py``).
 """
 
 from __future__ import annotations
@@ -39,11 +35,10 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 from routr_ray.config.edgeport import EdgePortConfig
 from routr_ray.edge.completed import CompletedTransactions
@@ -62,17 +57,16 @@ from routr_ray.edge.metrics import EdgeMetrics
 from routr_ray.edge.nat import (
     LocalAddresses,
     apply_received_rport,
-    default_port,
-    is_ip_literal,
     response_address,
 )
-from routr_ray.edge.resolver import Resolver, ResolverBusy, families_for
+from routr_ray.edge.next_hop import HopFinder, NextHop, NoRoute
+from routr_ray.edge.resolver import Resolver
 from routr_ray.edge.transports import Flow, Listener, TransportLimits, TransportName, create_listener
 from routr_ray.edge.txn_runner import RunningTransaction
 from routr_ray.edge.workers import Siblings, worker_branch, worker_of_branch
 from routr_ray.proto.convert import ConversionError, make_message_request, read_message_response
 from routr_ray.proto.gen import processor_pb2
-from routr_ray.sip import URI, Headers, ParseError, Request, Response, Via, parse
+from routr_ray.sip import Headers, ParseError, Request, Response, Via, parse
 from routr_ray.sip.timers import TimerConfig
 from routr_ray.sip.transaction import (
     InviteClientTransaction,
@@ -161,22 +155,6 @@ def _bad_request_bytes(data: bytes, status: int, reason: str) -> bytes | None:
     ) + b"\"\r\nContent-Length: 0\r\n\r\n"
 
 
-class NextHop(NamedTuple):
-    """Where a forwarded request goes: a transport and an address, or a flow we hold (a named tuple: one is
-    made for every response sent)."""
-
-    transport: TransportName
-    host: str
-    port: int
-    flow: Flow | None = None
-    server_name: str | None = None  # the host name a TLS next hop's certificate is checked against
-    via_sibling: bool = False  # a connection another worker of this EdgePort holds (routr_ray/edge/workers.py)
-
-    @property
-    def target(self) -> Flow | tuple[str, int]:
-        return self.flow if self.flow is not None else (self.host, self.port)
-
-
 @dataclass
 class EdgePortOptions:
     """Knobs that are not in Routr's EdgePort document (tests shorten the timers)."""
@@ -214,15 +192,6 @@ class ServerContext:
     cancelled: bool = False
     cancel_status: int = 487
     cancel_handle: asyncio.TimerHandle | None = None
-
-
-class NoRoute(Exception):
-    """A forwarded request cannot be sent: answer ``status`` upstream (``reason`` goes in a Warning)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -300,8 +269,9 @@ class EdgePort:
         self._request_template = processor_pb2.MessageRequest()
         self._localnets = [str(n) for n in config.localnets]
         self._external = list(config.external_addrs)
-        self._invalid_hosts: OrderedDict[str, Flow] = OrderedDict()
         self.resolver = Resolver()
+        self.hops = HopFinder(self.ref, self.listeners, self.connections, self.resolver,
+                              has_siblings=self.siblings is not None)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.draining = False
@@ -460,7 +430,8 @@ class EdgePort:
             self._malformed(data, flow, exc)
             return
         if via is not None and via.host.endswith(".invalid") and flow.connection_id is not None:
-            self._remember_invalid_host(via.host.lower(), flow)
+            if not self.hops.remember_invalid_host(via.host.lower(), flow):
+                self.metrics.reject("invalid_host_taken")
         self._on_request(message, flow)
 
     def _malformed(self, data: bytes, flow: Flow, exc: ParseError) -> None:
@@ -476,27 +447,6 @@ class EdgePort:
         self.metrics.reject("malformed")
         self.malformed.record(flow.remote_host, exc.reason)
         return None
-
-    def _remember_invalid_host(self, host: str, flow: Flow) -> None:
-        """RFC 7118 §5: requests for ``host`` (a client's ``.invalid`` Via name) go over the connection it last
-        sent from. A name held by another live connection from another address is not taken over: anybody can
-        write any Via, and the first connection keeps its calls (a client that reconnects from its own address,
-        or after its old connection is gone, gets the name back)."""
-        hosts = self._invalid_hosts
-        held = hosts.get(host)
-        if (
-            held is not None
-            and held.connection_id != flow.connection_id
-            and held.remote_host != flow.remote_host
-            and held.connection_id is not None
-            and self.connections.by_id(held.connection_id) is not None
-        ):
-            self.metrics.reject("invalid_host_taken")
-            return
-        hosts[host] = flow
-        hosts.move_to_end(host)
-        if len(hosts) > 100_000:
-            hosts.popitem(last=False)
 
     # requests --------------------------------------------------------------------------------------
     def _on_request(self, request: Request, flow: Flow) -> None:
@@ -730,7 +680,7 @@ class EdgePort:
         (an ACK for a 2xx) statelessly. ``template``: what failover branches and a trunk challenge start from
         (default: ``request`` before our branch); ``cseq_offset``: see ``ClientContext``."""
         try:
-            hop = await self._next_hop(request, directive)
+            hop = await self.hops.find(request, directive)
         except NoRoute as exc:
             log.debug("no next hop for %s: %s", request.method, exc.reason)
             self.metrics.reject("unroutable")
@@ -835,26 +785,6 @@ class EdgePort:
         request.replace_top_via(via)
         return True
 
-    async def _next_hop(self, request: Request, directive: HopDirective = EMPTY) -> NextHop:
-        """Where ``request`` goes (raises NoRoute with the status to answer).
-
-        The processor's ``routr-ray.next-hop`` wins; with ``routr-ray.next-hop.flow`` the request must reuse
-        the connection the callee registered over (RFC 5626 §5.3: a flow is never re-opened by the proxy), and
-        a flow that belongs to another EdgePort is answered 503 (this EdgePort cannot reach that connection;
-        relaying to the other EdgePort is future work). Without a directive: the top Route (loose routing,
-        RFC 3261 §16.6 step 7), else the Request-URI.
-        """
-        hop_uri = directive.next_hop
-        if hop_uri is not None:
-            return await self._directed_hop(hop_uri, directive)
-        try:
-            routes = request.routes
-            uri = routes[0].uri if routes else request.request_uri
-            via = request.top_via
-        except ParseError as exc:
-            raise NoRoute(502, f"unusable Route or Request-URI: {exc.reason}") from None
-        return await self._hop_for_uri(uri, via.transport.lower() if via is not None else "udp")
-
     async def _to_sibling(self, worker: int, flow: Flow, data: bytes) -> None:
         assert self.siblings is not None
         try:
@@ -863,60 +793,6 @@ class EdgePort:
         except Exception as exc:  # noqa: BLE001 - a lost response: the sender retransmits (UDP) or times out
             log.debug("cannot hand a response to worker %d: %r", worker, exc)
         self.metrics.reject("sibling_unreachable")
-
-    async def _directed_hop(self, uri: URI, directive: HopDirective) -> NextHop:
-        if directive.flow and directive.edge_port_ref and directive.edge_port_ref != self.ref:
-            raise NoRoute(503, f"callee registered through EdgePort {directive.edge_port_ref}")
-        if not directive.flow:
-            return await self._hop_for_uri(uri, "udp")
-        transport = self._transport_of(uri, "udp")
-        host = uri.host.lower()
-        port = uri.port or default_port(transport.via_name)
-        if transport is TransportName.UDP:
-            # a UDP flow (RFC 5626 §3.4): the NAT binding the callee registered from, reached from our socket
-            return NextHop(transport, host, port)
-        conn = self.connections.by_remote(transport, host, port)
-        if conn is None or conn.closed:
-            if self.siblings is not None:  # perhaps accepted by another worker of this EdgePort
-                return NextHop(transport, host, port, via_sibling=True)
-            raise NoRoute(480, "the callee's connection is closed")
-        return NextHop(transport, host, port, conn.flow)
-
-    def _transport_of(self, uri: URI, default: str) -> TransportName:
-        if uri.scheme not in ("sip", "sips"):
-            raise NoRoute(502, f"unsupported URI scheme {uri.scheme}")
-        param = uri.params.get("transport")
-        name = param.lower() if param else "tls" if uri.scheme == "sips" else default
-        try:
-            transport = TransportName(name)
-        except ValueError:
-            raise NoRoute(502, f"unsupported transport {name}") from None
-        if transport not in self.listeners:
-            raise NoRoute(502, f"no {name} listener")
-        return transport
-
-    async def _hop_for_uri(self, uri: URI, default_transport: str) -> NextHop:
-        """Transport from the URI's ``transport`` param, else TLS for sips:, else ``default_transport`` (the
-        processor's Via names the egress interface, routr.md §3.6); ``*.invalid`` hosts (WebSocket clients,
-        RFC 7118 §5) are the connection that client last sent from; names are resolved without blocking."""
-        transport = self._transport_of(uri, default_transport)
-        host = uri.host.lower()
-        port = uri.port or default_port(transport.via_name)
-        if host.endswith(".invalid"):
-            flow = self._invalid_hosts.get(host)
-            if flow is None:
-                raise NoRoute(480, "the callee's connection is closed")
-            return NextHop(flow.transport, flow.remote_host, flow.remote_port, flow)
-        if is_ip_literal(host):
-            return NextHop(transport, host.strip("[]"), port)
-        local_host = self.listeners[transport].local_address[0]
-        try:
-            address = await self.resolver.resolve(host, families_for(local_host))
-        except ResolverBusy:
-            raise NoRoute(503, "too many DNS lookups in progress") from None
-        if address is None:
-            raise NoRoute(502, f"cannot resolve {host}")
-        return NextHop(transport, address, port, server_name=host)
 
     # sending ---------------------------------------------------------------------------------------
     def _upstream_hop(self, flow: Flow, via: Any) -> NextHop:
