@@ -35,7 +35,7 @@ class Completed(NamedTuple):
 class CompletedTransactions:
     """Records by transaction key until ``lifetime`` seconds after they were added."""
 
-    def __init__(self, lifetime: float, clock: Callable[[], float], max_size: int = 1_000_000) -> None:
+    def __init__(self, lifetime: float, clock: Callable[[], float], max_size: int = 250_000) -> None:
         if lifetime < 0 or max_size <= 0:
             raise ValueError("lifetime must be >= 0 and max_size > 0")
         self.lifetime = lifetime

@@ -168,8 +168,9 @@ class EdgePortOptions:
     max_wait: float = 0.001
     max_in_flight: int = 4
     max_transactions: int = 100_000
-    # answered non-INVITE UDP transactions kept (as bytes) for Timer J: about 64*T1 times the request rate
-    max_completed_transactions: int = 1_000_000
+    # answered non-INVITE UDP transactions kept (as bytes, about 1 KiB each) for Timer J: 64*T1 times the request
+    # rate, ~190,000 at the ~6,000/s one EdgePort process handles; past the bound the oldest go first
+    max_completed_transactions: int = 250_000
     # 2xx to INVITE relayed without a transaction (retransmissions after the branch ended) in progress at once
     max_stateless_relays: int = 1_000
     malformed_log_interval: float = 10.0
