@@ -10,7 +10,7 @@ import pytest
 
 from routr_ray.edge import directives
 from routr_ray.edge.directives import EMPTY, HopDirective, read_directive
-from routr_ray.edge.resolver import Resolver, families_for
+from routr_ray.edge.resolver import Resolver, ResolverBusy, families_for
 from routr_ray.processors.connect import processor as connect_processor
 
 
@@ -135,3 +135,22 @@ async def test_resolver_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
     for i in range(50):
         await resolver.resolve(f"h{i}.example", families_for("0.0.0.0"))
     assert len(resolver._cache) == 10
+
+
+async def test_resolver_refuses_lookups_past_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most ``max_pending`` names are looked up at once (the EdgePort answers 503 past it); a name already
+    being looked up is shared, not counted again."""
+    dns = FakeLoopDns({name: [(socket.AF_INET, "192.0.2.7")] for name in ("a.example", "b.example", "c.example")},
+                      0.05)
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", dns)
+    resolver = Resolver(max_pending=2)
+    v4 = families_for("0.0.0.0")
+    first = asyncio.create_task(resolver.resolve("a.example", v4))
+    second = asyncio.create_task(resolver.resolve("b.example", v4))
+    again = asyncio.create_task(resolver.resolve("a.example", v4))
+    await asyncio.sleep(0)
+    with pytest.raises(ResolverBusy):
+        await resolver.resolve("c.example", v4)
+    assert await asyncio.gather(first, second, again) == ["192.0.2.7"] * 3
+    assert dns.calls == ["a.example", "b.example"]
+    assert await resolver.resolve("c.example", v4) == "192.0.2.7"  # room again
