@@ -114,14 +114,17 @@ def _digits(value: str, what: str) -> int:
     return int(value)
 
 
-def _view_max_forwards(message: Message) -> int | None:
-    value = _one(message, "max-forwards")
-    if value is None:
-        return None
+def max_forwards_value(value: str) -> int:
+    """A Max-Forwards header value as a number (RFC 3261 §20.22: 0-255); ParseError otherwise."""
     number = _digits(value, "Max-Forwards")
-    if number > 255:  # RFC 3261 §20.22: 0-255
+    if number > 255:
         raise ParseError("Max-Forwards larger than 255")
     return number
+
+
+def _view_max_forwards(message: Message) -> int | None:
+    value = _one(message, "max-forwards")
+    return None if value is None else max_forwards_value(value)
 
 
 def _view_expires(message: Message) -> int | None:

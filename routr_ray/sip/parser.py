@@ -21,7 +21,7 @@ import re
 from .errors import ParseError
 from .fields import parse_cseq, parse_name_addr, parse_via
 from .headers import Entry, Headers, header_key
-from .message import _ENCODING, _ERRORS, Message, Request, Response, _digits
+from .message import _ENCODING, _ERRORS, Message, Request, Response, max_forwards_value
 from .syntax import TOKEN_RE, split_list
 from .uri import parse_uri
 
@@ -233,7 +233,4 @@ def _check_core_headers(message: Message, entries: list[Entry]) -> None:
         raise ParseError("CSeq method does not match the request method")
     max_forwards = singles.get("max-forwards")
     if max_forwards is not None:  # the view Message.max_forwards would build, from the line found above
-        number = _digits(max_forwards, "Max-Forwards")
-        if number > 255:  # RFC 3261 §20.22: 0-255
-            raise ParseError("Max-Forwards larger than 255")
-        views["max-forwards"] = number
+        views["max-forwards"] = max_forwards_value(max_forwards)
