@@ -64,8 +64,9 @@ class CompletedTransactions:
         record = self._records.get(key)
         if record is None:
             return None
-        if record.deadline <= self.clock():
-            self._expire(self.clock())
+        now = self.clock()
+        if record.deadline <= now:
+            self._expire(now)
             return None
         return record
 
