@@ -3,7 +3,7 @@ registered as 1002; the BYE comes from the caller in one call and from the calle
 
 from __future__ import annotations
 
-from tests.acceptance.conftest import CONTACT_PORTS
+from tests.support.acceptance import CONTACT_PORTS
 
 
 def _call(sipp, uac: str, uas: str):  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.acceptance.conftest import CONTACT_PORTS
+from tests.support.acceptance import CONTACT_PORTS
 
 
 def _vias(message: str) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from tests.acceptance.conftest import CONTACT_PORTS
+from tests.support.acceptance import CONTACT_PORTS
 
 
 def _header(message: str, name: str) -> list[str]:

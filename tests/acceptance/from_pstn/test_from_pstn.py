@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from tests.acceptance.conftest import CONTACT_PORTS
+from tests.support.acceptance import CONTACT_PORTS
 
 
 def test_trunk_call_to_number_reaches_peer(sipp) -> None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,7 @@ the binding and its expires."""
 
 from __future__ import annotations
 
-from tests.acceptance.conftest import CONTACT_PORTS
+from tests.support.acceptance import CONTACT_PORTS
 
 
 def test_two_agents_register_with_digest(sipp) -> None:  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from tests.acceptance.conftest import CONTACT_PORTS, PASSWORDS
+from tests.support.acceptance import CONTACT_PORTS, PASSWORDS
 
 USER = "1005"
 CONTACT = f"sip:{USER}@127.0.0.1:{CONTACT_PORTS[USER]}"

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.acceptance.conftest import CONTACT_PORTS, PASSWORDS, PROXY_HOST, PROXY_TLS_PORT
+from tests.support.acceptance import CONTACT_PORTS, PASSWORDS, PROXY_HOST, PROXY_TLS_PORT
 
 USER = "1004"
 KEYS = {"aor_user": USER, "contact_port": str(CONTACT_PORTS[USER])}

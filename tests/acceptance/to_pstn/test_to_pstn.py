@@ -4,7 +4,7 @@ P-Asserted-Identity (RFC 3325), and no credentials of the caller."""
 
 from __future__ import annotations
 
-from tests.acceptance.conftest import TRUNK_UAS_PORT
+from tests.support.acceptance import TRUNK_UAS_PORT
 
 TRUNK_AUTH_UAS_PORT = 15090  # trunk-02's outbound URI (tests/acceptance/config/resources/trunks.yaml)
 

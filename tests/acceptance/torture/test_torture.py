@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.conftest import PROXY_HOST, PROXY_PORT
+from tests.support.acceptance import PROXY_HOST, PROXY_PORT
 
 TORTURE = Path(__file__).resolve().parents[2] / "data" / "rfc4475"
 MESSAGES = json.loads((TORTURE / "index.json").read_text())["messages"]

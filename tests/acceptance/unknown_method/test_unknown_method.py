@@ -8,7 +8,7 @@ import re
 
 import yaml
 
-from tests.acceptance.conftest import CONFIG_DIR
+from tests.support.acceptance import CONFIG_DIR
 
 
 def test_unknown_method_gets_405_with_allow(sipp) -> None:  # type: ignore[no-untyped-def]

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import CONTACT_PORTS, PASSWORDS, PROXY_HOST, Server, Sipp, SippResult
+from tests.support.acceptance import CONTACT_PORTS, PASSWORDS, PROXY_HOST, Server, Sipp, SippResult
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM = Path("/usr/bin/chromium")
