@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from routr_ray.config.problems import Place
-from routr_ray.config.values import IPNetwork, to_networks
+from routr_ray.config.values import PRIVATE_NETWORKS, IPNetwork, to_localnets, to_networks
 
 
 class TransportProtocol(StrEnum):
@@ -137,7 +137,8 @@ class EdgePortConfig:
     bind_addr: str = "0.0.0.0"
     transports: tuple[Transport, ...] = (Transport(TransportProtocol.UDP, 5060),)
     external_addrs: tuple[str, ...] = ()
-    localnets: tuple[IPNetwork, ...] = ()
+    # ``address/prefix`` as written (host bits kept: Routr's "our address on that network"); unset: private ranges
+    localnets: tuple[str, ...] = PRIVATE_NETWORKS
     methods: tuple[str, ...] = DEFAULT_METHODS
     unknown_method_action: UnknownMethodAction = UnknownMethodAction.RESPOND
     processor_addr: str = DEFAULT_PROCESSOR_ADDR
@@ -165,7 +166,7 @@ def build_edgeport(document: dict[str, Any], place: Place) -> EdgePortConfig:
         bind_addr=bind_addr,
         transports=_transports(spec["transport"], bind_addr, at.child("transport")),
         external_addrs=tuple(spec.get("externalAddrs", ())),
-        localnets=to_networks(spec.get("localnets")),
+        localnets=to_localnets(spec.get("localnets")),
         methods=_methods(spec.get("methods", DEFAULT_METHODS), at.child("methods")),
         unknown_method_action=UnknownMethodAction(spec.get("unknownMethodAction", "Respond")),
         processor_addr=processor_addr,

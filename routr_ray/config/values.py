@@ -26,6 +26,25 @@ def to_networks(texts: Sequence[str] | None) -> tuple[IPNetwork, ...]:
     return tuple(parse_network(text) for text in texts or ())
 
 
+PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
+                    "fc00::/7", "::1/128")
+"""The default ``localnets`` (RFC 1918, RFC 6598 shared address space, loopback, RFC 4193 unique local): targets
+inside are reached without the ``externalAddrs``."""
+
+
+def to_localnets(texts: Sequence[str] | None) -> tuple[str, ...]:
+    """``localnets`` entries as ``address/prefix`` with their host bits kept: Routr reads ``10.100.42.127/31`` as
+    that network *and* our address on it (routr.md §3.6); ``10.0.0.0/8`` names no address of ours. Unset (None):
+    :data:`PRIVATE_NETWORKS`; an empty list stays empty (every target is outside)."""
+    if texts is None:
+        return PRIVATE_NETWORKS
+    result = []
+    for text in texts:
+        parse_network(text)  # the error message of a bad entry
+        result.append(str(ipaddress.ip_interface(text.strip())))
+    return tuple(result)
+
+
 def parse_host_port(text: str) -> tuple[str, int]:
     """`host:port`, `1.2.3.4:5060` or `[::1]:5060`. Raises ValueError."""
     text = text.strip()

@@ -41,6 +41,7 @@ from functools import partial
 from typing import Any
 
 from routr_ray.config.edgeport import EdgePortConfig
+from routr_ray.edge.advertise import WILDCARD_HOSTS, fill_own_address
 from routr_ray.edge.completed import CompletedTransactions
 from routr_ray.edge.connections import ConnectionTable
 from routr_ray.edge.directives import EMPTY, TRUNK_REF_KEY, HopDirective, read_directive
@@ -53,6 +54,7 @@ from routr_ray.edge.dispatcher_client import (
 from routr_ray.edge.gateway_auth import CSeqOffsets, request_with_credentials, shift_cseq
 from routr_ray.edge.guards import MalformedLog, MethodDecision, MethodFilter, RateLimiter, SourceGuard
 from routr_ray.edge.health import HealthServer
+from routr_ray.edge.host_networks import host_networks
 from routr_ray.edge.metrics import EdgeMetrics
 from routr_ray.edge.nat import (
     LocalAddresses,
@@ -61,7 +63,9 @@ from routr_ray.edge.nat import (
 )
 from routr_ray.edge.next_hop import HopFinder, NextHop, NoRoute
 from routr_ray.edge.resolver import Resolver
+from routr_ray.edge.source_address import SourceAddresses
 from routr_ray.edge.transports import Flow, Listener, TransportLimits, TransportName, create_listener
+from routr_ray.edge.transports.base import normalize_host
 from routr_ray.edge.txn_runner import RunningTransaction
 from routr_ray.edge.workers import Siblings, worker_branch, worker_of_branch
 from routr_ray.proto.convert import ConversionError, make_message_request, read_message_response
@@ -182,6 +186,8 @@ class EdgePortOptions:
     worker: int = 0
     workers: int = 1
     siblings: Siblings | None = None
+    # behind a wildcard listening point: how often the host's addresses are read again (host_networks.py)
+    address_refresh: float = 30.0
 
 
 @dataclass(slots=True)
@@ -268,8 +274,14 @@ class EdgePort:
         self.local = LocalAddresses.build(())
         self._listening_points: list[processor_pb2.NetInterface] = []
         self._request_template = processor_pb2.MessageRequest()
-        self._localnets = [str(n) for n in config.localnets]
+        self._localnets = list(config.localnets)
         self._external = list(config.external_addrs)
+        # a wildcard listening point (0.0.0.0 / ::): the host's addresses go in front of the localnets of every
+        # MessageRequest (host_networks.py), and the EdgePort fills in the address it sends from (advertise.py)
+        self.wildcard = False
+        self._host_networks: list[str] = []
+        self._host_addresses: frozenset[str] = frozenset()
+        self.routes_from = SourceAddresses()  # our source address toward a destination (mhomed)
         self.resolver = Resolver()
         self.hops = HopFinder(self.ref, self.listeners, self.connections, self.resolver,
                               has_siblings=self.siblings is not None)
@@ -324,14 +336,36 @@ class EdgePort:
         self._listening_points = [
             processor_pb2.NetInterface(host=h, port=p, transport=_TRANSPORT_ENUM[t]) for h, p, t in points
         ]
-        self._request_template = processor_pb2.MessageRequest(
-            listening_points=self._listening_points, external_addrs=self._external, localnets=self._localnets
-        )
-        self.local = LocalAddresses.build(points, self._external, self._localnets)
+        self.wildcard = any(host in WILDCARD_HOSTS for host, _, _ in points)
+        self._refresh_addresses()
+        if self.wildcard:
+            self._spawn(self._keep_addresses_current())
         if self.options.tune_gc:
             from routr_ray.util.gc_tuning import tune_gc
 
             tune_gc()
+
+    def _refresh_addresses(self) -> None:
+        """The request template and our own addresses; behind a wildcard, with the host's current addresses."""
+        points = [(lp.host, lp.port, _TRANSPORT_NAMES[lp.transport]) for lp in self._listening_points]
+        if self.wildcard:
+            ipv6 = any(host == "::" for host, _, _ in points)
+            self._host_networks = host_networks(ipv4=True, ipv6=ipv6)
+            self._host_addresses = frozenset(normalize_host(e.partition("/")[0]) for e in self._host_networks)
+        localnets = [*self._host_networks, *self._localnets]
+        self._request_template = processor_pb2.MessageRequest(
+            listening_points=self._listening_points, external_addrs=self._external, localnets=localnets
+        )
+        self.local = LocalAddresses.build(points, self._external, localnets)
+
+    async def _keep_addresses_current(self) -> None:
+        """Addresses come and go (DHCP, VPNs): read them again every ``address_refresh`` seconds."""
+        while True:
+            await asyncio.sleep(self.options.address_refresh)
+            try:
+                self._refresh_addresses()
+            except Exception:  # noqa: BLE001 - keep the addresses we have
+                log.warning("reading the host's addresses failed", exc_info=True)
 
     def _server_ssl_context(self) -> Any:
         if self.ssl_context is None:
@@ -479,7 +513,7 @@ class EdgePort:
         if request.method == "INVITE":
             # §16.2 / §17.2.1: answer 100 Trying at once so the caller stops retransmitting
             txn.send_response(100, make_response(request, 100))
-        if request.method == "OPTIONS" and self._is_for_us(request):
+        if request.method == "OPTIONS" and self._is_for_us(request, flow):
             require = [t.strip() for t in request.headers.get_all("Require") if t.strip()]
             if require:  # RFC 3261 §8.2.2.3: the UAS of this OPTIONS supports no extension
                 self._answer(txn, 420, extra=[("Unsupported", ", ".join(require))])
@@ -520,15 +554,18 @@ class EdgePort:
         txn.start()
         return txn
 
-    def _is_for_us(self, request: Request) -> bool:
-        """OPTIONS whose Request-URI has no user part and names one of our addresses (issue 3 item 2)."""
+    def _is_for_us(self, request: Request, flow: Flow) -> bool:
+        """OPTIONS whose Request-URI has no user part and names one of our addresses (issue 3 item 2), the one
+        it arrived on included."""
         try:
             uri = request.request_uri
         except ParseError:
             return False
         if uri.scheme not in ("sip", "sips") or uri.user:
             return False
-        return self.local.is_own(uri.host, uri.port)
+        if self.local.is_own(uri.host, uri.port):
+            return True
+        return normalize_host(uri.host) == flow.local_host and (uri.port is None or uri.port in self.local.ports)
 
     def _is_loop(self, request: Request) -> bool:
         """RFC 3261 §16.3 step 4: a Via we placed (a branch of one of our live client transactions) on a
@@ -573,6 +610,10 @@ class EdgePort:
         )
         # listening_points, external_addrs and localnets are the same in every message: one C-level merge
         mreq.MergeFrom(self._request_template)
+        received_on = mreq.received_on
+        received_on.host = flow.local_host
+        received_on.port = flow.local_port
+        received_on.transport = _PROTO_TRANSPORT[flow.transport]
         return mreq
 
     async def _submit(self, mreq: processor_pb2.MessageRequest) -> processor_pb2.MessageResponse:
@@ -701,6 +742,8 @@ class EdgePort:
             return
         if template is None and (directive.failover or directive.gateway_auth is not None):
             template = request.copy()
+        if self.wildcard:
+            hop = self._advertise(request, hop, server)
         branch = make_branch() if self.options.workers == 1 else worker_branch(self.worker)
         if not self._set_branch(request, branch, hop):
             if server is not None:
@@ -768,6 +811,40 @@ class EdgePort:
         log.debug("failing over %s to %s", request.method, uri)
         self._spawn(self._forward(request, server, directive.without_next_hop(rest)))
 
+    def _advertise(self, request: Request, hop: NextHop, server: RunningTransaction | None) -> NextHop:
+        """Behind a wildcard listening point: our address toward ``hop`` in the Via and Record-Route the processor
+        left for us (advertise.py), and the hop with it as the source of its datagrams (a UDP reply or request
+        then leaves from the address we advertise)."""
+        back = None
+        if server is not None:
+            flow = server.context.flow
+            back = flow.local_host if flow.local_host not in WILDCARD_HOSTS else self.routes_from.toward(flow.remote_host)
+        toward = self._own_address_toward(hop, back)
+        fill_own_address(request, toward, back or toward)
+        if hop.transport is TransportName.UDP:
+            via = request.top_via  # what the processor advertised, when it is ours: the packets match it
+            advertised = normalize_host(via.host) if via is not None else toward
+            return hop._replace(source=advertised if advertised in self._host_addresses else toward)
+        return hop
+
+    def _own_address_toward(self, hop: NextHop, back: str | None) -> str:
+        """The address our packets to ``hop`` leave from (Kamailio's mhomed): the connection's own address, else
+        the routing table's source address; toward an address of this host (or no route), the one the request
+        arrived on, else an address of ours of the hop's family."""
+        if hop.flow is not None and hop.flow.local_host not in WILDCARD_HOSTS:
+            return hop.flow.local_host
+        toward = self.routes_from.toward(hop.host)
+        if toward is not None:
+            return toward
+        v6 = ":" in hop.host
+        if back is not None and (":" in back) == v6:
+            return back
+        for entry in self._host_networks:
+            address = entry.partition("/")[0]
+            if (":" in address) == v6:
+                return address
+        return "::1" if v6 else "127.0.0.1"
+
     def _set_branch(self, request: Request, branch: str, hop: NextHop) -> bool:
         """Set the branch of the processor's top Via (§16.6 step 8) and make its transport the one used
         (§18.1.1). A top Via that already has a branch is not ours: ours is added above it."""
@@ -778,6 +855,8 @@ class EdgePort:
             log.debug("processor added no Via; forwarding with a Via of our own")
             listener = self.listeners[hop.transport]
             host, port = listener.local_address
+            if host in WILDCARD_HOSTS:
+                host = hop.source or self._own_address_toward(hop, None)
             own = Via(hop.transport.via_name, host, port, {"branch": branch, "rport": None})
             request.headers.prepend("Via", str(own))
             return True
@@ -801,7 +880,8 @@ class EdgePort:
         if flow.transport is not TransportName.UDP or via is None:
             return NextHop(flow.transport, flow.remote_host, flow.remote_port, flow)
         host, port = response_address(via)
-        return NextHop(flow.transport, host, port)
+        # from the address the request reached (a wildcard socket would pick one by route)
+        return NextHop(flow.transport, host, port, source=flow.local_host)
 
     def _send_upstream(self, txn: RunningTransaction, message: Any, retransmission: bool) -> None:
         ctx: ServerContext = txn.context
@@ -850,7 +930,7 @@ class EdgePort:
             return
         send_now = getattr(listener, "send_now", None)
         if send_now is not None:
-            if not send_now(hop.target, data):
+            if not send_now(hop.target, data, hop.source):
                 self._send_failed(txn)
             return
         self._spawn(self._transmit_async(listener, hop, data, txn))
@@ -1229,3 +1309,4 @@ FAILOVER_STATUSES = frozenset({408, 503})
 
 _TRANSPORT_ENUM = {"UDP": 0, "TCP": 1, "TLS": 2, "SCTP": 3, "WS": 4, "WSS": 5}
 _PROTO_TRANSPORT = {name: _TRANSPORT_ENUM[name.via_name] for name in TransportName}
+_TRANSPORT_NAMES = {number: name for name, number in _TRANSPORT_ENUM.items()}

@@ -62,8 +62,9 @@ def response_address(via: Via) -> tuple[str, int]:
 @dataclass(frozen=True)
 class LocalAddresses:
     """Every address this EdgePort answers to: listening points (host, port, transport), the external
-    addresses and the host part of each localnet entry (routr.md §5.2: a localnet entry doubles as "my IP on
-    that network"). Used to recognise OPTIONS to ourselves, our own Via and Route entries."""
+    addresses and the address a localnet entry names (routr.md §5.2: a localnet entry doubles as "my IP on
+    that network"; behind a wildcard the EdgePort passes the host's addresses that way). Used to recognise
+    OPTIONS to ourselves, our own Via and Route entries."""
 
     hosts: frozenset[str]
     ports: frozenset[int]
@@ -91,7 +92,9 @@ class LocalAddresses:
         for addr in external_addrs:
             hosts.add(normalize_host(addr.split("/")[0]))
         for net in localnets:
-            hosts.add(normalize_host(str(net).split("/")[0]))
+            own = own_address_of(str(net))
+            if own is not None:
+                hosts.add(own)
         if wildcard:
             hosts.update({"127.0.0.1", "::1", "localhost"})
         return cls(frozenset(hosts), frozenset(ports), frozenset(points))
@@ -104,6 +107,19 @@ class LocalAddresses:
 
     def is_own_host(self, host: str) -> bool:
         return normalize_host(host) in self.hosts
+
+
+def own_address_of(localnet: str) -> str | None:
+    """The address of ours a localnet entry names (Routr: ``10.100.42.127/31`` is that network and our address on
+    it; ``10.0.0.0/8``, a network address, names none; a bare address or full-length prefix is one of ours)."""
+    try:
+        iface = ipaddress.ip_interface(localnet.strip())
+    except ValueError:
+        return None
+    network = iface.network
+    if network.prefixlen == network.max_prefixlen or iface.ip != network.network_address:
+        return normalize_host(str(iface.ip))
+    return None
 
 
 def is_ip_literal(host: str) -> bool:

@@ -43,6 +43,7 @@ class NextHop(NamedTuple):
     flow: Flow | None = None
     server_name: str | None = None  # the host name a TLS next hop's certificate is checked against
     via_sibling: bool = False  # a connection another worker of this EdgePort holds (routr_ray/edge/workers.py)
+    source: str | None = None  # UDP behind a wildcard bind: the local address the datagrams leave from
 
     @property
     def target(self) -> Flow | tuple[str, int]:

@@ -14,7 +14,11 @@ Differences from Routr, on purpose:
 * :func:`remove_own_routes` removes the *leading* Route values that name us (RFC 3261 §16.4), not every
   one: a later value naming us again belongs to a spiral and must stay.
 * With neither a matching localnet nor an external address, a concrete listening-point address is used
-  (Routr raises); with none of them :class:`NoInterface` is raised.
+  (Routr raises). Behind a wildcard listening point (``0.0.0.0``/``::``) the EdgePort puts an
+  ``address/prefix`` entry per host address in front of the localnets (``edge/host_networks.py``); toward a
+  target on none of those networks the wildcard itself is advertised, and the EdgePort that sends the request
+  writes the address its packets leave from in its place (``edge/advertise.py``, Kamailio's ``mhomed``).
+  :class:`NoInterface` is raised only when the EdgePort has no listening point for the transport.
 * :func:`decrease_max_forwards` adds ``Max-Forwards: 70`` when absent (RFC 3261 §16.6 step 3) and raises
   :class:`TooManyHops` at 0 (§16.3 step 2; the SDK answers 483).
 """
@@ -67,6 +71,11 @@ class Interface(NamedTuple):
     def sent_by(self) -> str:
         return f"{format_host(self.host)}:{self.port}"
 
+    @property
+    def is_wildcard(self) -> bool:
+        """A wildcard host: the EdgePort writes the address it sends from in its place (``edge/advertise.py``)."""
+        return self.host in _WILDCARD_HOSTS
+
 
 # ------------------------------------------------------------------------------------------------
 # Choosing the advertised address
@@ -114,6 +123,8 @@ def edge_interface(
     Port and transport: the listening point of that transport. Host: when the target is inside one of
     ``localnets``, the listening point's own address (or, for a wildcard listening point, the localnet
     entry's address); otherwise the first external address; otherwise a concrete listening-point address.
+    Behind a wildcard listening point, where none of these names an address, the wildcard host: the EdgePort
+    fills in the address it sends from (see the module docstring).
     """
     transport = (target_transport or "UDP").upper()
     lp = _listening_point(listening_points, transport)
@@ -130,15 +141,11 @@ def edge_interface(
                 return Interface(lp.host, lp.port, transport)
             if net[1] is not None:
                 return Interface(net[1], lp.port, transport)
-            raise NoInterface(f"localnet {entry} names no address of ours and the {transport} listening point "
-                              f"is a wildcard; write the localnet as <our address>/<prefix>")
+            return Interface(lp.host, lp.port, transport)  # a local target: the EdgePort knows the route to it
     for addr in external_addrs:
         if addr:
             return Interface(addr.strip("[]"), lp.port, transport)
-    if concrete:
-        return Interface(lp.host, lp.port, transport)
-    raise NoInterface(f"no external address and a wildcard {transport} listening point: nothing to advertise "
-                      f"toward {target_host}")
+    return Interface(lp.host, lp.port, transport)
 
 
 def edge_interface_for(req: processor_pb2.MessageRequest, target_host: str, target_transport: str | int) -> Interface:
@@ -183,13 +190,16 @@ class OwnAddresses:
 
     @classmethod
     def of_request(cls, req: processor_pb2.MessageRequest) -> OwnAddresses:
-        """The addresses of the EdgePort that sent ``req`` (the same few sets for every message: memoized by the
-        listening points, localnets and external addresses; bounded)."""
+        """The addresses of the EdgePort that sent ``req``, the one it arrived on (``received_on``) included (the
+        same few sets for every message: memoized by the listening points, localnets, external addresses and
+        arrival address; bounded)."""
+        received_on = req.received_on.host
         key = (tuple([lp.SerializeToString() for lp in req.listening_points]), tuple(req.localnets),
-               tuple(req.external_addrs))
+               tuple(req.external_addrs), received_on)
         own = _OWN_BY_REQUEST.get(key)
         if own is None:
-            own = cls.build([Interface.of(lp) for lp in req.listening_points], req.localnets, req.external_addrs)
+            external = [*req.external_addrs, received_on] if received_on not in _WILDCARD_HOSTS else req.external_addrs
+            own = cls.build([Interface.of(lp) for lp in req.listening_points], req.localnets, external)
             if len(_OWN_BY_REQUEST) >= 256:
                 _OWN_BY_REQUEST.clear()
             _OWN_BY_REQUEST[key] = own
@@ -205,7 +215,7 @@ class OwnAddresses:
         return port in self.ports_by_transport.get(transport, self.ports)
 
 
-_OWN_BY_REQUEST: dict[tuple[tuple[bytes, ...], tuple[str, ...], tuple[str, ...]], OwnAddresses] = {}
+_OWN_BY_REQUEST: dict[tuple[tuple[bytes, ...], tuple[str, ...], tuple[str, ...], str], OwnAddresses] = {}
 
 
 def _norm(host: str) -> str:
@@ -268,11 +278,12 @@ def add_record_route(msg: M, origin: Interface, target: Interface, *,
     """Record-Route ourselves (RFC 3261 §16.6 step 4, loose routing ``lr``). ``origin`` is our interface
     toward the previous hop, ``target`` toward the next. When they differ (transport or network bridged),
     two entries with ``r2=on``: ``[target, origin]``, so each side's route set starts with the address it can
-    reach (double record-routing). ``params`` are extra URI parameters put into every entry (they come back
+    reach (double record-routing). Wildcard interfaces (filled in by the EdgePort, which may find two different
+    addresses) always get both entries; the EdgePort makes them one when they are the same. ``params`` are extra URI parameters put into every entry (they come back
     in the Route headers of the dialog's later requests, RFC 3261 §12.1)."""
     out = _copy(msg)
     params = tuple(params)
-    if origin == target:
+    if origin == target and not origin.is_wildcard:
         out.headers.prepend("Record-Route", route_uri(origin, params=params))
     else:
         out.headers.prepend("Record-Route", route_uri(origin, r2=True, params=params))

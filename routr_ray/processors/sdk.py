@@ -128,10 +128,25 @@ class Context:
         return edge_interface(host, transport, listening_points=self.listening_points, localnets=req.localnets,
                               external_addrs=req.external_addrs)
 
+    def origin_interface(self) -> Interface:
+        """Our address toward the sender (the previous hop), for the Record-Route entry its side uses: as
+        :meth:`edge_interface`; behind a wildcard listening point, unless that is an external address (the sender
+        is outside the localnets), the address the message arrived on (``received_on``): the sender reached us
+        there."""
+        sender = self.sender
+        intf = self.edge_interface(sender.host, sender.transport)
+        req = self.request
+        if not req.HasField("received_on") or intf.host in req.external_addrs:
+            return intf
+        arrived = Interface.of(req.received_on)
+        lp = next((p for p in self.listening_points if p.transport == intf.transport), None)
+        if lp is not None and lp.is_wildcard and not arrived.is_wildcard and arrived.transport == intf.transport:
+            return Interface(arrived.host, intf.port, intf.transport)
+        return intf
+
     def own_addresses(self) -> OwnAddresses:
         """What names this EdgePort in a Route (for :func:`alterations.remove_own_routes`)."""
-        req = self.request
-        return OwnAddresses.build(self.listening_points, req.localnets, req.external_addrs)
+        return OwnAddresses.of_request(self.request)
 
     # answers -----------------------------------------------------------------------------------
     def _server(self) -> str | None:

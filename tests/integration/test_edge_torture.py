@@ -130,11 +130,11 @@ def guard_listener(listener: Any, refused: list[Any]) -> None:
     if hasattr(listener, "send_now"):
         original_now = listener.send_now
 
-        def send_now(target: Any, data: bytes) -> bool:
+        def send_now(target: Any, data: bytes, source: str | None = None) -> bool:
             if destination(target) != LOOPBACK:
                 refused.append((listener.transport, target, data[:60]))
                 return False
-            return bool(original_now(target, data))
+            return bool(original_now(target, data, source))
 
         listener.send_now = send_now
 

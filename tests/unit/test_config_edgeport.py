@@ -40,8 +40,8 @@ def test_routr_example_is_accepted_with_its_values() -> None:
     assert config.processor_addr == "dispatcher:51901"
     assert config.unknown_method_action is UnknownMethodAction.DISCARD
     assert config.external_addrs == ("10.111.220.2", "sip01.edgeport.net")
-    # Routr writes host bits into localnets (127.0.0.1/8); they mean the network.
-    assert config.localnets == (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.111.221.0/24"))
+    # Routr writes host bits into localnets (127.0.0.1/8): the network and our address on it; both are kept.
+    assert config.localnets == ("127.0.0.1/8", "10.111.221.2/24")
     assert config.methods == ("REGISTER", "MESSAGE", "INVITE", "ACK", "BYE", "CANCEL")
     assert config.transport(TransportProtocol.WSS) == Transport(TransportProtocol.WSS, 5063, "0.0.0.0")
     context = config.security_context

@@ -94,10 +94,29 @@ def test_edge_interface(lps, localnets, external, target, transport, expected) -
 def test_edge_interface_errors() -> None:
     with pytest.raises(NoInterface, match="TCP"):
         edge_interface("10.2.3.4", "TCP", listening_points=LPS, localnets=["10.0.0.1/8"])
-    with pytest.raises(NoInterface):  # wildcard, nothing external
-        edge_interface("198.51.100.7", "UDP", listening_points=LPS, localnets=["10.0.0.1/8"])
-    with pytest.raises(NoInterface, match="localnet"):  # the network address names none of ours
-        edge_interface("10.2.3.4", "UDP", listening_points=LPS, localnets=["10.0.0.0/8"])
+
+
+@pytest.mark.parametrize(
+    ("localnets", "external", "target"),
+    [
+        (["10.0.0.1/8"], [], "198.51.100.7"),  # wildcard, outside every localnet, nothing external
+        (["10.0.0.0/8"], ["203.0.113.1"], "10.2.3.4"),  # a local target on a network that names no address of ours
+    ],
+)
+def test_edge_interface_leaves_the_wildcard_for_the_edgeport(localnets, external, target) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13: behind a wildcard listening point, where nothing names our address toward the target, the
+    wildcard is advertised and the EdgePort that sends the request fills in its source address (edge/advertise.py)
+    instead of the request failing with 500."""
+    intf = edge_interface(target, "UDP", listening_points=LPS, localnets=localnets, external_addrs=external)
+    assert intf == Interface("0.0.0.0", 5060, "UDP") and intf.is_wildcard
+
+
+def test_a_wildcard_record_route_always_has_both_sides() -> None:
+    """The EdgePort may find two different addresses toward the two sides: both entries are written (it merges
+    them into one when they are the same)."""
+    wildcard = Interface("0.0.0.0", 5060, "UDP")
+    out = add_record_route(request(), wildcard, wildcard)
+    assert out.headers.get_all("Record-Route") == ["<sip:0.0.0.0:5060;transport=udp;r2=on;lr>"] * 2
 
 
 def test_edge_interface_for_reads_the_message_request() -> None:

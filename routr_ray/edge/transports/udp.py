@@ -3,6 +3,11 @@
 CRLF-only datagrams are keepalives and are ignored (RFC 5626 §3.5.1 sends STUN or CRLF over UDP; neither is
 a SIP message). Datagrams larger than the configured maximum are dropped. ICMP errors reported for earlier
 sends (port unreachable → ConnectionRefusedError) are counted, never fatal.
+
+A listener bound to a wildcard address (``0.0.0.0``, ``::``) reads its socket with ``recvmsg`` so that each
+`Flow` names the local address the datagram was sent to, and sends with ``sendmsg`` from the address it is
+told (a reply leaves from the address its request reached; see ``pktinfo.py``). A concrete bind keeps asyncio's
+datagram transport (the kernel has only one source address to choose).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import socket
 from typing import Any
 
+from routr_ray.edge.transports import pktinfo
 from routr_ray.edge.transports.base import (
     Address,
     Flow,
@@ -20,6 +26,7 @@ from routr_ray.edge.transports.base import (
     Target,
     TransportName,
     bind_socket,
+    is_wildcard,
     normalize_host,
     sockaddr_to_address,
 )
@@ -27,6 +34,8 @@ from routr_ray.sip import is_keepalive_datagram
 
 log = logging.getLogger(__name__)
 _UNKNOWN = object()
+_RECV_SIZE = 65536  # the largest UDP payload is 65,507 bytes
+_READS_PER_WAKEUP = 64  # datagrams read in one go before the loop runs other callbacks
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -50,31 +59,73 @@ class UdpListener(Listener):
     transport = TransportName.UDP
 
     _endpoint: asyncio.DatagramTransport | None = None
+    _sock: socket.socket | None = None  # a wildcard bind: read and written directly (recvmsg/sendmsg)
     _family: int = socket.AF_INET
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # destination host -> the host text for sendto() in this socket's family (None: unreachable), memoised
         self._destinations: dict[str, str | None] = {}
+        self._sources: dict[str, list[tuple[int, int, bytes]]] = {}  # source address -> sendmsg ancillary data
 
     @property
     def is_listening(self) -> bool:
+        if self._sock is not None:
+            return self._sock.fileno() >= 0
         return self._endpoint is not None and not self._endpoint.is_closing()
+
+    @property
+    def wildcard(self) -> bool:
+        """Bound to every local address: flows name the address each datagram reached."""
+        return self._sock is not None
 
     async def start(self) -> None:
         sock = bind_socket(self.host, self.port, socket.SOCK_DGRAM, self.reuse_port)
         self._family = sock.family
-        loop = asyncio.get_running_loop()
-        self._endpoint, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=sock)
         self._local = sockaddr_to_address(sock.getsockname())
+        loop = asyncio.get_running_loop()
+        if is_wildcard(self.host):
+            try:
+                pktinfo.enable(sock)
+                loop.add_reader(sock.fileno(), self._read_ready)
+            except BaseException:
+                sock.close()
+                raise
+            self._sock = sock
+        else:
+            self._endpoint, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=sock)
         log.info("udp listening on %s:%d", *self._local)
 
     async def stop(self) -> None:
         if self._endpoint is not None:
             self._endpoint.close()
             self._endpoint = None
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            try:
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+            finally:
+                sock.close()
 
-    def _on_datagram(self, data: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
+    def _read_ready(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        local_port = self._local[1]  # type: ignore[index]
+        wildcard_host = self._local[0]  # type: ignore[index]
+        for _ in range(_READS_PER_WAKEUP):
+            try:
+                data, ancillary, _flags, addr = sock.recvmsg(_RECV_SIZE, pktinfo.ANCILLARY_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error for an earlier send (ConnectionRefusedError), as error_received
+                self.counters.icmp_errors += 1
+                log.debug("udp %s: %s", self._local, exc)
+                continue
+            self._on_datagram(data, addr, pktinfo.destination_of(ancillary) or wildcard_host, local_port)
+
+    def _on_datagram(self, data: bytes, addr: tuple, local_host: str | None = None,  # type: ignore[type-arg]
+                     local_port: int = 0) -> None:
         if len(data) > self.limits.max_message_size:
             self.counters.oversize_messages += 1
             return
@@ -83,28 +134,52 @@ class UdpListener(Listener):
             return
         # an IPv4 socket reports canonical dotted quads already; IPv6 ones need normalising (mapped IPv4)
         host = addr[0] if self._family == socket.AF_INET else normalize_host(addr[0])
-        local_host, local_port = self._local  # type: ignore[misc]
+        if local_host is None:
+            local_host, local_port = self._local  # type: ignore[misc]
         self._deliver(data, Flow(self.transport, host, addr[1], local_host, local_port, None))
 
-    async def send(self, target: Target, data: bytes, *, server_name: str | None = None) -> bool:
-        return self.send_now(target, data)
+    async def send(self, target: Target, data: bytes, *, server_name: str | None = None,
+                   source: str | None = None) -> bool:
+        return self.send_now(target, data, source)
 
-    def send_now(self, target: Target, data: bytes) -> bool:
-        """Synchronous form of `send` (UDP never waits)."""
-        if self._endpoint is None or self._endpoint.is_closing():
+    def send_now(self, target: Target, data: bytes, source: str | None = None) -> bool:
+        """Synchronous form of `send` (UDP never waits). ``source``: the local address the datagram leaves from
+        on a wildcard bind (default: a `Flow` target's local address, i.e. where its request arrived; else the
+        kernel's choice by route)."""
+        sock = self._sock
+        if sock is None and (self._endpoint is None or self._endpoint.is_closing()):
             return False
-        address = target.remote if isinstance(target, Flow) else target
+        if isinstance(target, Flow):
+            address = target.remote
+            if source is None and target.local_host != self._local[0]:  # type: ignore[index]
+                source = target.local_host
+        else:
+            address = target
         sockaddr = self._sockaddr(address)
         if sockaddr is None:
             self.counters.send_failures += 1
             return False
         try:
-            self._endpoint.sendto(data, sockaddr)
+            if sock is None:
+                self._endpoint.sendto(data, sockaddr)  # type: ignore[union-attr]
+            elif source:
+                sock.sendmsg([data], self._source_ancillary(source), 0, sockaddr)
+            else:
+                sock.sendto(data, sockaddr)
         except OSError as exc:
             self.counters.send_failures += 1
             log.debug("udp send to %s failed: %s", address, exc)
             return False
         return True
+
+    def _source_ancillary(self, source: str) -> list[tuple[int, int, bytes]]:
+        ancillary = self._sources.get(source)
+        if ancillary is None:
+            ancillary = pktinfo.source_ancillary(self._family, source)
+            if len(self._sources) >= 1024:
+                self._sources.clear()
+            self._sources[source] = ancillary
+        return ancillary
 
     def _sockaddr(self, address: Address) -> Address | None:
         """The destination in this socket's family: IPv4 goes IPv4-mapped on a dual-stack IPv6 socket."""

@@ -248,7 +248,7 @@ class ConnectProcessor(Processor):
         target = ctx.edge_interface(hop.host, hop.transport)
         out = add_self_via(out, target)
         if not forward.in_dialog and out.method.upper() in _RECORD_ROUTE_METHODS:
-            origin = ctx.edge_interface(sender.host, sender.transport) if sender is not None else target
+            origin = ctx.origin_interface() if sender is not None else target
             out = add_record_route(out, origin, target, params=((TOKEN_PARAM, self.dialogs.for_initial(out)),))
         metadata = {NEXT_HOP_KEY: hop_uri(hop), DIRECTION_KEY: forward.direction}
         if not forward.in_dialog:

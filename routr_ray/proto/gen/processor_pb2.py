@@ -26,7 +26,7 @@ from . import common_pb2 as common__pb2
 from . import sipmessage_pb2 as sipmessage__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0fprocessor.proto\x12 fonoster.routr.processor.v2beta1\x1a\x0c\x63ommon.proto\x1a\x10sipmessage.proto\"g\n\x0cNetInterface\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\x05\x12;\n\ttransport\x18\x03 \x01(\x0e\x32(.fonoster.routr.common.v2beta1.Transport\"\xe6\x03\n\x0eMessageRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x15\n\redge_port_ref\x18\x02 \x01(\t\x12\x38\n\x06method\x18\x03 \x01(\x0e\x32(.fonoster.routr.processor.v2beta1.Method\x12>\n\x06sender\x18\x04 \x01(\x0b\x32..fonoster.routr.processor.v2beta1.NetInterface\x12H\n\x10listening_points\x18\x05 \x03(\x0b\x32..fonoster.routr.processor.v2beta1.NetInterface\x12\x16\n\x0e\x65xternal_addrs\x18\x06 \x03(\t\x12\x11\n\tlocalnets\x18\x07 \x03(\t\x12>\n\x07message\x18\x08 \x01(\x0b\x32-.fonoster.routr.sipmessage.v2beta1.SIPMessage\x12P\n\x08metadata\x18\t \x03(\x0b\x32>.fonoster.routr.processor.v2beta1.MessageRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x95\x02\n\x0fMessageResponse\x12>\n\x06sender\x18\x01 \x01(\x0b\x32..fonoster.routr.processor.v2beta1.NetInterface\x12>\n\x07message\x18\x02 \x01(\x0b\x32-.fonoster.routr.sipmessage.v2beta1.SIPMessage\x12Q\n\x08metadata\x18\x03 \x03(\x0b\x32?.fonoster.routr.processor.v2beta1.MessageResponse.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xbb\x01\n\x06Method\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0c\n\x08REGISTER\x10\x01\x12\n\n\x06INVITE\x10\x02\x12\x0b\n\x07MESSAGE\x10\x03\x12\x0b\n\x07PUBLISH\x10\x04\x12\n\n\x06NOTIFY\x10\x05\x12\r\n\tSUBSCRIBE\x10\x06\x12\x07\n\x03\x41\x43K\x10\x07\x12\x07\n\x03\x42YE\x10\x08\x12\n\n\x06\x43\x41NCEL\x10\t\x12\x0b\n\x07OPTIONS\x10\n\x12\t\n\x05PRACK\x10\x0b\x12\x08\n\x04INFO\x10\x0c\x12\t\n\x05REFER\x10\r\x12\n\n\x06UPDATE\x10\x0e\x32\x84\x01\n\tProcessor\x12w\n\x0eProcessMessage\x12\x30.fonoster.routr.processor.v2beta1.MessageRequest\x1a\x31.fonoster.routr.processor.v2beta1.MessageResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0fprocessor.proto\x12 fonoster.routr.processor.v2beta1\x1a\x0c\x63ommon.proto\x1a\x10sipmessage.proto\"g\n\x0cNetInterface\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\x05\x12;\n\ttransport\x18\x03 \x01(\x0e\x32(.fonoster.routr.common.v2beta1.Transport\"\xab\x04\n\x0eMessageRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x15\n\redge_port_ref\x18\x02 \x01(\t\x12\x38\n\x06method\x18\x03 \x01(\x0e\x32(.fonoster.routr.processor.v2beta1.Method\x12>\n\x06sender\x18\x04 \x01(\x0b\x32..fonoster.routr.processor.v2beta1.NetInterface\x12H\n\x10listening_points\x18\x05 \x03(\x0b\x32..fonoster.routr.processor.v2beta1.NetInterface\x12\x16\n\x0e\x65xternal_addrs\x18\x06 \x03(\t\x12\x11\n\tlocalnets\x18\x07 \x03(\t\x12>\n\x07message\x18\x08 \x01(\x0b\x32-.fonoster.routr.sipmessage.v2beta1.SIPMessage\x12P\n\x08metadata\x18\t \x03(\x0b\x32>.fonoster.routr.processor.v2beta1.MessageRequest.MetadataEntry\x12\x43\n\x0breceived_on\x18\x64 \x01(\x0b\x32..fonoster.routr.processor.v2beta1.NetInterface\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x95\x02\n\x0fMessageResponse\x12>\n\x06sender\x18\x01 \x01(\x0b\x32..fonoster.routr.processor.v2beta1.NetInterface\x12>\n\x07message\x18\x02 \x01(\x0b\x32-.fonoster.routr.sipmessage.v2beta1.SIPMessage\x12Q\n\x08metadata\x18\x03 \x03(\x0b\x32?.fonoster.routr.processor.v2beta1.MessageResponse.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xbb\x01\n\x06Method\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0c\n\x08REGISTER\x10\x01\x12\n\n\x06INVITE\x10\x02\x12\x0b\n\x07MESSAGE\x10\x03\x12\x0b\n\x07PUBLISH\x10\x04\x12\n\n\x06NOTIFY\x10\x05\x12\r\n\tSUBSCRIBE\x10\x06\x12\x07\n\x03\x41\x43K\x10\x07\x12\x07\n\x03\x42YE\x10\x08\x12\n\n\x06\x43\x41NCEL\x10\t\x12\x0b\n\x07OPTIONS\x10\n\x12\t\n\x05PRACK\x10\x0b\x12\x08\n\x04INFO\x10\x0c\x12\t\n\x05REFER\x10\r\x12\n\n\x06UPDATE\x10\x0e\x32\x84\x01\n\tProcessor\x12w\n\x0eProcessMessage\x12\x30.fonoster.routr.processor.v2beta1.MessageRequest\x1a\x31.fonoster.routr.processor.v2beta1.MessageResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,18 +37,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGEREQUEST_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_MESSAGERESPONSE_METADATAENTRY']._loaded_options = None
   _globals['_MESSAGERESPONSE_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_METHOD']._serialized_start=960
-  _globals['_METHOD']._serialized_end=1147
+  _globals['_METHOD']._serialized_start=1029
+  _globals['_METHOD']._serialized_end=1216
   _globals['_NETINTERFACE']._serialized_start=85
   _globals['_NETINTERFACE']._serialized_end=188
   _globals['_MESSAGEREQUEST']._serialized_start=191
-  _globals['_MESSAGEREQUEST']._serialized_end=677
-  _globals['_MESSAGEREQUEST_METADATAENTRY']._serialized_start=630
-  _globals['_MESSAGEREQUEST_METADATAENTRY']._serialized_end=677
-  _globals['_MESSAGERESPONSE']._serialized_start=680
-  _globals['_MESSAGERESPONSE']._serialized_end=957
-  _globals['_MESSAGERESPONSE_METADATAENTRY']._serialized_start=630
-  _globals['_MESSAGERESPONSE_METADATAENTRY']._serialized_end=677
-  _globals['_PROCESSOR']._serialized_start=1150
-  _globals['_PROCESSOR']._serialized_end=1282
+  _globals['_MESSAGEREQUEST']._serialized_end=746
+  _globals['_MESSAGEREQUEST_METADATAENTRY']._serialized_start=699
+  _globals['_MESSAGEREQUEST_METADATAENTRY']._serialized_end=746
+  _globals['_MESSAGERESPONSE']._serialized_start=749
+  _globals['_MESSAGERESPONSE']._serialized_end=1026
+  _globals['_MESSAGERESPONSE_METADATAENTRY']._serialized_start=699
+  _globals['_MESSAGERESPONSE_METADATAENTRY']._serialized_end=746
+  _globals['_PROCESSOR']._serialized_start=1219
+  _globals['_PROCESSOR']._serialized_end=1351
 # @@protoc_insertion_point(module_scope)

@@ -53,7 +53,7 @@ class NetInterface(_message.Message):
     def __init__(self, host: _Optional[str] = ..., port: _Optional[int] = ..., transport: _Optional[_Union[_common_pb2.Transport, str]] = ...) -> None: ...
 
 class MessageRequest(_message.Message):
-    __slots__ = ("ref", "edge_port_ref", "method", "sender", "listening_points", "external_addrs", "localnets", "message", "metadata")
+    __slots__ = ("ref", "edge_port_ref", "method", "sender", "listening_points", "external_addrs", "localnets", "message", "metadata", "received_on")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,7 @@ class MessageRequest(_message.Message):
     LOCALNETS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_ON_FIELD_NUMBER: _ClassVar[int]
     ref: str
     edge_port_ref: str
     method: Method
@@ -79,7 +80,8 @@ class MessageRequest(_message.Message):
     localnets: _containers.RepeatedScalarFieldContainer[str]
     message: _sipmessage_pb2.SIPMessage
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, ref: _Optional[str] = ..., edge_port_ref: _Optional[str] = ..., method: _Optional[_Union[Method, str]] = ..., sender: _Optional[_Union[NetInterface, _Mapping]] = ..., listening_points: _Optional[_Iterable[_Union[NetInterface, _Mapping]]] = ..., external_addrs: _Optional[_Iterable[str]] = ..., localnets: _Optional[_Iterable[str]] = ..., message: _Optional[_Union[_sipmessage_pb2.SIPMessage, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    received_on: NetInterface
+    def __init__(self, ref: _Optional[str] = ..., edge_port_ref: _Optional[str] = ..., method: _Optional[_Union[Method, str]] = ..., sender: _Optional[_Union[NetInterface, _Mapping]] = ..., listening_points: _Optional[_Iterable[_Union[NetInterface, _Mapping]]] = ..., external_addrs: _Optional[_Iterable[str]] = ..., localnets: _Optional[_Iterable[str]] = ..., message: _Optional[_Union[_sipmessage_pb2.SIPMessage, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., received_on: _Optional[_Union[NetInterface, _Mapping]] = ...) -> None: ...
 
 class MessageResponse(_message.Message):
     __slots__ = ("sender", "message", "metadata")
