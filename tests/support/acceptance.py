@@ -1,12 +1,18 @@
 """Acceptance harness: the real server (`routr-ray run`) driven by real SIP clients (SIPp, Debian `sip-tester`).
 
-One server per session, started from a copy of `tests/acceptance/config` (so a scenario may edit its resources;
-SIP on 127.0.0.1:15060-15063, health 18080,
-dispatcher gRPC 51911, Location API 51912: no clash with the other tests), stopped with SIGTERM at the end
-(it must exit within 20 s). The suite must run inside `scripts/in-netns` (Ray binds every interface).
+Two servers per session, each started on first use and stopped with SIGTERM at the end (it must exit within 20 s):
 
-Every scenario folder holds its SIPp XML; `sipp` runs one SIPp process per call leg over UDP on 127.0.0.1 with
-`-trace_msg`, so a failure shows the SIP messages each side saw.
+* `routr_server`: **`config/` as shipped** (issue 13: the suite tests what users run), copied with only its ports
+  rewritten (:data:`SHIPPED_PORTS`, checked by tests/unit/test_acceptance_config.py: the rewrite changes nothing
+  else) so that it never clashes with the other tests: SIP 25060-25063, health 28080, dispatcher gRPC 25901,
+  Location API 25902; the example trunk's provider listens on 25080. The main scenarios run here.
+* `extras_server`: the shipped config with the files of `tests/acceptance/config` laid over it (each says why:
+  a processor that is down, an agent that never registers, TEST-NET phones on a LAN behind a NAT-ed server), on
+  15060-15063 (health 18080, dispatcher 51911, Location 51912, trunk provider 15080).
+
+The suite must run inside `scripts/in-netns` (Ray binds every interface). Every scenario folder holds its SIPp
+XML; `sipp` runs one SIPp process per call leg over UDP with `-trace_msg`, so a failure shows the SIP messages
+each side saw.
 """
 
 from __future__ import annotations
@@ -18,19 +24,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.redis_server import free_port
 
-ACCEPTANCE = Path(__file__).resolve().parents[1] / "acceptance"
-ATTACK = Path(__file__).resolve().parents[1] / "attack"
-CONFIG_DIR = ACCEPTANCE / "config"
+REPO = Path(__file__).resolve().parents[2]
+ACCEPTANCE = REPO / "tests" / "acceptance"
+ATTACK = REPO / "tests" / "attack"
+SHIPPED_CONFIG_DIR = REPO / "config"
+CONFIG_DIR = ACCEPTANCE / "config"  # the extras server's overlay on the shipped config
 PROXY_HOST = "127.0.0.1"
-PROXY_PORT = 15060
 # SIPp binds its media sockets at -mp and a few ports above it. Ports handed out by the kernel (free_port) are
 # ephemeral and a concurrent SIPp may take one of the neighbours, so media ports come from below Linux's
 # ephemeral range (32768-60999), 10 apart per SIPp of a test.
@@ -38,18 +46,48 @@ MEDIA_PORT_BASE = 20000
 READY_TIMEOUT = 180.0  # Ray + Serve start in 15-90 s on a loaded 2-core box
 STOP_TIMEOUT = 20.0
 
-# Test credentials (tests/acceptance/config/resources/credentials.yaml)
-PASSWORDS = {"1001": "secret1001", "1002": "secret1002", "1003": "secret1003", "mediaserver": "peersecret",
-             "1010": "secret1010", "1004": "secret1004", "1005": "secret1005"}
+# The shipped config's ports -> the ones the acceptance copy uses (SIP, health, dispatcher, Location, trunk).
+SHIPPED_PORTS = {5060: 25060, 5061: 25061, 5062: 25062, 5063: 25063, 8080: 28080, 51901: 25901, 51902: 25902,
+                 5080: 25080}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One server under test: where its config comes from, how its ports are rewritten, how to reach it."""
+
+    name: str
+    source: Path
+    ports: Mapping[int, int]
+    sip_port: int
+    tls_port: int
+    ws_port: int
+    wss_port: int
+    trunk_port: int  # trunk-01's outbound URI: where a SIPp UAS plays the provider
+    passwords: Mapping[str, str] = field(default_factory=dict)
+    host: str = PROXY_HOST
+    overlay: Path | None = None  # files that replace (same name) or join those of `source`, before the rewrite
+
+
+EXTRAS_PORTS = {5060: 15060, 5061: 15061, 5062: 15062, 5063: 15063, 8080: 18080, 51901: 51911, 51902: 51912,
+                5080: 15080}
+SHIPPED = Profile("shipped", SHIPPED_CONFIG_DIR, SHIPPED_PORTS, 25060, 25061, 25062, 25063, 25080,
+                  {"1001": "1234", "1002": "1234", "asterisk": "1234"})
+EXTRAS = Profile("extras", SHIPPED_CONFIG_DIR, EXTRAS_PORTS, 15060, 15061, 15062, 15063, 15080,
+                 {"1001": "1234", "1002": "1234", "1003": "secret1003", "asterisk": "1234"}, overlay=CONFIG_DIR)
+
+# The main scenarios' server (config/ as shipped)
+PROXY_PORT = SHIPPED.sip_port
+PROXY_TLS_PORT = SHIPPED.tls_port
+TRUNK_UAS_PORT = SHIPPED.trunk_port
+PASSWORDS = SHIPPED.passwords
 # Fixed source ports for REGISTER and fixed Contact ports (where each AOR's SIPp UAS listens), one per AOR, so
 # a re-registration replaces its binding instead of adding one (Location matches bindings by Contact URI).
-REGISTER_PORTS = {"1001": 15071, "1002": 15072, "1003": 15073, "mediaserver": 15074, "1010": 15075}
+REGISTER_PORTS = {"1001": 15071, "1002": 15072, "1003": 15073, "mediaserver": 15074, "1010": 15075,
+                  "asterisk": 15076}
 CONTACT_PORTS = {"1001": 15081, "1002": 15082, "1003": 15083, "mediaserver": 15084, "1010": 15085,
-                 "1004": 15086, "1005": 15087}  # 1004: tcp_tls_register, 1005: sipsak (config/resources/agents-extra.yaml)
-TRUNK_UAS_PORT = 15080  # trunk-01's outbound URI
-PROXY_TLS_PORT = 15061
+                 "asterisk": 15086, "tcp-1001": 15087, "sipsak-1002": 15088}
 # Development only: ROUTR_ACCEPTANCE_ATTACH=<config dir of a `routr-ray run` already started from a copy of
-# tests/acceptance/config, inside the same network namespace> runs the scenarios against it (no 15-90 s start).
+# config/ with SHIPPED_PORTS, inside the same network namespace> runs the scenarios against it (no 15-90 s start).
 ATTACH_ENV = "ROUTR_ACCEPTANCE_ATTACH"
 
 
@@ -61,29 +99,67 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(READY_TIMEOUT + 30))  # the first one also starts the server
 
 
+# ---- config copies --------------------------------------------------------------------------------------------
+
+
+def rewrite_ports(node: object, ports: Mapping[int, int]) -> object:
+    """A YAML document with every ``port: N`` and every ``bindAddr: host:N`` whose N is in ``ports`` moved."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "port" and isinstance(value, int) and value in ports:
+                value = ports[value]
+            elif key == "bindAddr" and isinstance(value, str) and ":" in value:
+                host, _, port = value.rpartition(":")
+                if port.isdigit() and int(port) in ports:
+                    value = f"{host}:{ports[int(port)]}"
+            else:
+                value = rewrite_ports(value, ports)
+            out[key] = value
+        return out
+    if isinstance(node, list):
+        return [rewrite_ports(item, ports) for item in node]
+    return node
+
+
+def copy_config(profile: Profile, destination: Path) -> Path:
+    """The profile's config directory copied to ``destination`` with its overlay, ports rewritten (YAML files)."""
+    shutil.copytree(profile.source, destination)
+    if profile.overlay is not None:
+        shutil.copytree(profile.overlay, destination, dirs_exist_ok=True)
+    if profile.ports:
+        for path in sorted(destination.rglob("*.yaml")):
+            documents = list(yaml.safe_load_all(path.read_text()))
+            rewritten = [rewrite_ports(document, profile.ports) for document in documents]
+            path.write_text(yaml.safe_dump_all(rewritten, sort_keys=False))
+    return destination
+
+
+# ---- servers --------------------------------------------------------------------------------------------------
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[bytes] | None  # None when attached to a running server (ATTACH_ENV)
     log_path: Path
-    config_dir: Path  # the server's own copy of tests/acceptance/config
+    config_dir: Path  # the server's own copy of its config
+    profile: Profile = SHIPPED
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-@pytest.fixture(scope="session")
-def routr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def _serve(profile: Profile, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if os.environ.get("ROUTR_RAY_IN_NETNS") != "1":
         pytest.fail("the acceptance suite starts Ray, which binds every interface: run it inside scripts/in-netns")
     if shutil.which("sipp") is None:
         pytest.fail("sipp not found: apt-get install -y sip-tester")
     attached = os.environ.get(ATTACH_ENV)
-    if attached:
-        yield Server(None, Path(attached).parent / "log", Path(attached))
+    if attached and profile is SHIPPED:
+        yield Server(None, Path(attached).parent / "log", Path(attached), profile)
         return
-    work = tmp_path_factory.mktemp("routr-server")
-    config_dir = work / "config"
-    shutil.copytree(CONFIG_DIR, config_dir)
+    work = tmp_path_factory.mktemp(f"routr-{profile.name}")
+    config_dir = copy_config(profile, work / "config")
     log_path = work / "routr-ray.log"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:
@@ -91,7 +167,7 @@ def routr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             [sys.executable, "-m", "routr_ray.cli", "run", "--config", str(config_dir), "--no-dashboard"],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
-    server = Server(process, log_path, config_dir)
+    server = Server(process, log_path, config_dir, profile)
     deadline = time.monotonic() + READY_TIMEOUT
     while "ready in" not in log_path.read_text(errors="replace"):
         if process.poll() is not None:
@@ -111,6 +187,18 @@ def routr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             pytest.fail(f"routr-ray run did not exit within {STOP_TIMEOUT:.0f}s of SIGTERM:\n{server.log_tail()}")
         if process.returncode != 0:
             pytest.fail(f"routr-ray run exited with {process.returncode} after SIGTERM:\n{server.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def routr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """config/ as shipped (ports rewritten)."""
+    yield from _serve(SHIPPED, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def extras_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """tests/acceptance/config: the shipped config plus what a few scenarios need."""
+    yield from _serve(EXTRAS, tmp_path_factory)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -178,24 +266,30 @@ def _read(path: Path) -> str:
 
 
 class Sipp:
-    """Runs SIPp scenarios of `tests/acceptance/<folder>/` against the proxy over UDP on 127.0.0.1."""
+    """Runs SIPp scenarios of `tests/acceptance/<folder>/` against one server (its profile) over UDP."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, profile: Profile = SHIPPED) -> None:
         self.work = work
+        self.profile = profile
         self.count = 0
+
+    @property
+    def proxy(self) -> tuple[str, int]:
+        return (self.profile.host, self.profile.sip_port)
 
     def start(
         self, scenario: str, *, port: int | None = None, server: bool = False, keys: dict[str, str] | None = None,
         service: str | None = None, auth: tuple[str, str] | None = None, timeout_s: int = 12,
-        transport: str = "u1", remote: tuple[str, int] = (PROXY_HOST, PROXY_PORT),
+        transport: str = "u1", remote: tuple[str, int] | None = None, local_ip: str = PROXY_HOST,
     ) -> SippProcess:
-        """`transport` is SIPp's -t (u1 UDP, t1 TCP); `remote` where a UAC sends (e.g. a TLS bridge)."""
+        """`transport` is SIPp's -t (u1 UDP, t1 TCP); `remote` where a UAC sends (default: the server; e.g. a TLS
+        bridge); `local_ip` SIPp's -i (its sockets and `[local_ip]`)."""
         self.count += 1
         name = f"{self.count:02d}-{Path(scenario).stem}"
         work = self.work / name
         work.mkdir()
         args = [
-            "sipp", "-sf", str(ACCEPTANCE / scenario), "-t", transport, "-i", PROXY_HOST, "-p", str(port or free_port()),
+            "sipp", "-sf", str(ACCEPTANCE / scenario), "-t", transport, "-i", local_ip, "-p", str(port or free_port()),
             "-mp", str(MEDIA_PORT_BASE + (self.count % 900) * 10), "-m", "1", "-nostdin", "-timeout", f"{timeout_s}s", "-timeout_error",
             "-trace_msg", "-message_file", str(work / "messages.log"),
             "-trace_err", "-error_file", str(work / "errors.log"),
@@ -207,7 +301,8 @@ class Sipp:
         if auth is not None:
             args += ["-au", auth[0], "-ap", auth[1]]
         if not server:
-            args.append(f"{remote[0]}:{remote[1]}")
+            host, remote_port = remote or self.proxy
+            args.append(f"{host}:{remote_port}")
         with (work / "screen.log").open("wb") as screen:
             process = subprocess.Popen(args, stdout=screen, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        cwd=work)
@@ -224,12 +319,15 @@ class Sipp:
             raise AssertionError(process.result().report())
         return process
 
-    def register(self, user: str, password: str | None = None) -> SippResult:
-        """REGISTER `user`@sip.local with digest, Contact at 127.0.0.1:CONTACT_PORTS[user] (where its UAS listens)."""
+    def password(self, user: str) -> str:
+        return self.profile.passwords[user]
+
+    def register(self, user: str, password: str | None = None, *, local_ip: str = PROXY_HOST,
+                 remote: tuple[str, int] | None = None) -> SippResult:
+        """REGISTER `user`@sip.local with digest, Contact at local_ip:CONTACT_PORTS[user] (where its UAS listens)."""
         return self.run("register/register.xml", port=REGISTER_PORTS[user],
                         keys={"aor_user": user, "contact_port": str(CONTACT_PORTS[user])},
-                        auth=(user, password or PASSWORDS[user]))
-
+                        auth=(user, password or self.password(user)), local_ip=local_ip, remote=remote)
 
     @staticmethod
     def assert_ok(*results: SippResult) -> None:
@@ -240,7 +338,14 @@ class Sipp:
 
 @pytest.fixture
 def sipp(routr_server: Server, tmp_path: Path) -> Sipp:
-    return Sipp(tmp_path)
+    """SIPp against config/ as shipped."""
+    return Sipp(tmp_path, SHIPPED)
+
+
+@pytest.fixture
+def sipp_extras(extras_server: Server, tmp_path: Path) -> Sipp:
+    """SIPp against tests/acceptance/config (the scenarios the shipped config cannot play)."""
+    return Sipp(tmp_path, EXTRAS)
 
 
 # ---- sipsak -------------------------------------------------------------------------------------------------
@@ -264,15 +369,16 @@ class Sipsak:
     NewSessionTicket record a server sends after the handshake for the answer, fails to read it and gives up
     ("nothing received, select returned error") before the real answer arrives."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, profile: Profile = SHIPPED) -> None:
+        self.profile = profile
         self.gnutls_priority = work / "gnutls-tls12.conf"
         self.gnutls_priority.write_text("[overrides]\ndisabled-version = tls1.3\n")
 
     def run(self, *args: str, transport: str = "udp", timeout: float = 15.0) -> SipsakResult:
         if shutil.which("sipsak") is None:
             pytest.fail("sipsak not found: apt-get install -y sipsak")
-        port = PROXY_TLS_PORT if transport == "tls" else PROXY_PORT
-        argv = ["sipsak", "-vvv", "-E", transport, "-p", f"{PROXY_HOST}:{port}", "-H", PROXY_HOST, *args]
+        port = self.profile.tls_port if transport == "tls" else self.profile.sip_port
+        argv = ["sipsak", "-vvv", "-E", transport, "-p", f"{self.profile.host}:{port}", "-H", PROXY_HOST, *args]
         if transport == "tls":
             argv.insert(1, "--tls-ignore-cert-failure")  # the server's self-signed development certificate
         env = {**os.environ, "GNUTLS_SYSTEM_PRIORITY_FILE": str(self.gnutls_priority)}

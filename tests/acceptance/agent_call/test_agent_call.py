@@ -1,7 +1,10 @@
 """Agent 1001 calls agent 1002 through the proxy (INVITE with digest, 180, 200, ACK, BYE), with a SIPp UAS
-registered as 1002; the BYE comes from the caller in one call and from the callee in the other."""
+registered as 1002; the BYE comes from the caller in one call and from the callee in the other. config/ as shipped:
+the EdgePort listens on 0.0.0.0 and advertises the address the phones reach it on (issue 13)."""
 
 from __future__ import annotations
+
+import re
 
 from tests.support.acceptance import CONTACT_PORTS
 
@@ -11,7 +14,7 @@ def _call(sipp, uac: str, uas: str):  # type: ignore[no-untyped-def]
     sipp.assert_ok(sipp.register("1002"))
     callee = sipp.uas(f"agent_call/{uas}", uas_port, keys={"me": "1002"})
     caller = sipp.run(f"agent_call/{uac}", service="1002", keys={"caller": "1001"},
-                      auth=("1001", "secret1001"))
+                      auth=("1001", sipp.password("1001")))
     answered = callee.result()
     sipp.assert_ok(caller, answered)
     return caller, answered, uas_port
@@ -23,6 +26,10 @@ def test_call_between_agents_caller_hangs_up(sipp) -> None:  # type: ignore[no-u
     assert invite.startswith(f"INVITE sip:1002@127.0.0.1:{uas_port} SIP/2.0")  # RURI = the registered Contact
     assert "Proxy-Authorization" not in invite and "Authorization:" not in invite
     assert "X-Call-Direction: agent-to-agent" in invite
+    # our Via and Record-Route name 127.0.0.1, where both phones reach the wildcard EdgePort (never 0.0.0.0)
+    assert re.search(r"^Via: SIP/2\.0/UDP 127\.0\.0\.1:25060;", invite, flags=re.MULTILINE), invite
+    assert re.search(r"^Record-Route: <sip:127\.0\.0\.1:25060;transport=udp;", invite, flags=re.MULTILINE), invite
+    assert "0.0.0.0" not in invite
     assert callee.received("BYE") and callee.received("ACK")
     assert caller.received("SIP/2.0 180")
 

@@ -28,7 +28,7 @@ def test_callee_refusal_is_relayed_and_acknowledged_hop_by_hop(sipp, uas: str, s
     sipp.assert_ok(sipp.register("1002"))
     callee = sipp.uas(f"busy_decline/{uas}", CONTACT_PORTS["1002"], keys={"me": "1002"})
     caller = sipp.run("busy_decline/uac_rejected.xml", service="1002", keys={"caller": "1001"},
-                      auth=("1001", "secret1001"))
+                      auth=("1001", sipp.password("1001")))
     refused = callee.result()
     sipp.assert_ok(caller, refused)
 
@@ -52,7 +52,7 @@ def test_response_left_without_via_is_not_forwarded(sipp) -> None:  # type: igno
     sipp.assert_ok(sipp.register("1002"))
     callee = sipp.uas("busy_decline/uas_via_lost.xml", CONTACT_PORTS["1002"], keys={"me": "1002"})
     caller = sipp.run("busy_decline/uac_rejected.xml", service="1002", keys={"caller": "1001"},
-                      auth=("1001", "secret1001"))
+                      auth=("1001", sipp.password("1001")))
     sipp.assert_ok(caller, callee.result())
     without_via = [m for m in caller.received("SIP/2.0") if not _vias(m)]
     assert not without_via, "forwarded with no Via:\n" + "\n\n".join(without_via)

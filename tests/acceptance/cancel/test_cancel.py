@@ -25,7 +25,7 @@ def test_cancel_after_ringing(sipp) -> None:  # type: ignore[no-untyped-def]
     sipp.assert_ok(sipp.register("1002"))
     callee = sipp.uas("cancel/uas_cancelled.xml", CONTACT_PORTS["1002"], keys={"me": "1002"})
     caller = sipp.run("cancel/uac_cancel.xml", service="1002", keys={"caller": "1001"},
-                      auth=("1001", "secret1001"))
+                      auth=("1001", sipp.password("1001")))
     cancelled = callee.result()
     sipp.assert_ok(caller, cancelled)
 

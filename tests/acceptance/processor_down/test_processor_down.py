@@ -1,5 +1,5 @@
 """A request whose processor is down gets 503 Service Unavailable with Retry-After (RFC 3261 §21.5.4, §20.33):
-tests/acceptance/config/dispatcher.yaml routes MESSAGE to sip:down@... first to 127.0.0.1:51919, where nothing
+the extras server's dispatcher.yaml (tests/acceptance/config) routes MESSAGE to sip:down@... first to 127.0.0.1:51919, where nothing
 listens. Requests the entry does not match still reach Connect."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import re
 import time
 
 
-def test_processor_down_gets_503_with_retry_after(sipp) -> None:  # type: ignore[no-untyped-def]
+def test_processor_down_gets_503_with_retry_after(sipp_extras) -> None:
+    sipp = sipp_extras  # type: ignore[no-untyped-def]
     started = time.monotonic()
     result = sipp.run("processor_down/message_down.xml")
     elapsed = time.monotonic() - started

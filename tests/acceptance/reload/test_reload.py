@@ -19,7 +19,7 @@ NEW_AGENT = """\
   metadata: { name: Added while running }
   spec:
     username: "1010"
-    domainRef: domain-accept
+    domainRef: domain-01
     credentialsRef: credentials-1010
 """
 BAD_EDIT = """\
@@ -35,7 +35,7 @@ BAD_EDIT = """\
 
 
 def _registers(sipp) -> bool:  # type: ignore[no-untyped-def]
-    return sipp.register("1010").ok
+    return sipp.register("1010", "secret1010").ok
 
 
 def _wait_until(condition, seconds: float) -> bool:  # type: ignore[no-untyped-def]

@@ -1,6 +1,6 @@
 """sipsak (Debian `sipsak`) against the proxy over UDP: register with digest, a wrong password (challenged
-again, sipsak gives up with exit 2), unregister with expires 0, and an OPTIONS ping. Agent 1005
-(config/resources/agents-extra.yaml) is used by nobody else."""
+again, sipsak gives up with exit 2), unregister with expires 0, and an OPTIONS ping. Agent 1002 of config/ as
+shipped registers a Contact no other test uses, and removes it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import re
 
 from tests.support.acceptance import CONTACT_PORTS, PASSWORDS
 
-USER = "1005"
-CONTACT = f"sip:{USER}@127.0.0.1:{CONTACT_PORTS[USER]}"
+USER = "1002"
+CONTACT = f"sip:{USER}@127.0.0.1:{CONTACT_PORTS['sipsak-1002']}"
 
 
 def _final(result) -> str:  # type: ignore[no-untyped-def]
@@ -51,7 +51,7 @@ def test_sipsak_wrong_password_is_challenged_again(sipsak) -> None:  # type: ign
 
 
 def test_sipsak_options_ping(sipsak) -> None:  # type: ignore[no-untyped-def]
-    result = sipsak.run("-s", "sip:127.0.0.1")  # OPTIONS to the proxy itself, sent to -p 127.0.0.1:15060
+    result = sipsak.run("-s", "sip:127.0.0.1")  # OPTIONS to the proxy itself, sent to -p 127.0.0.1:25060
     assert result.returncode == 0, result.report()
     assert _final(result) == "SIP/2.0 200 OK"
     assert re.search(r"^Allow:.*\bINVITE\b", result.output, flags=re.MULTILINE), result.report()

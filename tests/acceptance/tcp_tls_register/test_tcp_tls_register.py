@@ -1,10 +1,11 @@
 """REGISTER with digest over TCP and over TLS (RFC 3261 §18.2.2, §26.2.1), then removed with expires 0.
 
 SIPp over TCP (`-t t1`) straight to the proxy. Debian's SIPp is built without OpenSSL ("To use a TLS
-transport you must compile SIPp with OpenSSL"), so SIPp reaches the TLS port (15061, the server's
+transport you must compile SIPp with OpenSSL"), so SIPp reaches the TLS port (25061, the server's
 self-signed development certificate) through a TLS bridge in this test: SIPp speaks TCP to the bridge, the
 bridge holds one TLS connection to the proxy per SIPp connection. sipsak (built with GnuTLS) registers over
-TLS (1.2, see conftest.Sipsak) and TCP natively. Agent 1004 (config/resources/agents-extra.yaml) is used by nobody else.
+TLS (1.2, see tests/support/acceptance.Sipsak) and TCP natively. Agent 1001 of config/ as shipped registers a Contact
+no other test uses, and removes it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import pytest
 
 from tests.support.acceptance import CONTACT_PORTS, PASSWORDS, PROXY_HOST, PROXY_TLS_PORT
 
-USER = "1004"
-KEYS = {"aor_user": USER, "contact_port": str(CONTACT_PORTS[USER])}
+USER = "1001"
+CONTACT_PORT = CONTACT_PORTS["tcp-1001"]
+KEYS = {"aor_user": USER, "contact_port": str(CONTACT_PORT)}
 
 
 @contextmanager
@@ -73,7 +75,7 @@ def tls_bridge() -> Iterator[int]:
 def _check_register_unregister(result) -> None:  # type: ignore[no-untyped-def]
     oks = result.received("SIP/2.0 200")
     assert len(oks) == 2 and len(result.received("SIP/2.0 401")) == 2
-    contact = f"<sip:{USER}@127.0.0.1:{CONTACT_PORTS[USER]}>"
+    contact = f"<sip:{USER}@127.0.0.1:{CONTACT_PORT}>"
     assert f"{contact};expires=" in oks[0]
     assert contact not in oks[1]  # expires 0 removed it
 
@@ -96,7 +98,7 @@ def test_sipp_registers_over_tls(sipp) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_sipsak_registers_over_a_connection(sipsak, transport: str) -> None:  # type: ignore[no-untyped-def]
-    contact = f"sip:{USER}@127.0.0.1:{CONTACT_PORTS[USER]}"
+    contact = f"sip:{USER}@127.0.0.1:{CONTACT_PORT}"
     registered = sipsak.register(USER, PASSWORDS[USER], contact, expires=600, transport=transport)
     assert registered.returncode == 0, registered.report()
     assert re.search(rf"^Via: SIP/2\.0/{transport.upper()} ", registered.output, flags=re.MULTILINE)

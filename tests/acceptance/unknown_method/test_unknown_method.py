@@ -8,16 +8,14 @@ import re
 
 import yaml
 
-from tests.support.acceptance import CONFIG_DIR
 
-
-def test_unknown_method_gets_405_with_allow(sipp) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_method_gets_405_with_allow(sipp, routr_server) -> None:  # type: ignore[no-untyped-def]
     result = sipp.run("unknown_method/foo.xml")
     sipp.assert_ok(result)
     (answer,) = result.received("SIP/2.0 405")
     assert re.search(r"^CSeq:\s*1 FOO", answer, flags=re.MULTILINE)
     (allow,) = re.findall(r"^Allow:\s*(.*?)\s*$", answer, flags=re.MULTILINE | re.IGNORECASE)
-    configured = yaml.safe_load((CONFIG_DIR / "edgeport.yaml").read_text())["spec"]["methods"]
+    configured = yaml.safe_load((routr_server.config_dir / "edgeport.yaml").read_text())["spec"]["methods"]
     allowed = [method.strip() for method in allow.split(",")]
     assert sorted(allowed) == sorted(configured)
     assert "FOO" not in allowed

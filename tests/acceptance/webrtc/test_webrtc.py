@@ -26,12 +26,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.acceptance import CONTACT_PORTS, PASSWORDS, PROXY_HOST, Server, Sipp, SippResult
+from tests.support.acceptance import CONTACT_PORTS, PASSWORDS, PROXY_HOST, SHIPPED, Server, Sipp, SippResult
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM = Path("/usr/bin/chromium")
-WS_URL = f"ws://{PROXY_HOST}:15062"
-WSS_URL = f"wss://{PROXY_HOST}:15063"
+WS_URL = f"ws://{PROXY_HOST}:{SHIPPED.ws_port}"
+WSS_URL = f"wss://{PROXY_HOST}:{SHIPPED.wss_port}"
 DRIVER_TIMEOUT_S = 90
 DOMAIN = "sip.local"
 
@@ -156,16 +156,16 @@ def test_two_browsers_call_each_other(browser, hangs_up: str) -> None:  # type: 
 
 
 def test_browser_calls_sip_uas_over_udp(browser, sipp: Sipp) -> None:  # type: ignore[no-untyped-def]
-    peer_port = CONTACT_PORTS["mediaserver"]
-    sipp.assert_ok(sipp.register("mediaserver"))
-    uas = sipp.uas("webrtc/uas.xml", peer_port, keys={"me": "mediaserver"}, timeout_s=60)
+    peer_port = CONTACT_PORTS["asterisk"]
+    sipp.assert_ok(sipp.register("asterisk"))
+    uas = sipp.uas("webrtc/uas.xml", peer_port, keys={"me": "asterisk"}, timeout_s=60)
     run = browser({"scenario": "call", "caller": agent("1001", WS_URL), "callee": None,
                    "target": f"sip:conference@{DOMAIN}"})
     answered: SippResult = uas.result(timeout=20)
     assert run.error is None, run.report() + answered.report()
     sipp.assert_ok(answered)
     (invite,) = answered.received("INVITE")
-    assert invite.startswith(f"INVITE sip:mediaserver@127.0.0.1:{peer_port}"), invite
+    assert invite.startswith(f"INVITE sip:asterisk@127.0.0.1:{peer_port}"), invite
     assert "X-Call-Direction: agent-to-peer" in invite, invite
     assert_r2_pair(record_routes(invite), {"ws", "udp"})
     assert answered.received("ACK") and answered.received("BYE"), answered.report()

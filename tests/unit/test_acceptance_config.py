@@ -1,0 +1,117 @@
+"""The suite tests what ships (issue 13 item 3): the acceptance server runs config/ with only its ports moved, the
+extras server differs from config/ only where its files say why, and the README's "Register a softphone" section
+says what config/ holds."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from routr_ray.config import load_config_dir
+from routr_ray.config.edgeport import TransportProtocol
+from tests.support.acceptance import CONFIG_DIR, EXTRAS, SHIPPED, SHIPPED_CONFIG_DIR, copy_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _documents(path: Path) -> list[object]:
+    return list(yaml.safe_load_all(path.read_text()))
+
+
+def _differences(a: object, b: object, where: str = "") -> Iterator[tuple[str, object, object]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            yield from _differences(a.get(key), b.get(key), f"{where}/{key}")
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            yield from _differences(x, y, f"{where}/{index}")
+    elif a != b:
+        yield where, a, b
+
+
+def _port_of(value: object) -> int | None:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.rpartition(":")[2].isdigit():
+        return int(value.rpartition(":")[2])
+    return None
+
+
+@pytest.mark.parametrize("profile", [SHIPPED, EXTRAS], ids=lambda p: p.name)
+def test_the_rewrite_moves_ports_and_nothing_else(profile, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    copy = copy_config(profile, tmp_path / "config")
+    source_files = sorted(p.relative_to(SHIPPED_CONFIG_DIR) for p in SHIPPED_CONFIG_DIR.rglob("*.yaml"))
+    moved = 0
+    for relative in source_files:
+        original = profile.overlay / relative if profile.overlay and (profile.overlay / relative).exists() else (
+            SHIPPED_CONFIG_DIR / relative)
+        for where, before, after in _differences(_documents(original), _documents(copy / relative)):
+            assert where.endswith(("/port", "/bindAddr")), f"{relative}{where}: {before!r} -> {after!r}"
+            assert profile.ports[_port_of(before)] == _port_of(after), f"{relative}{where}"  # type: ignore[index]
+            moved += 1
+    assert moved >= 8  # 5 SIP transports, health, dispatcher, Location (and the trunk's provider)
+
+
+def test_the_rewritten_shipped_config_loads_with_the_test_ports(tmp_path: Path) -> None:
+    config = load_config_dir(copy_config(SHIPPED, tmp_path / "config"))
+    (edge,) = config.edgeports
+    assert edge.bind_addr == "0.0.0.0" and edge.external_addrs == ()
+    assert {t.protocol: t.port for t in edge.transports} == {
+        TransportProtocol.UDP: SHIPPED.sip_port, TransportProtocol.TCP: SHIPPED.sip_port,
+        TransportProtocol.TLS: SHIPPED.tls_port, TransportProtocol.WS: SHIPPED.ws_port,
+        TransportProtocol.WSS: SHIPPED.wss_port}
+    (trunk,) = config.resources.trunks
+    assert trunk.outbound is not None and trunk.outbound.uris[0].port == SHIPPED.trunk_port
+
+
+def test_the_extras_server_differs_from_the_shipped_config_only_where_its_files_say_why() -> None:
+    overlay_files = sorted(p.relative_to(CONFIG_DIR) for p in CONFIG_DIR.rglob("*.yaml"))
+    assert [str(p) for p in overlay_files] == ["dispatcher.yaml", "edgeport.yaml", "resources/acls.yaml",
+                                               "resources/agents-extra.yaml"]
+    for relative in overlay_files:
+        assert "why" in (CONFIG_DIR / relative).read_text().lower(), f"{relative} must say why it differs"
+    differences = {}
+    for relative in overlay_files[:3]:  # agents-extra.yaml is new
+        for where, before, after in _differences(_documents(SHIPPED_CONFIG_DIR / relative),
+                                                 _documents(CONFIG_DIR / relative)):
+            differences[f"{relative}{where}"] = (before, after)
+    edge = differences.pop("edgeport.yaml/0/spec/localnets")
+    assert edge[0] is None and "192.0.2.0/24" in edge[1]  # type: ignore[operator]
+    assert differences.pop("edgeport.yaml/0/spec/externalAddrs") == ([], ["203.0.113.9"])
+    shipped_processors, extras_processors = differences.pop("dispatcher.yaml/0/spec/processors")
+    assert extras_processors[1:] == shipped_processors  # type: ignore[index]
+    assert extras_processors[0]["ref"] == "down-processor"  # type: ignore[index]
+    shipped_allow, extras_allow = differences.pop("resources/acls.yaml/0/0/spec/accessControlList/allow")
+    assert extras_allow == [*shipped_allow, "192.0.2.0/24"]  # type: ignore[misc]
+    assert not differences, differences
+    added = _documents(CONFIG_DIR / "resources" / "agents-extra.yaml")[0]
+    assert [d["ref"] for d in added] == ["credentials-1003", "agent-1003"]  # type: ignore[index,union-attr]
+
+
+def test_the_readme_register_a_softphone_section_is_true() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Register a softphone"):]
+    section = section[:section.index("\n## ")]
+    config = load_config_dir(SHIPPED_CONFIG_DIR)
+    resources = config.resources
+    (domain,) = resources.domains
+    assert f"domain `{domain.domain_uri}`" in section
+    passwords = {c.ref: c.password for c in resources.credentials}
+    for agent in resources.agents:
+        assert f"`{agent.username}`" in section
+        assert f"password `{passwords[agent.credentials_ref]}`" in section
+    (edge,) = config.edgeports
+    ports = {t.protocol: t.port for t in edge.transports}
+    expected = (f"UDP/TCP {ports[TransportProtocol.UDP]}, TLS {ports[TransportProtocol.TLS]}, "
+                f"WS {ports[TransportProtocol.WS]}, WSS {ports[TransportProtocol.WSS]}")
+    assert expected in section
+    assert ports[TransportProtocol.UDP] == ports[TransportProtocol.TCP]
+    (trunk,) = resources.trunks
+    assert trunk.outbound is not None
+    uri = trunk.outbound.uris[0]
+    assert f"{uri.host}:{uri.port}" in section
+    assert re.search(r"\bsip\.local\b", section)
