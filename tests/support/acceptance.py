@@ -323,10 +323,12 @@ class Sipp:
         return self.profile.passwords[user]
 
     def register(self, user: str, password: str | None = None, *, local_ip: str = PROXY_HOST,
-                 remote: tuple[str, int] | None = None) -> SippResult:
-        """REGISTER `user`@sip.local with digest, Contact at local_ip:CONTACT_PORTS[user] (where its UAS listens)."""
+                 remote: tuple[str, int] | None = None, contact_transport: str | None = None) -> SippResult:
+        """REGISTER `user`@sip.local with digest, Contact at local_ip:CONTACT_PORTS[user] (where its UAS listens;
+        with `;transport=` when `contact_transport` is given)."""
+        params = f";transport={contact_transport}" if contact_transport else ""
         return self.run("register/register.xml", port=REGISTER_PORTS[user],
-                        keys={"aor_user": user, "contact_port": str(CONTACT_PORTS[user])},
+                        keys={"aor_user": user, "contact_port": str(CONTACT_PORTS[user]), "contact_params": params},
                         auth=(user, password or self.password(user)), local_ip=local_ip, remote=remote)
 
     @staticmethod

@@ -39,3 +39,19 @@ def test_call_between_agents_callee_hangs_up(sipp) -> None:  # type: ignore[no-u
     (bye,) = caller.received("BYE")
     assert bye.startswith("BYE sip:1001@127.0.0.1:")
     assert callee.received("SIP/2.0 200")
+
+
+def test_call_between_agents_over_tcp(sipp) -> None:  # type: ignore[no-untyped-def]
+    """Both call legs on TCP (issue 13 "Done when"): the caller over TCP; the callee registered a Contact with
+    `transport=tcp` and listens on TCP, so the proxy connects to it. Our Via and Record-Route name 127.0.0.1 with
+    transport=tcp toward the callee."""
+    sipp.assert_ok(sipp.register("1002", contact_transport="tcp"))
+    callee = sipp.uas("agent_call/uas.xml", CONTACT_PORTS["1002"], keys={"me": "1002"}, transport="t1")
+    caller = sipp.run("agent_call/uac.xml", transport="t1", service="1002", keys={"caller": "1001"},
+                      auth=("1001", sipp.password("1001")))
+    answered = callee.result()
+    sipp.assert_ok(caller, answered)
+    (invite,) = answered.received("INVITE")
+    assert re.search(r"^Via: SIP/2\.0/TCP 127\.0\.0\.1:25060;", invite, flags=re.MULTILINE), invite
+    assert re.search(r"^Record-Route: <sip:127\.0\.0\.1:25060;transport=tcp;", invite, flags=re.MULTILINE), invite
+    assert "0.0.0.0" not in invite
