@@ -57,6 +57,20 @@ class Domain:
     egress_policies: tuple[EgressPolicy, ...] = ()
 
 
+class ForkingMode(StrEnum):
+    """How a call to an Agent rings its contacts (routr-ray extension; RFC 3261 §16.6)."""
+
+    PARALLEL = "parallel"
+    LATEST = "latest"
+    SEQUENTIAL = "sequential"
+
+
+@dataclass(frozen=True)
+class Forking:
+    mode: ForkingMode = ForkingMode.PARALLEL
+    ring_timeout: float | None = None  # seconds per contact (sequential) or per q group (parallel)
+
+
 @dataclass(frozen=True)
 class Agent:
     ref: str
@@ -68,6 +82,7 @@ class Agent:
     max_contacts: int = -1  # -1 or 0: unlimited
     expires: int | None = None
     enabled: bool = True
+    forking: Forking = Forking()
 
 
 @dataclass(frozen=True)
@@ -239,12 +254,18 @@ def build_agent(document: dict[str, Any], place: Place) -> Built:
         max_contacts=int(spec.get("maxContacts", -1)),
         expires=spec.get("expires"),
         enabled=spec.get("enabled", True),
+        forking=_forking(spec.get("forking") or {}),
     )
     built = Built(agent, place)
     built.refer(agent.domain_ref, Domain, "spec", "domainRef")
     built.refer(agent.credentials_ref, Credentials, "spec", "credentialsRef")
     built.unique("username in its domain", (agent.username, agent.domain_ref), "spec", "username")
     return built
+
+
+def _forking(raw: dict[str, Any]) -> Forking:
+    timeout = raw.get("ringTimeout")
+    return Forking(ForkingMode(raw.get("mode", "parallel")), float(timeout) if timeout is not None else None)
 
 
 def build_peer(document: dict[str, Any], place: Place) -> Built:

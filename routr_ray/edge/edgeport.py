@@ -51,6 +51,14 @@ from routr_ray.edge.dispatcher_client import (
     DispatcherClient,
     DispatcherUnavailable,
 )
+from routr_ray.edge.forking import (
+    CANCEL_REASON_ANSWERED,
+    CANCEL_REASON_DECLINED,
+    CANCEL_REASON_TIMEOUT,
+    Fork,
+    ForkedBranch,
+    read_branches,
+)
 from routr_ray.edge.gateway_auth import CSeqOffsets, request_with_credentials, shift_cseq
 from routr_ray.edge.guards import MalformedLog, MethodDecision, MethodFilter, RateLimiter, SourceGuard
 from routr_ray.edge.health import HealthServer
@@ -199,6 +207,8 @@ class ServerContext:
     cancelled: bool = False
     cancel_status: int = 487
     cancel_handle: asyncio.TimerHandle | None = None
+    fork: Fork | None = None  # a forked INVITE (forking.py)
+    group_handle: asyncio.TimerHandle | None = None  # the ring timeout of the fork's current group
 
 
 @dataclass(slots=True)
@@ -213,6 +223,8 @@ class ClientContext:
     template: Request | None = None
     flow_gone: bool = False  # the hop was a flow no worker of this EdgePort holds any more (480, not 503)
     cseq_offset: int = 0  # this branch's CSeq minus the caller's: re-sent with a trunk's credentials (gateway_auth.py)
+    group: int = 0  # its group in a fork
+    ended: bool = False  # a fork has counted this branch's end (once)
 
 
 def _is_final_sent(txn: RunningTransaction) -> bool:
@@ -696,7 +708,91 @@ class EdgePort:
         if ctx.cancelled:
             self._answer(txn, ctx.cancel_status)
             return
+        forked = read_branches(resp.metadata) if request.method == "INVITE" else None
+        if forked is not None and forked[2]:
+            self._start_fork(txn, answer, read_directive(resp.metadata), *forked)
+            return
         self._spawn(self._forward(answer, txn, read_directive(resp.metadata)))
+
+    # forking (forking.py) --------------------------------------------------------------------------
+    def _start_fork(self, server: RunningTransaction, first: Request, directive: HopDirective, group: int,
+                    timeouts: dict[int, float], others: list[ForkedBranch]) -> None:
+        """RFC 3261 §16.6: every branch of the first group now, one client transaction each."""
+        fork, now = Fork.of(group, timeouts, others)
+        server.context.fork = fork
+        self._ring(server, [ForkedBranch(first, directive, group), *now])
+
+    def _ring(self, server: RunningTransaction, branches: list[ForkedBranch]) -> None:
+        ctx: ServerContext = server.context
+        fork = ctx.fork
+        assert fork is not None
+        for branch in branches:
+            fork.started()
+            self._spawn(self._forward(branch.request, server, branch.directive, group=branch.group))
+        if ctx.group_handle is not None:
+            ctx.group_handle.cancel()
+            ctx.group_handle = None
+        timeout = fork.timeouts.get(fork.group)
+        if timeout is not None:
+            ctx.group_handle = asyncio.get_running_loop().call_later(timeout, self._ring_timeout, server, fork.group)
+
+    def _ring_timeout(self, server: RunningTransaction, group: int) -> None:
+        """The group rang long enough: each of its branches counts as a 408 now and is CANCELled."""
+        ctx: ServerContext = server.context
+        ctx.group_handle = None
+        for branch in list(ctx.branches):
+            bctx: ClientContext = branch.context
+            if bctx.group == group and not bctx.ended:
+                self._cancel_branch(branch, CANCEL_REASON_TIMEOUT)
+                self._branch_ended(server, branch, None, 408)
+
+    def _branch_ended(self, server: RunningTransaction, branch: RunningTransaction | None,
+                      response: Response | None, status: int, extra: Iterable[tuple[str, str]] = ()) -> None:
+        """A branch of ``server`` ended without a 2xx (``response``, or ``status`` of our own). Unforked: that is
+        the caller's answer. Forked: counted; a 6xx cancels the rest; the next group rings, or the best final goes
+        upstream once no branch is left (§16.7 steps 5-6)."""
+        ctx: ServerContext = server.context
+        fork = ctx.fork
+        if fork is None:
+            if response is not None:
+                self._send_final(server, response)
+            else:
+                self._answer(server, status, extra=extra)
+            return
+        if branch is not None:
+            bctx: ClientContext = branch.context
+            if bctx.ended:
+                return
+            bctx.ended = True
+        fork.branch_ended(response, status)
+        if status >= 600:
+            for other in list(ctx.branches):
+                if other is not branch and not other.context.ended:
+                    self._cancel_branch(other, CANCEL_REASON_DECLINED)
+        if ctx.cancelled:
+            fork.waiting.clear()
+        ready = fork.next_group()
+        if ready:
+            self._ring(server, ready)
+            return
+        if fork.ended and not fork.answered and not server.done and not _is_final_sent(server):
+            if ctx.group_handle is not None:
+                ctx.group_handle.cancel()
+                ctx.group_handle = None
+            if ctx.cancelled:
+                self._answer(server, ctx.cancel_status)
+            else:
+                self._send_final(server, fork.final(partial(self._own_response, server)))
+
+    def _own_response(self, server: RunningTransaction, status: int) -> Response:
+        ctx: ServerContext = server.context
+        if ctx.to_tag is None:
+            ctx.to_tag = secrets.token_hex(6)
+        return make_response(server.request, status, to_tag=ctx.to_tag)
+
+    def _send_final(self, server: RunningTransaction, response: Response) -> None:
+        server.send_response(response.status, response)
+        self._cancel_wait_done(server)
 
     async def _dispatch_stateless(self, request: Request, flow: Flow) -> None:
         """ACK for a 2xx (and any ACK matching no transaction): through the dispatcher, then forwarded without a
@@ -716,7 +812,7 @@ class EdgePort:
     # forwarding ------------------------------------------------------------------------------------
     async def _forward(
         self, request: Request, server: RunningTransaction | None, directive: HopDirective = EMPTY,
-        cseq_offset: int = 0, template: Request | None = None,
+        cseq_offset: int = 0, template: Request | None = None, group: int = 0,
     ) -> None:
         """Send ``request`` (the processor's answer) on a new client transaction; with no server transaction
         (an ACK for a 2xx) statelessly. ``template``: what failover branches and a trunk challenge start from
@@ -733,12 +829,13 @@ class EdgePort:
                 extra = [("Warning", f'399 routr-ray "{exc.reason}"')]
                 if exc.status == 503:
                     extra.append(("Retry-After", str(self.options.retry_after)))
-                self._answer(server, exc.status, extra=extra)
+                self._branch_ended(server, None, None, exc.status, extra)
             return
         if server is not None and (server.done or _is_final_sent(server)):
             return
         if server is not None and server.context.cancelled:
-            self._answer(server, server.context.cancel_status)  # cancelled while we looked for the next hop
+            # cancelled while we looked for the next hop
+            self._branch_ended(server, None, None, server.context.cancel_status)
             return
         if template is None and (directive.failover or directive.gateway_auth is not None):
             template = request.copy()
@@ -747,7 +844,7 @@ class EdgePort:
         branch = make_branch() if self.options.workers == 1 else worker_branch(self.worker)
         if not self._set_branch(request, branch, hop):
             if server is not None:
-                self._answer(server, 500)
+                self._branch_ended(server, None, None, 500)
             return
         if request.method == "ACK":
             offset = self.cseq_offsets.offset_for(request) if len(self.cseq_offsets) else 0
@@ -765,14 +862,15 @@ class EdgePort:
         else:
             machine = NonInviteClientTransaction(request, reliable=reliable, timers=timers)
         key = client_key(branch, request.method)
-        context = ClientContext(hop, server, directive=directive, template=template, cseq_offset=cseq_offset)
+        context = ClientContext(hop, server, directive=directive, template=template, cseq_offset=cseq_offset,
+                                group=group)
         txn = RunningTransaction(
             machine, key, send=self._send_downstream, tu=self, timer_c=timer_c, context=context
         )
         if not self.client_txns.add(key, txn):
             self.metrics.reject("table_full")
             if server is not None:
-                self._answer(server, 503, extra=[("Retry-After", str(self.options.retry_after))])
+                self._branch_ended(server, None, None, 503, [("Retry-After", str(self.options.retry_after))])
             return
         if server is not None:
             server.context.branches.append(txn)
@@ -1036,7 +1134,7 @@ class EdgePort:
         branch = txn.request.top_via.branch
         out = await self._process_response(response, flow, branch, metadata)
         if server is not None:
-            self._send_relayed(server, out)
+            self._send_relayed(server, out, txn)
 
     def _relay_directly(self, txn: RunningTransaction, response: Response) -> None:
         """A 1xx/2xx the processor said it does not need (``routr-ray.responses=errors``): our Via off the top
@@ -1049,9 +1147,10 @@ class EdgePort:
         if top is not None and top.branch is not None and top.branch == txn.request.top_via.branch:
             response.headers.remove_first_value("Via")
         if server is not None:
-            self._send_relayed(server, response)
+            self._send_relayed(server, response, txn)
 
-    def _send_relayed(self, server: RunningTransaction, out: Response) -> None:
+    def _send_relayed(self, server: RunningTransaction, out: Response, branch: RunningTransaction | None = None
+                      ) -> None:
         try:
             via_left = out.top_via is not None
         except ParseError:
@@ -1060,6 +1159,19 @@ class EdgePort:
             # RFC 3261 §16.7 step 3: a response with no Via left was meant for us; it is not forwarded.
             self.metrics.reject("no_via")
             return
+        fork = server.context.fork
+        if fork is not None and out.status >= 200:
+            if out.status >= 300:
+                self._branch_ended(server, branch, out, out.status)
+                return
+            if not fork.answered:  # the first 2xx: the other branches are CANCELled (§16.7 step 5)
+                fork.answered_2xx()
+                for other in list(server.context.branches):
+                    if other is not branch and not other.context.ended:
+                        self._cancel_branch(other, CANCEL_REASON_ANSWERED)
+            if branch is not None and not branch.context.ended:
+                branch.context.ended = True
+                fork.live -= 1
         sent = server.send_response(out.status, out)
         if not sent and 200 <= out.status < 300 and server.request.method == "INVITE":
             # a 2xx that lost the race with our 487 (CANCEL) is still relayed: it creates the dialog (§16.7 step 5)
@@ -1136,7 +1248,12 @@ class EdgePort:
             return
         ctx.cancelled = True
         ctx.cancel_status = status
-        for branch in ctx.branches:
+        if ctx.fork is not None:
+            ctx.fork.waiting.clear()
+            if ctx.group_handle is not None:
+                ctx.group_handle.cancel()
+                ctx.group_handle = None
+        for branch in list(ctx.branches):
             self._cancel_branch(branch, reason)
         # a callee that never answers the CANCEL must not leave the caller hanging
         ctx.cancel_handle = asyncio.get_running_loop().call_later(
@@ -1249,7 +1366,7 @@ class EdgePort:
             self._fail_over(txn)
             return
         sctx: ServerContext = server.context
-        self._answer(server, sctx.cancel_status if sctx.cancelled else 408)
+        self._branch_ended(server, txn, None, sctx.cancel_status if sctx.cancelled and sctx.fork is None else 408)
 
     def txn_transport_error(self, txn: RunningTransaction) -> None:
         if not txn.is_client:
@@ -1259,19 +1376,23 @@ class EdgePort:
         if ctx.is_cancel or server is None or server.done or _is_final_sent(server):
             return
         if ctx.flow_gone:  # the callee's connection is closed: 480, as one worker answers it (_directed_hop)
-            self._answer(server, 480, extra=[("Warning", '399 routr-ray "the callee\'s connection is closed"')])
+            self._branch_ended(server, txn, None, 480,
+                               [("Warning", '399 routr-ray "the callee\'s connection is closed"')])
             return
         if self._may_fail_over(txn):
             self._fail_over(txn)
             return
         # §16.7 step 6 / §16.9: a transport error on a branch counts as a 503
-        self._answer(server, 503, extra=[("Retry-After", str(self.options.retry_after))])
+        self._branch_ended(server, txn, None, 503, [("Retry-After", str(self.options.retry_after))])
 
     def txn_cancel_branch(self, txn: RunningTransaction) -> None:
         """Timer C fired after a provisional response (§16.8): CANCEL the branch; the caller gets the callee's
         487, or 408 after the bounded wait."""
         server = txn.context.server
-        if server is not None and not server.done and not _is_final_sent(server):
+        if server is not None and server.context.fork is not None:  # one branch of a fork: only it ends (408)
+            self._cancel_branch(txn, 'SIP;cause=408;text="Timer C"')
+            self._branch_ended(server, txn, None, 408)
+        elif server is not None and not server.done and not _is_final_sent(server):
             self._cancel_invite(server, 408, 'SIP;cause=408;text="Timer C"')
         else:
             self._cancel_branch(txn, 'SIP;cause=408;text="Timer C"')
@@ -1287,6 +1408,10 @@ class EdgePort:
         if self.server_txns.get(txn.key) is txn:
             self.server_txns.remove(txn.key)
         self._cancel_wait_done(txn)
+        handle = txn.context.group_handle
+        if handle is not None:
+            handle.cancel()
+            txn.context.group_handle = None
 
 
 def _has_invalid_contact(message: Response) -> bool:

@@ -48,13 +48,25 @@ class NextHop:
     edge_port_ref: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """One target of a forked request (RFC 3261 §16.6): where it goes, its Request-URI, the binding, and its
+    group (groups ring one after another, lowest first; see `forking.py`)."""
+
+    next_hop: NextHop
+    request_uri: URI
+    route: location_pb2.Route | None = None
+    group: int = 0
+
+
 @dataclass(slots=True)
 class Forward:
     """Forward the request: `request_uri` replaces the Request-URI (None keeps it), headers named in
     `remove_headers` are dropped, then `add_headers` are appended; `set_from` replaces the From
     value's display name and URI (tag kept). `alternatives` are further next hops to try in order on
     503/408/timeout (trunk failover). `route` is the Location binding chosen (None for trunks and
-    in-dialog requests)."""
+    in-dialog requests). `branches` are the other targets of a forked request (the first target is
+    `next_hop`, in group `group`); `group_timeouts` bound how long a group rings, in seconds."""
 
     direction: str
     next_hop: NextHop
@@ -66,6 +78,9 @@ class Forward:
     alternatives: list[tuple[NextHop, URI]] = field(default_factory=list)
     metadata: Mapping[str, str] = field(default_factory=dict)
     in_dialog: bool = False
+    branches: list[Branch] = field(default_factory=list)
+    group: int = 0
+    group_timeouts: dict[int, float] = field(default_factory=dict)
 
 
 Decision = Reply | Forward

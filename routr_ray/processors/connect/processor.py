@@ -16,6 +16,7 @@ callee's Contact, which for a flow (see `targets.py`) is not the address to send
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from typing import Literal
@@ -36,14 +37,14 @@ from routr_ray.processors.alterations import (
 )
 from routr_ray.processors.connect.access import Access, Principal
 from routr_ray.processors.connect.auth import DigestGate, FailureTracker
-from routr_ray.processors.connect.decisions import Decision, Forward, NextHop, Reply
+from routr_ray.processors.connect.decisions import Branch, Decision, Forward, NextHop, Reply
 from routr_ray.processors.connect.dialogs import TOKEN_PARAM, DialogTokens
 from routr_ray.processors.connect.headers import INTERNAL_HEADERS
 from routr_ray.processors.connect.registrar import DEFAULT_EXPIRES, ExpiresPolicy, Registrar, source_of
 from routr_ray.processors.connect.resources_index import ConnectIndex, ResourceSource, StaticResources
 from routr_ray.processors.connect.router import DEFAULT_REALM, Router, peer_realm
 from routr_ray.processors.sdk import Context, Processor
-from routr_ray.proto.gen import processor_pb2
+from routr_ray.proto.gen import location_pb2, processor_pb2
 from routr_ray.sip.digest import DigestAlgorithm, DigestAuthenticator
 from routr_ray.sip.fields import NameAddr
 from routr_ray.sip.message import Request
@@ -61,6 +62,10 @@ NEXT_HOP_EDGE_KEY = "routr-ray.next-hop.edge-port-ref"
 FAILOVER_KEY = "routr-ray.failover"
 """Further Request-URIs (comma-separated) to try in order on 503/408/timeout (trunk URIs)."""
 DIRECTION_KEY = "routr-ray.call-direction"
+FORK_KEY = "routr-ray.fork"
+"""JSON `{"group": g, "timeouts": {"g": seconds}}`: the message is the first branch of a forked INVITE, in group g."""
+BRANCHES_KEY = "routr-ray.branches"
+"""JSON list of the other branches: `{"message": SIP text (latin-1), "group": g, "routr-ray.next-hop": ...}`."""
 
 _RECORD_ROUTE_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 # The methods Connect routes (RFC 3261 §20.5 Allow): the EdgePort's default `methods`; PUBLISH is not one (no
@@ -234,9 +239,6 @@ class ConnectProcessor(Processor):
             # RFC 3261 §22.3: only credentials for our realms; others answer a challenge further on
             out = remove_authorization(out, realms=self._own_realms(self.index))
         out = fix_invalid_contact(out, sender)
-        hop = forward.next_hop
-        if forward.request_uri is not None:
-            out = set_request_uri(out, self._request_uri(forward))
         for name in (*INTERNAL_HEADERS, *forward.remove_headers):
             out.headers.remove(name)
         for name, value in forward.add_headers:
@@ -245,22 +247,43 @@ class ConnectProcessor(Processor):
             display, uri = forward.set_from
             anonymous = NameAddr(uri, display, dict(out.from_.params))
             out.headers.set("From", str(anonymous))
+        if not forward.in_dialog:
+            out.headers.add("X-Call-Direction", forward.direction)
+        first, metadata = self._to_target(ctx, out, forward, Branch(forward.next_hop, forward.request_uri,
+                                                                    forward.route, forward.group))
+        metadata[DIRECTION_KEY] = forward.direction
+        if forward.alternatives:
+            metadata[FAILOVER_KEY] = ", ".join(str(uri) for _, uri in forward.alternatives)
+        if forward.branches:  # a forked INVITE: the EdgePort rings every branch (issue 16, edge/forking.py)
+            metadata[FORK_KEY] = json.dumps({"group": forward.group,
+                                             "timeouts": {str(g): t for g, t in forward.group_timeouts.items()}})
+            branches = []
+            for branch in forward.branches:
+                rendered, hop_metadata = self._to_target(ctx, out, forward, branch)
+                branches.append({"message": bytes(rendered).decode("latin-1"), "group": branch.group,
+                                 **hop_metadata})
+            metadata[BRANCHES_KEY] = json.dumps(branches)
+        metadata.update(forward.metadata)
+        return ctx.forward(first, metadata)
+
+    def _to_target(self, ctx: Context, base: Request, forward: Forward, branch: Branch
+                   ) -> tuple[Request, dict[str, str]]:
+        """``base`` for one target: its Request-URI, our Via and Record-Route toward it, and where to send it."""
+        hop = branch.next_hop
+        out = base
+        if branch.request_uri is not None:
+            out = set_request_uri(out, self._request_uri(branch.request_uri, hop, branch.route))
         target = ctx.edge_interface(hop.host, hop.transport)
         out = add_self_via(out, target)
         if not forward.in_dialog and out.method.upper() in _RECORD_ROUTE_METHODS:
-            origin = ctx.origin_interface() if sender is not None else target
+            origin = ctx.origin_interface() if ctx.request.HasField("sender") else target
             out = add_record_route(out, origin, target, params=((TOKEN_PARAM, self.dialogs.for_initial(out)),))
-        metadata = {NEXT_HOP_KEY: hop_uri(hop), DIRECTION_KEY: forward.direction}
-        if not forward.in_dialog:
-            out.headers.add("X-Call-Direction", forward.direction)
+        metadata = {NEXT_HOP_KEY: hop_uri(hop)}
         if hop.flow:
             metadata[NEXT_HOP_FLOW_KEY] = "true"
         if hop.edge_port_ref:
             metadata[NEXT_HOP_EDGE_KEY] = hop.edge_port_ref
-        if forward.alternatives:
-            metadata[FAILOVER_KEY] = ", ".join(str(uri) for _, uri in forward.alternatives)
-        metadata.update(forward.metadata)
-        return ctx.forward(out, metadata)
+        return out, metadata
 
     def _own_realms(self, index: ConnectIndex) -> frozenset[str]:
         """Every realm Connect challenges in: Domain URIs, trunk inbound URIs and the default realm."""
@@ -271,11 +294,8 @@ class ConnectProcessor(Processor):
             self._realms, self._realms_of = frozenset(realms), index
         return self._realms
 
-    def _request_uri(self, forward: Forward) -> URI:
-        uri = forward.request_uri
-        assert uri is not None
-        hop = forward.next_hop
-        if hop.flow and self.flow_request_uri == "source" and forward.route is not None:
+    def _request_uri(self, uri: URI, hop: NextHop, route: location_pb2.Route | None) -> URI:
+        if hop.flow and self.flow_request_uri == "source" and route is not None:
             # Routr-compatible: the Contact's user at the flow's address (routr.md §3.5 fixRequestURI)
             uri = uri.copy()
             uri.host, uri.port = hop.host, hop.port

@@ -27,7 +27,7 @@ import base64
 import re
 from functools import lru_cache
 
-from routr_ray.config.resources import Agent, Domain, Number, Peer, Privacy, Trunk, TrunkUri
+from routr_ray.config.resources import Agent, Domain, Forking, Number, Peer, Privacy, Trunk, TrunkUri
 from routr_ray.location.errors import LocationError
 from routr_ray.location.ops import LocationClient
 from routr_ray.processors.alterations import OwnAddresses
@@ -35,6 +35,7 @@ from routr_ray.processors.connect.access import Access, Principal
 from routr_ray.processors.connect.acl import acl_allows, ip_of
 from routr_ray.processors.connect.decisions import Decision, Direction, Forward, NextHop, Reply
 from routr_ray.processors.connect.dialogs import TOKEN_PARAM, DialogTokens
+from routr_ray.processors.connect.forking import branches_of
 from routr_ray.processors.connect.headers import (
     ANONYMOUS_DISPLAY,
     ANONYMOUS_FROM_URI,
@@ -56,6 +57,7 @@ from routr_ray.sip.uri import URI
 GATEWAY_AUTH_KEY = "routr-ray.gateway-auth"
 
 Backend = location_pb2.FindRoutesRequest.Backend
+_INVITE = processor_pb2.Method.Value("INVITE")
 NOT_OURS = Reply(403, "Forbidden (not a destination served here)")
 
 
@@ -209,7 +211,7 @@ class Router:
                 if callee_domain.ref != domain.ref:
                     return Reply(403, "Forbidden (calls between domains are not allowed)")
                 aor = f"sip:{callee.username}@{callee_domain.domain_uri}"
-                return await self._to_aor(Direction.AGENT_TO_AGENT, aor, msg, None)
+                return await self._to_aor(Direction.AGENT_TO_AGENT, aor, msg, None, forking=callee.forking)
         peer = None
         if ruri.is_sip:
             peer = index.peer_by_aor(ruri.aor()) or (index.peer_by_username(user) if callee_domain else None)
@@ -240,7 +242,7 @@ class Router:
             callee = index.agent(user, domain.domain_uri) if domain is not None else None
             if callee is not None and callee.enabled and domain is not None:
                 aor = f"sip:{callee.username}@{domain.domain_uri}"
-                return await self._to_aor(Direction.PEER_TO_AGENT, aor, msg, None)
+                return await self._to_aor(Direction.PEER_TO_AGENT, aor, msg, None, forking=callee.forking)
         dod = (request.headers.get("X-DOD-Number") or "").strip()
         if not dod:
             return Reply(400, "Bad Request (missing or empty X-DOD-Number header)")
@@ -277,7 +279,8 @@ class Router:
         if peer is not None:
             decision = await self._to_peer(Direction.FROM_PSTN, peer, msg, affinity, aor=number.aor_link)
         else:
-            decision = await self._to_aor(Direction.FROM_PSTN, number.aor_link, msg, None, affinity)
+            decision = await self._to_aor(Direction.FROM_PSTN, number.aor_link, msg, None, affinity,
+                                          forking=Forking())
         if isinstance(decision, Forward):
             decision.add_headers.extend((h.name, h.value) for h in number.extra_headers)
         return decision
@@ -297,10 +300,11 @@ class Router:
 
     async def _to_aor(
         self, direction: str, aor: str, msg: processor_pb2.MessageRequest, backend: Backend | None,
-        affinity: str = "",
+        affinity: str = "", *, forking: Forking | None = None,
     ) -> Decision:
-        """The most recent live binding (agents), or the backend's pick (peers). Forking to every binding
-        is the EdgePort's job later; until then the most recent binding wins."""
+        """The backend's pick (peers); for an agent (`forking` given), every live binding as branches of an
+        INVITE (`forking.py`: the agent's policy; the EdgePort rings them), the most recent one for other
+        methods."""
         find = location_pb2.FindRoutesRequest(aor=aor, call_id=msg.ref, session_affinity_ref=affinity)
         if backend is not None:
             find.backend.CopyFrom(backend)
@@ -311,6 +315,11 @@ class Router:
         if not found.routes:
             return Reply(480)
         route = found.routes[0]
+        if forking is not None and len(found.routes) > 1 and msg.method == _INVITE:
+            branches, timeouts = branches_of(found.routes, forking)
+            first = branches[0]
+            return Forward(direction, first.next_hop, first.request_uri, route=first.route, branches=branches[1:],
+                           group=first.group, group_timeouts=timeouts)
         hop, request_uri = target_of(route)
         return Forward(direction, hop, request_uri, route=route)
 
