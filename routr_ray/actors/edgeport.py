@@ -46,7 +46,7 @@ from routr_ray.actors.serve_app import (
 )
 from routr_ray.config.dispatcher import from_document
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig
-from routr_ray.dispatch.runtime import BatchSend, DispatchRuntime
+from routr_ray.dispatch.runtime import BatchSend, DispatchRuntime, OutboundTokens
 from routr_ray.edge.dispatcher_client import DispatcherClient, client_for_addr
 from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
 from routr_ray.edge.metrics import EdgeMetrics
@@ -113,7 +113,7 @@ class EmbeddedDispatcherClient:
         self._app_name = app_name
         self.refresh = refresh
         self.runtime = DispatchRuntime(self._deployment_send)
-        self._document: dict[str, Any] | None = None
+        self._document: tuple[dict[str, Any], Any] | None = None  # (config document, outbound tokens)
         self._lock = asyncio.Lock()
         self._refresher: asyncio.Task[None] | None = None
         self._dispatcher: Any = None
@@ -130,10 +130,12 @@ class EmbeddedDispatcherClient:
         document = description.get("config")
         if document is None:
             raise RuntimeError(f"the {self._app_name} dispatcher has no config yet")
-        if document != self._document:
+        current = (document, description.get("outbound"))
+        if current != self._document:
             config = from_document(document)
-            await self.runtime.reconfigure(config)
-            self._document = document
+            # the tokens the dispatcher sends host:port processors (a rotated one arrives with its redeploy)
+            await self.runtime.reconfigure(config, OutboundTokens.from_plain(description.get("outbound")))
+            self._document = current
             log.info("embedded dispatch: config %r: processors %s", config.ref, [p.ref for p in config.processors])
 
     async def _ensure(self) -> None:
@@ -207,13 +209,14 @@ def edge_options(batching: str | None = None) -> EdgePortOptions:
     return options
 
 
-def dispatcher_for(addr: str, mode: str | None = None) -> DispatcherClient:
+def dispatcher_for(addr: str, mode: str | None = None, token: str | None = None) -> DispatcherClient:
+    """The EdgePort's way to the dispatcher: in the cluster (``serve://``), or ``host:port`` with ``token``."""
     if not addr or addr.startswith(SERVE_PREFIX):
         app = (addr[len(SERVE_PREFIX):] if addr else APP_NAME) or APP_NAME
         if dispatch_mode(mode) == EMBEDDED:
             return EmbeddedDispatcherClient(app)
         return ServeDispatcherClient(app)
-    return client_for_addr(addr)
+    return client_for_addr(addr, token=token)
 
 
 FORWARD, SEND = b"forward", b"send"
@@ -269,7 +272,7 @@ class EdgePortActor:
         sinks = sinks_from_env()
         self.events = EventPublisher(sinks, registry=metrics.registry)
         await self.events.start()
-        self.edge = EdgePort(config, dispatcher_for(config.processor_addr, self.dispatch), options=options,
+        self.edge = EdgePort(config, dispatcher_for(config.processor_addr, self.dispatch, config.processor_token), options=options,
                              metrics=metrics, events=CallEventEmitter(self.events) if sinks else None)
         await self.edge.start()
         self.sibling_link = (await serve_link(sibling_service(config.ref, worker), self._from_sibling)
