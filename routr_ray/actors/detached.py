@@ -38,13 +38,19 @@ def replace_if_changed(name: str, wanted: str, *, timeout: float = 30.0) -> bool
         current = None
     if current == wanted:
         return False
-    ray.kill(handle, no_restart=True)
+    kill_and_wait(name, timeout=timeout)
+    return True
+
+
+def kill_and_wait(name: str, *, timeout: float = 30.0) -> None:
+    """Kill the detached actor ``name`` (no restart) and wait until its name is free (nothing to do without one)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            ray.get_actor(name, namespace=NAMESPACE)
+            handle = ray.get_actor(name, namespace=NAMESPACE)
         except ValueError:
-            return True
+            return
+        ray.kill(handle, no_restart=True)
         time.sleep(0.05)
     raise TimeoutError(f"actor {name} did not stop within {timeout:.0f}s")
 
@@ -62,4 +68,4 @@ def driver_node_strategy() -> Any:
     return NodeAffinitySchedulingStrategy(node_id=node, soft=False) if node else "DEFAULT"
 
 
-__all__ = ["driver_node_strategy", "fingerprint", "replace_if_changed"]
+__all__ = ["driver_node_strategy", "fingerprint", "kill_and_wait", "replace_if_changed"]

@@ -32,6 +32,7 @@ from ray import serve
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from routr_ray.actors import NAMESPACE
+from routr_ray.actors.detached import fingerprint, kill_and_wait, replace_if_changed
 from routr_ray.actors.links import directory, linked, serve_link
 from routr_ray.actors.metrics import RayMetricsBridge
 from routr_ray.actors.serve_app import (
@@ -261,6 +262,7 @@ class EdgePortActor:
                        worker: int = 0) -> None:
         logging.basicConfig(level=logging.INFO)
         self.config = config
+        self._fingerprint = edge_fingerprint(config, dispatch, batching)
         self.dispatch = dispatch_mode(dispatch)
         options = edge_options(batching)
         options.worker, options.workers = worker, config.workers
@@ -304,6 +306,9 @@ class EdgePortActor:
     async def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
+    async def fingerprint(self) -> str:
+        return self._fingerprint
+
     async def dispatch_mode(self) -> str:
         """``embedded`` or ``dispatcher`` (how this EdgePort reaches the processors)."""
         return self.dispatch
@@ -325,6 +330,27 @@ class EdgePortActor:
         await self.events.stop()
 
 
+def edge_fingerprint(config: EdgePortConfig, dispatch: str | None, batching: str | None) -> str:
+    """What a running EdgePort was started with (its secrets only hashed): a redeploy with anything else, e.g. a
+    rotated ``processor.token``, replaces it (routr_ray/actors/detached.py)."""
+    return fingerprint("edgeport", dataclasses.asdict(config), dispatch, batching)
+
+
+def _replace_changed_edgeport(ref: str, wanted: str, timeout: float) -> None:
+    """All workers of EdgePort ``ref`` go when the first runs with another config (the old one may have had
+    more workers than the new)."""
+    if not replace_if_changed(worker_name(ref, 0), wanted, timeout=timeout):
+        return
+    worker = 1
+    while True:
+        try:
+            ray.get_actor(worker_name(ref, worker), namespace=NAMESPACE)
+        except ValueError:
+            return
+        kill_and_wait(worker_name(ref, worker), timeout=timeout)
+        worker += 1
+
+
 def worker_name(ref: str, worker: int) -> str:
     """``edgeport-<ref>`` for the first worker (the only one by default), ``edgeport-<ref>-<i>`` for the others."""
     return NAME.format(ref=ref) if worker == 0 else f"{NAME.format(ref=ref)}-{worker}"
@@ -344,7 +370,8 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
     (routr_ray/edge/workers.py); several EdgePorts on one node get distinct health ports, and worker i of one
     uses its health port + i. ``dispatch``: ``embedded`` or ``dispatcher`` (default:
     ``$ROUTR_RAY_EDGE_DISPATCH``, else embedded), read here in the driver so that the setting reaches the actor
-    wherever it runs. All workers of an EdgePort run on the node of the first (its ports are that node's)."""
+    wherever it runs. All workers of an EdgePort run on the node of the first (its ports are that node's). An
+    EdgePort already running with another config (or token) is replaced; with the same one it is kept."""
     dispatch = dispatch_mode(dispatch)
     batching = os.environ.get(BATCHING_ENV, "")
     edge_options(batching)  # a bad setting fails here, in the driver
@@ -354,6 +381,7 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
     if health_port_offset and config.health.enabled:
         health = dataclasses.replace(config.health, port=config.health.port + health_port_offset)
         config = dataclasses.replace(config, health=health)
+    _replace_changed_edgeport(config.ref, edge_fingerprint(config, dispatch, batching), timeout)
     first = EdgePortActor.options(  # type: ignore[attr-defined]
         name=worker_name(config.ref, 0), namespace=NAMESPACE, lifetime="detached", get_if_exists=True, **extra
     ).remote(config, dispatch, batching, 0)
