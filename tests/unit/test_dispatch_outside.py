@@ -131,3 +131,21 @@ async def test_a_rotated_token_gets_a_new_channel() -> None:
     assert runtime.apply(config) == []  # same tokens: the channel is kept
     for client in (old, new):
         await client.close()
+
+
+def test_the_app_gets_processor_tokens_as_init_arguments_never_in_user_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from routr_ray.actors.serve_app import PROCESSOR_TOKEN_ENV, build_app
+
+    monkeypatch.delenv(PROCESSOR_TOKEN_ENV, raising=False)
+    config = DispatcherConfig(processors=(
+        ProcessorConfig("echo", "serve://echo", ("OPTIONS",)),
+        ProcessorConfig("ext", "ext:51904", ("INFO",), token="own-0123456789abcdef"),
+    ), processor_token="shared-0123456789abcdef")
+    dispatcher = build_app(config)._bound_deployment
+    assert dispatcher.init_kwargs["tokens"] == {"default": "shared-0123456789abcdef",
+                                                "by_ref": {"ext": "own-0123456789abcdef"}}
+    assert "0123456789" not in repr(dispatcher.user_config)  # Serve shows user_config in status and dashboard
+    monkeypatch.setenv(PROCESSOR_TOKEN_ENV, "rotated-0123456789abcdef")
+    rotated = build_app(config)._bound_deployment
+    assert rotated.init_kwargs["tokens"]["default"] == "rotated-0123456789abcdef"
+    assert rotated.version != dispatcher.version  # new replicas: the rotation takes effect on redeploy
