@@ -32,6 +32,7 @@ from ray import serve
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from routr_ray.actors import NAMESPACE
+from routr_ray.actors.detached import fingerprint, kill_and_wait, replace_if_changed
 from routr_ray.actors.links import directory, linked, serve_link
 from routr_ray.actors.metrics import RayMetricsBridge
 from routr_ray.actors.serve_app import (
@@ -46,7 +47,7 @@ from routr_ray.actors.serve_app import (
 )
 from routr_ray.config.dispatcher import from_document
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig
-from routr_ray.dispatch.runtime import BatchSend, DispatchRuntime
+from routr_ray.dispatch.runtime import BatchSend, DispatchRuntime, OutboundTokens
 from routr_ray.edge.dispatcher_client import DispatcherClient, client_for_addr
 from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
 from routr_ray.edge.metrics import EdgeMetrics
@@ -113,7 +114,7 @@ class EmbeddedDispatcherClient:
         self._app_name = app_name
         self.refresh = refresh
         self.runtime = DispatchRuntime(self._deployment_send)
-        self._document: dict[str, Any] | None = None
+        self._document: tuple[dict[str, Any], Any] | None = None  # (config document, outbound tokens)
         self._lock = asyncio.Lock()
         self._refresher: asyncio.Task[None] | None = None
         self._dispatcher: Any = None
@@ -130,10 +131,12 @@ class EmbeddedDispatcherClient:
         document = description.get("config")
         if document is None:
             raise RuntimeError(f"the {self._app_name} dispatcher has no config yet")
-        if document != self._document:
+        current = (document, description.get("outbound"))
+        if current != self._document:
             config = from_document(document)
-            await self.runtime.reconfigure(config)
-            self._document = document
+            # the tokens the dispatcher sends host:port processors (a rotated one arrives with its redeploy)
+            await self.runtime.reconfigure(config, OutboundTokens.from_plain(description.get("outbound")))
+            self._document = current
             log.info("embedded dispatch: config %r: processors %s", config.ref, [p.ref for p in config.processors])
 
     async def _ensure(self) -> None:
@@ -207,13 +210,14 @@ def edge_options(batching: str | None = None) -> EdgePortOptions:
     return options
 
 
-def dispatcher_for(addr: str, mode: str | None = None) -> DispatcherClient:
+def dispatcher_for(addr: str, mode: str | None = None, token: str | None = None) -> DispatcherClient:
+    """The EdgePort's way to the dispatcher: in the cluster (``serve://``), or ``host:port`` with ``token``."""
     if not addr or addr.startswith(SERVE_PREFIX):
         app = (addr[len(SERVE_PREFIX):] if addr else APP_NAME) or APP_NAME
         if dispatch_mode(mode) == EMBEDDED:
             return EmbeddedDispatcherClient(app)
         return ServeDispatcherClient(app)
-    return client_for_addr(addr)
+    return client_for_addr(addr, token=token)
 
 
 FORWARD, SEND = b"forward", b"send"
@@ -258,6 +262,7 @@ class EdgePortActor:
                        worker: int = 0) -> None:
         logging.basicConfig(level=logging.INFO)
         self.config = config
+        self._fingerprint = edge_fingerprint(config, dispatch, batching)
         self.dispatch = dispatch_mode(dispatch)
         options = edge_options(batching)
         options.worker, options.workers = worker, config.workers
@@ -269,7 +274,7 @@ class EdgePortActor:
         sinks = sinks_from_env()
         self.events = EventPublisher(sinks, registry=metrics.registry)
         await self.events.start()
-        self.edge = EdgePort(config, dispatcher_for(config.processor_addr, self.dispatch), options=options,
+        self.edge = EdgePort(config, dispatcher_for(config.processor_addr, self.dispatch, config.processor_token), options=options,
                              metrics=metrics, events=CallEventEmitter(self.events) if sinks else None)
         await self.edge.start()
         self.sibling_link = (await serve_link(sibling_service(config.ref, worker), self._from_sibling)
@@ -301,6 +306,9 @@ class EdgePortActor:
     async def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
+    async def fingerprint(self) -> str:
+        return self._fingerprint
+
     async def dispatch_mode(self) -> str:
         """``embedded`` or ``dispatcher`` (how this EdgePort reaches the processors)."""
         return self.dispatch
@@ -322,6 +330,27 @@ class EdgePortActor:
         await self.events.stop()
 
 
+def edge_fingerprint(config: EdgePortConfig, dispatch: str | None, batching: str | None) -> str:
+    """What a running EdgePort was started with (its secrets only hashed): a redeploy with anything else, e.g. a
+    rotated ``processor.token``, replaces it (routr_ray/actors/detached.py)."""
+    return fingerprint("edgeport", dataclasses.asdict(config), dispatch, batching)
+
+
+def _replace_changed_edgeport(ref: str, wanted: str, timeout: float) -> None:
+    """All workers of EdgePort ``ref`` go when the first runs with another config (the old one may have had
+    more workers than the new)."""
+    if not replace_if_changed(worker_name(ref, 0), wanted, timeout=timeout):
+        return
+    worker = 1
+    while True:
+        try:
+            ray.get_actor(worker_name(ref, worker), namespace=NAMESPACE)
+        except ValueError:
+            return
+        kill_and_wait(worker_name(ref, worker), timeout=timeout)
+        worker += 1
+
+
 def worker_name(ref: str, worker: int) -> str:
     """``edgeport-<ref>`` for the first worker (the only one by default), ``edgeport-<ref>-<i>`` for the others."""
     return NAME.format(ref=ref) if worker == 0 else f"{NAME.format(ref=ref)}-{worker}"
@@ -341,7 +370,8 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
     (routr_ray/edge/workers.py); several EdgePorts on one node get distinct health ports, and worker i of one
     uses its health port + i. ``dispatch``: ``embedded`` or ``dispatcher`` (default:
     ``$ROUTR_RAY_EDGE_DISPATCH``, else embedded), read here in the driver so that the setting reaches the actor
-    wherever it runs. All workers of an EdgePort run on the node of the first (its ports are that node's)."""
+    wherever it runs. All workers of an EdgePort run on the node of the first (its ports are that node's). An
+    EdgePort already running with another config (or token) is replaced; with the same one it is kept."""
     dispatch = dispatch_mode(dispatch)
     batching = os.environ.get(BATCHING_ENV, "")
     edge_options(batching)  # a bad setting fails here, in the driver
@@ -351,6 +381,7 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
     if health_port_offset and config.health.enabled:
         health = dataclasses.replace(config.health, port=config.health.port + health_port_offset)
         config = dataclasses.replace(config, health=health)
+    _replace_changed_edgeport(config.ref, edge_fingerprint(config, dispatch, batching), timeout)
     first = EdgePortActor.options(  # type: ignore[attr-defined]
         name=worker_name(config.ref, 0), namespace=NAMESPACE, lifetime="detached", get_if_exists=True, **extra
     ).remote(config, dispatch, batching, 0)

@@ -2,10 +2,11 @@
 EdgePorts.
 
 Startup: the config is loaded and every local port and Redis are checked *before* Ray starts, so the common
-mistakes (bad config, port taken, Redis down) cost no Ray startup and print one line. Then, after ``ray.init``,
-three steps run side by side: Location (shards, then the gRPC API), Serve (``serve.start``, then ``serve.run``
-once the shards exist, because Connect replicas look them up) and the EdgePorts (they reach the dispatcher
-lazily). Shutdown on SIGINT/SIGTERM: EdgePorts drain (new requests get 503) for at most ``drain_seconds``, then
+mistakes (bad config, port taken, Redis down, a gRPC port open to the network without a token) cost no Ray
+startup and print one line. Then, after ``ray.init``, four steps run side by side: Location (shards, then the
+gRPC API), Serve (``serve.start`` without its gRPC proxy, then ``serve.run`` once the shards exist, because
+Connect replicas look them up), the dispatcher's gRPC port for outside callers (the front actor,
+``routr_ray/actors/front.py``) and the EdgePorts (they reach the dispatcher lazily). Shutdown on SIGINT/SIGTERM: EdgePorts drain (new requests get 503) for at most ``drain_seconds``, then
 everything this command started is stopped, Ray included when it was started here; Ray processes that outlive
 ``ray.shutdown`` (its agents exit a moment after the raylet) are waited for and killed, so none is left behind.
 """
@@ -36,12 +37,23 @@ from ray import serve
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors import location as location_actors
 from routr_ray.actors.links import registry as link_registry
-from routr_ray.actors.serve_app import APP_NAME, build_app, deploy_app, grpc_options, serve_name, watch_config
+from routr_ray.actors.serve_app import (
+    APP_NAME,
+    build_app,
+    deploy_app,
+    dispatcher_token,
+    serve_name,
+    watch_config,
+)
 from routr_ray.config import ConfigInvalid, load_config_dir
 from routr_ray.config.dispatcher import DispatcherConfig, ProcessorConfig
 from routr_ray.config.edgeport import EdgePortConfig, TransportProtocol
 from routr_ray.config.loader import ConfigSet
+from routr_ray.config.location import TOKEN_ENV as LOCATION_TOKEN_ENV
 from routr_ray.config.location import CacheProvider, LocationConfig, parse_redis_parameters
+from routr_ray.dispatch.front import TOKEN_HINT as DISPATCHER_TOKEN_HINT
+from routr_ray.grpcutil.auth import OpenPortRefused, refuse_open_port, split_host_port
+from routr_ray.location.grpc_api import TOKEN_HINT as LOCATION_TOKEN_HINT
 
 log = logging.getLogger("routr_ray.run")
 
@@ -132,9 +144,24 @@ def location_config(config: ConfigSet, redis_url: str | None) -> tuple[LocationC
     return location, "memory", None
 
 
-def _split_host_port(bind_addr: str) -> tuple[str, int]:
-    host, _, port = bind_addr.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
+_split_host_port = split_host_port
+
+
+def location_token(location: LocationConfig) -> str | None:
+    """The Location API token: ``spec.token`` / ``$ROUTR_RAY_LOCATION_TOKEN`` (as the API actor resolves it)."""
+    return location.token or os.environ.get(LOCATION_TOKEN_ENV, "").strip() or None
+
+
+def check_exposure(dispatcher: DispatcherConfig | None, location: LocationConfig) -> None:
+    """DESIGN §6b: the gRPC ports (51901, 51902) listen beyond loopback only with a token."""
+    try:
+        if dispatcher is not None:
+            refuse_open_port(dispatcher.bind_addr, dispatcher_token(dispatcher),
+                             what="the dispatcher's gRPC port (MessageDispatcher bindAddr)", how=DISPATCHER_TOKEN_HINT)
+        refuse_open_port(location.bind_addr, location_token(location),
+                         what="the Location gRPC API (Location bindAddr)", how=LOCATION_TOKEN_HINT)
+    except OpenPortRefused as exc:
+        raise StartupError(str(exc)) from exc
 
 
 def edgeport_health_ports(config: ConfigSet) -> list[EdgePortConfig]:
@@ -178,8 +205,8 @@ def local_ports(config: ConfigSet, dispatcher: DispatcherConfig | None,
                 yield (f"health port of EdgePort {edge.ref}", socket.SOCK_STREAM, edge.health.bind_addr,
                        edge.health.port + worker)
     if dispatcher is not None:
-        _, grpc_port = _split_host_port(dispatcher.bind_addr)
-        yield "dispatcher gRPC port (Serve's gRPC proxy)", socket.SOCK_STREAM, "::", grpc_port
+        grpc_host, grpc_port = _split_host_port(dispatcher.bind_addr)
+        yield "dispatcher gRPC port", socket.SOCK_STREAM, grpc_host, grpc_port
     host, port = _split_host_port(location.bind_addr)
     yield "Location gRPC API", socket.SOCK_STREAM, host, port
 
@@ -231,10 +258,11 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
     config = load(options)
     dispatcher = dispatcher_config(config)
     location, provider, redis_url = location_config(config, options.redis_url)
+    check_exposure(dispatcher, location)
     if provider == "redis":
         check_redis(redis_url or "")
     if not options.address:
-        check_ports(local_ports(config, dispatcher if options.deploy_serve else None, location))
+        check_ports(local_ports(config, dispatcher, location))
 
     deployment = Deployment(run_id=os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex), dispatcher=dispatcher)
     context = _init_ray(options)
@@ -243,11 +271,12 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
         on_ray_started()
     try:
         deployment.actors.append(link_registry())  # the data plane's directory (routr_ray/actors/links.py)
-        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="routr-start") as pool:
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="routr-start") as pool:
             location_done = pool.submit(_start_location, deployment, location, provider, redis_url)
             steps = [location_done]
             if options.deploy_serve:
                 steps.append(pool.submit(_start_serve, deployment, dispatcher, location, options, location_done))
+            steps.append(pool.submit(_start_front, deployment, dispatcher))
             steps.append(pool.submit(_start_edgeports, deployment, config))
             for step in steps:
                 deployment.lines.extend(step.result())
@@ -300,22 +329,51 @@ def _start_location(deployment: Deployment, location: LocationConfig, provider: 
 
 def _start_serve(deployment: Deployment, dispatcher: DispatcherConfig, location: LocationConfig,
                  options: RunOptions, location_done: Any) -> list[str]:
-    host, port = _split_host_port(dispatcher.bind_addr)
-    if host not in ("0.0.0.0", "::"):
-        log.warning("Serve's gRPC proxy binds every interface: the host %r of bindAddr is ignored", host)
     try:
-        serve.start(grpc_options=grpc_options(port), http_options={"host": "127.0.0.1", "port": 0})
+        # No gRPC proxy (no servicer functions: Serve starts none; it would bind [::] whatever bindAddr says): the
+        # front actor serves bindAddr. Serve's HTTP proxy has no routes of ours and stays on loopback.
+        serve.start(http_options={"host": "127.0.0.1", "port": 0})
         deployment.serve_started = True
         deployment.processor_options = processor_options(dispatcher, options.config_dir, location.shards,
                                                          options.nonce_key, deployment=deployment,
                                                          detached=not deployment.started_ray)
         location_done.result()  # Connect replicas look the shard actors up when they start
-        deploy_app(dispatcher, processor_options=deployment.processor_options)  # token: $ROUTR_RAY_DISPATCHER_TOKEN
+        deploy_app(dispatcher, processor_options=deployment.processor_options)  # processorToken: $ROUTR_RAY_PROCESSOR_TOKEN
     except StartupError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise StartupError(f"cannot deploy the dispatcher on gRPC port {port}: {_root_cause(exc)}") from exc
-    return [f"Dispatcher gRPC      0.0.0.0:{port} (Processor/ProcessMessage; firewall it)"]
+        raise StartupError(f"cannot deploy the dispatcher (the routr Serve app): {_root_cause(exc)}") from exc
+    return []
+
+
+def _start_front(deployment: Deployment, dispatcher: DispatcherConfig) -> list[str]:
+    from routr_ray.actors.front import deploy_front
+
+    token = dispatcher_token(dispatcher)
+    try:
+        deployment.actors.append(deploy_front(dispatcher.bind_addr, token, deadline=front_deadline(dispatcher)))
+    except Exception as exc:  # noqa: BLE001
+        raise StartupError(f"cannot start the dispatcher's gRPC port on {dispatcher.bind_addr}: "
+                           f"{_root_cause(exc)}") from exc
+    access = "token required" if token else "no token: loopback only, callers' sender replaced"
+    return [f"Dispatcher gRPC      {dispatcher.bind_addr} (Processor/ProcessMessage; {access})"]
+
+
+def front_deadline(dispatcher: DispatcherConfig) -> float:
+    """How long the front waits for the dispatcher: past the longest processor or middleware deadline."""
+    longest = max([dispatcher.deadline_seconds, *(e.deadline_seconds or 0.0 for e in
+                                                  (*dispatcher.processors, *dispatcher.middlewares))])
+    return longest + 5.0
+
+
+def redeploy_front(dispatcher: DispatcherConfig) -> None:
+    """After a dispatcher.yaml change: the front follows a new bindAddr or token (else it is kept as it is)."""
+    from routr_ray.actors.front import deploy_front
+
+    try:
+        deploy_front(dispatcher.bind_addr, dispatcher_token(dispatcher), deadline=front_deadline(dispatcher))
+    except Exception as exc:  # noqa: BLE001 - the running front stays as it was when it could be kept
+        log.error("the dispatcher's gRPC port could not follow the new config: %s", _root_cause(exc))
 
 
 def processor_options(dispatcher: DispatcherConfig, config_dir: Path, shard_count: int,
@@ -502,7 +560,8 @@ def run(options: RunOptions) -> int:
             return 1
         if options.watch_config and deployment.dispatcher is not None:
             deployment.watcher = watch_config(options.config_dir, deployment.dispatcher,
-                                              processor_options=deployment.processor_options)
+                                              processor_options=deployment.processor_options,
+                                              then=redeploy_front)
         if deployment.connect_resources is not None:
             deployment.connect_resources.watch()
         if not stop_event.is_set():

@@ -6,11 +6,14 @@
 * :class:`ShardedLocationClient`: jump-hashes each AOR to its shard and batches operations per shard (one Ray call
   per shard per batch, DESIGN §10). A dead or restarting shard surfaces as ``UNAVAILABLE``.
 * ``location-api``: an actor running the ``fonoster.routr.location.v2beta1.Location`` grpc.aio server
-  (not a Serve app: Serve has one gRPC port for all apps).
+  (not a Serve app: Serve has one gRPC port for all apps), on the node of the process that deploys it. A deploy
+  with another address, shard count or token replaces it (``routr_ray/actors/detached.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -20,6 +23,7 @@ import ray
 from ray.exceptions import RayActorError, RayError
 
 from routr_ray.actors import NAMESPACE
+from routr_ray.actors.detached import driver_node_strategy, fingerprint, replace_if_changed
 from routr_ray.actors.links import linked, serve_link
 from routr_ray.config.location import TOKEN_ENV
 from routr_ray.link import LinkError
@@ -159,28 +163,57 @@ class LocationApiActor:
     async def __init__(self, bind_addr: str, shard_count: int, token: str | None = None) -> None:
         from routr_ray.location.grpc_api import start_location_server
 
+        self._fingerprint = api_fingerprint(bind_addr, shard_count, token)
         self.client = ShardedLocationClient(shard_handles(shard_count))
-        self.server = await start_location_server(self.client, bind_addr, token)
+        deadline = asyncio.get_running_loop().time() + BIND_ATTEMPTS_S
+        while True:  # a replaced API's process may hold the port for a moment after it was killed
+            try:
+                self.server = await start_location_server(self.client, bind_addr, token)
+                break
+            except OSError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
         self.port = self.server.bound_port
 
     async def ready(self) -> int:
         return self.port
 
+    async def fingerprint(self) -> str:
+        return self._fingerprint
+
+
+BIND_ATTEMPTS_S = 10.0
+
+
+def api_fingerprint(bind_addr: str, shard_count: int, token: str | None) -> str:
+    return fingerprint("location-api", bind_addr, shard_count,
+                       hashlib.blake2s(token.encode()).hexdigest() if token else None)
+
 
 def deploy_api(
     bind_addr: str, shard_count: int, token: str | None = None, *, timeout: float = 60.0, name: str = API_NAME
 ) -> Any:
-    """Create (or find) the gRPC API actor and wait until it listens.
+    """Create the gRPC API actor (or keep the running one when its address, shard count and token are the ones
+    asked for: a redeploy with a new token replaces it) and wait until it listens.
 
     `token` is the shared token callers must send (``authorization: Bearer <token>`` or ``x-routr-token``); None
-    falls back to the ``ROUTR_RAY_LOCATION_TOKEN`` environment variable of this process, and without either
-    every caller who reaches `bind_addr` is accepted. An actor that already exists keeps the token it has.
+    falls back to the ``ROUTR_RAY_LOCATION_TOKEN`` environment variable of this process. Without either the API
+    only listens on a loopback address: :class:`~routr_ray.grpcutil.auth.OpenPortRefused` otherwise.
     """
+    from routr_ray.grpcutil.auth import refuse_open_port
+    from routr_ray.location.grpc_api import TOKEN_HINT
+
     token = token or os.environ.get(TOKEN_ENV, "").strip() or None
-    if token is None:
-        log.warning("the Location gRPC API on %s accepts every caller (no token): keep it private", bind_addr)
+    refuse_open_port(bind_addr, token, what="the Location gRPC API", how=TOKEN_HINT)  # before any actor starts
+    replace_if_changed(name, api_fingerprint(bind_addr, shard_count, token), timeout=timeout)
     handle = LocationApiActor.options(  # type: ignore[attr-defined]
-        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        scheduling_strategy=driver_node_strategy(),
     ).remote(bind_addr, shard_count, token)
-    ray.get(handle.ready.remote(), timeout=timeout)
+    try:
+        ray.get(handle.ready.remote(), timeout=timeout)
+    except Exception:
+        ray.kill(handle, no_restart=True)  # an API that cannot bind would be restarted forever
+        raise
     return handle

@@ -1,12 +1,16 @@
 """The ``routr`` Serve application: the Message Dispatcher (ingress) and the in-cluster processors.
 
-Exactly one Serve application, ``routr``, whose ingress deployment is the dispatcher, so Serve's gRPC proxy
-routes ``fonoster.routr.processor.v2beta1.Processor/ProcessMessage`` to it without ``application`` metadata
-(Routr clients never send it). EdgePorts by default run the same routing themselves (*embedded dispatch*,
-``routr_ray/actors/edgeport.py``: the config read from :meth:`DispatcherDeployment.describe`, the processor
-deployments called directly through :func:`deployment_send`); with ``ROUTR_RAY_EDGE_DISPATCH=dispatcher`` they use
-:meth:`DispatcherDeployment.process_batch` through a DeploymentHandle with ``_by_reference=False``: bytes in, bytes
-out, one call per batch (DESIGN §10). The routing itself is :class:`~routr_ray.dispatch.runtime.DispatchRuntime`.
+Exactly one Serve application, ``routr``, whose ingress deployment is the dispatcher. EdgePorts by default run the
+same routing themselves (*embedded dispatch*, ``routr_ray/actors/edgeport.py``: the config read from
+:meth:`DispatcherDeployment.describe`, the processor deployments called directly through :func:`deployment_send`);
+with ``ROUTR_RAY_EDGE_DISPATCH=dispatcher`` they use :meth:`DispatcherDeployment.process_batch` through a
+DeploymentHandle with ``_by_reference=False``: bytes in, bytes out, one call per batch (DESIGN §10). The routing
+itself is :class:`~routr_ray.dispatch.runtime.DispatchRuntime`.
+
+Outside callers (``bindAddr``, 51901) reach the dispatcher through the front actor (``routr_ray/actors/front.py``:
+a grpc.aio server of ours on exactly that host and port, with the token and the outside-caller policy), which
+calls ``process_batch`` like an EdgePort. Serve's own gRPC proxy is not started (it binds ``[::]`` whatever the
+config says, without TLS): this app has no ``ProcessMessage`` method for it to route to.
 
 Processor addresses (``processors[].addr`` / ``middlewares[].addr`` in the dispatcher config):
 
@@ -14,20 +18,18 @@ Processor addresses (``processors[].addr`` / ``middlewares[].addr`` in the dispa
   or a Python import path ``package.module:Class`` of a processor-SDK class. The dispatcher batches per
   processor deployment (adaptive: at once when idle, gathered while a call is in flight);
 * ``host:port``: any server speaking ``Processor/ProcessMessage`` (a Routr processor, in any language), through
-  a reused, health-checked grpc.aio channel (:mod:`routr_ray.dispatch.remote`).
+  a reused, health-checked grpc.aio channel (:mod:`routr_ray.dispatch.remote`), with its token
+  (:class:`~routr_ray.dispatch.runtime.OutboundTokens`: the entry's ``token``, else ``processorToken``, else
+  ``$ROUTR_RAY_PROCESSOR_TOKEN`` of the process that builds the app).
 
 Config reload without restart: the dispatcher gets its config as Serve ``user_config`` (the plain
-``MessageDispatcher`` document, :func:`~routr_ray.config.dispatcher.to_document`) in :meth:`reconfigure`, and
-every deployment gets a ``version`` computed from what really needs new replicas (init arguments, the code of
-``routr_ray``). So :func:`deploy_app` with a changed matchFunc, methods, order, ``host:port`` address, deadline or
-middleware reconfigures the running replicas in place; adding a new ``serve://`` processor or changing the
-token restarts the dispatcher replicas (Serve starts the new ones before stopping the old). The launcher calls
-:func:`deploy_app` again when dispatcher.yaml changes (:func:`watch_config`).
-
-Token (DESIGN §6b): outside callers of Serve's gRPC port must send ``authorization: Bearer <token>`` or
-``x-routr-token: <token>`` when one is set (``ROUTR_RAY_DISPATCHER_TOKEN``, else ``spec.token``); otherwise
-anyone who reaches the port can claim any ``sender``: firewall it. In-cluster callers (``process_batch``) are
-not asked for it.
+``MessageDispatcher`` document without tokens, :func:`~routr_ray.config.dispatcher.to_document`) in
+:meth:`reconfigure`, and every deployment gets a ``version`` computed from what really needs new replicas (init
+arguments, the code of ``routr_ray``). So :func:`deploy_app` with a changed matchFunc, methods, order,
+``host:port`` address, deadline or middleware reconfigures the running replicas in place; adding a new
+``serve://`` processor or changing a processor token restarts the dispatcher replicas (Serve starts the new ones
+before stopping the old). The launcher calls :func:`deploy_app` again when dispatcher.yaml changes
+(:func:`watch_config`).
 """
 
 from __future__ import annotations
@@ -51,9 +53,15 @@ from routr_ray.actors.links import linked, serve_link
 from routr_ray.config.dispatcher import AutoscalingConfig, DispatcherConfig, from_document, to_document
 from routr_ray.dispatch.core import DispatchCore
 from routr_ray.dispatch.matching import Router
-from routr_ray.dispatch.runtime import SERVE_SCHEME, Batching, BatchSend, DispatchRuntime, serve_name  # noqa: F401 - re-exported
+from routr_ray.dispatch.runtime import (  # noqa: F401 - re-exported
+    SERVE_SCHEME,
+    Batching,
+    BatchSend,
+    DispatchRuntime,
+    OutboundTokens,
+    serve_name,
+)
 from routr_ray.dispatch.watch import DispatcherConfigWatcher
-from routr_ray.grpcutil.auth import token_ok
 from routr_ray.link import pack_list, unpack_list
 from routr_ray.proto.gen import processor_pb2
 from routr_ray.util.gc_tuning import tune_gc
@@ -65,6 +73,7 @@ ROUTE_PREFIX = f"/{APP_NAME}"
 DISPATCHER_DEPLOYMENT = "dispatcher"
 DISPATCHER_LINK_SERVICE = "dispatcher"
 TOKEN_ENV = "ROUTR_RAY_DISPATCHER_TOKEN"
+PROCESSOR_TOKEN_ENV = "ROUTR_RAY_PROCESSOR_TOKEN"  # also what `routr-ray processor serve` asks callers for
 ONE_LOOP_ENV = "ROUTR_RAY_SERVE_ONE_LOOP"
 """``1`` (default): our Serve replicas run our code on their main event loop, and EdgePort actors run Serve's
 request router on theirs: no thread hop and no cross-loop future per call (measured: -20 % CPU per call on the hot
@@ -72,7 +81,6 @@ path, p50 16 -> 12 ms at 40 calls/s). ``0``: Serve's defaults (a separate thread
 processor whose steps block. Read in the driver (``routr-ray run``'s environment). Two settings of Serve's
 experimental THROUGHPUT_OPTIMIZED mode, taken alone; the mode itself (direct ingress, GC freeze, buffered logs)
 is not used."""
-GRPC_SERVICER = "routr_ray.proto.gen.processor_pb2_grpc.add_ProcessorServicer_to_server"
 BUILTIN_PROCESSORS = {
     "echo": "routr_ray.processors.echo:EchoProcessor",
     "connect": "routr_ray.actors.connect:ConnectDeploymentProcessor",
@@ -107,7 +115,13 @@ def import_processor(name: str) -> type:
 
 def dispatcher_token(config: DispatcherConfig, explicit: str | None = None) -> str | None:
     """The token outside callers must send: ``explicit``, else ``$ROUTR_RAY_DISPATCHER_TOKEN``, else ``spec.token``."""
-    return explicit or os.environ.get(TOKEN_ENV) or config.token or None
+    return explicit or os.environ.get(TOKEN_ENV, "").strip() or config.token or None
+
+
+def outbound_tokens(config: DispatcherConfig, explicit: str | None = None) -> OutboundTokens:
+    """The tokens sent to ``host:port`` processors and middlewares: each entry's ``token``, else ``explicit``,
+    else ``$ROUTR_RAY_PROCESSOR_TOKEN``, else ``spec.processorToken``."""
+    return OutboundTokens.of(config, explicit or os.environ.get(PROCESSOR_TOKEN_ENV, "").strip() or None)
 
 
 def one_loop(explicit: bool | None = None) -> bool:
@@ -161,8 +175,7 @@ class DispatcherDeployment:
         self,
         processors: dict[str, DeploymentHandle],
         *,
-        token: str | None = None,
-        outbound_token: str | None = None,
+        tokens: dict[str, Any] | None = None,
         batching: Batching | None = None,
         health_period: float = 2.0,
         config: dict[str, Any] | None = None,
@@ -170,8 +183,8 @@ class DispatcherDeployment:
     ) -> None:
         logging.basicConfig(level=logging.INFO)
         self._handles = processors
-        self._token = token
-        self.runtime = DispatchRuntime(self._deployment_send, outbound_token=outbound_token, batching=batching,
+        self.tokens = OutboundTokens.from_plain(tokens)
+        self.runtime = DispatchRuntime(self._deployment_send, tokens=self.tokens, batching=batching,
                                        health_period=health_period)
         if config is not None:
             self._apply(from_document(config))
@@ -205,7 +218,7 @@ class DispatcherDeployment:
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this at start and whenever ``user_config`` (the dispatcher document) changes."""
         config = from_document(user_config)
-        await self.runtime.reconfigure(config)
+        await self.runtime.reconfigure(config, self.tokens)
         self._log_config(config)
 
     def _apply(self, config: DispatcherConfig) -> None:
@@ -220,31 +233,22 @@ class DispatcherDeployment:
     def _core(self) -> DispatchCore:
         return self.runtime.current()
 
-    async def ProcessMessage(self, request: MessageRequest, grpc_context: Any = None) -> MessageResponse:  # noqa: N802
-        """The gRPC entry point for outside callers (Serve's gRPC proxy, port 51901)."""
-        if self._token and (grpc_context is None or not token_ok(self._token, grpc_context.invocation_metadata())):
-            if grpc_context is not None:
-                import grpc
-
-                grpc_context.set_code(grpc.StatusCode.UNAUTHENTICATED)
-                grpc_context.set_details("missing or wrong token")
-            return MessageResponse()
-        response = await self._core().handle(request)
-        return response if response is not None else MessageResponse()
-
     async def process_batch(self, payloads: Sequence[bytes]) -> list[bytes]:
-        """In-cluster entry point: serialized MessageRequests in, serialized MessageResponses out
-        (``b""`` means drop: ACK and responses are never answered)."""
+        """The entry point (EdgePorts, the front actor for gRPC callers): serialized MessageRequests in, serialized
+        MessageResponses out (``b""`` means drop: ACK and responses are never answered). Its callers are our own
+        processes, reached through Ray or the link: they apply the outside-caller policy themselves."""
         responses = await self._core().handle_batch([MessageRequest.FromString(p) for p in payloads])
         return [r.SerializeToString() if r is not None else b"" for r in responses]
 
     async def describe(self) -> dict[str, Any]:
         """This replica's process id, the config it routes with (no token), the health of its ``host:port``
-        processors."""
+        processors, and the tokens it sends them (``outbound``: the EdgePorts' embedded dispatch sends the same;
+        only Ray clients can call this, see docs/security.md)."""
         return {
             "pid": os.getpid(),
             "config": to_document(self.config) if self.config is not None else None,
             "remote_health": {addr: c.healthy for addr, c in self.runtime.remote.items()},
+            "outbound": self.tokens.to_plain(),
         }
 
     async def check_health(self) -> None:
@@ -332,7 +336,6 @@ def build_app(
     config: DispatcherConfig,
     *,
     processor_options: dict[str, dict[str, Any]] | None = None,
-    token: str | None = None,
     deadline: float | None = None,
     outbound_token: str | None = None,
     batching: Batching | None = None,
@@ -341,8 +344,9 @@ def build_app(
     """The bound ``routr`` application for ``config``.
 
     ``processor_options`` maps a processor name (as in ``serve://<name>``) to the keyword arguments of its class.
-    ``token`` overrides :func:`dispatcher_token`; ``deadline`` overrides ``config.deadline_seconds``;
-    ``outbound_token`` is sent to ``host:port`` processors; ``batching`` tunes the dispatcher -> processor hop.
+    ``deadline`` overrides ``config.deadline_seconds``; ``outbound_token`` is sent to ``host:port`` processors
+    without a token of their own (default: :func:`outbound_tokens`); ``batching`` tunes the dispatcher ->
+    processor hop. The token of the gRPC port is the front actor's (``routr_ray/actors/front.py``).
     """
     if deadline is not None:
         config = dataclasses.replace(config, deadline_seconds=deadline)
@@ -363,15 +367,14 @@ def build_app(
             _internal=True, ray_actor_options=actor_options, logging_config=QUIET_LOGGING,
             **_autoscaling_options(autoscaling),
         ).bind(name, options, link)
-    token = dispatcher_token(config, token)
-    version = _version("dispatcher", sorted(bound), _digest(token), _digest(outbound_token),
+    tokens = outbound_tokens(config, outbound_token).to_plain()
+    version = _version("dispatcher", sorted(bound), _digest(json.dumps(tokens, sort_keys=True)),
                        dataclasses.astuple(batching), health_period, actor_options, config.autoscaling is None)
     return DispatcherDeployment.options(  # type: ignore[attr-defined]
         user_config=to_document(config), version=version, _internal=True, ray_actor_options=actor_options,
         logging_config=QUIET_LOGGING,
         **_autoscaling_options(config.autoscaling),
-    ).bind(bound, token=token, outbound_token=outbound_token, batching=batching, health_period=health_period,
-           link=config.autoscaling is None)
+    ).bind(bound, tokens=tokens, batching=batching, health_period=health_period, link=config.autoscaling is None)
 
 
 def _digest(secret: str | None) -> str | None:
@@ -388,13 +391,14 @@ def deploy_app(config: DispatcherConfig, **kwargs: Any) -> DeploymentHandle:
 
 
 def watch_config(config_dir: str | Path, current: DispatcherConfig, *, interval: float = 2.0,
-                 **kwargs: Any) -> DispatcherConfigWatcher:
-    """Start a thread that re-deploys the app (``deploy_app(new, **kwargs)``) when the dispatcher config in
-    ``config_dir`` changes; ``stop()`` it on shutdown. Pass the same ``kwargs`` as at startup (e.g.
-    ``processor_options``), or the processor deployments are restarted."""
-    return DispatcherConfigWatcher(config_dir, lambda new: deploy_app(new, **kwargs), current=current,
-                                   interval=interval).start()
+                 then: Callable[[DispatcherConfig], None] | None = None, **kwargs: Any) -> DispatcherConfigWatcher:
+    """Start a thread that re-deploys the app (``deploy_app(new, **kwargs)``, then ``then(new)``, e.g. the front
+    actor's redeploy) when the dispatcher config in ``config_dir`` changes; ``stop()`` it on shutdown. Pass the
+    same ``kwargs`` as at startup (e.g. ``processor_options``), or the processor deployments are restarted."""
+    def apply(new: DispatcherConfig) -> None:
+        deploy_app(new, **kwargs)
+        if then is not None:
+            then(new)
 
+    return DispatcherConfigWatcher(config_dir, apply, current=current, interval=interval).start()
 
-def grpc_options(port: int) -> dict[str, Any]:
-    return {"port": port, "grpc_servicer_functions": [GRPC_SERVICER]}

@@ -1,15 +1,16 @@
 """MessageDispatcher config: Routr's `kind: MessageDispatcher` plus Serve autoscaling.
 
     spec:
-      bindAddr: 0.0.0.0:51901          # Serve's gRPC proxy port for outside callers
-      token: <secret>                  # optional; outside callers of bindAddr must send it (DESIGN §6b)
+      bindAddr: 127.0.0.1:51901        # the gRPC port for outside callers (a non-loopback one needs a token)
+      token: <secret>                  # optional; callers of bindAddr must send it (DESIGN §6b)
+      processorToken: <secret>         # optional; sent to host:port processors and middlewares
       deadlineSeconds: 5               # optional; default time a processor or middleware has to answer
       retryAfterSeconds: 5             # optional; Retry-After of the 503 sent when a processor fails
       autoscaling: {...}               # optional, for the dispatcher deployment itself
       processors:                      # ordered; the first whose methods and matchFunc match wins
-        - {ref, addr, methods, matchFunc, deadlineSeconds, autoscaling}
+        - {ref, addr, methods, matchFunc, deadlineSeconds, autoscaling, token, internalMetadata}
       middlewares:                     # ordered
-        - {ref, addr, postProcessor, optional, deadlineSeconds}
+        - {ref, addr, postProcessor, optional, deadlineSeconds, token, internalMetadata}
 
 `addr` is `serve://<deployment>` (in this Ray cluster) or `host:port` (any Routr-compatible gRPC
 processor). `matchFunc` is kept as text: it is never executed here; the dispatcher compiles it with its
@@ -18,7 +19,10 @@ middleware altogether, routr.md §6; we do not copy that). A middleware with `op
 (pass-through) when it fails; any other failing middleware gets the request answered 500.
 
 `token` may also come from the environment (`ROUTR_RAY_DISPATCHER_TOKEN`, which wins): see
-`routr_ray.actors.serve_app.dispatcher_token`. :func:`to_document` / :func:`from_document` turn a config into
+`routr_ray.actors.serve_app.dispatcher_token`. A `host:port` processor or middleware is sent its entry's `token`,
+else `processorToken` (`ROUTR_RAY_PROCESSOR_TOKEN` wins over it: the variable `routr-ray processor serve` reads
+on the other side). Middlewares and `host:port` processors get no `routr-ray.*` metadata (internal directives
+such as trunk credentials) unless their entry says `internalMetadata: true`. :func:`to_document` / :func:`from_document` turn a config into
 the plain JSON-able document and back (Serve's `user_config`, so a changed config reaches running replicas).
 """
 
@@ -54,6 +58,8 @@ class ProcessorConfig:
     match_func: str = DEFAULT_MATCH_FUNC
     autoscaling: AutoscalingConfig | None = None
     deadline_seconds: float | None = None  # None: the dispatcher's deadline_seconds
+    token: str | None = field(default=None, repr=False)  # sent to a host:port processor (else processor_token)
+    internal_metadata: bool = False  # a host:port processor gets the routr-ray.* metadata only when True
 
 
 @dataclass(frozen=True)
@@ -63,18 +69,21 @@ class MiddlewareConfig:
     post_processor: bool = False
     optional: bool = False  # on failure: pass the message through unchanged instead of answering 500
     deadline_seconds: float | None = None
+    token: str | None = field(default=None, repr=False)  # sent to a host:port middleware (else processor_token)
+    internal_metadata: bool = False  # the middleware gets the routr-ray.* metadata only when True
 
 
 @dataclass(frozen=True)
 class DispatcherConfig:
     ref: str = "message-dispatcher"
-    bind_addr: str = "0.0.0.0:51901"
+    bind_addr: str = "127.0.0.1:51901"
     processors: tuple[ProcessorConfig, ...] = ()
     middlewares: tuple[MiddlewareConfig, ...] = ()
     autoscaling: AutoscalingConfig | None = None
     token: str | None = field(default=None, repr=False)
     deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
     retry_after_seconds: int = DEFAULT_RETRY_AFTER_SECONDS
+    processor_token: str | None = field(default=None, repr=False)
 
 
 def build_dispatcher(document: dict[str, Any], place: Place) -> DispatcherConfig:
@@ -111,11 +120,19 @@ def build_dispatcher(document: dict[str, Any], place: Place) -> DispatcherConfig
         token=spec.get("token"),
         deadline_seconds=float(spec.get("deadlineSeconds", DEFAULT_DEADLINE_SECONDS)),
         retry_after_seconds=int(spec.get("retryAfterSeconds", DEFAULT_RETRY_AFTER_SECONDS)),
+        processor_token=spec.get("processorToken"),
     )
 
 
 def _seconds(raw: Any) -> float | None:
     return None if raw is None else float(raw)
+
+
+def _token_of(entry: dict[str, Any], at: Place) -> str | None:
+    token = entry.get("token")
+    if token and str(entry["addr"]).startswith("serve://"):
+        at.child("token").warn("ignored: a token is sent to host:port addresses only (serve:// is in the cluster)")
+    return token
 
 
 def _processor(entry: dict[str, Any], at: Place) -> ProcessorConfig:
@@ -126,6 +143,8 @@ def _processor(entry: dict[str, Any], at: Place) -> ProcessorConfig:
         match_func=entry.get("matchFunc", DEFAULT_MATCH_FUNC),
         autoscaling=_autoscaling(entry.get("autoscaling"), at.child("autoscaling")),
         deadline_seconds=_seconds(entry.get("deadlineSeconds")),
+        token=_token_of(entry, at),
+        internal_metadata=entry.get("internalMetadata", False),
     )
 
 
@@ -136,6 +155,8 @@ def _middleware(entry: dict[str, Any], at: Place) -> MiddlewareConfig:
         post_processor=entry.get("postProcessor", False),
         optional=entry.get("optional", False),
         deadline_seconds=_seconds(entry.get("deadlineSeconds")),
+        token=_token_of(entry, at),
+        internal_metadata=entry.get("internalMetadata", False),
     )
 
 
@@ -170,8 +191,9 @@ def _autoscaling_document(autoscaling: AutoscalingConfig) -> dict[str, Any]:
 
 def to_document(config: DispatcherConfig, *, include_token: bool = False) -> dict[str, Any]:
     """The Routr-format `MessageDispatcher` document of ``config``: JSON-able, and
-    ``from_document(to_document(c, include_token=True)) == c``. The token is left out unless asked for
-    (Serve shows a deployment's user_config in its status and dashboard)."""
+    ``from_document(to_document(c, include_token=True)) == c``. Tokens (``token``, ``processorToken``, each
+    entry's ``token``) are left out unless asked for (Serve shows a deployment's user_config in its status and
+    dashboard)."""
     processors: list[dict[str, Any]] = []
     for p in config.processors:
         entry: dict[str, Any] = {"ref": p.ref, "addr": p.addr, "methods": list(p.methods), "matchFunc": p.match_func}
@@ -179,6 +201,10 @@ def to_document(config: DispatcherConfig, *, include_token: bool = False) -> dic
             entry["deadlineSeconds"] = p.deadline_seconds
         if p.autoscaling is not None:
             entry["autoscaling"] = _autoscaling_document(p.autoscaling)
+        if p.internal_metadata:
+            entry["internalMetadata"] = True
+        if include_token and p.token:
+            entry["token"] = p.token
         processors.append(entry)
     middlewares: list[dict[str, Any]] = []
     for m in config.middlewares:
@@ -186,6 +212,10 @@ def to_document(config: DispatcherConfig, *, include_token: bool = False) -> dic
                                 "optional": m.optional}
         if m.deadline_seconds is not None:
             item["deadlineSeconds"] = m.deadline_seconds
+        if m.internal_metadata:
+            item["internalMetadata"] = True
+        if include_token and m.token:
+            item["token"] = m.token
         middlewares.append(item)
     spec: dict[str, Any] = {
         "bindAddr": config.bind_addr,
@@ -198,6 +228,8 @@ def to_document(config: DispatcherConfig, *, include_token: bool = False) -> dic
         spec["autoscaling"] = _autoscaling_document(config.autoscaling)
     if include_token and config.token:
         spec["token"] = config.token
+    if include_token and config.processor_token:
+        spec["processorToken"] = config.processor_token
     return {"apiVersion": "v2beta1", "kind": "MessageDispatcher", "ref": config.ref, "spec": spec}
 
 

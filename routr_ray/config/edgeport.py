@@ -7,12 +7,19 @@ unknownMethodAction, processor.addr, securityContext (PKCS#12 key stores). routr
     accessControlList: {deny: [CIDR], allow: [CIDR]}           # banned sources; allow overrides deny
     rateLimit: {enabled, requestsPerSecond, burst, banSeconds, trusted: [CIDR]}
     limits: {maxMessageSize, maxConnections, maxConnectionsPerSource, idleTimeoutSeconds}
-    health: {enabled, port, bindAddr}                           # /healthz, /readyz, /metrics
+    health: {enabled, port, bindAddr}                           # /healthz, /readyz, /metrics (127.0.0.1:8080)
     workers: N                                                  # processes sharing the ports (SO_REUSEPORT)
+    processor: {addr, token}                                    # token: sent to a host:port dispatcher
+
+`processor.token` defaults to `$ROUTR_RAY_DISPATCHER_TOKEN` (the token the dispatcher's gRPC port asks for, read
+when the config is loaded); it is sent only when `processor.addr` is `host:port`. A dispatcher of ours treats a
+caller without its token as an outside caller (its `sender` replaced, no internal metadata either way).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -63,6 +70,7 @@ DEFAULT_METHODS: tuple[str, ...] = (
     "PRACK", "UPDATE", "INFO", "REFER", "SUBSCRIBE", "NOTIFY",
 )  # fmt: skip
 DEFAULT_PROCESSOR_ADDR = "serve://routr"
+DISPATCHER_TOKEN_ENV = "ROUTR_RAY_DISPATCHER_TOKEN"  # as routr_ray.actors.serve_app.TOKEN_ENV
 
 
 @dataclass(frozen=True)
@@ -126,9 +134,11 @@ class ConnectionLimits:
 
 @dataclass(frozen=True)
 class HealthConfig:
+    """/healthz, /readyz and /metrics; loopback unless configured (the metrics name what the server does)."""
+
     enabled: bool = True
     port: int = 8080
-    bind_addr: str = "0.0.0.0"
+    bind_addr: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,7 @@ class EdgePortConfig:
     methods: tuple[str, ...] = DEFAULT_METHODS
     unknown_method_action: UnknownMethodAction = UnknownMethodAction.RESPOND
     processor_addr: str = DEFAULT_PROCESSOR_ADDR
+    processor_token: str | None = field(default=None, repr=False)  # sent to a host:port dispatcher
     security_context: SecurityContext | None = None
     access_control_list: SourceFilter = SourceFilter()
     rate_limit: RateLimit = RateLimit()
@@ -154,13 +165,16 @@ class EdgePortConfig:
         return next((t for t in self.transports if t.protocol is protocol), None)
 
 
-def build_edgeport(document: dict[str, Any], place: Place) -> EdgePortConfig:
+def build_edgeport(document: dict[str, Any], place: Place, environ: Mapping[str, str] | None = None) -> EdgePortConfig:
     """Build from a document that passed the schema; semantic problems are recorded at `place`."""
     spec: dict[str, Any] = document["spec"]
     at = place.child("spec")
     bind_addr = spec.get("bindAddr", "0.0.0.0")
     metadata = document.get("metadata") or {}
-    processor_addr = (spec.get("processor") or {}).get("addr", DEFAULT_PROCESSOR_ADDR)
+    processor = spec.get("processor") or {}
+    processor_addr = processor.get("addr", DEFAULT_PROCESSOR_ADDR)
+    processor_token = _processor_token(processor, processor_addr, at.child("processor"),
+                                       os.environ if environ is None else environ)
     return EdgePortConfig(
         ref=document.get("ref", "edgeport-01"),
         bind_addr=bind_addr,
@@ -170,6 +184,7 @@ def build_edgeport(document: dict[str, Any], place: Place) -> EdgePortConfig:
         methods=_methods(spec.get("methods", DEFAULT_METHODS), at.child("methods")),
         unknown_method_action=UnknownMethodAction(spec.get("unknownMethodAction", "Respond")),
         processor_addr=processor_addr,
+        processor_token=processor_token,
         security_context=_security_context(spec.get("securityContext"), at.child("securityContext")),
         access_control_list=_source_filter(spec.get("accessControlList") or {}),
         rate_limit=_rate_limit(spec.get("rateLimit") or {}),
@@ -178,6 +193,15 @@ def build_edgeport(document: dict[str, Any], place: Place) -> EdgePortConfig:
         workers=int(spec.get("workers", 1)),
         region=metadata.get("region") if isinstance(metadata.get("region"), str) else None,
     )
+
+
+def _processor_token(raw: dict[str, Any], addr: str, at: Place, environ: Mapping[str, str]) -> str | None:
+    """`processor.token`, else `$ROUTR_RAY_DISPATCHER_TOKEN`, for a `host:port` dispatcher; None for serve://."""
+    if addr.startswith("serve://"):
+        if raw.get("token"):
+            at.child("token").warn("ignored: a token is sent to a host:port dispatcher only")
+        return None
+    return raw.get("token") or environ.get(DISPATCHER_TOKEN_ENV, "").strip() or None
 
 
 def _transports(entries: list[dict[str, Any]], default_bind: str, at: Place) -> tuple[Transport, ...]:

@@ -165,6 +165,8 @@ def _reason(finding: ValidationError) -> str:
     value = finding.instance
     rule = finding.validator_value
     schema = finding.schema if isinstance(finding.schema, dict) else {}
+    if schema.get("writeOnly") is True:  # a secret (tokens): messages never show it
+        return _secret_reason(finding, schema)
     match finding.validator:
         case "type":
             expected = " or ".join(_TYPE_WORDS.get(t, t) for t in ([rule] if isinstance(rule, str) else rule))
@@ -185,4 +187,16 @@ def _reason(finding: ValidationError) -> str:
             return "must list at least one item"
         case "minimum" | "exclusiveMinimum" | "maximum" | "exclusiveMaximum" | "maxLength" | "minLength":
             return finding.message
+
+
+def _secret_reason(finding: ValidationError, schema: dict[str, object]) -> str:
+    if finding.validator == "type":
+        return f"expected {_TYPE_WORDS.get(str(finding.validator_value), finding.validator_value)} (not shown here)"
+    return f"expected {schema.get('description', 'another value')} (the value is not shown here)"
     return finding.message
+
+
+def _secret_reason(finding: ValidationError, schema: dict[str, object]) -> str:
+    if finding.validator == "type":
+        return f"expected {_TYPE_WORDS.get(str(finding.validator_value), finding.validator_value)} (not shown here)"
+    return f"expected {schema.get('description', 'another value')} (the value is not shown here)"

@@ -12,6 +12,11 @@ processor deployment (serialized MessageRequests in one call), and this module b
 :class:`~routr_ray.dispatch.matching.Router` (every matchFunc compiled), the middleware chain, one reused,
 health-checked gRPC channel per ``host:port`` processor, and an adaptive batcher per processor deployment for the
 one-message path (middlewares configured).
+
+Internal metadata stays inside (DESIGN §6b): middlewares and ``host:port`` processors are sent requests without
+the ``routr-ray.*`` metadata unless their entry has ``internal_metadata`` (:func:`~routr_ray.dispatch.outside.
+without_internal`); ``serve://`` processors run in the cluster and get it. Each ``host:port`` call carries the
+token of its entry (:class:`OutboundTokens`); a changed token gets a new channel.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any, Protocol
 from routr_ray.dispatch.core import DispatchCore, route_deadline
 from routr_ray.dispatch.matching import Route, Router
 from routr_ray.dispatch.middleware import Middleware, MiddlewareChain
+from routr_ray.dispatch.outside import without_internal
 from routr_ray.dispatch.remote import GrpcProcessorClient
 from routr_ray.proto.gen import processor_pb2
 from routr_ray.util.batching import AdaptiveBatcher
@@ -47,6 +53,38 @@ class Batching:
     max_batch: int = 64
     max_wait: float = 0.001
     max_in_flight: int = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboundTokens:
+    """The tokens sent to ``host:port`` processors and middlewares: an entry's own (``by_ref``), else ``default``
+    (``processorToken`` / ``$ROUTR_RAY_PROCESSOR_TOKEN``). Plain values, so it travels as Serve init arguments
+    and in ``describe()`` to the EdgePorts' embedded dispatch (never in ``user_config``, which Serve shows)."""
+
+    default: str | None = dataclasses.field(default=None, repr=False)
+    by_ref: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
+
+    def for_ref(self, ref: str) -> str | None:
+        for name, token in self.by_ref:
+            if name == ref:
+                return token
+        return self.default
+
+    @classmethod
+    def of(cls, config: Any, default: str | None = None) -> OutboundTokens:
+        """From a ``DispatcherConfig``: each entry's ``token``; ``default`` (e.g. the environment) wins over the
+        config's ``processor_token``."""
+        entries = (*config.processors, *config.middlewares)
+        by_ref = tuple((e.ref, e.token) for e in entries if getattr(e, "token", None))
+        return cls(default or getattr(config, "processor_token", None) or None, by_ref)
+
+    def to_plain(self) -> dict[str, Any]:
+        return {"default": self.default, "by_ref": dict(self.by_ref)}
+
+    @classmethod
+    def from_plain(cls, plain: dict[str, Any] | None) -> OutboundTokens:
+        plain = plain or {}
+        return cls(plain.get("default"), tuple(sorted((plain.get("by_ref") or {}).items())))
 
 
 class ConfigLike(Protocol):
@@ -77,16 +115,17 @@ class DispatchRuntime:
         deployment_send: Callable[[str], BatchSend],
         *,
         outbound_token: str | None = None,
+        tokens: OutboundTokens | None = None,
         batching: Batching | None = None,
         health_period: float = 2.0,
     ) -> None:
         self._deployment_send = deployment_send
-        self._outbound_token = outbound_token
+        self.tokens = tokens or OutboundTokens(outbound_token)
         self.batching = batching or Batching()
         self._health_period = health_period
         self._sends: dict[str, BatchSend] = {}  # by serve name
         self._deployment_calls: dict[str, Call] = {}  # by serve name: one batcher per processor deployment
-        self._remote: dict[str, GrpcProcessorClient] = {}  # by host:port: one channel each
+        self._remote: dict[tuple[str, str | None], GrpcProcessorClient] = {}  # by (host:port, token): a channel each
         self._calls: dict[str, Call] = {}  # by ref
         self._batch_calls: dict[str, BatchCall] = {}  # by ref
         self.config: Any = None
@@ -94,7 +133,8 @@ class DispatchRuntime:
 
     @property
     def remote(self) -> dict[str, GrpcProcessorClient]:
-        return self._remote
+        """The ``host:port`` clients in use, by address."""
+        return {addr: client for (addr, _), client in self._remote.items()}
 
     def _send_for(self, name: str) -> BatchSend:
         send = self._sends.get(name)
@@ -102,28 +142,37 @@ class DispatchRuntime:
             send = self._sends[name] = self._deployment_send(name)
         return send
 
-    def apply(self, config: ConfigLike) -> list[GrpcProcessorClient]:
-        """Build the router, chain and calls for ``config`` and swap them in; returns the channels no longer
-        used (close them). Raises (a bad matchFunc, an unknown ``serve://`` name) before anything changes."""
+    def apply(self, config: ConfigLike, tokens: OutboundTokens | None = None) -> list[GrpcProcessorClient]:
+        """Build the router, chain and calls for ``config`` (and ``tokens``, else the current ones) and swap them
+        in; returns the channels no longer used (close them). Raises (a bad matchFunc, an unknown ``serve://``
+        name) before anything changes."""
         router = Router(config.processors)  # compiles every matchFunc
+        tokens = tokens if tokens is not None else self.tokens
         calls: dict[str, Call] = {}
         batch_calls: dict[str, BatchCall] = {}
-        remote: dict[str, GrpcProcessorClient] = {}
+        remote: dict[tuple[str, str | None], GrpcProcessorClient] = {}
         deployment_calls = dict(self._deployment_calls)
+        middleware_refs = {m.ref for m in config.middlewares}
         for entry in (*config.processors, *config.middlewares):
             name = serve_name(entry.addr)
+            # only our own in-cluster processors see the internal metadata, unless the entry asks for it
+            private = getattr(entry, "internal_metadata", False) or (name is not None
+                                                                      and entry.ref not in middleware_refs)
             if name is not None:
                 send = self._send_for(name)  # raises for a deployment this app does not have
                 if name not in deployment_calls:
                     deployment_calls[name] = _batched_call(send, self.batching)
-                calls[entry.ref] = deployment_calls[name]
+                call = deployment_calls[name]
+                calls[entry.ref] = call if private else _stripped(call)
                 batch_calls[entry.ref] = _ignore_deadline(send)
             else:
-                client = remote.get(entry.addr) or self._remote.get(entry.addr) or GrpcProcessorClient(
-                    entry.addr, token=self._outbound_token, health_period=self._health_period)
-                remote[entry.addr] = client
-                calls[entry.ref] = client.call
-                batch_calls[entry.ref] = _each(client.call)
+                key = (entry.addr, tokens.for_ref(entry.ref))
+                client = remote.get(key) or self._remote.get(key) or GrpcProcessorClient(
+                    entry.addr, token=key[1], health_period=self._health_period)
+                remote[key] = client
+                call = client.call if private else _stripped(client.call)
+                calls[entry.ref] = call
+                batch_calls[entry.ref] = _each(call)
         default_deadline = config.deadline_seconds
         chain = MiddlewareChain([
             Middleware.from_config(m, _with_deadline(calls[m.ref], m.deadline_seconds or default_deadline),
@@ -139,13 +188,14 @@ class DispatchRuntime:
         self._calls = calls
         self._batch_calls = batch_calls
         self.config = config
-        stale = [c for addr, c in self._remote.items() if addr not in remote]
+        self.tokens = tokens
+        stale = [c for key, c in self._remote.items() if key not in remote]
         self._remote = remote
         return stale
 
-    async def reconfigure(self, config: ConfigLike) -> None:
+    async def reconfigure(self, config: ConfigLike, tokens: OutboundTokens | None = None) -> None:
         """:meth:`apply`, then start the health checks of the ``host:port`` processors and close stale ones."""
-        stale = self.apply(config)
+        stale = self.apply(config, tokens)
         for client in self._remote.values():
             client.start_health_checks()
         for client in stale:
@@ -183,6 +233,14 @@ def _batched_call(send: BatchSend, batching: Batching) -> Call:
     return call
 
 
+def _stripped(call: Call) -> Call:
+    """``call`` sent a request without internal metadata (a copy: the chain keeps the original)."""
+    async def stripped(request: MessageRequest, deadline: float | None) -> MessageResponse:
+        return await call(without_internal(request), deadline)
+
+    return stripped
+
+
 def _ignore_deadline(send: BatchSend) -> BatchCall:
     async def call(requests: list[MessageRequest], deadline: float | None) -> Sequence[MessageResponse]:
         return await send(requests)  # the dispatcher core enforces the deadline
@@ -207,4 +265,4 @@ def _with_deadline(call: Call, deadline: float | None) -> Callable[[MessageReque
     return bound
 
 
-__all__ = ["Batching", "BatchSend", "DispatchRuntime", "SERVE_SCHEME", "serve_name"]
+__all__ = ["Batching", "BatchSend", "DispatchRuntime", "OutboundTokens", "SERVE_SCHEME", "serve_name"]

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
+from routr_ray.grpcutil.auth import bearer_metadata
 from routr_ray.proto.gen import processor_pb2
 from routr_ray.util.batching import AdaptiveBatcher, BatchQueueFull
 
@@ -38,6 +40,8 @@ __all__ = [
     "failure_of",
     "failure_response",
 ]
+
+log = logging.getLogger(__name__)
 
 MessageRequest = processor_pb2.MessageRequest
 MessageResponse = processor_pb2.MessageResponse
@@ -234,9 +238,13 @@ class FakeDispatcher:
         return None
 
 
-def client_for_addr(addr: str, *, deadline: float = 5.0) -> DispatcherClient:
-    """The client for an EdgePort config's ``processor.addr`` when it is ``host:port``. ``serve://...`` (and
-    the default) needs the Serve handle client of ``routr_ray/actors``: ValueError here."""
+def client_for_addr(addr: str, *, deadline: float = 5.0, token: str | None = None) -> DispatcherClient:
+    """The client for an EdgePort config's ``processor.addr`` when it is ``host:port``, sending ``token``
+    (``processor.token``) with every call. ``serve://...`` (and the default) needs the Serve handle client of
+    ``routr_ray/actors``: ValueError here."""
     if not addr or addr.startswith("serve://"):
         raise ValueError(f"{addr or 'serve://routr'} needs the Serve handle client (routr_ray.actors)")
-    return GrpcDispatcherClient(addr, deadline=deadline)
+    if not token:
+        log.warning("EdgePort -> dispatcher %s without a token: a routr-ray dispatcher treats such a caller as an "
+                    "outside caller (sender replaced, no directives); set processor.token", addr)
+    return GrpcDispatcherClient(addr, deadline=deadline, metadata=bearer_metadata(token))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 HEADER = struct.Struct("!IIB")
 HELLO, CALL, REPLY, ERROR = 0, 1, 2, 3
@@ -30,7 +30,7 @@ class Endpoint:
     member: str
     host: str
     port: int
-    token: bytes
+    token: bytes = field(repr=False)  # never in logs
 
 
 def frame(kind: int, call_id: int, payload: bytes = b"") -> bytes:

@@ -5,6 +5,13 @@ other first frame, a wrong token or a malformed frame closes the connection. Eac
 own task, so a slow batch does not hold up the ones behind it; its result goes back as ``REPLY`` (or ``ERROR`` with
 the exception's text). A connection may have at most ``max_calls`` calls running; beyond that a call is answered
 ``ERROR`` at once (backpressure instead of unbounded tasks).
+
+Before the token is checked nothing is buffered beyond one small frame (DESIGN §6b): a first frame that is not a
+``HELLO`` of at most ``hello_limit`` bytes is refused as soon as its 9-byte header arrives (a HELLO declaring 64 MiB
+is closed after those 9 bytes), a connection that has not authenticated within ``handshake_timeout`` seconds is
+closed, at most ``max_pending`` connections may be waiting to authenticate (a new one evicts the oldest, so a flood
+of idle connections cannot lock the cluster's own clients out), and at most ``max_connections`` may be open at all
+(beyond that a new connection is closed at once; the client then falls back to a Ray call).
 """
 
 from __future__ import annotations
@@ -16,26 +23,39 @@ from collections.abc import Awaitable, Callable
 
 from routr_ray.observability.ratelimit import RateLimitedLog
 
-from .frames import CALL, ERROR, HELLO, MAX_FRAME, REPLY, FrameError, FrameReader, frame
+from .frames import CALL, ERROR, HEADER, HELLO, MAX_FRAME, REPLY, FrameError, FrameReader, frame
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes], Awaitable[bytes]]
 
+HELLO_LIMIT = 256  # bytes of HELLO payload (tokens are 32): all a peer may make us hold before it authenticates
+HANDSHAKE_TIMEOUT_S = 5.0
+MAX_PENDING = 64  # connections waiting to authenticate
+MAX_CONNECTIONS = 1024  # a server's clients are the cluster's processes: one connection each per event loop
+
 
 class LinkServer:
     def __init__(self, handler: Handler, *, token: bytes, host: str = "127.0.0.1", port: int = 0,
-                 max_frame: int = MAX_FRAME, max_calls: int = 4096) -> None:
+                 max_frame: int = MAX_FRAME, max_calls: int = 4096, hello_limit: int = HELLO_LIMIT,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT_S, max_pending: int = MAX_PENDING,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.handler = handler
         self.token = token
         self.host = host
         self.port = port
         self.max_frame = max_frame
         self.max_calls = max_calls
+        self.hello_limit = hello_limit
+        self.handshake_timeout = handshake_timeout
+        self.max_pending = max_pending
+        self.max_connections = max_connections
         self._server: asyncio.Server | None = None
         self._connections: set[_ServerProtocol] = set()
+        self._pending: dict[_ServerProtocol, None] = {}  # not yet authenticated, oldest first
         self.calls = 0
         self.rejected = 0
+        self.refused_connections = 0  # closed before authenticating: cap, eviction, timeout, bad or wrong HELLO
         self.errors = RateLimitedLog(log, interval=1.0)  # whatever a peer sends, a bounded number of lines
 
     async def start(self) -> tuple[str, int]:
@@ -52,6 +72,11 @@ class LinkServer:
     def connections(self) -> int:
         return len(self._connections)
 
+    @property
+    def pending(self) -> int:
+        """Connections open but not authenticated yet."""
+        return len(self._pending)
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -65,17 +90,32 @@ class LinkServer:
 class _ServerProtocol(asyncio.Protocol):
     def __init__(self, server: LinkServer) -> None:
         self.server = server
-        self.reader = FrameReader(server.max_frame)
+        self.reader: FrameReader | None = None  # made once the peer authenticated
+        self.hello = bytearray()  # what arrived before: at most one read beyond a small HELLO
         self.transport: asyncio.Transport | None = None
         self.authenticated = False
         self.running: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.server._connections.add(self)
+        server = self.server
+        if len(server._connections) >= server.max_connections:
+            self._refuse("connection cap (%d) reached", server.max_connections)
+            return
+        if len(server._pending) >= server.max_pending:
+            oldest = next(iter(server._pending))
+            oldest._refuse("evicted: %d connections waiting to authenticate", server.max_pending)
+        server._connections.add(self)
+        server._pending[self] = None
+        self._timer = asyncio.get_running_loop().call_later(server.handshake_timeout, self._handshake_expired)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server._connections.discard(self)
+        self.server._pending.pop(self, None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for task in self.running:
             task.cancel()
         self.running.clear()
@@ -85,7 +125,25 @@ class _ServerProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def _refuse(self, reason: str, *args: object) -> None:
+        self.server.refused_connections += 1
+        self.server.errors.warning("refused", "link: closing a connection from %s: " + reason, self._peer(), *args)
+        self.server._connections.discard(self)
+        self.server._pending.pop(self, None)
+        self.abort()
+
+    def _handshake_expired(self) -> None:
+        self._timer = None
+        if not self.authenticated:
+            self._refuse("no HELLO within %gs", self.server.handshake_timeout)
+
     def data_received(self, data: bytes) -> None:
+        if not self.authenticated:
+            rest = self._handshake(data)
+            if rest is None:
+                return
+            data = rest
+        assert self.reader is not None
         try:
             frames = self.reader.feed(data)
         except FrameError as exc:
@@ -93,20 +151,39 @@ class _ServerProtocol(asyncio.Protocol):
             self.abort()
             return
         for kind, call_id, payload in frames:
-            if not self.authenticated:
-                if kind != HELLO or not hmac.compare_digest(payload, self.server.token):
-                    self.server.errors.warning("token", "link: closing a connection from %s: no or wrong token",
-                                               self._peer())
-                    self.abort()
-                    return
-                self.authenticated = True
-                continue
             if kind != CALL:
                 self.server.errors.warning("kind", "link: closing a connection from %s: frame kind %d",
                                            self._peer(), kind)
                 self.abort()
                 return
             self._start_call(call_id, payload)
+
+    def _handshake(self, data: bytes) -> bytes | None:
+        """The bytes after a valid HELLO (the peer is now authenticated), or None (wait for more, or refused)."""
+        if self.transport is None or self.transport.is_closing():
+            return None
+        self.hello += data
+        if len(self.hello) < HEADER.size:
+            return None
+        length, _, kind = HEADER.unpack_from(self.hello)
+        if kind != HELLO or length > self.server.hello_limit:
+            self._refuse("first frame is not a HELLO of at most %d bytes", self.server.hello_limit)
+            return None
+        end = HEADER.size + length
+        if len(self.hello) < end:
+            return None
+        if not hmac.compare_digest(bytes(self.hello[HEADER.size:end]), self.server.token):
+            self._refuse("wrong token")
+            return None
+        rest = bytes(self.hello[end:])
+        self.hello = bytearray()
+        self.authenticated = True
+        self.server._pending.pop(self, None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.reader = FrameReader(self.server.max_frame)
+        return rest
 
     def _start_call(self, call_id: int, payload: bytes) -> None:
         if len(self.running) >= self.server.max_calls:

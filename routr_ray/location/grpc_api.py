@@ -2,7 +2,8 @@
 
 The servicer forwards to a :class:`~routr_ray.location.ops.LocationClient` (in production the sharded client in
 ``routr_ray.actors.location``), maps :class:`LocationError` codes to gRPC status codes, checks the optional shared
-token and serves the standard ``grpc.health.v1`` health service beside it.
+token and serves the standard ``grpc.health.v1`` health service beside it. AddRoute and RemoveRoutes rewrite
+where calls go, so the server refuses to listen on a non-loopback address without a token (DESIGN §6b).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import grpc
 from google.protobuf import empty_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from routr_ray.grpcutil.auth import token_ok
+from routr_ray.grpcutil.auth import refuse_open_port, token_ok
 from routr_ray.location.errors import LocationError
 from routr_ray.location.ops import LocationClient
 from routr_ray.proto.gen import location_pb2, location_pb2_grpc
 
 SERVICE_NAME = "fonoster.routr.location.v2beta1.Location"
+TOKEN_HINT = "spec.token in the Location config, or $ROUTR_RAY_LOCATION_TOKEN"
+SERVER_OPTIONS = (("grpc.so_reuseport", 0),)  # no other process may bind beside us and take our callers
 
 
 class LocationServicer(location_pb2_grpc.LocationServicer):
@@ -58,8 +61,10 @@ class LocationServicer(location_pb2_grpc.LocationServicer):
 
 
 async def start_location_server(client: LocationClient, bind_addr: str, token: str | None = None) -> grpc.aio.Server:
-    """Start a grpc.aio server on ``bind_addr`` (``host:port``) and return it; raise OSError if it cannot bind."""
-    server = grpc.aio.server()
+    """Start a grpc.aio server on ``bind_addr`` (``host:port``) and return it; raise OSError if it cannot bind,
+    :class:`~routr_ray.grpcutil.auth.OpenPortRefused` for a non-loopback address without a token."""
+    refuse_open_port(bind_addr, token, what="the Location gRPC API", how=TOKEN_HINT)
+    server = grpc.aio.server(options=list(SERVER_OPTIONS))
     location_pb2_grpc.add_LocationServicer_to_server(LocationServicer(client, token), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -4,7 +4,8 @@ Speaks ``fonoster.routr.processor.v2beta1.Processor/ProcessMessage`` (routr.md �
 (``addr: host:port``) or a Routr dispatcher can reach it, and serves ``grpc.health.v1.Health`` beside it
 (SERVING for ``""`` and for the Processor service). An optional shared token (``authorization: Bearer <t>``
 or ``x-routr-token: <t>`` metadata, DESIGN §6b) refuses other callers with UNAUTHENTICATED: a caller can set
-any ``sender``, which processors trust for ACLs.
+any ``sender``, which processors trust for ACLs, and reads the directives in the answers. Without a token the
+server listens on loopback only (a non-loopback address is refused at start).
 
 A SIP message the processor cannot handle is answered in SIP (400/500, see :class:`~sdk.Processor`); a
 gRPC error means the server itself failed.
@@ -21,12 +22,13 @@ import signal
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from routr_ray.grpcutil.auth import token_ok
+from routr_ray.grpcutil.auth import refuse_open_port, token_ok
 from routr_ray.processors.sdk import Processor
 from routr_ray.proto.gen import processor_pb2, processor_pb2_grpc
 
 SERVICE_NAME = "fonoster.routr.processor.v2beta1.Processor"
 DEFAULT_PORT = 51904  # Routr's processors (routr.md §12)
+TOKEN_HINT = "$ROUTR_RAY_PROCESSOR_TOKEN; the dispatcher sends it as processorToken"
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +76,11 @@ async def start_processor_server(
     target: Processor | type[Processor] | str, bind_addr: str, *, token: str | None = None
 ) -> grpc.aio.Server:
     """Start the server on ``bind_addr`` (``host:port``; port 0 picks one, see ``server.bound_port``) and
-    return it. Raises OSError when it cannot bind, ValueError for a bad ``MODULE:CLASS``."""
+    return it. Raises OSError when it cannot bind, ValueError for a bad ``MODULE:CLASS`` or a non-loopback
+    ``bind_addr`` without a token (:class:`~routr_ray.grpcutil.auth.OpenPortRefused`)."""
+    refuse_open_port(bind_addr, token, what="the processor", how=TOKEN_HINT)
     processor = _as_processor(target)
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     processor_pb2_grpc.add_ProcessorServicer_to_server(ProcessorServicer(processor, token), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -35,16 +35,15 @@ def ray_session() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def serve_grpc_port(ray_session: None) -> Iterator[int]:
-    """Serve started once per session with the Processor gRPC servicer on a free port."""
+def serve_started(ray_session: None) -> Iterator[None]:
+    """Serve started once per session as ``routr-ray run`` starts it: no gRPC proxy (the dispatcher's gRPC port is
+    the front actor's, routr_ray/actors/front.py), its HTTP proxy on loopback."""
     from ray import serve
 
-    from routr_ray.actors.serve_app import grpc_options
     from tests.support.redis_server import free_port
 
-    port = free_port()
-    serve.start(grpc_options=grpc_options(port), http_options={"host": "127.0.0.1", "port": free_port()})
+    serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
     try:
-        yield port
+        yield
     finally:
         serve.shutdown()

@@ -81,7 +81,7 @@ async def load(handle, seconds: float, until: Callable[[], bool], concurrency: i
     return answered
 
 
-def test_processor_replicas_scale_up_under_load_and_back_down(serve_grpc_port: int) -> None:
+def test_processor_replicas_scale_up_under_load_and_back_down(serve_started: None) -> None:
     config = from_document(DOCUMENT)
     assert config.processors[0].autoscaling is not None
     serve.run(build_app(config, processor_options={SLOW: {"delay": 0.2}}), name=APP, route_prefix=f"/{APP}")

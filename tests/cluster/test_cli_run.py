@@ -46,7 +46,7 @@ def free_udp_port() -> int:
 
 
 def write_config(directory: Path, edges: list[tuple[str, int]], *, health_port: int, location_port: int,
-                 grpc_port: int) -> Path:
+                 grpc_port: int, grpc_host: str = "127.0.0.1", location_host: str = "127.0.0.1") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for ref, udp_port in edges:
         (directory / f"edgeport-{ref}.yaml").write_text(f"""
@@ -68,7 +68,7 @@ apiVersion: v2beta1
 kind: MessageDispatcher
 ref: dispatcher
 spec:
-  bindAddr: 0.0.0.0:{grpc_port}
+  bindAddr: {grpc_host}:{grpc_port}
   processors:
     - {{ ref: echo, addr: "serve://echo", methods: [REGISTER, INVITE, ACK, BYE, CANCEL, OPTIONS] }}
 """)
@@ -77,7 +77,7 @@ apiVersion: v2beta1
 kind: Location
 ref: location
 spec:
-  bindAddr: 127.0.0.1:{location_port}
+  bindAddr: {location_host}:{location_port}
   shards: 2
   cache: {{ provider: memory }}
 """)
@@ -144,6 +144,19 @@ def test_taken_udp_port_is_one_line(tmp_path: Path, ports: dict[str, int]) -> No
         line = one_line_failure(cli("run", "--no-dashboard", "--config", str(config)))
     assert line == f"routr-ray: cannot listen on UDP 127.0.0.1:{port} (UDP of EdgePort ep1): address already in use"
     assert time.monotonic() - started < 20  # found before Ray starts
+
+
+@pytest.mark.parametrize(("which", "variable"), [("dispatcher", "ROUTR_RAY_DISPATCHER_TOKEN"),
+                                                 ("location", "ROUTR_RAY_LOCATION_TOKEN")])
+def test_a_grpc_port_open_to_the_network_without_a_token_is_one_line(
+        tmp_path: Path, ports: dict[str, int], which: str, variable: str) -> None:
+    hosts = {"grpc_host": "0.0.0.0"} if which == "dispatcher" else {"location_host": "0.0.0.0"}
+    config = write_config(tmp_path / "config", [("ep1", free_udp_port())], health_port=ports["health"],
+                          location_port=ports["location"], grpc_port=ports["grpc"], **hosts)
+    started = time.monotonic()
+    line = one_line_failure(cli("run", "--no-dashboard", "--config", str(config)))
+    assert "0.0.0.0" in line and "without a token" in line and variable in line
+    assert time.monotonic() - started < 20  # refused before Ray starts
 
 
 def test_unreachable_redis_is_one_line(tmp_path: Path, ports: dict[str, int]) -> None:
@@ -223,6 +236,23 @@ def server(tmp_path: Path, ports: dict[str, int]) -> Iterator[tuple[Server, dict
         running.kill()
 
 
+def grpc_options(port: int) -> int:
+    """An OPTIONS through the dispatcher's gRPC port: its SIP status."""
+    import grpc
+
+    from routr_ray.proto.convert import make_message_request, read_message_response
+    from routr_ray.proto.gen import processor_pb2_grpc
+    from routr_ray.sip import parse
+
+    raw = (b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-grpc\r\n"
+           b"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=g\r\nTo: <sip:127.0.0.1>\r\n"
+           b"Call-ID: cli-run-grpc@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+    request = make_message_request(parse(raw), edge_port_ref="probe", sender=("127.0.0.1", 5999, "UDP"))
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = processor_pb2_grpc.ProcessorStub(channel).ProcessMessage(request, timeout=30)
+    return read_message_response(reply).status
+
+
 def sip_options(port: int, n: int) -> bytes:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -253,6 +283,7 @@ def test_run_deploy_status_locate_then_sigterm_leaves_nothing(
 
     for n, port in enumerate((ports["udp_a"], ports["udp_b"], ports["udp_c"])):
         assert sip_options(port, n).startswith(b"SIP/2.0 200 ")
+    assert grpc_options(ports["grpc"]) == 200  # the dispatcher's gRPC port, ours, on exactly 127.0.0.1
     with urllib.request.urlopen(f"http://127.0.0.1:{ports['health'] + 1}/healthz", timeout=10) as response:
         assert response.status == 200
 

@@ -1,5 +1,6 @@
-"""The `routr` Serve app on a local Ray: Serve's gRPC proxy → dispatcher → processors (issue 4); config reload
-without restart, health-checked processors by address, the shared token."""
+"""The `routr` Serve app on a local Ray: the dispatcher's gRPC port (the front actor) → dispatcher → processors
+(issue 4); config reload without restart, health-checked processors by address, the shared token and its rotation
+on redeploy (issue 14)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from typing import Any
 
 import grpc
 import pytest
+import ray
 from grpc_health.v1 import health_pb2
 from ray import serve
 
+from routr_ray.actors import NAMESPACE
+from routr_ray.actors.front import deploy_front
 from routr_ray.actors.serve_app import APP_NAME, TOKEN_ENV, deploy_app
 from routr_ray.config.dispatcher import DispatcherConfig, ProcessorConfig
 from routr_ray.processors.echo import EchoProcessor
@@ -94,7 +98,7 @@ def external_processor_port() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def base_config(serve_grpc_port: int, external_processor_port: int) -> DispatcherConfig:
+def base_config(serve_started: None, external_processor_port: int) -> DispatcherConfig:
     return DispatcherConfig(deadline_seconds=2.0, processors=(
         ProcessorConfig(ref="echo", addr="serve://echo", methods=("OPTIONS", "REGISTER")),
         ProcessorConfig(ref="dead", addr=f"127.0.0.1:{closed_port()}", methods=("INFO",)),
@@ -102,13 +106,24 @@ def base_config(serve_grpc_port: int, external_processor_port: int) -> Dispatche
     ))
 
 
+FRONT = "dispatcher-front-test"
+
+
 @pytest.fixture(scope="module")
-def grpc_stub(serve_grpc_port: int, base_config: DispatcherConfig) -> Iterator[processor_pb2_grpc.ProcessorStub]:
+def front_addr() -> str:
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="module")
+def grpc_stub(serve_started: None, base_config: DispatcherConfig,
+              front_addr: str) -> Iterator[processor_pb2_grpc.ProcessorStub]:
     os.environ.pop(TOKEN_ENV, None)
     deploy_app(base_config)
-    channel = grpc.insecure_channel(f"127.0.0.1:{serve_grpc_port}")
+    front = deploy_front(front_addr, None, name=FRONT)
+    channel = grpc.insecure_channel(front_addr)
     yield processor_pb2_grpc.ProcessorStub(channel)
     channel.close()
+    ray.kill(front, no_restart=True)
     serve.delete(APP_NAME)
 
 
@@ -121,7 +136,7 @@ def describe() -> dict[str, Any]:
     return serve.get_app_handle(APP_NAME).describe.remote().result(timeout_s=30)
 
 
-def test_echo_processor_answers_200_through_the_serve_grpc_proxy(grpc_stub) -> None:  # noqa: ANN001
+def test_echo_processor_answers_200_through_the_dispatchers_grpc_port(grpc_stub) -> None:  # noqa: ANN001
     response = call(grpc_stub, request("OPTIONS"))
     assert response.status == 200
     assert response.call_id == "call-OPTIONS@127.0.0.1"
@@ -197,18 +212,43 @@ def test_processor_failing_its_health_check_gets_503_at_once(grpc_stub, base_con
         sick.stop()
 
 
-def test_shared_token_is_required_from_outside_callers(grpc_stub, base_config) -> None:  # noqa: ANN001
-    os.environ[TOKEN_ENV] = "s3cret"
+def test_shared_token_is_required_from_outside_callers_and_rotates_on_redeploy(
+    grpc_stub, front_addr: str  # noqa: ANN001
+) -> None:
     try:
-        deploy_app(base_config)
+        deploy_front(front_addr, "s3cret-0123456789", name=FRONT)
         with pytest.raises(grpc.RpcError) as refused:
             call(grpc_stub, request("OPTIONS"))
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         with pytest.raises(grpc.RpcError):
             call(grpc_stub, request("OPTIONS"), metadata=(("authorization", "Bearer wrong"),))
-        assert call(grpc_stub, request("OPTIONS"), metadata=(("authorization", "Bearer s3cret"),)).status == 200
-        assert call(grpc_stub, request("OPTIONS"), metadata=(("x-routr-token", "s3cret"),)).status == 200
+        assert call(grpc_stub, request("OPTIONS"), metadata=(("authorization", "Bearer s3cret-0123456789"),)).status == 200
+        assert call(grpc_stub, request("OPTIONS"), metadata=(("x-routr-token", "s3cret-0123456789"),)).status == 200
+        deploy_front(front_addr, "n3w-s3cret-0123456789", name=FRONT)  # rotated: the old token is refused at once
+        with pytest.raises(grpc.RpcError) as old:
+            call(grpc_stub, request("OPTIONS"), metadata=(("x-routr-token", "s3cret-0123456789"),))
+        assert old.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert call(grpc_stub, request("OPTIONS"), metadata=(("x-routr-token", "n3w-s3cret-0123456789"),)).status == 200
     finally:
-        del os.environ[TOKEN_ENV]
-        deploy_app(base_config)
+        deploy_front(front_addr, None, name=FRONT)
     assert call(grpc_stub, request("OPTIONS")).status == 200
+
+
+def test_an_unchanged_redeploy_keeps_the_front(grpc_stub, front_addr: str) -> None:  # noqa: ANN001
+    before = ray.get_actor(FRONT, namespace=NAMESPACE)._actor_id
+    deploy_front(front_addr, None, name=FRONT)
+    assert ray.get_actor(FRONT, namespace=NAMESPACE)._actor_id == before
+
+
+def test_replies_to_outside_callers_carry_no_internal_metadata(grpc_stub, front_addr: str) -> None:  # noqa: ANN001
+    req = make_message_request(parse(request("OPTIONS")), edge_port_ref="ep1", sender=("203.0.113.9", 5070, "UDP"),
+                               metadata={"routr-ray.trunk-ref": "trunk-01", "x-mine": "1"})
+    reply = grpc_stub.ProcessMessage(req, timeout=30)
+    assert read_message_response(reply).status == 200
+    assert not [k for k in reply.metadata if k.startswith("routr-ray.")]  # not even the processor's ref
+    try:
+        deploy_front(front_addr, "edge-token-0123456789", name=FRONT)
+        trusted = grpc_stub.ProcessMessage(req, timeout=30, metadata=(("x-routr-token", "edge-token-0123456789"),))
+        assert trusted.metadata["routr-ray.processor"] == "echo"  # an EdgePort with the token gets its directives
+    finally:
+        deploy_front(front_addr, None, name=FRONT)

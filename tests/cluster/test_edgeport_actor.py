@@ -77,3 +77,24 @@ def test_workers_share_the_port_and_each_answers(ray_session: None) -> None:
     finally:
         for handle in handles:
             ray.kill(handle, no_restart=True)
+
+
+def test_a_redeploy_keeps_an_unchanged_edgeport_and_replaces_one_with_a_new_token(ray_session: None) -> None:
+    import dataclasses
+
+    port = udp_port()
+    config = EdgePortConfig(
+        ref=f"rot-{uuid.uuid4().hex[:6]}", bind_addr="127.0.0.1",
+        transports=(Transport(TransportProtocol.UDP, port, "127.0.0.1"),), health=HealthConfig(enabled=False),
+        processor_addr="127.0.0.1:9", processor_token="old-token-0123456789")
+    name = NAME.format(ref=config.ref)
+    try:
+        deploy_edgeport(config)
+        first = ray.get_actor(name, namespace="routr")._actor_id
+        deploy_edgeport(config)
+        assert ray.get_actor(name, namespace="routr")._actor_id == first  # nothing changed: kept, flows kept
+        deploy_edgeport(dataclasses.replace(config, processor_token="new-token-0123456789"))
+        assert ray.get_actor(name, namespace="routr")._actor_id != first  # the rotated token is in use
+        assert options_ping(port) is not None  # and the new actor has the port
+    finally:
+        ray.kill(ray.get_actor(name, namespace="routr"), no_restart=True)

@@ -56,7 +56,7 @@ def echo_config(user: str) -> DispatcherConfig:
 
 
 @pytest.fixture(scope="module")
-def edges(serve_grpc_port: int) -> Iterator[dict[str, int]]:
+def edges(serve_started: None) -> Iterator[dict[str, int]]:
     """One EdgePort per dispatch mode, same app: mode -> UDP port."""
     deploy_app(echo_config("1001"))
     ports: dict[str, int] = {}

@@ -165,6 +165,35 @@ def test_api_with_a_token_refuses_callers_without_it(location: int) -> None:
     assert found == 1
 
 
+def test_a_redeploy_with_a_new_token_takes_effect_and_an_open_address_needs_one(location: int) -> None:
+    from routr_ray.grpcutil.auth import OpenPortRefused
+
+    port = free_port()
+    name = "location-api-rotated"
+    with pytest.raises(OpenPortRefused, match="ROUTR_RAY_LOCATION_TOKEN"):
+        deploy_api(f"0.0.0.0:{port}", SHARDS, None, name=name)  # refused before any actor starts
+
+    async def find(token: str) -> grpc.StatusCode:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            try:
+                await location_pb2_grpc.LocationStub(channel).FindRoutes(
+                    location_pb2.FindRoutesRequest(aor="sip:rot@sip.local"), metadata=(("x-routr-token", token),),
+                    timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+    old, new = "old-token-0123456789abcdef", "new-token-0123456789abcdef"
+    api = deploy_api(f"127.0.0.1:{port}", SHARDS, old, name=name)
+    try:
+        assert asyncio.run(find(old)) == grpc.StatusCode.OK
+        api = deploy_api(f"127.0.0.1:{port}", SHARDS, new, name=name)  # the running actor had the old one
+        assert asyncio.run(find(old)) == grpc.StatusCode.UNAUTHENTICATED
+        assert asyncio.run(find(new)) == grpc.StatusCode.OK
+    finally:
+        ray.kill(api, no_restart=True)
+
+
 def test_contacts_from_one_address_are_separate_bindings_through_the_shards(location: int) -> None:
     aor = "sip:multi@sip.local"
 

@@ -9,6 +9,7 @@ import pytest
 
 from routr_ray.link import Endpoint, LinkClient, LinkConnectError, LinkError, LinkPool, LinkServer
 from routr_ray.link.client import LinkRemoteError
+from routr_ray.link.frames import CALL, HEADER, HELLO, REPLY, frame
 
 TOKEN = b"t" * 32
 
@@ -175,3 +176,103 @@ async def test_pool_spreads_calls_and_drops_removed_endpoints() -> None:
         pool.close()
         await a.close()
         await b.close()
+
+
+# ---- before the token (DESIGN §6b): nothing buffered, no idle connection kept --------------------------------
+
+
+async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
+    """What the server sent before it closed the connection (fails the test when it stays open 2 s)."""
+    return await asyncio.wait_for(reader.read(), 2.0)
+
+
+async def test_a_hello_declaring_64_mib_is_closed_after_its_header() -> None:
+    server = await started()
+    reader, writer = await asyncio.open_connection(*server.address)
+    try:
+        writer.write(HEADER.pack(64 << 20, 0, HELLO))  # 9 bytes: the server must not wait for the rest
+        await writer.drain()
+        assert await read_until_closed(reader) == b""
+        assert server.refused_connections == 1 and server.connections == 0
+    finally:
+        writer.close()
+        await server.close()
+
+
+async def test_a_call_before_the_hello_is_refused_at_its_header() -> None:
+    server = await started()
+    reader, writer = await asyncio.open_connection(*server.address)
+    try:
+        writer.write(HEADER.pack(10, 1, CALL))
+        await writer.drain()
+        assert await read_until_closed(reader) == b""
+        assert server.calls == 0
+    finally:
+        writer.close()
+        await server.close()
+
+
+async def test_a_connection_without_hello_is_closed_after_the_handshake_timeout() -> None:
+    server = await started(handshake_timeout=0.2)
+    reader, writer = await asyncio.open_connection(*server.address)
+    try:
+        writer.write(b"\x00\x00")  # a header that never completes
+        await writer.drain()
+        started_at = asyncio.get_running_loop().time()
+        assert await read_until_closed(reader) == b""
+        assert asyncio.get_running_loop().time() - started_at < 1.5
+        assert server.connections == 0 and server.pending == 0
+    finally:
+        writer.close()
+        await server.close()
+
+
+async def test_calls_in_the_same_write_as_the_hello_are_answered() -> None:
+    server = await started()
+    reader, writer = await asyncio.open_connection(*server.address)
+    try:
+        big = b"x" * 100_000  # far above the HELLO limit: the authenticated reader takes it
+        writer.write(frame(HELLO, 0, TOKEN) + frame(CALL, 7, big))
+        await writer.drain()
+        header = await asyncio.wait_for(reader.readexactly(HEADER.size), 2)
+        length, call_id, kind = HEADER.unpack(header)
+        assert (kind, call_id) == (REPLY, 7)
+        assert await reader.readexactly(length) == big.upper()
+    finally:
+        writer.close()
+        await server.close()
+
+
+async def test_idle_connections_evict_each_other_and_a_client_still_gets_in() -> None:
+    server = await started(max_pending=8, handshake_timeout=30)
+    idle = [await asyncio.open_connection(*server.address) for _ in range(40)]
+    client = LinkClient(endpoint(server))
+    try:
+        await asyncio.sleep(0.05)
+        assert server.pending <= 8  # the oldest were closed as new ones came
+        closed = 0
+        for reader, _ in idle[:32]:
+            closed += await read_until_closed(reader) == b""
+        assert closed == 32
+        assert await client.call(b"in") == b"IN"  # the cluster's own client is not locked out
+    finally:
+        client.close()
+        for _, writer in idle:
+            writer.close()
+        await server.close()
+
+
+async def test_connections_beyond_the_cap_are_closed_at_once() -> None:
+    server = await started(max_connections=3)
+    clients = [LinkClient(endpoint(server, member=str(i))) for i in range(3)]
+    try:
+        for c in clients:
+            assert await c.call(b"a") == b"A"
+        reader, writer = await asyncio.open_connection(*server.address)
+        assert await read_until_closed(reader) == b""
+        writer.close()
+        assert server.connections == 3
+    finally:
+        for c in clients:
+            c.close()
+        await server.close()

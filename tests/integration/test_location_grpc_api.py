@@ -8,6 +8,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from routr_ray.grpcutil.auth import OpenPortRefused
 from routr_ray.location.grpc_api import start_location_server
 from routr_ray.location.local_client import LocalLocationClient
 from routr_ray.location.service import LocationService
@@ -80,3 +81,21 @@ async def test_health_service_reports_serving(channel: grpc.aio.Channel) -> None
     stub = health_pb2_grpc.HealthStub(channel)
     reply = await stub.Check(health_pb2.HealthCheckRequest(service="fonoster.routr.location.v2beta1.Location"))
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0:0", "[::]:0", "192.0.2.1:0", "location.example:0"])
+async def test_a_non_loopback_address_without_a_token_refuses_to_start(bind: str) -> None:
+    shards = [LocationService(MemoryStore("0"), shard_index=0, shard_count=1)]
+    with pytest.raises(OpenPortRefused, match="Location gRPC API .* without a token"):
+        await start_location_server(LocalLocationClient(shards), bind)
+
+
+async def test_a_non_loopback_address_with_a_token_serves_there_only() -> None:
+    shards = [LocationService(MemoryStore("0"), shard_index=0, shard_count=1)]
+    server = await start_location_server(LocalLocationClient(shards), "192.0.2.1:0", token=TOKEN)
+    try:
+        async with grpc.aio.insecure_channel(f"192.0.2.1:{server.bound_port}") as channel:
+            stub = location_pb2_grpc.LocationStub(channel)
+            await stub.FindRoutes(location_pb2.FindRoutesRequest(aor="sip:1001@sip.local"), metadata=AUTH, timeout=5)
+    finally:
+        await server.stop(0)

@@ -113,3 +113,12 @@ def test_load_processor_rejects_bad_specs(spec: str) -> None:
 
 def test_load_processor_returns_an_instance() -> None:
     assert isinstance(load_processor("routr_ray.processors.echo:EchoProcessor"), EchoProcessor)
+
+
+async def test_a_non_loopback_address_without_a_token_is_refused() -> None:
+    from routr_ray.grpcutil.auth import OpenPortRefused
+
+    with pytest.raises(OpenPortRefused, match="ROUTR_RAY_PROCESSOR_TOKEN"):
+        await start_processor_server(EchoProcessor(), "0.0.0.0:0")
+    server = await start_processor_server(EchoProcessor(), "192.0.2.1:0", token=TOKEN)  # with one: it serves
+    await server.stop(0)

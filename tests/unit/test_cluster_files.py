@@ -1,4 +1,5 @@
-"""The files in cluster/ pass Ray's own validators, offline (`ray up` itself needs SSH to real nodes)."""
+"""The files in cluster/ pass Ray's own validators, offline (`ray up` itself needs SSH to real nodes), and keep
+the cluster closed (DESIGN §6b): Ray token auth on every node and client, no Serve gRPC proxy."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.serve.schema import ServeDeploySchema
 
-from routr_ray.actors.serve_app import APP_NAME, GRPC_SERVICER
+from routr_ray.actors.serve_app import APP_NAME
 
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 RAY_UP_FILES = ("onprem.yaml", "aws.yaml")
@@ -44,6 +45,27 @@ def test_the_validator_rejects_a_broken_copy(name: str) -> None:
         check_ray_up(config)
 
 
+RAY_PORT_FLAGS = ("--node-manager-port=", "--object-manager-port=", "--dashboard-agent-grpc-port=",
+                  "--dashboard-agent-listen-port=", "--runtime-env-agent-port=", "--metrics-export-port=",
+                  "--min-worker-port=", "--max-worker-port=")
+
+
+@pytest.mark.parametrize("name", RAY_UP_FILES)
+def test_ray_up_file_turns_on_ray_token_auth_everywhere(name: str) -> None:
+    config = load(name)
+    starts = [c for c in config["head_start_ray_commands"] + config["worker_start_ray_commands"] if "ray start" in c]
+    assert len(starts) == 2
+    for command in starts:
+        assert "RAY_AUTH_MODE=token" in command, command
+        for flag in RAY_PORT_FLAGS:  # fixed ports: the firewall rules in docs/security.md name them
+            assert flag in command, (flag, command)
+    (deploy,) = [c for c in config["head_start_ray_commands"] if "routr-ray deploy" in c]
+    assert "RAY_AUTH_MODE=token" in deploy  # a Ray client of the cluster needs the token too
+    # the token the operator generated travels to every node and lands at Ray's default path, owner-only
+    assert config["file_mounts"]["/opt/routr/ray_auth_token"] == "~/.ray/auth_token"
+    assert any("install -m 600 /opt/routr/ray_auth_token ~/.ray/auth_token" in c for c in config["setup_commands"])
+
+
 def test_onprem_file_names_head_and_workers() -> None:
     provider = load("onprem.yaml")["provider"]
     assert provider["type"] == "local" and provider["head_ip"] and provider["worker_ips"]
@@ -54,7 +76,9 @@ def serve_config_of(document: dict[str, Any]) -> ServeDeploySchema:
 
 
 def check_routr_app(schema: ServeDeploySchema) -> None:
-    assert schema.grpc_options.grpc_servicer_functions == [GRPC_SERVICER]
+    # Serve's gRPC proxy stays off (it binds [::] whatever the config says): no servicer, no gRPC server
+    assert not schema.grpc_options.grpc_servicer_functions
+    assert schema.http_options.host == "127.0.0.1"
     (app,) = schema.applications
     assert app.name == APP_NAME
     module, _, attr = app.import_path.partition(":")
@@ -65,7 +89,6 @@ def check_routr_app(schema: ServeDeploySchema) -> None:
 def test_serve_config_passes_serves_schema() -> None:
     schema = serve_config_of(load("serve_config.yaml"))
     check_routr_app(schema)
-    assert schema.grpc_options.port == 51901
 
 
 def test_serve_schema_rejects_a_broken_copy() -> None:
@@ -85,6 +108,11 @@ def test_rayservice_embeds_a_valid_serve_config_and_the_actor_job() -> None:
     assert {p["containerPort"] for p in head["ports"]} >= {51901, 51902}
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[:3] == ["routr-ray", "deploy", "--skip-serve"]
+    workers = [g["template"]["spec"]["containers"][0] for g in service["spec"]["rayClusterConfig"]["workerGroupSpecs"]]
+    for container in (head, *workers, job["spec"]["template"]["spec"]["containers"][0]):
+        env = {e["name"]: e for e in container["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token", container["name"]
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "ray-auth-token", container["name"]
 
 
 def test_serve_config_builder_builds_the_app_of_a_config_dir() -> None:
@@ -98,6 +126,7 @@ def test_serve_config_builder_builds_the_app_of_a_config_dir() -> None:
 
 def test_cluster_readme_warns_about_open_ports() -> None:
     text = (CLUSTER / "README.md").read_text()
-    for port in ("5060", "51901", "51902", "8265"):
+    for port in ("5060", "51901", "51902", "8265", "6379", "10001"):
         assert port in text
     assert "every interface without TLS" in text
+    assert "RAY_AUTH_MODE=token" in text and "ray get-auth-token --generate" in text

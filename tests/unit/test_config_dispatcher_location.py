@@ -17,6 +17,7 @@ from routr_ray.config import (
     parse_redis_parameters,
     validate_paths,
 )
+from routr_ray.config.dispatcher import from_document, to_document
 
 ROUTR = Path(__file__).resolve().parents[2] / "tests" / "data" / "config" / "routr"
 
@@ -33,6 +34,45 @@ def errors_of(path: Path) -> set[tuple[str, str]]:
 
 
 # --- MessageDispatcher ---------------------------------------------------------------------------------
+
+
+def test_dispatcher_tokens_and_internal_metadata_are_read_and_kept_out_of_the_document(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = config_file(
+        tmp_path,
+        "MessageDispatcher",
+        """\
+        bindAddr: 10.0.0.5:51901
+        token: front-secret-0123456789
+        processorToken: outbound-secret-0123
+        processors:
+          - { ref: ext, addr: "ext:51904", methods: [INVITE], token: ext-secret-0123456789, internalMetadata: true }
+          - { ref: connect, addr: serve://connect, methods: [MESSAGE], token: ignored-secret-0123 }
+        middlewares:
+          - { ref: auth, addr: "auth:51903" }
+        """,
+    )
+    config = load_dispatcher(path)
+    assert (config.token, config.processor_token) == ("front-secret-0123456789", "outbound-secret-0123")
+    ext, connect = config.processors
+    assert (ext.token, ext.internal_metadata) == ("ext-secret-0123456789", True)
+    assert "serve://" in caplog.text and "ignored-secret" not in caplog.text  # a warning, the token never shown
+    assert config.middlewares[0].internal_metadata is False and config.middlewares[0].token is None
+    document = to_document(config)
+    assert "secret" not in repr(document) and "secret" not in repr(config)  # Serve shows user_config; logs show repr
+    assert document["spec"]["processors"][0]["internalMetadata"] is True
+    assert from_document(to_document(config, include_token=True)) == config
+
+
+@pytest.mark.parametrize("field", ["token", "processorToken"])
+def test_a_bad_dispatcher_token_is_an_error_that_does_not_show_it(tmp_path: Path, field: str) -> None:
+    path = config_file(tmp_path, "MessageDispatcher", f"""\
+        {field}: "two words-0123456789"
+        processors: [{{ ref: echo, addr: serve://echo, methods: [OPTIONS] }}]
+        """)
+    ((pointer, reason),) = errors_of(path)
+    assert pointer == f"/spec/{field}" and "printable ASCII" in reason and "words" not in reason
 
 
 def test_routr_dispatcher_example() -> None:
@@ -67,7 +107,7 @@ def test_dispatcher_defaults_and_autoscaling(tmp_path: Path) -> None:
         """,
     )
     config = load_dispatcher(path)
-    assert config.bind_addr == "0.0.0.0:51901"
+    assert config.bind_addr == "127.0.0.1:51901"  # loopback unless configured (DESIGN §6b)
     assert config.autoscaling == AutoscalingConfig(min_replicas=1, max_replicas=3)
     (processor,) = config.processors
     assert processor.match_func == "req => true"

@@ -85,7 +85,7 @@ def test_defaults_for_ports_and_guards(tmp_path: Path) -> None:
         ("ws", 5062, "10.0.0.1"),
         ("wss", 5063, "10.0.0.1"),
     ]
-    assert config.health.port == 8080
+    assert (config.health.port, config.health.bind_addr, config.health.enabled) == (8080, "127.0.0.1", True)
     assert config.processor_addr == "serve://routr"
     assert config.unknown_method_action is UnknownMethodAction.RESPOND
     assert "OPTIONS" in config.methods and config.security_context is None
@@ -234,6 +234,18 @@ def test_bad_values(tmp_path: Path) -> None:
 def test_processor_addresses_accepted(tmp_path: Path, addr: str) -> None:
     path = edgeport_file(tmp_path, f"transport: [{{ protocol: udp }}]\nprocessor: {{ addr: '{addr}' }}\n")
     assert load_edgeport(path).processor_addr == addr
+
+
+def test_a_host_port_dispatcher_is_sent_the_configured_token_or_the_dispatchers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROUTR_RAY_DISPATCHER_TOKEN", "from-the-env-0123456789")
+    remote = "transport: [{ protocol: udp }]\nprocessor: { addr: 'dispatcher:51901'%s }\n"
+    assert load_edgeport(edgeport_file(tmp_path, remote % "")).processor_token == "from-the-env-0123456789"
+    own = load_edgeport(edgeport_file(tmp_path, remote % ", token: own-token-0123456789"))
+    assert own.processor_token == "own-token-0123456789" and "own-token" not in repr(own)
+    in_cluster = "transport: [{ protocol: udp }]\nprocessor: { addr: serve://routr }\n"
+    assert load_edgeport(edgeport_file(tmp_path, in_cluster)).processor_token is None  # Ray carries it
 
 
 def test_lower_case_method_is_a_warning_and_duplicates_collapse(tmp_path: Path) -> None:
