@@ -1,5 +1,5 @@
-"""The real server (`routr-ray run` with tests/acceptance/config: dispatcher gRPC 51911, Location API 51912, health
-18080, none of them with a token) seen from the network, as an attacker sees it: which of its ports listen
+"""The real server (`routr-ray run` with config/ as shipped, ports moved: dispatcher gRPC 25901, Location API 25902,
+health 28080, none of them with a token) seen from the network, as an attacker sees it: which of its ports listen
 beyond loopback, and what its dispatcher's gRPC port answers to a CANCEL towards the PSTN (issue 14 item 1).
 
 Ray's own ports listen on every interface (docs/security.md: token auth and a firewall protect them); the ports
@@ -18,10 +18,10 @@ import pytest
 from routr_ray.proto.convert import make_message_request
 from routr_ray.proto.gen import processor_pb2_grpc
 from routr_ray.sip import parse
-from tests.support.acceptance import Server
+from tests.support.acceptance import SHIPPED_PORTS, Server
 
-DISPATCHER, LOCATION, HEALTH = 51911, 51912, 18080
-TRUNK02 = b"pbx-1:trunkpass"  # trunk-02's outbound credentials (tests/acceptance/config/resources)
+DISPATCHER, LOCATION, HEALTH = SHIPPED_PORTS[51901], SHIPPED_PORTS[51902], SHIPPED_PORTS[8080]
+TRUNK01 = b"trunk01:1234"  # trunk-01's outbound credentials (config/resources/credentials.yaml)
 LISTEN = "0A"
 
 
@@ -51,11 +51,11 @@ def test_routr_rays_own_ports_listen_on_loopback_only(routr_server: Server) -> N
 
 
 CANCEL = (
-    b"CANCEL sip:+441234567890@sip.local SIP/2.0\r\n"
+    b"CANCEL sip:+17065550100@sip.local SIP/2.0\r\n"
     b"Via: SIP/2.0/UDP 127.0.0.1:15999;branch=z9hG4bK-attack-cancel;rport\r\n"
     b"Max-Forwards: 70\r\n"
     b"From: <sip:1001@sip.local>;tag=attacker\r\n"
-    b"To: <sip:+441234567890@sip.local>\r\n"
+    b"To: <sip:+17065550100@sip.local>\r\n"
     b"Call-ID: attack-cancel@127.0.0.1\r\n"
     b"CSeq: 1 CANCEL\r\n"
     b"Content-Length: 0\r\n\r\n"
@@ -77,4 +77,4 @@ def test_a_cancel_towards_the_pstn_through_51901_returns_no_trunk_credentials(ro
         reply = stub.ProcessMessage(request, timeout=30)
     assert [key for key in reply.metadata if key.startswith("routr-ray.")] == []
     raw = reply.SerializeToString()
-    assert TRUNK02 not in raw and base64.b64encode(TRUNK02) not in raw
+    assert TRUNK01 not in raw and base64.b64encode(TRUNK01) not in raw

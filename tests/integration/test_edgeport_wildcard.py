@@ -10,145 +10,32 @@ only those.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import ipaddress
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from routr_ray.config import load_config_dir
-from routr_ray.config.edgeport import EdgePortConfig, HealthConfig, RateLimit, Transport, TransportProtocol
+from routr_ray.config.edgeport import EdgePortConfig, HealthConfig, Transport, TransportProtocol
 from routr_ray.edge.directives import NEXT_HOP_KEY
 from routr_ray.edge.dispatcher_client import FakeDispatcher
 from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
-from routr_ray.location.local_client import LocalLocationClient
-from routr_ray.location.service import LocationService
-from routr_ray.processors.connect import ConnectProcessor
 from routr_ray.proto.convert import from_proto, make_message_response
 from routr_ray.proto.gen import processor_pb2
-from routr_ray.sip import Request, Response, parse
+from routr_ray.sip import Request, Response
 from routr_ray.sip.transaction_messages import build_ack
-from tests.integration.test_edgeport import FAST
-from tests.unit.test_connect_support import authorize
+from tests.support.phones import FAST, Phone, shipped_edge
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.netns,
               pytest.mark.skipif(os.environ.get("ROUTR_RAY_IN_NETNS") != "1",
                                  reason="needs 192.0.2.1/24 on lo (scripts/in-netns)")]
 
-SHIPPED = Path(__file__).resolve().parents[2] / "config"
 SERVER_LAN = "192.0.2.1"
-
-
-class Phone(asyncio.DatagramProtocol):
-    """A UDP phone bound to one address: what it receives is queued with the address it came from."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[tuple[Request | Response, tuple[str, int]]] = asyncio.Queue()
-        self.transport: asyncio.DatagramTransport | None = None
-        self.host = ""
-        self.cseq = 0
-
-    @classmethod
-    async def open(cls, host: str) -> Phone:
-        _, phone = await asyncio.get_running_loop().create_datagram_endpoint(cls, local_addr=(host, 0))
-        phone.host = host
-        return phone
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.queue.put_nowait((parse(data), addr))
-
-    @property
-    def port(self) -> int:
-        assert self.transport is not None
-        return int(self.transport.get_extra_info("sockname")[1])
-
-    def send(self, message: Request | Response | bytes, server: tuple[str, int]) -> None:
-        assert self.transport is not None
-        self.transport.sendto(bytes(message), server)
-
-    async def recv(self, timeout: float = 3.0) -> tuple[Request | Response, tuple[str, int]]:  # noqa: ASYNC109
-        return await asyncio.wait_for(self.queue.get(), timeout)
-
-    async def final(self, timeout: float = 3.0) -> tuple[Response, tuple[str, int]]:  # noqa: ASYNC109
-        while True:
-            msg, addr = await self.recv(timeout)
-            if isinstance(msg, Response) and msg.status >= 200:
-                return msg, addr
-
-    async def request_of(self, method: str, timeout: float = 3.0) -> tuple[Request, tuple[str, int]]:  # noqa: ASYNC109
-        while True:
-            msg, addr = await self.recv(timeout)
-            if isinstance(msg, Request) and msg.method == method:
-                return msg, addr
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def request(self, method: str, ruri: str, user: str, to: str, *, call_id: str, contact: bool = True) -> Request:
-        self.cseq += 1
-        lines = [
-            f"{method} {ruri} SIP/2.0",
-            f"Via: SIP/2.0/UDP {self.host}:{self.port};rport;branch=z9hG4bK{call_id}{self.cseq}",
-            "Max-Forwards: 70",
-            f"From: <sip:{user}@sip.local>;tag=t{user}",
-            f"To: <{to}>",
-            f"Call-ID: {call_id}",
-            f"CSeq: {self.cseq} {method}",
-        ]
-        if contact:
-            lines.append(f"Contact: <sip:{user}@{self.host}:{self.port}>")
-        message = parse(("\r\n".join([*lines, "Content-Length: 0", "", ""])).encode())
-        assert isinstance(message, Request)
-        return message
-
-    def answer_challenge(self, request: Request, challenge: Response, user: str) -> Request:
-        """The request again with digest credentials, CSeq + 1 and a new branch (a new transaction)."""
-        self.cseq += 1
-        out = authorize(request, challenge, user, "1234")
-        via = out.top_via
-        assert via is not None
-        via.params["branch"] = f"{via.params['branch']}a"
-        out.replace_top_via(via)
-        return out
-
-    async def register(self, user: str, server: tuple[str, int]) -> Response:
-        req = self.request("REGISTER", "sip:sip.local", user, f"sip:{user}@sip.local", call_id=f"reg-{user}")
-        self.send(req, server)
-        challenge, _ = await self.final()
-        assert challenge.status == 401, challenge
-        self.send(self.answer_challenge(req, challenge, user), server)
-        answer, _ = await self.final()
-        return answer
 
 
 @pytest.fixture
 async def edge() -> AsyncIterator[EdgePort]:
-    shipped = load_config_dir(SHIPPED)
-    (config,) = shipped.edgeports
-    assert config.bind_addr == "0.0.0.0"  # what ships; the test only moves the ports
-    config = dataclasses.replace(
-        config,
-        transports=(Transport(TransportProtocol.UDP, 0, "0.0.0.0"), Transport(TransportProtocol.TCP, 0, "0.0.0.0")),
-        rate_limit=RateLimit(trusted=(ipaddress.ip_network("0.0.0.0/0"),)),  # one test, many requests
-        health=HealthConfig(enabled=False),
-    )
-    resources = shipped.resources
-    acl = resources.access_control_lists[0]
-    lan = dataclasses.replace(acl, allow=(*acl.allow, ipaddress.ip_network("192.0.2.0/24")))
-    resources = dataclasses.replace(resources, access_control_lists=(lan, *resources.access_control_lists[1:]))
-    location = LocalLocationClient([LocationService(sweep_interval=0)])
-    connect = ConnectProcessor(resources, location, nonce_key=b"k" * 32)
-    port = EdgePort(config, FakeDispatcher(connect.process), options=EdgePortOptions(timers=FAST))
-    await port.start()
-    yield port
-    await port.stop()
+    async with shipped_edge() as port:
+        yield port
 
 
 async def phones(*hosts: str) -> list[Phone]:
