@@ -54,7 +54,9 @@ class Forward:
     `remove_headers` are dropped, then `add_headers` are appended; `set_from` replaces the From
     value's display name and URI (tag kept). `alternatives` are further next hops to try in order on
     503/408/timeout (trunk failover). `route` is the Location binding chosen (None for trunks and
-    in-dialog requests)."""
+    in-dialog requests). For the dialog token (`dialogs.py`): `caller_trunk` / `callee_trunk` name the Trunk on
+    either side (a call from / to the PSTN), `caller_trusted` / `callee_trusted` whether that side's identity
+    headers are trusted (RFC 3325)."""
 
     direction: str
     next_hop: NextHop
@@ -66,6 +68,10 @@ class Forward:
     alternatives: list[tuple[NextHop, URI]] = field(default_factory=list)
     metadata: Mapping[str, str] = field(default_factory=dict)
     in_dialog: bool = False
+    caller_trunk: str | None = None
+    callee_trunk: str | None = None
+    caller_trusted: bool = False
+    callee_trusted: bool = False
 
 
 Decision = Reply | Forward
