@@ -4,7 +4,7 @@ theirs; everyone else loses P-Asserted-Identity / Remote-Party-ID; P-Preferred-I
 
 from __future__ import annotations
 
-from test_connect_dialogs import CALLEE, CALLER, caller_bye, callee_bye, established, in_dialog
+from test_connect_dialogs import CALLEE, CALLER, callee_bye, caller_bye, established, in_dialog
 from test_connect_support import Harness, sip
 
 from routr_ray.processors.connect.headers import identity_headers_to_remove, privacy_asks_for_id
