@@ -23,7 +23,7 @@ verify it; nothing is stored). It binds:
   refreshed for more than a day must subscribe again).
 
 Wire form: `base64url(version | flags | expires(u32) | n | n × caller hop | m | m × callee hop | MAC[16])`,
-about 60 characters for a two-party call, at most `MAX_HOPS` hops per side (~300 characters).
+about 55 characters for a two-party call, at most `MAX_HOPS` hops per side (~375 characters).
 """
 
 from __future__ import annotations
