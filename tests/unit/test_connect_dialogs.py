@@ -277,3 +277,36 @@ def test_tokens_are_compact_url_safe_and_tamper_evident() -> None:
     clock[0] += 24 * 3600 + 1
     assert tokens.read(req, token).status is TokenStatus.EXPIRED
     assert tokens.read(req, "") is not None and tokens.read(req, "A" * 5000).status is TokenStatus.INVALID
+
+
+async def test_an_unproven_call_to_a_number_gives_no_way_to_its_trunk() -> None:
+    """Anyone may call a Number dialled at our domain (a trunk without inbound ACL or credentials): such a caller is
+    not the trunk, so the callee's side of that dialog does not include the trunk's addresses."""
+    import dataclasses
+
+    from test_connect_support import resources
+
+    from routr_ray.config.resources import Number, Trunk, TrunkOutbound, TrunkUri
+
+    base = resources()
+    trunk = Trunk("trunk-03", "Open", None, TrunkOutbound((TrunkUri("203.0.113.50", 5060, "udp"),)))
+    number = Number("number-04", "DID 4", "tel:+17066041490", "trunk-03", "sip:1002@sip.local")
+    h = Harness(resources=dataclasses.replace(base, trunks=(*base.trunks, trunk), numbers=(*base.numbers, number)))
+    await h.register("1002", "<sip:1002@10.0.0.6:5060>", sender=CALLEE)
+    stranger = ("192.0.2.77", 5060, "UDP")
+    req = sip("INVITE", "sip:+17066041490@sip.local", from_="sip:someone@elsewhere.example",
+              to="sip:+17066041490@sip.local", contact="<sip:someone@192.0.2.77:5060>",
+              via="SIP/2.0/UDP 192.0.2.77:5060")
+    invite, _ = await h.send(req, stranger)
+    assert isinstance(invite, Request) and invite.headers.get("X-Call-Direction") == "from-pstn"
+    assert invite.from_ is not None
+
+    def callee_request(ruri: str) -> Request:
+        assert invite.from_ is not None
+        return in_dialog("INVITE", ruri, from_="<sip:1002@sip.local>;tag=agent",
+                         to=f"<sip:someone@elsewhere.example>;tag={invite.from_.tag}", call_id=invite.call_id or "",
+                         routes=[f"<{u}>" for u in route_set(invite)], via="SIP/2.0/UDP 10.0.0.6:5060")
+
+    assert (await h.answer(callee_request("sip:+19005550100@203.0.113.50:5060"), CALLEE)).status == 403
+    out, _ = await h.send(callee_request("sip:someone@192.0.2.77:5060"), CALLEE)  # the real caller: fine
+    assert isinstance(out, Request)

@@ -57,6 +57,7 @@ from routr_ray.processors.connect.router import DEFAULT_REALM, Router, next_hop_
 from routr_ray.processors.sdk import Context, Processor
 from routr_ray.proto.gen import processor_pb2
 from routr_ray.sip.digest import DEFAULT_MAX_NONCES, DigestAlgorithm, DigestAuthenticator, NonceUses
+from routr_ray.sip.errors import ParseError
 from routr_ray.sip.fields import NameAddr
 from routr_ray.sip.message import Request
 from routr_ray.sip.uri import URI, format_host
@@ -307,8 +308,11 @@ class ConnectProcessor(Processor):
         if sender is not None:
             caller.append(tokens.hop_id(sender.host, sender.port))
             source = host_key(sender.host)
-            written = [c.uri for c in out.contacts[:1] if not c.wildcard and c.uri.is_sip]
-            written += [rr.uri for rr in received.record_routes[:1] if rr.uri.is_sip]
+            try:
+                written = [c.uri for c in out.contacts[:1] if not c.wildcard and c.uri.is_sip]
+                written += [rr.uri for rr in received.record_routes[:1] if rr.uri.is_sip]
+            except ParseError:  # an unreadable Contact/Record-Route: only the packet source is a hop
+                written = []
             for uri in written:
                 hop = next_hop_of(uri)
                 if host_key(hop.host) == source:

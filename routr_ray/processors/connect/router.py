@@ -299,7 +299,9 @@ class Router:
             decision = await self._to_aor(Direction.FROM_PSTN, number.aor_link, msg, None, affinity)
         if isinstance(decision, Forward):
             decision.add_headers.extend((h.name, h.value) for h in number.extra_headers)
-            decision.caller_trunk = trunk.ref
+            # the trunk's addresses become the caller side of the dialog only when the trunk proved it sent this:
+            # anyone may call a Number dialled at our domain, and must not gain a way to the trunk by it
+            decision.caller_trunk = trunk.ref if proven else None
             decision.caller_trusted = proven and trunk.trust_asserted_identity
         return decision
 
