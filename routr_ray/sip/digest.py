@@ -475,13 +475,18 @@ class NonceSigner:
     def check(self, nonce: str, realm: str, *, now: float, opaque: str = "", bound: str = "") -> NonceStatus:
         """VALID, STALE (older than ``ttl``, or stamped further ahead than ``clock_skew``) or INVALID (not ours,
         or issued for another realm, opaque or ``bound`` value)."""
+        return self.check_issued(nonce, realm, now=now, opaque=opaque, bound=bound)[0]
+
+    def check_issued(self, nonce: str, realm: str, *, now: float, opaque: str = "",
+                     bound: str = "") -> tuple[NonceStatus, float]:
+        """:meth:`check` and the nonce's issue time (seconds since the epoch; 0.0 when INVALID)."""
         issued = self._verified_issue_time(nonce, realm, opaque, bound)
         if issued is None:
-            return NonceStatus.INVALID
+            return NonceStatus.INVALID, 0.0
         age = now - issued
         if age > self.ttl or age < -self.clock_skew:
-            return NonceStatus.STALE
-        return NonceStatus.VALID
+            return NonceStatus.STALE, issued
+        return NonceStatus.VALID, issued
 
     def _verified_issue_time(self, nonce: str, realm: str, opaque: str, bound: str) -> float | None:
         if len(nonce) > 64 or not nonce.isascii():
@@ -497,15 +502,6 @@ class NonceSigner:
         if version != _NONCE_VERSION or not hmac.compare_digest(mac, self._mac(header, realm, opaque, bound)):
             return None
         return issued_ms / 1000.0
-
-    @staticmethod
-    def issue_time(nonce: str) -> float:
-        """When a nonce (already checked) was issued, seconds since the epoch (0.0 when unreadable)."""
-        try:
-            raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
-            return _NONCE_HEADER.unpack(raw[: _NONCE_HEADER.size])[1] / 1000.0
-        except (binascii.Error, ValueError, struct.error):
-            return 0.0
 
 
 _NC_WINDOW = 64  # counts below the highest one accepted that are still tracked one by one (reordered requests)
@@ -669,7 +665,8 @@ class DigestAuthenticator:
             return VerifyOutcome(DigestResult.MALFORMED, user, "response is not hex")
         if creds.realm != realm:
             return VerifyOutcome(DigestResult.REALM_MISMATCH, user, f"realm {creds.realm!r} is not ours")
-        nonce_status = self.nonces.check(creds.nonce, realm, now=now, opaque=creds.opaque or "", bound=bound)
+        nonce_status, issued = self.nonces.check_issued(creds.nonce, realm, now=now, opaque=creds.opaque or "",
+                                                        bound=bound)
         if nonce_status is NonceStatus.INVALID:
             return VerifyOutcome(DigestResult.INVALID_NONCE, user,
                                  "nonce not issued by us for this realm (or to another address)")
@@ -698,8 +695,7 @@ class DigestAuthenticator:
         # Counted only once the response verified: a forged credential cannot burn a client's counts.
         # Without qop there is no nc (RFC 2069): such a nonce is good for one request.
         count = int(creds.nc, 16) if qop is not None and creds.nc is not None else 1
-        if self.nonce_uses is not None and not self.nonce_uses.accept(
-                creds.nonce, count, NonceSigner.issue_time(creds.nonce)):
+        if self.nonce_uses is not None and not self.nonce_uses.accept(creds.nonce, count, issued):
             return VerifyOutcome(DigestResult.REPLAY, user, f"nonce-count {count} already used")
         return VerifyOutcome(DigestResult.OK, user)
 

@@ -38,6 +38,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from routr_ray.sip.message import Request
 
@@ -50,6 +51,7 @@ _HEAD = struct.Struct(">BBI")  # version, flags, expiry (seconds since the epoch
 _HOP_BYTES = 8
 _MAC_BYTES = 16
 _MAX_TOKEN_CHARS = 4 * (_HEAD.size + 2 + 2 * MAX_HOPS * _HOP_BYTES + _MAC_BYTES + 2) // 3
+_HOP_CACHE = 8192
 _CALLER_TRUSTED = 0x01
 _CALLEE_TRUSTED = 0x02
 
@@ -103,6 +105,7 @@ class DialogToken:
 INVALID = DialogToken(TokenStatus.INVALID)
 
 
+@lru_cache(maxsize=4096)
 def host_key(host: str) -> str:
     """A host as compared in hops: an IP address normalised, a name lower-cased, no IPv6 brackets."""
     bare = host.strip().strip("[]")
@@ -120,6 +123,7 @@ class DialogTokens:
         self._key = hmac.new(key, b"routr-ray record-route token v2", hashlib.sha256).digest()
         self.ttl = ttl
         self.clock = clock
+        self._hop_ids: dict[tuple[str, int], bytes] = {}  # the same few addresses come back on every call
 
     # ---- hop ids --------------------------------------------------------------------------------
 
@@ -129,7 +133,12 @@ class DialogTokens:
 
     def hop_id(self, host: str, port: int) -> bytes:
         """The id of the address `host:port` (transport not included: a side is one party whatever it speaks)."""
-        return self._id(b"hop", f"{host_key(host)}:{port}")
+        cached = self._hop_ids.get((host, port))
+        if cached is None:
+            if len(self._hop_ids) >= _HOP_CACHE:
+                self._hop_ids.clear()
+            cached = self._hop_ids[(host, port)] = self._id(b"hop", f"{host_key(host)}:{port}")
+        return cached
 
     def trunk_id(self, ref: str) -> bytes:
         return self._id(b"trunk", ref)
@@ -173,7 +182,10 @@ class DialogTokens:
         from_tag = request.from_.tag if request.from_ is not None else None
         to_tag = request.to.tag if request.to is not None else None
         from_caller = from_tag is not None and hmac.compare_digest(mac, self._mac(body, call_id, from_tag))
-        from_callee = to_tag is not None and hmac.compare_digest(mac, self._mac(body, call_id, to_tag))
+        if from_caller:  # the To tag names the caller too only if it is the same tag (no second MAC needed)
+            from_callee = to_tag == from_tag
+        else:
+            from_callee = to_tag is not None and hmac.compare_digest(mac, self._mac(body, call_id, to_tag))
         if not (from_caller or from_callee):
             return INVALID
         if expires < self.clock():
