@@ -51,6 +51,7 @@ def _run_options(args: argparse.Namespace, config_dir: Path) -> object:
         object_store_mb=getattr(args, "object_store_mb", 256),
         num_cpus=getattr(args, "num_cpus", None),
         deploy_serve=not getattr(args, "skip_serve", False),
+        state_dir=Path(args.state_dir).expanduser() if getattr(args, "state_dir", None) else None,
     )
 
 
@@ -216,6 +217,10 @@ def _label(text: str) -> tuple[str, str]:
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis", metavar="URL",
                         help="keep Location bindings in Redis (redis:// or rediss:// URL; overrides location.yaml)")
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="where the nonce/dialog key is kept when the Location does not use Redis and "
+                        "$ROUTR_RAY_NONCE_KEY is not set (default: $XDG_STATE_HOME/routr-ray, i.e. "
+                        "~/.local/state/routr-ray; never inside the config directory): calls survive a restart")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,8 +8,9 @@ set that loads cleanly to it; each replica long-polls the board (:class:`Followe
 force on every replica, on every node, a moment after the watcher sees it (polled every 2 s). A bad edit is
 logged and the last good set stays.
 
-The digest nonce key is generated once by the driver (or taken from ``ROUTR_RAY_NONCE_KEY``) and given to every
-replica, so any replica verifies any other's nonces.
+The nonce/dialog key (digest nonces, ``rrk`` dialog tokens) is resolved once by the driver (``ROUTR_RAY_NONCE_KEY``,
+else kept in the Location's Redis, else in the state directory: ``routr_ray/util/keystore.py``) and given to every
+replica, so any replica verifies any other's nonces and tokens, and a restart keeps live calls.
 """
 
 from __future__ import annotations

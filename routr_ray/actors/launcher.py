@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import secrets
 import signal
 import socket
 import sys
@@ -54,13 +53,15 @@ from routr_ray.config.location import CacheProvider, LocationConfig, parse_redis
 from routr_ray.dispatch.front import TOKEN_HINT as DISPATCHER_TOKEN_HINT
 from routr_ray.grpcutil.auth import OpenPortRefused, refuse_open_port, split_host_port
 from routr_ray.location.grpc_api import TOKEN_HINT as LOCATION_TOKEN_HINT
+from routr_ray.util import keystore
+from routr_ray.util.keystore import KeyStoreError, resolve_nonce_key
 
 log = logging.getLogger("routr_ray.run")
 
 DEFAULT_METHODS = ("REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "PRACK", "UPDATE",
                    "INFO", "REFER", "SUBSCRIBE", "NOTIFY")
 CONFIG_ENV = "ROUTR_RAY_CONFIG"
-NONCE_KEY_ENV = "ROUTR_RAY_NONCE_KEY"
+NONCE_KEY_ENV = keystore.NONCE_KEY_ENV
 RUN_ID_ENV = "ROUTR_RAY_RUN_ID"  # inherited by every process Ray starts: how leftovers are found
 LEFTOVER_GRACE_S = 3.0
 
@@ -80,7 +81,10 @@ class RunOptions:
     num_cpus: float | None = None  # logical CPUs of a local Ray (default: the machine's)
     watch_config: bool = True  # re-deploy the dispatcher config when dispatcher.yaml changes (run only)
     deploy_serve: bool = True  # False: only the Location and EdgePort actors (the app is managed elsewhere)
-    nonce_key: str = field(default_factory=lambda: os.environ.get(NONCE_KEY_ENV) or secrets.token_hex(32))
+    # the digest nonce / dialog token key: None = $ROUTR_RAY_NONCE_KEY, else kept in Redis (when the Location uses
+    # it) or in state_dir (routr_ray/util/keystore.py), so that live calls survive a restart
+    nonce_key: str | None = None
+    state_dir: Path | None = None  # None: $XDG_STATE_HOME/routr-ray (~/.local/state/routr-ray)
 
 
 @dataclass
@@ -263,6 +267,7 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
         check_redis(redis_url or "")
     if not options.address:
         check_ports(local_ports(config, dispatcher, location))
+    key_origin = resolve_key(options, redis_url if provider == "redis" else None)
 
     deployment = Deployment(run_id=os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex), dispatcher=dispatcher)
     context = _init_ray(options)
@@ -285,12 +290,26 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
         if isinstance(exc, StartupError):
             raise
         raise StartupError(_root_cause(exc)) from exc
+    deployment.lines.append(f"Nonce/dialog key     {key_origin}")
     if deployment.started_ray:
         deployment.lines.append(f"Ray address          {context.address_info.get('gcs_address', '?')}")
     dashboard = getattr(context, "dashboard_url", None)
     if dashboard:
         deployment.lines.append(f"Ray dashboard        http://{dashboard}")
     return deployment
+
+
+def resolve_key(options: RunOptions, redis_url: str | None) -> str:
+    """Fill ``options.nonce_key`` (unless given) from the environment, Redis or the state directory; returns where
+    it came from (for the startup summary). Raises :class:`StartupError`."""
+    if options.nonce_key:
+        return "given"
+    try:
+        key = resolve_nonce_key(redis_url=redis_url, state_dir=options.state_dir, config_dir=options.config_dir)
+    except KeyStoreError as exc:
+        raise StartupError(str(exc)) from exc
+    options.nonce_key = key.value
+    return key.origin
 
 
 def _init_ray(options: RunOptions) -> Any:
@@ -334,6 +353,7 @@ def _start_serve(deployment: Deployment, dispatcher: DispatcherConfig, location:
         # front actor serves bindAddr. Serve's HTTP proxy has no routes of ours and stays on loopback.
         serve.start(http_options={"host": "127.0.0.1", "port": 0})
         deployment.serve_started = True
+        assert options.nonce_key is not None  # resolve_key ran in start()
         deployment.processor_options = processor_options(dispatcher, options.config_dir, location.shards,
                                                          options.nonce_key, deployment=deployment,
                                                          detached=not deployment.started_ray)
@@ -604,13 +624,18 @@ def deploy(options: RunOptions) -> int:
 
 def serve_config_app(args: dict[str, str]) -> Any:
     """Application builder for a Serve config file (``import_path: routr_ray.actors.launcher:serve_config_app``,
-    ``args: {config_dir: /opt/routr/config}``): the ``routr`` app of that config directory. The Location shards
-    must already exist (``routr-ray deploy`` creates them); set ``ROUTR_RAY_NONCE_KEY`` on the cluster so that
-    digest nonces stay valid across redeploys."""
+    ``args: {config_dir: /opt/routr/config}``, optionally ``state_dir``): the ``routr`` app of that config
+    directory. The Location shards must already exist (``routr-ray deploy`` creates them). The nonce/dialog key is
+    ``ROUTR_RAY_NONCE_KEY``, else the one kept in the Location's Redis, else the state directory of the node that
+    builds the app: on a cluster use Redis or set the variable, so that nonces and dialog tokens stay valid across
+    redeploys (util/keystore.py)."""
     config_dir = Path(args.get("config_dir") or os.environ.get(CONFIG_ENV) or "config")
-    options = RunOptions(config_dir=config_dir)
+    state_dir = args.get("state_dir")
+    options = RunOptions(config_dir=config_dir, state_dir=Path(state_dir) if state_dir else None)
     config = load(options)
     dispatcher = dispatcher_config(config)
-    location, _, _ = location_config(config, None)
+    location, provider, redis_url = location_config(config, None)
+    resolve_key(options, redis_url if provider == "redis" else None)
+    assert options.nonce_key is not None
     return build_app(dispatcher, processor_options=processor_options(dispatcher, config_dir, location.shards,
                                                                      options.nonce_key))

@@ -55,6 +55,7 @@ class Domain:
     domain_uri: str
     access_control_list_ref: str | None = None
     egress_policies: tuple[EgressPolicy, ...] = ()
+    digest_algorithms: tuple[str, ...] = ()  # routr-ray: offered in this realm, preferred first; () = MD5
 
 
 class ForkingMode(StrEnum):
@@ -104,6 +105,7 @@ class Peer:
     max_contacts: int = -1
     expires: int | None = None
     enabled: bool = True
+    trust_asserted_identity: bool = False  # routr-ray: keep its P-Asserted-Identity / Remote-Party-ID (RFC 3325)
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ class Trunk:
     inbound: TrunkInbound | None = None
     outbound: TrunkOutbound | None = None
     region: str | None = None
+    trust_asserted_identity: bool = False  # routr-ray: keep the identity headers of calls it proves it sent
 
 
 Resource: TypeAlias = Agent | Peer | Domain | Number | Trunk | Credentials | AccessControlList
@@ -232,7 +235,8 @@ def build_domain(document: dict[str, Any], place: Place) -> Built:
     policies = []
     for policy in context.get("egressPolicies", ()):
         policies.append(EgressPolicy(policy["rule"], policy["numberRef"]))  # the schema compiled the rule
-    domain = Domain(ref, name, context["domainUri"], acl_ref, tuple(policies))
+    domain = Domain(ref, name, context["domainUri"], acl_ref, tuple(policies),
+                    digest_algorithms=tuple(spec.get("digestAlgorithms", ())))
     built = Built(domain, place)
     built.refer(acl_ref, AccessControlList, *acl_parts)
     for index, policy in enumerate(domain.egress_policies):
@@ -289,6 +293,7 @@ def build_peer(document: dict[str, Any], place: Place) -> Built:
         max_contacts=int(spec.get("maxContacts", -1)),
         expires=spec.get("expires"),
         enabled=spec.get("enabled", True),
+        trust_asserted_identity=spec.get("trustAssertedIdentity", False),
     )
     built = Built(peer, place)
     built.refer(peer.credentials_ref, Credentials, "spec", "credentialsRef")
@@ -344,7 +349,8 @@ def build_trunk(document: dict[str, Any], place: Place) -> Built:
             uris, outbound_raw.get("sendRegister", False), outbound_raw.get("credentialsRef")
         )
     region = document["metadata"].get("region")
-    trunk = Trunk(ref, name, inbound, outbound, region if isinstance(region, str) else None)
+    trunk = Trunk(ref, name, inbound, outbound, region if isinstance(region, str) else None,
+                  trust_asserted_identity=spec.get("trustAssertedIdentity", False))
     built = Built(trunk, place)
     if inbound is not None:
         built.refer(

@@ -13,11 +13,18 @@ Calling protocol for a server (registrar or proxy):
 4. ``outcome.result is DigestResult.OK`` → continue. Otherwise answer 401/407 with
    ``authenticator.challenge(realm, now=now, stale=outcome.stale)`` (one header value per algorithm).
 
-Nonces are ``base64url(version | timestamp | salt | HMAC-SHA256(key, realm, opaque, timestamp, salt))``.
-They expire after ``nonce_ttl`` seconds: an expired nonce with a correct response is ``STALE`` (the next
-challenge carries ``stale=true`` so the client retries without asking its user, RFC 2617 §3.2.1); a nonce
-that does not verify is ``INVALID_NONCE`` (challenge again without ``stale``). Replays within the nonce's
-lifetime are not detected: that needs shared state, which this module deliberately does not keep.
+Nonces are ``base64url(version | timestamp | salt | HMAC-SHA256(key, realm, opaque, bound, timestamp, salt))``.
+``bound`` is what the caller binds the nonce to (a server passes the client's source address, so a nonce, and
+any credential computed with it, is good only from the address it was issued to). They expire after
+``nonce_ttl`` seconds: an expired nonce with a correct response is ``STALE`` (the next challenge carries
+``stale=true`` so the client retries without asking its user, RFC 2617 §3.2.1); a nonce that does not verify
+is ``INVALID_NONCE`` (challenge again without ``stale``).
+
+Replays (RFC 7616 §3.4.4, §5.10; RFC 2617 §3.2.2 ``nc``): with a :class:`NonceUses` the authenticator remembers,
+per nonce, which nonce-counts it accepted; a credential whose count was already accepted is ``REPLAY`` (challenge
+again with ``stale=true``: a client that reused a count retries at once with a fresh nonce). The table is bounded
+(least recently used nonces go first; a nonce issued before the newest one evicted counts as used, so eviction
+never re-opens a replay) and lives in the process that holds it: replicas that share a key do not share it.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import hashlib
 import hmac
 import secrets
 import struct
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -43,6 +51,7 @@ __all__ = [
     "DigestResult",
     "NonceSigner",
     "NonceStatus",
+    "NonceUses",
     "VerifyOutcome",
     "answer_challenge",
     "authorization_header_name",
@@ -106,6 +115,7 @@ class DigestResult(enum.Enum):
     UNKNOWN_USER = "unknown_user"  # caller had no password for this username
     BAD_PASSWORD = "bad_password"  # response does not match (wrong password, or wrong uri/method)
     STALE = "stale"  # response correct but the nonce expired: challenge with stale=true
+    REPLAY = "replay"  # response correct but its nonce-count was already accepted: challenge with stale=true
 
     @property
     def ok(self) -> bool:
@@ -156,7 +166,8 @@ class VerifyOutcome:
 
     @property
     def stale(self) -> bool:
-        return self.result is DigestResult.STALE
+        """The next challenge carries ``stale=true``: the credential was right, only its nonce (or count) is used up."""
+        return self.result is DigestResult.STALE or self.result is DigestResult.REPLAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +414,7 @@ def compute_response(
 # --------------------------------------------------------------------------------------------------
 # Nonces
 
-_NONCE_VERSION = 1
+_NONCE_VERSION = 2  # 2: the MAC covers the bound value (a source address)
 _NONCE_HEADER = struct.Struct(">BQ8s")  # version, issue time in ms, random salt
 _NONCE_MAC_BYTES = 16
 _NONCE_RAW_LEN = _NONCE_HEADER.size + _NONCE_MAC_BYTES
@@ -447,37 +458,109 @@ class NonceSigner:
         self.clock_skew = clock_skew
         self._random_bytes = random_bytes
 
-    def _mac(self, header: bytes, realm: str, opaque: str) -> bytes:
-        realm_b, opaque_b = realm.encode("utf-8", "surrogateescape"), opaque.encode("utf-8", "surrogateescape")
-        msg = b"".join(
-            (header, struct.pack(">I", len(realm_b)), realm_b, struct.pack(">I", len(opaque_b)), opaque_b)
-        )
-        return hmac.new(self._key, msg, hashlib.sha256).digest()[:_NONCE_MAC_BYTES]
+    def _mac(self, header: bytes, realm: str, opaque: str, bound: str) -> bytes:
+        parts = [header]
+        for text in (realm, opaque, bound):
+            data = text.encode("utf-8", "surrogateescape")
+            parts += (struct.pack(">I", len(data)), data)
+        return hmac.new(self._key, b"".join(parts), hashlib.sha256).digest()[:_NONCE_MAC_BYTES]
 
-    def issue(self, realm: str, *, now: float, opaque: str = "") -> str:
-        """A new nonce for ``realm`` stamped with ``now`` (seconds since the epoch)."""
+    def issue(self, realm: str, *, now: float, opaque: str = "", bound: str = "") -> str:
+        """A new nonce for ``realm`` stamped with ``now`` (seconds since the epoch), good only where ``bound``
+        is presented again (e.g. the client's source address)."""
         header = _NONCE_HEADER.pack(_NONCE_VERSION, max(0, int(now * 1000)), self._random_bytes(8))
-        raw = header + self._mac(header, realm, opaque)
+        raw = header + self._mac(header, realm, opaque, bound)
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
-    def check(self, nonce: str, realm: str, *, now: float, opaque: str = "") -> NonceStatus:
-        """VALID, STALE (older than ``ttl``, or stamped further ahead than ``clock_skew``) or INVALID."""
+    def check(self, nonce: str, realm: str, *, now: float, opaque: str = "", bound: str = "") -> NonceStatus:
+        """VALID, STALE (older than ``ttl``, or stamped further ahead than ``clock_skew``) or INVALID (not ours,
+        or issued for another realm, opaque or ``bound`` value)."""
+        return self.check_issued(nonce, realm, now=now, opaque=opaque, bound=bound)[0]
+
+    def check_issued(self, nonce: str, realm: str, *, now: float, opaque: str = "",
+                     bound: str = "") -> tuple[NonceStatus, float]:
+        """:meth:`check` and the nonce's issue time (seconds since the epoch; 0.0 when INVALID)."""
+        issued = self._verified_issue_time(nonce, realm, opaque, bound)
+        if issued is None:
+            return NonceStatus.INVALID, 0.0
+        age = now - issued
+        if age > self.ttl or age < -self.clock_skew:
+            return NonceStatus.STALE, issued
+        return NonceStatus.VALID, issued
+
+    def _verified_issue_time(self, nonce: str, realm: str, opaque: str, bound: str) -> float | None:
         if len(nonce) > 64 or not nonce.isascii():
-            return NonceStatus.INVALID
+            return None
         try:
             raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
         except (binascii.Error, ValueError):
-            return NonceStatus.INVALID
+            return None
         if len(raw) != _NONCE_RAW_LEN:
-            return NonceStatus.INVALID
+            return None
         header, mac = raw[: _NONCE_HEADER.size], raw[_NONCE_HEADER.size :]
         version, issued_ms, _salt = _NONCE_HEADER.unpack(header)
-        if version != _NONCE_VERSION or not hmac.compare_digest(mac, self._mac(header, realm, opaque)):
-            return NonceStatus.INVALID
-        age = now - issued_ms / 1000.0
-        if age > self.ttl or age < -self.clock_skew:
-            return NonceStatus.STALE
-        return NonceStatus.VALID
+        if version != _NONCE_VERSION or not hmac.compare_digest(mac, self._mac(header, realm, opaque, bound)):
+            return None
+        return issued_ms / 1000.0
+
+
+_NC_WINDOW = 64  # counts below the highest one accepted that are still tracked one by one (reordered requests)
+_NC_MASK = (1 << _NC_WINDOW) - 1
+DEFAULT_MAX_NONCES = 65_536
+
+
+class NonceUses:
+    """The nonce-counts accepted per nonce (RFC 7616 §3.4.4: a count used once must not be accepted again).
+
+    Per nonce: the highest count accepted and a bitmap of the :data:`_NC_WINDOW` counts below it, so requests that
+    reuse a nonce and arrive out of order (UDP) are still accepted once each. At most ``max_nonces`` nonces are
+    kept, least recently used first out; a nonce issued no later than the newest one evicted is refused when it is
+    not in the table (it may have been used: refusing it only costs the client one ``stale`` challenge). Entries
+    are written only for credentials that verified, so a flood of forged credentials cannot evict real ones.
+    About 230 bytes per nonce (its text included): the default bound is ~15 MB.
+    """
+
+    def __init__(self, max_nonces: int = DEFAULT_MAX_NONCES) -> None:
+        if max_nonces < 1:
+            raise ValueError("max_nonces must be at least 1")
+        self.max_nonces = max_nonces
+        self._table: OrderedDict[str, _Counts] = OrderedDict()
+        self._horizon = float("-inf")  # issue time of the newest nonce evicted
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def accept(self, nonce: str, count: int, issued: float) -> bool:
+        """Record one use of ``nonce`` with nonce-count ``count``; False when that count was used already."""
+        entry = self._table.get(nonce)
+        if entry is None:
+            if issued <= self._horizon:
+                return False
+            self._table[nonce] = _Counts(count, 1, issued)
+            while len(self._table) > self.max_nonces:
+                _, evicted = self._table.popitem(last=False)
+                self._horizon = max(self._horizon, evicted.issued)
+            return True
+        self._table.move_to_end(nonce)
+        if count > entry.highest:
+            shift = count - entry.highest
+            entry.seen = ((entry.seen << shift) | 1) & _NC_MASK if shift < _NC_WINDOW else 1
+            entry.highest = count
+            return True
+        offset = entry.highest - count
+        if offset >= _NC_WINDOW or (entry.seen >> offset) & 1:
+            return False
+        entry.seen |= 1 << offset
+        return True
+
+
+class _Counts:
+    """One nonce's accepted counts: the highest, and a bitmap of it and the counts below it (bit i = highest - i)."""
+
+    __slots__ = ("highest", "seen", "issued")
+
+    def __init__(self, highest: int, seen: int, issued: float) -> None:
+        self.highest, self.seen, self.issued = highest, seen, issued
 
 
 # --------------------------------------------------------------------------------------------------
@@ -493,7 +576,9 @@ class DigestAuthenticator:
     ``algorithms`` is what the challenge offers, most preferred first (RFC 8760 §2.4: one challenge per
     algorithm). The default is MD5 alone: SIPp and sipsak give up when anything else is offered, even
     with MD5 offered too. Credentials using an algorithm outside ``algorithms`` are UNSUPPORTED.
-    ``bind_opaque`` adds a random opaque to each challenge and binds the nonce to it.
+    :meth:`challenge` and :meth:`verify` take ``algorithms`` per call too (e.g. per realm), overriding the
+    default. ``bind_opaque`` adds a random opaque to each challenge and binds the nonce to it. With
+    ``nonce_uses`` every accepted nonce-count is remembered and a second use is ``REPLAY``.
     """
 
     def __init__(
@@ -506,6 +591,7 @@ class DigestAuthenticator:
         bind_opaque: bool = False,
         clock_skew: float = DEFAULT_CLOCK_SKEW,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        nonce_uses: NonceUses | None = None,
     ) -> None:
         self.algorithms = tuple(algorithms)
         if not self.algorithms:
@@ -516,17 +602,21 @@ class DigestAuthenticator:
         self.bind_opaque = bind_opaque
         self._random_bytes = random_bytes
         self.nonces = NonceSigner(key, ttl=nonce_ttl, clock_skew=clock_skew, random_bytes=random_bytes)
+        self.nonce_uses = nonce_uses
 
-    def challenge(self, realm: str, *, now: float, stale: bool = False) -> list[str]:
+    def challenge(self, realm: str, *, now: float, stale: bool = False, bound: str = "",
+                  algorithms: Iterable[DigestAlgorithm] | None = None) -> list[str]:
         """Header values for WWW-Authenticate / Proxy-Authenticate, one per offered algorithm.
 
-        ``realm`` must be the server's (the Domain's), never one taken from the request.
+        ``realm`` must be the server's (the Domain's), never one taken from the request. ``bound``: what the
+        nonce is bound to (the client's source address); :meth:`verify` must be given the same value.
         """
         opaque = self._random_bytes(8).hex() if self.bind_opaque else None
-        nonce = self.nonces.issue(realm, now=now, opaque=opaque or "")
+        nonce = self.nonces.issue(realm, now=now, opaque=opaque or "", bound=bound)
+        offered = tuple(algorithms) if algorithms else self.algorithms
         return [
             str(DigestChallenge(realm=realm, nonce=nonce, algorithm=alg, qop=self.qop, opaque=opaque, stale=stale))
-            for alg in self.algorithms
+            for alg in offered
         ]
 
     def verify(
@@ -538,14 +628,16 @@ class DigestAuthenticator:
         now: float,
         password: str | None = None,
         ha1: str | None = None,
+        bound: str = "",
+        algorithms: Iterable[DigestAlgorithm] | None = None,
     ) -> VerifyOutcome:
         """Check one credential against the server's ``realm``.
 
         Pass the user's ``password`` (or a stored ``ha1`` = H(username:realm:password) for non-sess
         algorithms); pass neither when the username is unknown. ``method`` is the method of the request
         that carries the credentials (RFC 3261 §22.4: HA2 = H(Method ":" digest-uri)). HA2 uses the ``uri``
-        from the credentials as RFC 2617 §3.2.2.5 requires; the caller may log when it differs from the
-        Request-URI, but it is not a reason to reject.
+        from the credentials as RFC 2617 §3.2.2.5 requires; whether that ``uri`` may differ from the
+        Request-URI is the caller's rule. ``bound``: the value the nonce was bound to when it was issued.
         """
         if isinstance(credentials, str):
             try:
@@ -555,7 +647,8 @@ class DigestAuthenticator:
         creds = credentials
         user = creds.username
         algorithm = DigestAlgorithm.from_token(creds.algorithm)
-        if algorithm is None or algorithm not in self.algorithms:
+        accepted = tuple(algorithms) if algorithms else self.algorithms
+        if algorithm is None or algorithm not in accepted:
             return VerifyOutcome(DigestResult.UNSUPPORTED, user, f"algorithm {creds.algorithm!r} not offered")
         qop = creds.qop.lower() if creds.qop is not None else None
         if qop is not None:
@@ -572,9 +665,11 @@ class DigestAuthenticator:
             return VerifyOutcome(DigestResult.MALFORMED, user, "response is not hex")
         if creds.realm != realm:
             return VerifyOutcome(DigestResult.REALM_MISMATCH, user, f"realm {creds.realm!r} is not ours")
-        nonce_status = self.nonces.check(creds.nonce, realm, now=now, opaque=creds.opaque or "")
+        nonce_status, issued = self.nonces.check_issued(creds.nonce, realm, now=now, opaque=creds.opaque or "",
+                                                        bound=bound)
         if nonce_status is NonceStatus.INVALID:
-            return VerifyOutcome(DigestResult.INVALID_NONCE, user, "nonce not issued by us for this realm")
+            return VerifyOutcome(DigestResult.INVALID_NONCE, user,
+                                 "nonce not issued by us for this realm (or to another address)")
         if password is None and ha1 is None:
             return VerifyOutcome(DigestResult.UNKNOWN_USER, user)
         if ha1 is None:
@@ -597,6 +692,11 @@ class DigestAuthenticator:
         # RFC 2617 §3.2.1: stale only when the digest itself is right but the nonce has expired.
         if nonce_status is NonceStatus.STALE:
             return VerifyOutcome(DigestResult.STALE, user, "nonce expired")
+        # Counted only once the response verified: a forged credential cannot burn a client's counts.
+        # Without qop there is no nc (RFC 2069): such a nonce is good for one request.
+        count = int(creds.nc, 16) if qop is not None and creds.nc is not None else 1
+        if self.nonce_uses is not None and not self.nonce_uses.accept(creds.nonce, count, issued):
+            return VerifyOutcome(DigestResult.REPLAY, user, f"nonce-count {count} already used")
         return VerifyOutcome(DigestResult.OK, user)
 
 

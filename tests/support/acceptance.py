@@ -164,7 +164,8 @@ def _serve(profile: Profile, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "routr_ray.cli", "run", "--config", str(config_dir), "--no-dashboard"],
+            [sys.executable, "-m", "routr_ray.cli", "run", "--config", str(config_dir), "--no-dashboard",
+             "--state-dir", str(work / "state")],  # its nonce/dialog key, not in the user's ~/.local/state
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     server = Server(process, log_path, config_dir, profile)

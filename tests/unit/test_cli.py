@@ -101,3 +101,22 @@ def test_status_text_shows_every_part_and_health() -> None:
     healthy = ClusterStatus(status.edgeports[:1], status.shards, status.location_api, status.applications,
                             status.deployments)
     assert healthy.healthy and healthy.as_dict()["healthy"] is True
+
+
+def test_state_dir_option_and_key_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from routr_ray.actors.launcher import RunOptions, StartupError, resolve_key
+    from routr_ray.cli import _run_options
+
+    args = build_parser().parse_args(["run", "--state-dir", str(tmp_path / "state")])
+    options = _run_options(args, tmp_path / "config")
+    assert isinstance(options, RunOptions) and options.state_dir == tmp_path / "state"
+    assert options.nonce_key is None  # resolved at start: env, Redis or the state directory
+    monkeypatch.delenv("ROUTR_RAY_NONCE_KEY", raising=False)
+    assert resolve_key(options, None) == str(tmp_path / "state" / "nonce-key")
+    key = options.nonce_key
+    assert key
+    again = RunOptions(config_dir=tmp_path / "config", state_dir=tmp_path / "state")
+    resolve_key(again, None)
+    assert again.nonce_key == key  # the next start finds the same key
+    with pytest.raises(StartupError, match="inside the config directory"):
+        resolve_key(RunOptions(config_dir=tmp_path / "config", state_dir=tmp_path / "config" / "state"), None)

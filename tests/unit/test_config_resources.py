@@ -314,3 +314,18 @@ def test_a_single_object_file_is_accepted(tmp_path: Path) -> None:
         "spec: {credentials: {username: u, password: p}}\n"
     )
     assert load_resources(tmp_path).credentials[0].ref == "c1"
+
+
+def test_routr_ray_security_extensions(routr_set: Path) -> None:
+    """issue 14: `trustAssertedIdentity` (Peer, Trunk; RFC 3325 trust domain) and a Domain's `digestAlgorithms`."""
+    edit(routr_set, "peers.yaml", "    username: asterisk\n", "    username: asterisk\n    trustAssertedIdentity: true\n")
+    edit(routr_set, "trunks.yaml", "    inbound: {", "    trustAssertedIdentity: true\n    inbound: {")
+    edit(routr_set, "domains.yaml", "    context:\n", "    digestAlgorithms: [SHA-256, MD5]\n    context:\n")
+    resources = load_resources(routr_set)
+    assert resources.peers[0].trust_asserted_identity and resources.trunks[0].trust_asserted_identity
+    assert resources.domains[0].digest_algorithms == ("SHA-256", "MD5")
+    assert not load_resources(ROUTR_RESOURCES).peers[0].trust_asserted_identity  # off unless asked for
+    edit(routr_set, "domains.yaml", "[SHA-256, MD5]", "[SHA-512]")
+    edit(routr_set, "peers.yaml", "trustAssertedIdentity: true", "trustAssertedIdentity: yes please")
+    assert {(f, p) for f, p, _ in errors_of(routr_set)} == {
+        ("domains.yaml", "/0/spec/digestAlgorithms/0"), ("peers.yaml", "/0/spec/trustAssertedIdentity")}

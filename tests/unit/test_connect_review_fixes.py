@@ -130,11 +130,23 @@ async def test_digest_uri_naming_this_server_is_accepted_like_sipp_sends_it() ->
             assert not isinstance(out, Request) and out.status == status, uri
 
 
-def test_digest_uri_naming_an_ip_of_a_wildcard_bound_edgeport_is_accepted() -> None:
-    from routr_ray.processors.alterations import Interface, OwnAddresses
-    from routr_ray.processors.connect.auth import _names_server
+def test_digest_uri_naming_the_address_the_request_arrived_on() -> None:
+    from routr_ray.processors.connect.auth import arrival_hosts, names_arrival_address
+    from routr_ray.proto.convert import make_message_request
 
-    wildcard = OwnAddresses.build([Interface("0.0.0.0", 5060, "udp")])
-    assert _names_server("sip:127.0.0.1:5060", wildcard)
-    assert not _names_server("sip:1001@127.0.0.1:5060", wildcard)  # a user part is a Request-URI, not us
-    assert not _names_server("sip:127.0.0.1:5060", OwnAddresses.build([Interface("10.0.0.1", 5060, "udp")]))
+    def arrived(points, external=(), localnets=(), transport="UDP"):  # type: ignore[no-untyped-def]
+        msg = make_message_request(invite("sip:1002@sip.local"), edge_port_ref="e", sender=("10.0.0.5", 5060, transport),
+                                   listening_points=points, external_addrs=external, localnets=localnets)
+        return arrival_hosts(msg)
+
+    wildcard = arrived([("0.0.0.0", 5060, "UDP")], localnets=["10.0.0.1/8"])
+    assert names_arrival_address("sip:127.0.0.1:5060", wildcard)  # a wildcard bind answers on loopback too
+    assert names_arrival_address("sip:10.0.0.1:5999", wildcard)  # any port (a TLS/TCP relay signs its own)
+    assert not names_arrival_address("sip:1001@127.0.0.1:5060", wildcard)  # a user part is a Request-URI, not us
+    concrete = arrived([("10.0.0.1", 5060, "UDP"), ("192.168.1.1", 5060, "TCP")], external=["203.0.113.10"],
+                       localnets=["172.16.0.1/12"])
+    assert names_arrival_address("sip:10.0.0.1", concrete)
+    assert names_arrival_address("sip:203.0.113.10:5060", concrete)  # what a client outside the NAT dials
+    assert not names_arrival_address("sip:127.0.0.1:5060", concrete)
+    assert not names_arrival_address("sip:192.168.1.1:5060", concrete)  # the TCP listening point: not where it arrived
+    assert not names_arrival_address("sip:172.16.0.1:5060", concrete)  # a localnet address, but bound elsewhere

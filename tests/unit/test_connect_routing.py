@@ -174,6 +174,18 @@ async def test_a_trunk_with_outbound_credentials_hands_them_to_the_edgeport() ->
     assert "X-Gateway-Auth" not in out.headers and "trunkpw" not in bytes(out).decode()
 
 
+async def test_trunk_credentials_go_only_with_an_authorised_invite() -> None:
+    from routr_ray.edge.directives import GATEWAY_AUTH_KEY
+
+    h = Harness()
+    for method in ("MESSAGE", "OPTIONS", "SUBSCRIBE"):
+        out, resp = await call(h, invite("sip:+15551234567@sip.local", method=method))
+        assert isinstance(out, Request) and out.headers.get("X-Call-Direction") == "agent-to-pstn", method
+        assert GATEWAY_AUTH_KEY not in resp.metadata, method
+    unauthenticated = await h.answer(invite("sip:+15551234567@sip.local"))
+    assert unauthenticated.status == 407
+
+
 async def test_credentials_of_another_agent_are_refused() -> None:
     h = Harness()
     out, _ = await call(h, invite("sip:1002@sip.local"), user="1002")  # From 1001, credentials of 1002
@@ -320,7 +332,9 @@ async def test_peer_with_allow_acl_and_no_credentials_is_admitted_by_address_onl
 
 async def test_in_dialog_bye_follows_the_route_set_without_challenge() -> None:
     h = Harness()
-    token = h.processor.dialogs.token("call-bye", "f-caller")
+    tokens = h.processor.dialogs
+    token = tokens.issue("call-bye", "f-caller", caller=[tokens.hop_id("10.0.0.5", 5060)],
+                         callee=[tokens.hop_id("10.0.0.6", 5060)])
     bye = sip("BYE", "sip:1002@10.0.0.6:5060", from_="sip:1001@sip.local", to="sip:1002@sip.local", to_tag="t1",
               call_id="call-bye", extra=(f"Route: <sip:10.0.0.1:5060;transport=udp;rrk={token};lr>",))
     bye.headers.set("From", "<sip:1001@sip.local>;tag=f-caller")
@@ -345,12 +359,15 @@ async def test_ack_that_cannot_be_routed_is_dropped_not_answered() -> None:
     assert is_drop(resp)
 
 
-async def test_cancel_is_routed_without_challenge() -> None:
+async def test_cancel_is_answered_481_never_routed() -> None:
+    """The EdgePort answers CANCEL hop by hop (RFC 3261 §16.10); one reaching Connect matches no transaction of
+    ours. (Until issue 14 it was routed like an INVITE without authentication, to a trunk with its credentials.)"""
     h = Harness()
     await h.register("1002", "<sip:1002@10.0.0.6:5060>", sender=("10.0.0.6", 5060, "UDP"))
-    cancel = invite("sip:1002@sip.local", method="CANCEL")
-    out, _ = await h.send(cancel)
-    assert isinstance(out, Request) and out.method == "CANCEL" and out.uri == "sip:1002@10.0.0.6:5060"
+    for ruri in ("sip:1002@sip.local", "sip:+15551234567@sip.local", "sip:+17066041487@trunk01.provider.net"):
+        out, resp = await h.send(invite(ruri, method="CANCEL"))
+        assert isinstance(out, Response) and out.status == 481, ruri
+        assert not any(key.startswith("routr-ray.") for key in resp.metadata), dict(resp.metadata)
 
 
 async def test_response_loses_our_top_via() -> None:

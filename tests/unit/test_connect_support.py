@@ -77,7 +77,8 @@ def resources() -> Resources:
         peers=(
             Peer("peer-01", "Asterisk", "asterisk", "sip:conference@sip.local", credentials_ref="cred-ast",
                  load_balancing=LoadBalancing(BalancingAlgorithm.LEAST_SESSIONS, True)),
-            Peer("peer-02", "Media", "media", "sip:media@sip.local", access_control_list_ref="acl-peer"),
+            Peer("peer-02", "Media", "media", "sip:media@sip.local", access_control_list_ref="acl-peer",
+                 trust_asserted_identity=True),
         ),
         numbers=(
             Number("number-01", "DID 1", "tel:+17066041487", "trunk-01", "sip:1001@sip.local",
@@ -91,7 +92,7 @@ def resources() -> Resources:
                 TrunkUri("sip.provider.net", 5070, "udp", priority=20, weight=10),
                 TrunkUri("backup.provider.net", 5060, "udp", priority=10, weight=1, enabled=False),
                 TrunkUri("primary.provider.net", 5060, "tcp", priority=10, weight=5),
-            ), credentials_ref="cred-trunk-out")),
+            ), credentials_ref="cred-trunk-out"), trust_asserted_identity=True),
             Trunk("trunk-02", "Authenticated", TrunkInbound("trunk02.provider.net", None, "cred-trunk-in"),
                   TrunkOutbound((TrunkUri("out2.provider.net", 5060, "udp"),))),
         ),
@@ -173,12 +174,13 @@ class Harness:
     clock: Clock = field(default_factory=Clock)
     always_401: bool = False
     failures: FailureTracker | None = None
+    resources: Resources | None = None
 
     def __post_init__(self) -> None:
         self.service = LocationService(clock=self.clock, sweep_interval=0)
         self.location = LocalLocationClient([self.service])
-        self.processor = ConnectProcessor(resources(), self.location, nonce_key=KEY, always_401=self.always_401,
-                                          failures=self.failures, clock=self.clock)
+        self.processor = ConnectProcessor(self.resources or resources(), self.location, nonce_key=KEY,
+                                          always_401=self.always_401, failures=self.failures, clock=self.clock)
 
     async def send(self, msg: Request | Response, sender: tuple[str, int, str] = ("10.0.0.5", 5060, "UDP")
                    ) -> tuple[Request | Response, processor_pb2.MessageResponse]:

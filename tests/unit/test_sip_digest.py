@@ -17,6 +17,7 @@ from routr_ray.sip.digest import (
     DigestResult,
     NonceSigner,
     NonceStatus,
+    NonceUses,
     answer_challenge,
     authorization_header_name,
     challenge_header_name,
@@ -570,3 +571,74 @@ def test_answer_challenge_without_qop_uses_rfc2069() -> None:
 ])
 def test_challenges_we_cannot_answer(challenge: str) -> None:
     assert answer_challenge(challenge, method="INVITE", uri="sip:a@b", username="u", password="p") is None
+
+
+# --- replays: nonces bound to an address, nonce-counts used once (issue 14 item 4) ----------------------------
+
+
+def test_a_nonce_is_good_only_where_it_was_bound() -> None:
+    auth = DigestAuthenticator(KEY)
+    nonce = nonce_from(auth.challenge(REALM, now=NOW, bound="10.0.0.5")[0])
+    header = client_header(nonce=nonce)
+    assert auth.verify(header, method="REGISTER", realm=REALM, password="secret", now=NOW, bound="10.0.0.5").ok
+    other = auth.verify(header, method="REGISTER", realm=REALM, password="secret", now=NOW, bound="192.0.2.66")
+    assert other.result is DigestResult.INVALID_NONCE and not other.stale
+    unbound = auth.verify(header, method="REGISTER", realm=REALM, password="secret", now=NOW)
+    assert unbound.result is DigestResult.INVALID_NONCE
+
+
+def test_a_nonce_count_is_accepted_once() -> None:
+    auth = DigestAuthenticator(KEY, nonce_uses=NonceUses())
+    nonce = nonce_from(auth.challenge(REALM, now=NOW)[0])
+
+    def verify(nc: str, qop: str | None = "auth") -> DigestResult:
+        header = client_header(nonce=nonce, nc=nc, qop=qop)
+        return auth.verify(header, method="REGISTER", realm=REALM, password="secret", now=NOW).result
+
+    assert verify("00000001") is DigestResult.OK
+    replay = auth.verify(client_header(nonce=nonce), method="REGISTER", realm=REALM, password="secret", now=NOW)
+    assert replay.result is DigestResult.REPLAY and replay.stale  # the next challenge says stale=true
+    assert verify("00000003") is DigestResult.OK  # a client reusing the nonce counts up
+    assert verify("00000002") is DigestResult.OK  # reordered (UDP): still once
+    assert verify("00000002") is DigestResult.REPLAY
+    assert verify("00000003") is DigestResult.REPLAY
+    # a wrong response never records a count: it cannot burn the client's next one
+    bad = client_header(nonce=nonce, nc="00000004", password="wrong")
+    assert auth.verify(bad, method="REGISTER", realm=REALM, password="secret", now=NOW).result is (
+        DigestResult.BAD_PASSWORD)
+    assert verify("00000004") is DigestResult.OK
+
+
+def test_without_qop_a_nonce_is_good_for_one_request() -> None:
+    auth = DigestAuthenticator(KEY, nonce_uses=NonceUses())
+    nonce = nonce_from(auth.challenge(REALM, now=NOW)[0])
+    header = client_header(nonce=nonce, qop=None)
+    assert auth.verify(header, method="REGISTER", realm=REALM, password="secret", now=NOW).ok
+    assert auth.verify(header, method="REGISTER", realm=REALM, password="secret", now=NOW).result is (
+        DigestResult.REPLAY)
+
+
+def test_nonce_uses_window_and_bound() -> None:
+    uses = NonceUses(max_nonces=2)
+    assert uses.accept("a", 1, 10.0) and not uses.accept("a", 1, 10.0)
+    assert uses.accept("a", 100, 10.0) and uses.accept("a", 37, 10.0) and not uses.accept("a", 36, 10.0)  # window
+    assert uses.accept("b", 1, 20.0) and uses.accept("c", 1, 30.0)  # "a" (issued at 10) evicted
+    assert len(uses) == 2
+    assert not uses.accept("a", 101, 10.0)  # evicted: may have been used, refused (costs one stale challenge)
+    assert not uses.accept("old", 1, 9.0)  # issued before the eviction horizon, never seen: refused too
+    assert uses.accept("new", 1, 31.0)
+    with pytest.raises(ValueError):
+        NonceUses(max_nonces=0)
+
+
+def test_algorithms_per_call_override_the_default() -> None:
+    auth = DigestAuthenticator(KEY)  # default MD5
+    values = auth.challenge(REALM, now=NOW, algorithms=(DigestAlgorithm.SHA256,))
+    assert len(values) == 1 and "algorithm=SHA-256" in values[0]
+    nonce = nonce_from(values[0])
+    sha = client_header(nonce=nonce, algorithm="SHA-256", hash_hex=sha256)
+    only_sha = (DigestAlgorithm.SHA256,)
+    assert auth.verify(sha, method="REGISTER", realm=REALM, password="secret", now=NOW, algorithms=only_sha).ok
+    md = client_header(nonce=nonce)
+    assert auth.verify(md, method="REGISTER", realm=REALM, password="secret", now=NOW,
+                       algorithms=only_sha).result is DigestResult.UNSUPPORTED

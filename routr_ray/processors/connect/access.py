@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from routr_ray.config.resources import AccessControlList, Credentials
-from routr_ray.processors.alterations import OwnAddresses
 from routr_ray.processors.connect.acl import acl_allows
 from routr_ray.processors.connect.auth import DigestGate, FailureTracker
 from routr_ray.processors.connect.decisions import Reply
+from routr_ray.proto.gen import processor_pb2
 from routr_ray.sip.message import Request
 
 BANNED = Reply(403, "Forbidden (too many failed authentications)")
@@ -36,9 +36,10 @@ class Access:
         self.failures = failures
 
     def check(self, request: Request, source: str, principal: Principal,
-              own: OwnAddresses | None = None) -> Reply | None:
-        """None when the request may go on; otherwise the answer. `own`: this EdgePort's addresses (a digest
-        `uri` naming the server is accepted, see `auth.py`)."""
+              msg: processor_pb2.MessageRequest | None = None) -> Reply | None:
+        """None when the request may go on; otherwise the answer. `source`: the packet's source address (ACL,
+        bans, and the address digest nonces are bound to); `msg`: the EdgePort's MessageRequest (a digest `uri`
+        naming the address the request arrived on is accepted, see `auth.py`)."""
         if self.failures.is_banned(source):
             return BANNED
         if not acl_allows(principal.acl, source):
@@ -46,10 +47,10 @@ class Access:
         if principal.known and principal.credentials is None and principal.acl is not None and principal.acl.allow:
             return None  # admitted by address alone (an allow list: "these networks only")
         result = self.gate.check(request, principal.realm, principal.credentials if principal.known else None,
-                                 own)
+                                 msg, source=source)
         if result.ok and principal.known:
             return None
         if result.failed:
             self.failures.record_failure(source)
-        challenge = result.challenge or self.gate.challenge(request, principal.realm)
+        challenge = result.challenge or self.gate.challenge(request, principal.realm, source=source)
         return Reply(challenge.status, challenge.reason, challenge.headers)

@@ -10,11 +10,21 @@ Routr's digest (routr.md §3.4, §12) trusts the realm the client writes, keeps 
 * a correct response on an expired nonce gets a new challenge with `stale=true` (RFC 2617 §3.2.1);
 * a username we do not know is verified like a known one (nonce checked, then "no password") and gets the
   same challenge, so usernames cannot be enumerated;
+* the nonce is bound to the client's source address (the packet's, as the EdgePort saw it): a credential
+  sniffed on the way is refused from any other address (INVALID_NONCE, a new challenge);
+* every accepted nonce-count is remembered (`NonceUses`, RFC 7616 §3.4.4): the same Authorization sent again,
+  even from the same address, gets a new challenge with `stale=true`. The table is per replica (bounded LRU,
+  see `routr_ray/sip/digest.py`), not in the Location shard that owns the user: that would add a Ray hop
+  (~1 ms CPU, DESIGN §10) to every authenticated request. The cost is that a replay sent from the victim's
+  own address (spoofed UDP from the same path) may be accepted once by a replica that has not seen that
+  count; with the source binding a replay from anywhere else is refused everywhere;
 * the credentials' `uri` must equal the Request-URI (RFC 2617 §3.2.2.5, equality as RFC 3261 §19.1.4 with
   a missing port taken as the default one), else 400: a response captured for another Request-URI cannot
-  be replayed against this one. A `uri` naming this server itself (no user part, our address and port) is
-  also accepted (any port): SIPp writes `sip:<remote_ip>:<remote_port>` there whatever its Request-URI (its `-auth_uri`
-  default), and such a client's credentials are no more replayable than before;
+  be replayed against this one. A `uri` naming the address the request arrived on (no user part; see
+  `arrival_hosts`) is also accepted, with any port: SIPp writes `sip:<remote_ip>:<remote_port>` there whatever
+  its Request-URI (its `-auth_uri` default), and a client behind a TLS/TCP relay signs the relay's port;
+* the algorithms offered and accepted can differ per realm (a Domain's `digestAlgorithms`, e.g. SHA-256);
+  MD5 otherwise;
 * `FailureTracker` bans a source after `max_failures` failed credentials within `window` seconds.
   The counter lives in the replica (each replica bans on its own count): good enough against guessing,
   no shared state on the hot path (DESIGN §10).
@@ -30,7 +40,9 @@ from dataclasses import dataclass, field
 from routr_ray.config.resources import Credentials
 from routr_ray.processors.alterations import OwnAddresses
 from routr_ray.processors.connect.acl import IPNetwork, in_networks, ip_of
+from routr_ray.proto.gen import processor_pb2
 from routr_ray.sip.digest import (
+    DigestAlgorithm,
     DigestAuthenticator,
     DigestParseError,
     DigestResult,
@@ -97,10 +109,48 @@ def same_request_uri(digest_uri: str, ruri: URI) -> bool:
     return _params_match(uri, ruri)
 
 
-def _names_server(digest_uri: str, own: OwnAddresses | None) -> bool:
-    """`sip:<our address>[:port]` without a user part (what SIPp puts in `uri` by default). Any port: a client
-    behind a TLS/TCP relay signs the relay's port."""
-    if own is None:
+@dataclass(frozen=True, slots=True)
+class ArrivalHosts:
+    """The hosts that name the address a request arrived on (see :func:`arrival_hosts`)."""
+
+    hosts: frozenset[str]
+    any_loopback: bool = False
+
+
+def arrival_hosts(msg: processor_pb2.MessageRequest) -> ArrivalHosts:
+    """The addresses a request arrived on, as far as the EdgePort's `MessageRequest` tells: the host of the
+    listening point of the request's transport (the packet's destination when it is bound to one address) and
+    the external addresses (what a client outside a NAT dials). A wildcard listening point (0.0.0.0 / ::) may
+    have received it on any local address: then also the localnet addresses (Routr's `<our address>/<prefix>`)
+    and loopback. Addresses of other listening points (other transports, other interfaces) are not included."""
+    transport = msg.sender.transport
+    hosts: set[str] = set()
+    wildcard = False
+    for lp in msg.listening_points:
+        if lp.transport != transport:
+            continue
+        host = lp.host.strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            wildcard = True
+        else:
+            hosts.add(_host_key(host))
+    hosts.update(_host_key(a) for a in msg.external_addrs if a)
+    if wildcard or not hosts:
+        own = OwnAddresses.of_request(msg)
+        hosts.update(own.hosts)
+        wildcard = wildcard or own.wildcard
+    return ArrivalHosts(frozenset(hosts), any_loopback=wildcard)
+
+
+def _host_key(host: str) -> str:
+    ip = ip_of(host)
+    return str(ip) if ip is not None else host.strip("[]").lower()
+
+
+def names_arrival_address(digest_uri: str, arrived: ArrivalHosts | None) -> bool:
+    """`sip:<the address the request arrived on>[:port]` without a user part (what SIPp puts in `uri` by
+    default). Any port: a client behind a TLS/TCP relay signs the relay's port."""
+    if arrived is None:
         return False
     try:
         uri = parse_uri(digest_uri.strip())
@@ -109,9 +159,9 @@ def _names_server(digest_uri: str, own: OwnAddresses | None) -> bool:
     if not uri.is_sip or uri.user is not None:
         return False
     ip = ip_of(uri.host)
-    if ip is not None and own.wildcard and ip.is_loopback:
-        return True  # an EdgePort bound to 0.0.0.0 / :: answers on loopback too (its other addresses: externalAddrs)
-    return (str(ip) if ip is not None else uri.host.strip("[]").lower()) in own.hosts
+    if ip is not None and ip.is_loopback and arrived.any_loopback:
+        return True  # an EdgePort bound to 0.0.0.0 / :: answers on loopback too
+    return _host_key(uri.host) in arrived.hosts
 
 
 
@@ -138,46 +188,68 @@ class AuthCheck:
     result: DigestResult | None = None
 
 
-class DigestGate:
-    """Checks one request's digest credentials against one expected `Credentials` in one realm."""
+AlgorithmsFor = Callable[[str], tuple[DigestAlgorithm, ...] | None]
 
-    def __init__(self, digest: DigestAuthenticator, *, always_401: bool = False, clock: Clock = time.time) -> None:
+
+def _no_override(realm: str) -> tuple[DigestAlgorithm, ...] | None:
+    return None
+
+
+class DigestGate:
+    """Checks one request's digest credentials against one expected `Credentials` in one realm.
+
+    `algorithms_for(realm)` names the algorithms of a realm (None: the authenticator's default, MD5). Nonces are
+    bound to the `source` address given to :meth:`challenge` and :meth:`check`."""
+
+    def __init__(self, digest: DigestAuthenticator, *, always_401: bool = False, clock: Clock = time.time,
+                 algorithms_for: AlgorithmsFor = _no_override) -> None:
         self.digest = digest
         self.always_401 = always_401
         self.clock = clock
+        self.algorithms_for = algorithms_for
 
-    def challenge(self, request: Request, realm: str, *, stale: bool = False) -> Challenge:
+    def challenge(self, request: Request, realm: str, *, source: str = "", stale: bool = False) -> Challenge:
         status, reason, header = challenge_status(request.method, always_401=self.always_401)
-        values = self.digest.challenge(realm, now=self.clock(), stale=stale)
+        values = self.digest.challenge(realm, now=self.clock(), stale=stale, bound=_bound(source),
+                                       algorithms=self.algorithms_for(realm))
         return Challenge(status, reason, tuple((header, v) for v in values))
 
     def check(self, request: Request, realm: str, expected: Credentials | None,
-              own: OwnAddresses | None = None) -> AuthCheck:
+              msg: processor_pb2.MessageRequest | None = None, *, source: str = "") -> AuthCheck:
         """Verify the request's credential for `realm` against `expected` (None: an unknown user, who gets
-        the same treatment as a known one with a wrong password)."""
+        the same treatment as a known one with a wrong password). `msg`: the EdgePort's MessageRequest (where
+        the request arrived, for a digest `uri` naming the server); `source`: the packet's source address."""
         values = request.headers.get_all("Authorization") + request.headers.get_all("Proxy-Authorization")
         if not values:
-            return AuthCheck(False, self.challenge(request, realm))
+            return AuthCheck(False, self.challenge(request, realm, source=source))
         try:
             creds = find_credentials(values, realm)
         except DigestParseError:
-            return AuthCheck(False, self.challenge(request, realm), failed=True, result=DigestResult.MALFORMED)
+            return AuthCheck(False, self.challenge(request, realm, source=source), failed=True,
+                             result=DigestResult.MALFORMED)
         if creds is None:  # only non-Digest schemes
-            return AuthCheck(False, self.challenge(request, realm))
-        if not same_request_uri(creds.uri, request.request_uri) and not _names_server(creds.uri, own):
+            return AuthCheck(False, self.challenge(request, realm, source=source))
+        if not same_request_uri(creds.uri, request.request_uri) and not (
+                msg is not None and names_arrival_address(creds.uri, arrival_hosts(msg))):
             return AuthCheck(False, URI_MISMATCH, failed=True, result=DigestResult.MALFORMED)
         password = expected.password if expected is not None and creds.username == expected.username else None
         outcome = self.digest.verify(
-            creds, method=request.method, realm=realm, now=self.clock(), password=password
+            creds, method=request.method, realm=realm, now=self.clock(), password=password, bound=_bound(source),
+            algorithms=self.algorithms_for(realm),
         )
         if outcome.ok:
             return AuthCheck(True, result=outcome.result)
         return AuthCheck(
             False,
-            self.challenge(request, realm, stale=outcome.stale),
+            self.challenge(request, realm, source=source, stale=outcome.stale),
             failed=outcome.result in _FAILURES,
             result=outcome.result,
         )
+
+
+def _bound(source: str) -> str:
+    """What a nonce is bound to: the source IP address, normalised (no port: a NAT may move it)."""
+    return _host_key(source) if source else ""
 
 
 @dataclass(slots=True)

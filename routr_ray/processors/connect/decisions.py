@@ -66,7 +66,9 @@ class Forward:
     value's display name and URI (tag kept). `alternatives` are further next hops to try in order on
     503/408/timeout (trunk failover). `route` is the Location binding chosen (None for trunks and
     in-dialog requests). `branches` are the other targets of a forked request (the first target is
-    `next_hop`, in group `group`); `group_timeouts` bound how long a group rings, in seconds."""
+    `next_hop`, in group `group`); `group_timeouts` bound how long a group rings, in seconds. For the dialog
+    token (`dialogs.py`): `caller_trunk` / `callee_trunk` name the Trunk on either side (a call from / to the
+    PSTN), `caller_trusted` / `callee_trusted` whether that side's identity headers are trusted (RFC 3325)."""
 
     direction: str
     next_hop: NextHop
@@ -81,6 +83,10 @@ class Forward:
     branches: list[Branch] = field(default_factory=list)
     group: int = 0
     group_timeouts: dict[int, float] = field(default_factory=dict)
+    caller_trunk: str | None = None
+    callee_trunk: str | None = None
+    caller_trusted: bool = False
+    callee_trusted: bool = False
 
 
 Decision = Reply | Forward

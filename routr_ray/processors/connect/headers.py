@@ -1,5 +1,10 @@
-"""Identity and privacy headers toward a trunk (RFC 3323 Privacy, RFC 3325 P-Asserted-Identity, and the
-Remote-Party-ID draft many carriers still read), and other header rules of Connect.
+"""Identity and privacy headers (RFC 3323 Privacy, RFC 3325 P-Asserted-Identity, and the Remote-Party-ID draft
+many carriers still read), and other header rules of Connect.
+
+Trust domain (RFC 3325 §2.3, §5): Connect and the Peers/Trunks marked `trustAssertedIdentity` form it. An identity
+a client writes is not an identity: P-Asserted-Identity and Remote-Party-ID from anyone outside are removed
+(`identity_headers_to_remove`), P-Preferred-Identity (a UA's wish to its trusted proxy, §9.2) never leaves
+Connect, and toward the PSTN Connect asserts the caller's Number itself (`pstn_identity_headers`).
 
 Routr compares the privacy setting with "ID" after upper-casing `Private`, so it always sends
 `Privacy: none` (routr.md §3.5, §12). Here PRIVATE means `Privacy: id` (RFC 3323 §4.2), RPID `privacy=full`,
@@ -9,6 +14,7 @@ while the asserted identity (the DID) is still given to the trusted trunk (RFC 3
 
 from __future__ import annotations
 
+from routr_ray.sip.message import Request
 from routr_ray.sip.uri import URI, format_host
 
 ANONYMOUS_FROM_URI = URI("sip", "anonymous", "anonymous.invalid")
@@ -20,6 +26,30 @@ IDENTITY_HEADERS = ("Privacy", "P-Asserted-Identity", "P-Preferred-Identity", "R
 # Headers meaningful only between Connect and its EdgePorts/peers; a client's copy is removed.
 INTERNAL_HEADERS = ("X-Call-Direction", "X-Gateway-Auth", "X-Edgeport-Ref")
 DOD_HEADERS = ("X-DOD-Number", "X-DOD-Privacy")
+ASSERTED_IDENTITY_HEADERS = ("P-Asserted-Identity", "Remote-Party-ID")
+PREFERRED_IDENTITY_HEADER = "P-Preferred-Identity"
+
+
+def privacy_asks_for_id(values: list[str]) -> bool:
+    """A `Privacy` header asking to withhold the asserted identity (RFC 3325 §9.3 `id`; RFC 3323 §4.2 `header`
+    asks no less). Values are `priv-value *(";" priv-value)`, possibly in several header values."""
+    for value in values:
+        for item in value.replace(",", ";").split(";"):
+            if item.strip().lower() in ("id", "header"):
+                return True
+    return False
+
+
+def identity_headers_to_remove(request: Request, *, sender_trusted: bool, receiver_trusted: bool) -> list[str]:
+    """The identity headers a request loses on its way through Connect (RFC 3325 §5, §7, §9.2):
+
+    * P-Preferred-Identity always (only a trusted proxy reads it, and the asserted identity is Connect's call);
+    * P-Asserted-Identity and Remote-Party-ID when the sender is not trusted, and when it is but the request
+      asks for privacy and goes to a party outside the trust domain (an Agent)."""
+    remove = [PREFERRED_IDENTITY_HEADER]
+    if not sender_trusted or (not receiver_trusted and privacy_asks_for_id(request.headers.get_all("Privacy"))):
+        remove.extend(ASSERTED_IDENTITY_HEADERS)
+    return remove
 
 
 def quote_display(name: str) -> str:

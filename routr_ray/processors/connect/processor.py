@@ -10,6 +10,12 @@ fixed to the packet source → Request-URI := chosen Contact / trunk URI → ide
 replaced → own Via (no branch) → Record-Route with the dialog token `rrk` (two with `r2=on` when the two sides
 use different interfaces; see `dialogs.py`) for dialog-creating requests → `X-Call-Direction`.
 
+CANCEL is never routed here: the EdgePort answers a CANCEL hop by hop and cancels its own branches (RFC 3261
+§16.10, `routr_ray/edge/edgeport.py` `_on_cancel`), so one that reaches Connect matches no transaction of ours and
+is answered 481. RFC 3261 §16.10 would have a proxy forward an unmatched CANCEL statelessly; like common Kamailio
+configurations we do not, on purpose: an unmatched CANCEL cannot be authenticated (it cannot answer a challenge,
+§22.1), so forwarding it would let anyone steer unauthenticated requests (and, toward a trunk, its credentials).
+
 Where to send it travels in `MessageResponse.metadata` (keys `NEXT_HOP_*` below): the Request-URI names the
 callee's Contact, which for a flow (see `targets.py`) is not the address to send to.
 """
@@ -38,14 +44,21 @@ from routr_ray.processors.alterations import (
 from routr_ray.processors.connect.access import Access, Principal
 from routr_ray.processors.connect.auth import DigestGate, FailureTracker
 from routr_ray.processors.connect.decisions import Branch, Decision, Forward, NextHop, Reply
-from routr_ray.processors.connect.dialogs import TOKEN_PARAM, DialogTokens
+from routr_ray.processors.connect.dialogs import (
+    DEFAULT_DIALOG_TTL,
+    MAX_HOPS,
+    TOKEN_PARAM,
+    DialogTokens,
+    host_key,
+)
 from routr_ray.processors.connect.headers import INTERNAL_HEADERS
 from routr_ray.processors.connect.registrar import DEFAULT_EXPIRES, ExpiresPolicy, Registrar, source_of
 from routr_ray.processors.connect.resources_index import ConnectIndex, ResourceSource, StaticResources
-from routr_ray.processors.connect.router import DEFAULT_REALM, Router, peer_realm
+from routr_ray.processors.connect.router import DEFAULT_REALM, Router, next_hop_of, peer_realm
 from routr_ray.processors.sdk import Context, Processor
 from routr_ray.proto.gen import location_pb2, processor_pb2
-from routr_ray.sip.digest import DigestAlgorithm, DigestAuthenticator
+from routr_ray.sip.digest import DEFAULT_MAX_NONCES, DigestAlgorithm, DigestAuthenticator, NonceUses
+from routr_ray.sip.errors import ParseError
 from routr_ray.sip.fields import NameAddr
 from routr_ray.sip.message import Request
 from routr_ray.sip.uri import URI, format_host
@@ -112,6 +125,8 @@ class ConnectProcessor(Processor):
         flow_request_uri: Literal["contact", "source"] = "contact",
         default_realm: str = DEFAULT_REALM,
         default_max_contacts: int = DEFAULT_MAX_CONTACTS,
+        dialog_ttl: float = DEFAULT_DIALOG_TTL,
+        max_tracked_nonces: int = DEFAULT_MAX_NONCES,
         clock=time.time,  # type: ignore[no-untyped-def]
     ) -> None:
         self.source: ResourceSource = StaticResources(resources) if isinstance(resources, Resources) else resources
@@ -119,10 +134,14 @@ class ConnectProcessor(Processor):
         self._realms: frozenset[str] = frozenset()
         self._realms_of: ConnectIndex | None = None
         self.location = location
-        digest = DigestAuthenticator(nonce_key, nonce_ttl=nonce_ttl, algorithms=tuple(algorithms))
-        self.access = Access(DigestGate(digest, always_401=always_401, clock=clock), failures or FailureTracker())
+        digest = DigestAuthenticator(nonce_key, nonce_ttl=nonce_ttl, algorithms=tuple(algorithms),
+                                     nonce_uses=NonceUses(max_tracked_nonces))
+        gate = DigestGate(digest, always_401=always_401, clock=clock, algorithms_for=self._algorithms_for)
+        self.access = Access(gate, failures or FailureTracker())
         self.registrar = Registrar(location, clock=clock)
-        self.dialogs = DialogTokens(nonce_key)
+        self.dialogs = DialogTokens(nonce_key, ttl=dialog_ttl, clock=clock)
+        self._algorithms: dict[str, tuple[DigestAlgorithm, ...]] = {}
+        self._algorithms_of: ConnectIndex | None = None
         self.default_realm = default_realm
         self.default_max_contacts = default_max_contacts
         self.router = Router(location, self.access, self.dialogs, default_realm=default_realm)
@@ -157,10 +176,12 @@ class ConnectProcessor(Processor):
     # ---- decision -------------------------------------------------------------------------------
 
     async def decide(self, request: Request, msg: MessageRequest) -> Decision:
+        method = request.method.upper()
+        if method == "CANCEL":  # hop by hop at the EdgePort; one that reaches us matches nothing (module docstring)
+            return Reply(481)
         if request.request_uri.scheme not in _URI_SCHEMES:  # RFC 3261 §16.3 step 2
             return Reply(416)
         index = self.index
-        method = request.method.upper()
         if method == "REGISTER":
             unsupported = unsupported_options(request)
             if unsupported:  # RFC 3261 §8.2.2.3: Connect is the UAS of a REGISTER (the registrar)
@@ -168,14 +189,12 @@ class ConnectProcessor(Processor):
             return await self.register(index, request, msg)
         in_dialog = request.to is not None and request.to.tag is not None
         if method == "ACK" or in_dialog:
-            routed = self.router.route_in_dialog(request, msg)
+            routed = self.router.route_in_dialog(index, request, msg)
             if routed is not None:
                 return routed
             if method == "ACK":  # not of a dialog we route, and never challenged: dropped (SDK)
                 return Reply(403, "Forbidden (ACK not routed through this server)")
-            # no valid dialog token: an initial request in disguise, authenticated and routed as one
-        if method == "CANCEL":  # hop by hop; if it reaches us, it follows its INVITE without a challenge
-            return await self.router.route_initial(index, request, msg, authenticate=False)
+            # not routed through us with a dialog token: an initial request in disguise, authenticated as one
         if method == "OPTIONS" and request.request_uri.is_sip and request.request_uri.user is None:
             unsupported = unsupported_options(request)  # OPTIONS to the server itself: we are its UAS
             if unsupported:
@@ -209,7 +228,7 @@ class ConnectProcessor(Processor):
             realm = domain.domain_uri if domain is not None else peer_realm(index, request, self.default_realm)
             acl = index.acl(domain.access_control_list_ref) if domain is not None else None
             principal = Principal(realm, None, acl, known=False)
-        denied = self.access.check(request, source, principal, OwnAddresses.of_request(msg))
+        denied = self.access.check(request, source, principal, msg)
         if denied is not None:
             return denied
         if peer is not None:
@@ -225,6 +244,18 @@ class ConnectProcessor(Processor):
 
     def _max_contacts(self, configured: int) -> int:
         return configured if configured > 0 else self.default_max_contacts
+
+    def _algorithms_for(self, realm: str) -> tuple[DigestAlgorithm, ...] | None:
+        """The digest algorithms of a Domain's realm (its `digestAlgorithms`); None: the default (MD5)."""
+        index = self.index
+        if self._algorithms_of is not index:
+            table: dict[str, tuple[DigestAlgorithm, ...]] = {}
+            for domain in index.resources.domains:
+                algorithms = tuple(a for a in (DigestAlgorithm.from_token(t) for t in domain.digest_algorithms) if a)
+                if algorithms:
+                    table[domain.domain_uri] = algorithms
+            self._algorithms, self._algorithms_of = table, index
+        return self._algorithms.get(realm)
 
     # ---- rendering ------------------------------------------------------------------------------
 
@@ -249,8 +280,11 @@ class ConnectProcessor(Processor):
             out.headers.set("From", str(anonymous))
         if not forward.in_dialog:
             out.headers.add("X-Call-Direction", forward.direction)
+        token = ""
+        if not forward.in_dialog and out.method.upper() in _RECORD_ROUTE_METHODS:
+            token = self._dialog_token(request, out, forward, sender)  # one for every branch: all their hops
         first, metadata = self._to_target(ctx, out, forward, Branch(forward.next_hop, forward.request_uri,
-                                                                    forward.route, forward.group))
+                                                                    forward.route, forward.group), token)
         metadata[DIRECTION_KEY] = forward.direction
         if forward.alternatives:
             metadata[FAILOVER_KEY] = ", ".join(str(uri) for _, uri in forward.alternatives)
@@ -259,14 +293,14 @@ class ConnectProcessor(Processor):
                                              "timeouts": {str(g): t for g, t in forward.group_timeouts.items()}})
             branches = []
             for branch in forward.branches:
-                rendered, hop_metadata = self._to_target(ctx, out, forward, branch)
+                rendered, hop_metadata = self._to_target(ctx, out, forward, branch, token)
                 branches.append({"message": bytes(rendered).decode("latin-1"), "group": branch.group,
                                  **hop_metadata})
             metadata[BRANCHES_KEY] = json.dumps(branches)
         metadata.update(forward.metadata)
         return ctx.forward(first, metadata)
 
-    def _to_target(self, ctx: Context, base: Request, forward: Forward, branch: Branch
+    def _to_target(self, ctx: Context, base: Request, forward: Forward, branch: Branch, token: str
                    ) -> tuple[Request, dict[str, str]]:
         """``base`` for one target: its Request-URI, our Via and Record-Route toward it, and where to send it."""
         hop = branch.next_hop
@@ -277,13 +311,54 @@ class ConnectProcessor(Processor):
         out = add_self_via(out, target)
         if not forward.in_dialog and out.method.upper() in _RECORD_ROUTE_METHODS:
             origin = ctx.origin_interface() if ctx.request.HasField("sender") else target
-            out = add_record_route(out, origin, target, params=((TOKEN_PARAM, self.dialogs.for_initial(out)),))
+            out = add_record_route(out, origin, target, params=((TOKEN_PARAM, token),))
         metadata = {NEXT_HOP_KEY: hop_uri(hop)}
         if hop.flow:
             metadata[NEXT_HOP_FLOW_KEY] = "true"
         if hop.edge_port_ref:
             metadata[NEXT_HOP_EDGE_KEY] = hop.edge_port_ref
         return out, metadata
+
+    def _dialog_token(self, received: Request, out: Request, forward: Forward, sender: Interface | None) -> str:
+        """The `rrk` token of the dialog this request sets up (`dialogs.py`): Call-ID, the caller's From tag,
+        and the hops each side's in-dialog requests may go to.
+
+        Caller side (the callee's requests go there): the packet source of this request; its Contact (after the
+        `.invalid` fix) and the nearest upstream Record-Route only when they name that same source address (a
+        client-written address elsewhere, e.g. a trunk's, must not become a place the dialog may send to); the
+        Trunk a call from the PSTN came from. Callee side: every next hop chosen (failover and forks included),
+        the Request-URI sent to each when it names that hop's address, the Trunk of a PSTN call."""
+        tokens = self.dialogs
+        caller: list[bytes] = []
+        if sender is not None:
+            caller.append(tokens.hop_id(sender.host, sender.port))
+            source = host_key(sender.host)
+            try:
+                written = [c.uri for c in out.contacts[:1] if not c.wildcard and c.uri.is_sip]
+                written += [rr.uri for rr in received.record_routes[:1] if rr.uri.is_sip]
+            except ParseError:  # an unreadable Contact/Record-Route: only the packet source is a hop
+                written = []
+            for uri in written:
+                hop = next_hop_of(uri)
+                if host_key(hop.host) == source:
+                    caller.append(tokens.hop_id(hop.host, hop.port))
+        if forward.caller_trunk:
+            caller.append(tokens.trunk_id(forward.caller_trunk))
+        callee: list[bytes] = []
+        targets = [(forward.next_hop, forward.request_uri), *forward.alternatives,
+                   *((branch.next_hop, branch.request_uri) for branch in forward.branches)]
+        for hop, uri in targets:
+            callee.append(tokens.hop_id(hop.host, hop.port))
+            if uri is not None and uri.is_sip:
+                named = next_hop_of(uri)
+                if host_key(named.host) == host_key(hop.host):
+                    callee.append(tokens.hop_id(named.host, named.port))
+        if forward.callee_trunk:
+            callee.append(tokens.trunk_id(forward.callee_trunk))
+        from_tag = out.from_.tag if out.from_ is not None else None
+        return tokens.issue(out.call_id or "", from_tag or "", caller=caller[:MAX_HOPS],
+                            callee=list(dict.fromkeys(callee))[:MAX_HOPS],
+                            caller_trusted=forward.caller_trusted, callee_trusted=forward.callee_trusted)
 
     def _own_realms(self, index: ConnectIndex) -> frozenset[str]:
         """Every realm Connect challenges in: Domain URIs, trunk inbound URIs and the default realm."""

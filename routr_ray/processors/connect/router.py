@@ -16,9 +16,15 @@ Classification, first match wins:
 6. Anything else → 403: never an open relay.
 
 Agents and Peers are authenticated for every out-of-dialog request (INVITE, MESSAGE, SUBSCRIBE, PUBLISH,
-REFER, OPTIONS, ...), agent-to-peer included; CANCEL is routed like its INVITE without a challenge (it
-cannot answer one, RFC 3261 §22.1); in-dialog requests are routed by their Route set when its first entry
-is ours with a valid dialog token (`route_in_dialog`, `dialogs.py`), as initial requests otherwise.
+REFER, OPTIONS, ...), agent-to-peer included. CANCEL never reaches `route_initial` (the processor answers it
+481, see `processor.py`). In-dialog requests are routed by their Route set when its first entry is ours with a
+dialog token (`route_in_dialog`, `dialogs.py`): a token that does not verify, has expired, or does not allow the
+request's next hop gets 403; without a token they are initial requests.
+
+Identity (RFC 3325 trust domain, `headers.py`): P-Preferred-Identity never leaves Connect; P-Asserted-Identity and
+Remote-Party-ID are kept only from a Peer or Trunk with `trustAssertedIdentity` (a Trunk only when the request
+proved it came from the trunk: its ACL's allow list or its inbound credentials), and then not toward an Agent
+when the request asks `Privacy: id` (RFC 3325 §7); toward the PSTN Connect writes its own (the Number).
 """
 
 from __future__ import annotations
@@ -34,13 +40,14 @@ from routr_ray.processors.alterations import OwnAddresses
 from routr_ray.processors.connect.access import Access, Principal
 from routr_ray.processors.connect.acl import acl_allows, ip_of
 from routr_ray.processors.connect.decisions import Decision, Direction, Forward, NextHop, Reply
-from routr_ray.processors.connect.dialogs import TOKEN_PARAM, DialogTokens
+from routr_ray.processors.connect.dialogs import TOKEN_PARAM, DialogToken, DialogTokens, TokenStatus, host_key
 from routr_ray.processors.connect.forking import branches_of
 from routr_ray.processors.connect.headers import (
     ANONYMOUS_DISPLAY,
     ANONYMOUS_FROM_URI,
     DOD_HEADERS,
     IDENTITY_HEADERS,
+    identity_headers_to_remove,
     is_private,
     pstn_identity_headers,
 )
@@ -112,12 +119,22 @@ class Router:
         self.access = access
         self.tokens = tokens
         self.default_realm = default_realm
+        self._trunk_ids: dict[bytes, Trunk] = {}
+        self._trunk_ids_of: ConnectIndex | None = None
 
     # ---- entry points ---------------------------------------------------------------------------
 
     async def route_initial(
-        self, index: ConnectIndex, request: Request, msg: processor_pb2.MessageRequest, *, authenticate: bool = True
+        self, index: ConnectIndex, request: Request, msg: processor_pb2.MessageRequest
     ) -> Decision:
+        """An out-of-dialog request (never a CANCEL): who sends it, authenticated, and where it goes."""
+        decision = await self._classify(index, request, msg)
+        if isinstance(decision, Forward):
+            decision.remove_headers.extend(identity_headers_to_remove(
+                request, sender_trusted=decision.caller_trusted, receiver_trusted=decision.callee_trusted))
+        return decision
+
+    async def _classify(self, index: ConnectIndex, request: Request, msg: processor_pb2.MessageRequest) -> Decision:
         ruri = request.request_uri
         from_uri = request.from_.uri if request.from_ is not None else None
         source = source_of(request, msg)[0]
@@ -126,36 +143,36 @@ class Router:
 
         trunk = index.trunk_by_inbound_uri(ruri.host) if ruri.is_sip else None
         if trunk is not None:
-            return await self._from_pstn(index, request, msg, source, trunk, index.number(callee_user), authenticate)
+            return await self._from_pstn(index, request, msg, source, trunk, index.number(callee_user))
 
         caller_domain = index.domain(from_uri.host) if from_uri is not None and from_uri.is_sip else None
         agent = index.agent(from_uri.user, caller_domain.domain_uri) if caller_domain and from_uri else None
         if agent is not None and agent.enabled and caller_domain is not None:
-            if authenticate:
-                denied = self.access.check(request, source, self._agent_principal(index, agent, caller_domain),
-                                           own)
-                if denied is not None:
-                    return denied
+            denied = self.access.check(request, source, self._agent_principal(index, agent, caller_domain), msg)
+            if denied is not None:
+                return denied
             return await self._from_agent(index, request, msg, agent, caller_domain, own)
 
         peer = self._peer_caller(index, request, from_uri)
         if peer is not None:
-            if authenticate:
-                denied = self.access.check(request, source, self._peer_principal(index, peer, request, own), own)
-                if denied is not None:
-                    return denied
-            return await self._from_peer(index, request, msg, peer, own)
+            denied = self.access.check(request, source, self._peer_principal(index, peer, request), msg)
+            if denied is not None:
+                return denied
+            decision = await self._from_peer(index, request, msg, peer, own)
+            if isinstance(decision, Forward):
+                decision.caller_trusted = peer.trust_asserted_identity
+            return decision
 
         number = index.number(callee_user)
         if number is not None and (index.domain(ruri.host) is not None or self._names_us(own, ruri.host)):
             trunk = index.trunk(number.trunk_ref)
             if trunk is not None:
-                return await self._from_pstn(index, request, msg, source, trunk, number, authenticate)
+                return await self._from_pstn(index, request, msg, source, trunk, number)
 
-        if caller_domain is not None and authenticate:  # an unknown user of ours: the usual challenge
+        if caller_domain is not None:  # an unknown user of ours: the usual challenge
             denied = self.access.check(
                 request, source, Principal(caller_domain.domain_uri, None, self._domain_acl(index, caller_domain),
-                                           known=False), own
+                                           known=False), msg
             )
             return denied or NOT_OURS
         return NOT_OURS
@@ -169,7 +186,7 @@ class Router:
     def _agent_principal(self, index: ConnectIndex, agent: Agent, domain: Domain) -> Principal:
         return Principal(domain.domain_uri, index.credentials(agent.credentials_ref), self._domain_acl(index, domain))
 
-    def _peer_principal(self, index: ConnectIndex, peer: Peer, request: Request, own: OwnAddresses) -> Principal:
+    def _peer_principal(self, index: ConnectIndex, peer: Peer, request: Request) -> Principal:
         return Principal(peer_realm(index, request, self.default_realm), index.credentials(peer.credentials_ref),
                          index.acl(peer.access_control_list_ref))
 
@@ -254,18 +271,20 @@ class Router:
 
     async def _from_pstn(
         self, index: ConnectIndex, request: Request, msg: processor_pb2.MessageRequest, source: str,
-        trunk: Trunk, number: Number | None, authenticate: bool,
+        trunk: Trunk, number: Number | None,
     ) -> Decision:
         inbound = trunk.inbound
         acl = index.acl(inbound.access_control_list_ref) if inbound else None
         if not acl_allows(acl, source):
             return Reply(403, "Forbidden (source address not allowed)")
         creds = index.credentials(inbound.credentials_ref) if inbound else None
-        if creds is not None and authenticate:
+        if creds is not None:
             realm = inbound.uri if inbound else request.request_uri.host
-            denied = self.access.check(request, source, Principal(realm, creds, None), OwnAddresses.of_request(msg))
+            denied = self.access.check(request, source, Principal(realm, creds, None), msg)
             if denied is not None:
                 return denied
+        # it proved it is the trunk (digest, or an allow list naming its networks): its identity may be trusted
+        proven = creds is not None or (acl is not None and bool(acl.allow))
         if number is None:
             return Reply(404)
         if number.trunk_ref != trunk.ref:
@@ -283,6 +302,10 @@ class Router:
                                           forking=Forking())
         if isinstance(decision, Forward):
             decision.add_headers.extend((h.name, h.value) for h in number.extra_headers)
+            # the trunk's addresses become the caller side of the dialog only when the trunk proved it sent this:
+            # anyone may call a Number dialled at our domain, and must not gain a way to the trunk by it
+            decision.caller_trunk = trunk.ref if proven else None
+            decision.caller_trusted = proven and trunk.trust_asserted_identity
         return decision
 
     # ---- targets --------------------------------------------------------------------------------
@@ -296,7 +319,10 @@ class Router:
             with_session_affinity=balancing.with_session_affinity,
             algorithm=Backend.Algorithm.Value(balancing.algorithm.value),
         )
-        return await self._to_aor(direction, aor or peer.aor, msg, backend, affinity)
+        decision = await self._to_aor(direction, aor or peer.aor, msg, backend, affinity)
+        if isinstance(decision, Forward):
+            decision.callee_trusted = peer.trust_asserted_identity
+        return decision
 
     async def _to_aor(
         self, direction: str, aor: str, msg: processor_pb2.MessageRequest, backend: Backend | None,
@@ -335,11 +361,14 @@ class Router:
         hop, request_uri = hops[0]
         metadata = {"routr-ray.trunk-ref": trunk.ref}
         credentials = index.credentials(trunk.outbound.credentials_ref) if trunk.outbound is not None else None
-        if credentials is not None:
-            # the EdgePort answers the trunk's 401/407 with these (Routr's X-Gateway-Auth, routr.md §5.6)
+        if credentials is not None and request.method.upper() == "INVITE":
+            # The EdgePort answers the trunk's 401/407 with these (Routr's X-Gateway-Auth, routr.md §5.6). Only
+            # for an INVITE Connect authorised (every caller of `_to_pstn` was authenticated first) and that
+            # goes to this trunk: never for a CANCEL (answered 481) or an in-dialog request.
             metadata[GATEWAY_AUTH_KEY] = base64.b64encode(
                 f"{credentials.username}:{credentials.password}".encode()).decode("ascii")
-        forward = Forward(direction, hop, request_uri, alternatives=hops[1:], metadata=metadata)
+        forward = Forward(direction, hop, request_uri, alternatives=hops[1:], metadata=metadata,
+                          callee_trunk=trunk.ref, callee_trusted=trunk.trust_asserted_identity)
         forward.remove_headers.extend(IDENTITY_HEADERS + DOD_HEADERS)
         forward.add_headers.extend(pstn_identity_headers(number.tel_url, hop.host, display_name=display,
                                                          private=private))
@@ -349,11 +378,14 @@ class Router:
 
     # ---- in-dialog ------------------------------------------------------------------------------
 
-    def route_in_dialog(self, request: Request, msg: processor_pb2.MessageRequest) -> Decision | None:
+    def route_in_dialog(self, index: ConnectIndex, request: Request,
+                        msg: processor_pb2.MessageRequest) -> Decision | None:
         """Loose routing (RFC 3261 §16.4, §16.6 step 6-7): drop the leading Route values naming us, then the
         next Route or else the Request-URI is the next hop. Only for a request whose first Route is ours and
-        carries a valid dialog token (`dialogs.py`); None otherwise: the caller routes it as an initial
-        request (authenticated, 403 for a destination not served here), never an open relay."""
+        carries a dialog token (`dialogs.py`) that verifies for this dialog, has not expired and allows that next
+        hop on the side the request goes to; a token that fails any of these gets 403. None when the first Route
+        is not ours or has no token: the caller routes it as an initial request (authenticated, 403 for a
+        destination not served here), never an open relay."""
         own = OwnAddresses.of_request(msg)
         routes = request.routes
         leading_own = 0
@@ -361,16 +393,52 @@ class Router:
             if not own.names_us(na.uri):
                 break
             leading_own += 1
-        rest = routes[leading_own:]
-        if not leading_own or not self.tokens.proves(request, routes[0].uri.params.get(TOKEN_PARAM)):
+        if not leading_own or TOKEN_PARAM not in routes[0].uri.params:
             return None
+        token = self.tokens.read(request, routes[0].uri.params.get(TOKEN_PARAM))
+        if token.status is TokenStatus.INVALID:
+            return Reply(403, "Forbidden (dialog token does not match this dialog)")
+        if token.status is TokenStatus.EXPIRED:
+            return Reply(403, "Forbidden (dialog token expired)")
+        rest = routes[leading_own:]
         if rest:
             target = rest[0].uri
         else:
             target = request.request_uri
             if not target.is_sip or own.names_us(target):
                 return Reply(404, "Not Found (no next hop)")
-        return Forward(Direction.IN_DIALOG, next_hop_of(target), None, in_dialog=True)
+        hop = next_hop_of(target)
+        if not self._hop_allowed(index, token, hop):
+            return Reply(403, "Forbidden (next hop is not a party of this dialog)")
+        forward = Forward(Direction.IN_DIALOG, hop, None, in_dialog=True)
+        forward.remove_headers.extend(identity_headers_to_remove(
+            request, sender_trusted=token.sender_trusted, receiver_trusted=token.receiver_trusted))
+        return forward
+
+    def _hop_allowed(self, index: ConnectIndex, token: DialogToken, hop: NextHop) -> bool:
+        allowed = token.allowed_hops()
+        if self.tokens.hop_id(hop.host, hop.port) in allowed:
+            return True
+        trunks = self._trunks_by_id(index)
+        return any(trunk_admits(index, trunks[i], hop.host) for i in allowed if i in trunks)
+
+    def _trunks_by_id(self, index: ConnectIndex) -> dict[bytes, Trunk]:
+        if self._trunk_ids_of is not index:
+            self._trunk_ids = {self.tokens.trunk_id(t.ref): t for t in index.resources.trunks}
+            self._trunk_ids_of = index
+        return self._trunk_ids
+
+
+def trunk_admits(index: ConnectIndex, trunk: Trunk, host: str) -> bool:
+    """`host` belongs to `trunk`: one of its outbound URI hosts (as written: a name or an address), or an address
+    its inbound ACL's allow list names (a provider signals and answers from its networks, not always from the
+    host we send to). Used for the next hops of a dialog with a trunk (a carrier's 2xx Contact or Record-Route
+    often names another address than the one the INVITE went to)."""
+    key = host_key(host)
+    if trunk.outbound is not None and any(host_key(u.host) == key for u in trunk.outbound.uris):
+        return True
+    acl = index.acl(trunk.inbound.access_control_list_ref) if trunk.inbound is not None else None
+    return acl is not None and bool(acl.allow) and ip_of(key) is not None and acl_allows(acl, key)
 
 
 def peer_realm(index: ConnectIndex, request: Request, default: str = DEFAULT_REALM) -> str:

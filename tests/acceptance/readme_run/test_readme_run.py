@@ -37,7 +37,8 @@ def test_readme_run_registers_the_example_agent_and_stops_clean(tmp_path: Path) 
     if os.environ.get("ROUTR_RAY_IN_NETNS") != "1":
         pytest.fail("starts Ray, which binds every interface: run it inside scripts/in-netns")
     log_path = tmp_path / "run.log"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
+           "XDG_STATE_HOME": str(tmp_path / "state")}  # the default state directory, under the test's tmp
     env.pop("ROUTR_RAY_CONFIG", None)
     with log_path.open("wb") as log:
         server = subprocess.Popen([sys.executable, "-m", "routr_ray.cli", "run", "--no-dashboard"], cwd=REPO,
