@@ -150,3 +150,19 @@ def test_digest_uri_naming_the_address_the_request_arrived_on() -> None:
     assert not names_arrival_address("sip:127.0.0.1:5060", concrete)
     assert not names_arrival_address("sip:192.168.1.1:5060", concrete)  # the TCP listening point: not where it arrived
     assert not names_arrival_address("sip:172.16.0.1:5060", concrete)  # a localnet address, but bound elsewhere
+
+
+def test_behind_a_wildcard_the_digest_uri_must_name_the_address_the_packet_reached() -> None:
+    """routr-ray's EdgePort says which address a packet reached (`received_on`, IP_PKTINFO): only that one (and the
+    external addresses) names the server in a digest `uri`, not every address of the host."""
+    from routr_ray.processors.connect.auth import arrival_hosts, names_arrival_address
+    from routr_ray.proto.convert import make_message_request
+
+    msg = make_message_request(invite("sip:1002@sip.local"), edge_port_ref="e", sender=("10.0.0.5", 5060, "UDP"),
+                               listening_points=[("0.0.0.0", 5060, "UDP")], external_addrs=["203.0.113.10"],
+                               localnets=["192.0.2.1/24", "127.0.0.1/8", "10.0.0.0/8"])
+    msg.received_on.host, msg.received_on.port = "192.0.2.1", 5060
+    arrived = arrival_hosts(msg)
+    assert names_arrival_address("sip:192.0.2.1:5060", arrived)
+    assert names_arrival_address("sip:203.0.113.10", arrived)
+    assert not names_arrival_address("sip:127.0.0.1:5060", arrived)  # another address of the host: not where it came

@@ -121,8 +121,9 @@ def arrival_hosts(msg: processor_pb2.MessageRequest) -> ArrivalHosts:
     """The addresses a request arrived on, as far as the EdgePort's `MessageRequest` tells: the host of the
     listening point of the request's transport (the packet's destination when it is bound to one address) and
     the external addresses (what a client outside a NAT dials). A wildcard listening point (0.0.0.0 / ::) may
-    have received it on any local address: then also the localnet addresses (Routr's `<our address>/<prefix>`)
-    and loopback. Addresses of other listening points (other transports, other interfaces) are not included."""
+    have received it on any local address: then the one routr-ray's EdgePort names in `received_on` (the packet's
+    destination address), or, from an EdgePort that does not say (Routr's), the localnet addresses (Routr's
+    `<our address>/<prefix>`) and loopback. Addresses of other listening points (other transports, other interfaces) are not included."""
     transport = msg.sender.transport
     hosts: set[str] = set()
     wildcard = False
@@ -135,6 +136,11 @@ def arrival_hosts(msg: processor_pb2.MessageRequest) -> ArrivalHosts:
         else:
             hosts.add(_host_key(host))
     hosts.update(_host_key(a) for a in msg.external_addrs if a)
+    arrived = msg.received_on.host.strip("[]") if msg.HasField("received_on") else ""
+    if wildcard and arrived not in ("", "0.0.0.0", "::"):
+        # routr-ray's EdgePort says which address the packet reached (IP_PKTINFO / the connection's own address)
+        hosts.add(_host_key(arrived))
+        return ArrivalHosts(frozenset(hosts), any_loopback=False)
     if wildcard or not hosts:
         own = OwnAddresses.of_request(msg)
         hosts.update(own.hosts)
