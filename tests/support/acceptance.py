@@ -324,13 +324,22 @@ class Sipp:
         return self.profile.passwords[user]
 
     def register(self, user: str, password: str | None = None, *, local_ip: str = PROXY_HOST,
-                 remote: tuple[str, int] | None = None, contact_transport: str | None = None) -> SippResult:
+                 remote: tuple[str, int] | None = None, contact_transport: str | None = None,
+                 contact_port: int | None = None, q: float | None = None) -> SippResult:
         """REGISTER `user`@sip.local with digest, Contact at local_ip:CONTACT_PORTS[user] (where its UAS listens;
-        with `;transport=` when `contact_transport` is given)."""
+        another `contact_port` for one more binding; with `;transport=` / `;q=` when given)."""
         params = f";transport={contact_transport}" if contact_transport else ""
         return self.run("register/register.xml", port=REGISTER_PORTS[user],
-                        keys={"aor_user": user, "contact_port": str(CONTACT_PORTS[user]), "contact_params": params},
+                        keys={"aor_user": user, "contact_port": str(contact_port or CONTACT_PORTS[user]),
+                              "contact_params": params, "contact_q": "" if q is None else f";q={q}"},
                         auth=(user, password or self.password(user)), local_ip=local_ip, remote=remote)
+
+    def unregister(self, user: str, contact: str = "*", *, local_ip: str = PROXY_HOST,
+                   remote: tuple[str, int] | None = None) -> SippResult:
+        """Remove `contact` (a `<sip:...>` name-addr) or, with "*", every binding of `user` (RFC 3261 §10.2.2):
+        a binding left behind would ring, unanswered, in every later call to that user (forking, issue 16)."""
+        return self.run("register/unregister.xml", keys={"aor_user": user, "contact": contact},
+                        auth=(user, self.password(user)), local_ip=local_ip, remote=remote)
 
     @staticmethod
     def assert_ok(*results: SippResult) -> None:

@@ -46,10 +46,13 @@ def test_call_between_agents_over_tcp(sipp) -> None:  # type: ignore[no-untyped-
     `transport=tcp` and listens on TCP, so the proxy connects to it. Our Via and Record-Route name 127.0.0.1 with
     transport=tcp toward the callee."""
     sipp.assert_ok(sipp.register("1002", contact_transport="tcp"))
-    callee = sipp.uas("agent_call/uas.xml", CONTACT_PORTS["1002"], keys={"me": "1002"}, transport="t1")
-    caller = sipp.run("agent_call/uac.xml", transport="t1", service="1002", keys={"caller": "1001"},
-                      auth=("1001", sipp.password("1001")))
-    answered = callee.result()
+    try:
+        callee = sipp.uas("agent_call/uas.xml", CONTACT_PORTS["1002"], keys={"me": "1002"}, transport="t1")
+        caller = sipp.run("agent_call/uac.xml", transport="t1", service="1002", keys={"caller": "1001"},
+                          auth=("1001", sipp.password("1001")))
+        answered = callee.result()
+    finally:  # a binding left behind would ring in the calls of later tests (forking)
+        sipp.unregister("1002", f"<sip:1002@127.0.0.1:{CONTACT_PORTS['1002']};transport=tcp>")
     sipp.assert_ok(caller, answered)
     (invite,) = answered.received("INVITE")
     assert re.search(r"^Via: SIP/2\.0/TCP 127\.0\.0\.1:25060;", invite, flags=re.MULTILINE), invite

@@ -37,10 +37,13 @@ ACL_WITH_TEST_NET = """\
 def _call(sipp: Sipp) -> tuple[SippResult, SippResult]:
     remote = (SERVER, sipp.profile.sip_port)
     sipp.assert_ok(sipp.register("1002", local_ip=CALLEE, remote=remote))
-    callee = sipp.uas("agent_call/uas.xml", CONTACT_PORTS["1002"], keys={"me": "1002"}, local_ip=CALLEE)
-    caller = sipp.run("agent_call/uac.xml", service="1002", keys={"caller": "1001"},
-                      auth=("1001", sipp.password("1001")), local_ip=CALLER, remote=remote)
-    answered = callee.result()
+    try:
+        callee = sipp.uas("agent_call/uas.xml", CONTACT_PORTS["1002"], keys={"me": "1002"}, local_ip=CALLEE)
+        caller = sipp.run("agent_call/uac.xml", service="1002", keys={"caller": "1001"},
+                          auth=("1001", sipp.password("1001")), local_ip=CALLER, remote=remote)
+        answered = callee.result()
+    finally:  # a binding left behind would ring in the calls of later tests (forking)
+        sipp.unregister("1002", f"<sip:1002@{CALLEE}:{CONTACT_PORTS['1002']}>", local_ip=CALLEE, remote=remote)
     sipp.assert_ok(caller, answered)
     return caller, answered
 
