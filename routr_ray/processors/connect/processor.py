@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from routr_ray.config import Resources
+from routr_ray.config.trunk_sources import TrunkSourceMatcher
 from routr_ray.location.ops import LocationClient
 from routr_ray.processors.alterations import (
     Interface,
@@ -115,7 +116,9 @@ class ConnectProcessor(Processor):
         self._realms_of: ConnectIndex | None = None
         self.location = location
         digest = DigestAuthenticator(nonce_key, nonce_ttl=nonce_ttl, algorithms=tuple(algorithms))
-        self.access = Access(DigestGate(digest, always_401=always_401, clock=clock), failures or FailureTracker())
+        # the sources of Trunks and Peers in the current resources are never banned (issue 14 item 8)
+        failures = failures or FailureTracker(exempt=TrunkSourceMatcher(self.source.current))
+        self.access = Access(DigestGate(digest, always_401=always_401, clock=clock), failures)
         self.registrar = Registrar(location, clock=clock)
         self.dialogs = DialogTokens(nonce_key)
         self.default_realm = default_realm
