@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from google.protobuf.message import DecodeError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -44,6 +46,8 @@ from routr_ray.location.stores.base import (
     StoredBinding,
 )
 from routr_ray.proto.gen import location_pb2
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "routr:location"
 DEFAULT_HOST = "localhost"
@@ -434,14 +438,27 @@ class _RedisSlicePager(SlicePager):
         index = store.binding_index(shard_id)
         cursor, members = await store._redis.sscan(index, self._cursor, count=self.page_size)
         pairs = await store._values_of(index, list(members), prune=shard_id == store.shard_id)
-        return SliceSnapshot(bindings=[store._decode_binding(shard_id, k, v) for k, v in pairs]), int(cursor)
+        page = SliceSnapshot()
+        for key, value in pairs:
+            try:
+                page.bindings.append(store._decode_binding(shard_id, key, value))
+            except (DecodeError, ValueError) as exc:  # one bad value must not stop the load of the slice
+                log.warning("location shard %s: skipping the unreadable binding %r (%s)", store.shard_id, key, exc)
+        return page, int(cursor)
 
     async def _affinities(self) -> tuple[SliceSnapshot, int]:
         store = self.store
         index = store.affinity_index()
         cursor, members = await store._redis.sscan(index, self._cursor, count=self.page_size)
         pairs = await store._values_of(index, list(members), prune=True)
-        return SliceSnapshot(affinities=[_decode_affinity(v) for _, v in pairs]), int(cursor)
+        page = SliceSnapshot()
+        for key, value in pairs:
+            try:
+                page.affinities.append(_decode_affinity(value))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("location shard %s: skipping the unreadable affinity entry %r (%s)", store.shard_id,
+                            key, exc)
+        return page, int(cursor)
 
 
 def _encode_affinity(entry: AffinityEntry) -> bytes:
