@@ -6,7 +6,8 @@ init argument, so replicas on other nodes need no copy of the files. For reloads
 actor, the *resource board* (:data:`BOARD_NAME`), and a :class:`ResourceWatcher` thread that publishes every new
 set that loads cleanly to it; each replica long-polls the board (:class:`FollowedResources`), so a change is in
 force on every replica, on every node, a moment after the watcher sees it (polled every 2 s). A bad edit is
-logged and the last good set stays.
+logged and the last good set stays. EdgePorts long-poll the board too, for the source networks of the Trunks and
+Peers only (:meth:`ResourceBoard.trunk_sources_newer_than`: never banned, see routr_ray/config/trunk_sources.py).
 
 The nonce/dialog key (digest nonces, ``rrk`` dialog tokens) is resolved once by the driver (``ROUTR_RAY_NONCE_KEY``,
 else kept in the Location's Redis, else in the state directory: ``routr_ray/util/keystore.py``) and given to every
@@ -24,6 +25,7 @@ import ray
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors.location import ShardedLocationClient, shard_handles
 from routr_ray.config import Resources
+from routr_ray.config.trunk_sources import trunk_and_peer_sources
 from routr_ray.processors.connect import ConnectProcessor, StaticResources
 from routr_ray.processors.connect.reload import (
     FollowedResources,
@@ -55,6 +57,14 @@ class ResourceBoard:
 
     async def newer_than(self, version: int, wait_seconds: float) -> tuple[int, Resources] | None:
         return await self.state.newer_than(version, wait_seconds)
+
+    async def trunk_sources_newer_than(self, version: int, wait_seconds: float) -> tuple[int, tuple[Any, ...]] | None:
+        """What EdgePorts follow (issue 14 item 8): the source networks of the Trunks and Peers of the newest set,
+        as :meth:`newer_than` (only the networks leave this actor: no credentials reach the EdgePorts)."""
+        found = await self.state.newer_than(version, wait_seconds)
+        if found is None:
+            return None
+        return found[0], trunk_and_peer_sources(found[1]).networks
 
     async def version(self) -> int:
         return self.state.version

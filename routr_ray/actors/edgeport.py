@@ -223,6 +223,58 @@ def dispatcher_for(addr: str, mode: str | None = None, token: str | None = None)
 FORWARD, SEND = b"forward", b"send"
 
 
+class TrunkSourcesFollower:
+    """Keeps an EdgePort's Trunk and Peer source networks (never banned, never evicted: issue 14 item 8) current
+    when the resources reload: long-polls the Connect resource board (``routr_ray/actors/connect.py``), which
+    hands out only the networks. Without a board (Connect not deployed, or not yet) it retries every ``retry``
+    seconds and the networks given at deploy stay."""
+
+    def __init__(self, edge: EdgePort, *, retry: float = 5.0, wait: float = 30.0) -> None:
+        self.edge = edge
+        self.retry = retry
+        self.wait = wait
+        self.version = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        from routr_ray.actors.connect import BOARD_NAME
+
+        board: Any = None
+        failing = False
+        while True:
+            try:
+                if board is None:
+                    board = ray.get_actor(BOARD_NAME, namespace=NAMESPACE)
+                found = await board.trunk_sources_newer_than.remote(self.version, self.wait)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - no board (yet), or it is restarting: keep what we have
+                board = None
+                if not failing:
+                    log.info("EdgePort: no Connect resource board to follow (%r); the trunk and peer sources "
+                             "given at deploy stay", exc)
+                failing = True
+                await asyncio.sleep(self.retry)
+                continue
+            failing = False
+            if found is not None:
+                self.version, networks = found
+                self.edge.protect_sources(networks)
+                log.info("EdgePort: %d trunk and peer source networks (resources version %d)", len(networks),
+                         self.version)
+
+
 def sibling_service(ref: str, worker: int) -> str:
     """The link service of one EdgePort worker (what its siblings call)."""
     return f"edgeport-{ref}#{worker}"
@@ -259,7 +311,7 @@ class LinkSiblings:
 @ray.remote(num_cpus=0.1, max_restarts=-1, max_task_retries=0, max_concurrency=1000)
 class EdgePortActor:
     async def __init__(self, config: EdgePortConfig, dispatch: str | None = None, batching: str | None = None,
-                       worker: int = 0) -> None:
+                       worker: int = 0, trunk_sources: tuple[Any, ...] = ()) -> None:
         logging.basicConfig(level=logging.INFO)
         self.config = config
         self._fingerprint = edge_fingerprint(config, dispatch, batching)
@@ -276,6 +328,9 @@ class EdgePortActor:
         await self.events.start()
         self.edge = EdgePort(config, dispatcher_for(config.processor_addr, self.dispatch, config.processor_token), options=options,
                              metrics=metrics, events=CallEventEmitter(self.events) if sinks else None)
+        self.edge.protect_sources(trunk_sources)  # derived from the resources at deploy; then followed
+        self.trunk_sources = TrunkSourcesFollower(self.edge)
+        self.trunk_sources.start()
         await self.edge.start()
         self.sibling_link = (await serve_link(sibling_service(config.ref, worker), self._from_sibling)
                              if config.workers > 1 else None)
@@ -322,7 +377,12 @@ class EdgePortActor:
     async def drain(self, seconds: float = 5.0) -> int:
         return await self.edge.drain(seconds)
 
+    async def protected_sources(self) -> list[str]:
+        """The Trunk and Peer source networks in force (tests, operators)."""
+        return [str(n) for n in self.edge.rate.protected_networks]
+
     async def stop(self) -> None:
+        await self.trunk_sources.stop()
         if self.sibling_link is not None:
             await self.sibling_link.close()
         await self.metrics_bridge.stop()
@@ -357,21 +417,23 @@ def worker_name(ref: str, worker: int) -> str:
 
 
 def deploy_edgeport(config: EdgePortConfig, *, health_port_offset: int = 0, timeout: float = 60.0,
-                    dispatch: str | None = None) -> tuple[Any, list[str]]:
+                    dispatch: str | None = None, trunk_sources: tuple[Any, ...] = ()) -> tuple[Any, list[str]]:
     """:func:`deploy_edgeports`, returning the first worker's handle."""
     handles, lines = deploy_edgeports(config, health_port_offset=health_port_offset, timeout=timeout,
-                                      dispatch=dispatch)
+                                      dispatch=dispatch, trunk_sources=trunk_sources)
     return handles[0], lines
 
 
 def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, timeout: float = 60.0,
-                     dispatch: str | None = None) -> tuple[list[Any], list[str]]:
+                     dispatch: str | None = None, trunk_sources: tuple[Any, ...] = ()) -> tuple[list[Any], list[str]]:
     """Start (or find) the ``config.workers`` actors of an EdgePort (:func:`worker_name`), sharing its ports
     (routr_ray/edge/workers.py); several EdgePorts on one node get distinct health ports, and worker i of one
     uses its health port + i. ``dispatch``: ``embedded`` or ``dispatcher`` (default:
     ``$ROUTR_RAY_EDGE_DISPATCH``, else embedded), read here in the driver so that the setting reaches the actor
     wherever it runs. All workers of an EdgePort run on the node of the first (its ports are that node's). An
-    EdgePort already running with another config (or token) is replaced; with the same one it is kept."""
+    EdgePort already running with another config (or token) is replaced; with the same one it is kept.
+    ``trunk_sources``: the source networks of the Trunks and Peers (``routr_ray/config/trunk_sources.py``), never
+    banned; each worker then follows the Connect resource board for changes (:class:`TrunkSourcesFollower`)."""
     dispatch = dispatch_mode(dispatch)
     batching = os.environ.get(BATCHING_ENV, "")
     edge_options(batching)  # a bad setting fails here, in the driver
@@ -384,7 +446,7 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
     _replace_changed_edgeport(config.ref, edge_fingerprint(config, dispatch, batching), timeout)
     first = EdgePortActor.options(  # type: ignore[attr-defined]
         name=worker_name(config.ref, 0), namespace=NAMESPACE, lifetime="detached", get_if_exists=True, **extra
-    ).remote(config, dispatch, batching, 0)
+    ).remote(config, dispatch, batching, 0, trunk_sources)
     listening = ray.get(first.ready.remote(), timeout=timeout)
     handles = [first]
     if config.workers > 1:
@@ -393,7 +455,7 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
         handles += [EdgePortActor.options(  # type: ignore[attr-defined]
             name=worker_name(config.ref, i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
             scheduling_strategy=placement, **extra,
-        ).remote(config, dispatch, batching, i) for i in range(1, config.workers)]
+        ).remote(config, dispatch, batching, i, trunk_sources) for i in range(1, config.workers)]
         ray.get([h.ready.remote() for h in handles[1:]], timeout=timeout)
     workers = f" ({config.workers} workers)" if config.workers > 1 else ""
     lines = [f"EdgePort {config.ref:<12} {proto.upper():<4} {host}:{port}{workers}" for proto, host, port in listening]

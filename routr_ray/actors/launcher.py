@@ -418,13 +418,27 @@ def processor_options(dispatcher: DispatcherConfig, config_dir: Path, shard_coun
     return result
 
 
+def trunk_sources(config: ConfigSet) -> tuple[Any, ...]:
+    """The source networks of the Trunks and Peers of the config's resources (never banned by the EdgePorts nor
+    by Connect; routr_ray/config/trunk_sources.py); an ACL entry too broad to name a trunk is logged, not taken."""
+    from routr_ray.config.trunk_sources import MIN_PREFIX, trunk_and_peer_sources
+
+    sources = trunk_and_peer_sources(config.resources)
+    for ref, network in sources.skipped:
+        log.warning("%s: the ACL entry %s is broader than /%d: not taken as a trunk or peer address (its sources "
+                    "can be banned; list it in rateLimit.trunksAndPeers.networks to exempt it)",
+                    ref, network, MIN_PREFIX[network.version])
+    return sources.networks
+
+
 def _start_edgeports(deployment: Deployment, config: ConfigSet) -> list[str]:
     from routr_ray.actors.edgeport import deploy_edgeports
 
     lines: list[str] = []
+    protected = trunk_sources(config)
     for edge in edgeport_health_ports(config):
         try:
-            handles, summary = deploy_edgeports(edge)
+            handles, summary = deploy_edgeports(edge, trunk_sources=protected)
         except Exception as exc:  # noqa: BLE001
             raise StartupError(f"cannot start EdgePort {edge.ref}: {_root_cause(exc)}") from exc
         deployment.edgeports.extend(handles)

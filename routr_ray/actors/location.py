@@ -1,8 +1,11 @@
 """Location shards as named Ray actors, a batching client that routes to them, and the gRPC API actor.
 
-* ``location-shard-<i>`` (i in 0..N-1): an async actor owning one :class:`LocationService`; it reloads its slice
-  from the store in ``__init__`` (so a restarted shard answers only after reloading) and is restarted by Ray
-  after a crash (``max_restarts=-1``; no task retries, so a call that kills it cannot crash-loop).
+* ``location-shard-<i>`` (i in 0..N-1): an async actor owning one :class:`LocationService`; it starts reloading
+  its slice from the store in ``__init__``, a page at a time, retried with backoff while the store is down, and
+  serves meanwhile (writes go through; a FindRoutes that finds nothing yet is UNAVAILABLE, so callers answer 503 +
+  Retry-After instead of "not registered"). Its constructor never fails on a dead Redis (a failed constructor
+  is a dead actor: Ray does not restart it). It is restarted by Ray after a crash (``max_restarts=-1``; no task
+  retries, so a call that kills it cannot crash-loop).
 * :class:`ShardedLocationClient`: jump-hashes each AOR to its shard and batches operations per shard (one Ray call
   per shard per batch, DESIGN §10). A dead or restarting shard surfaces as ``UNAVAILABLE``.
 * ``location-api``: an actor running the ``fonoster.routr.location.v2beta1.Location`` grpc.aio server
@@ -66,10 +69,16 @@ class LocationShardActor:
         self.service = LocationService(store, shard_index=index, shard_count=count)
         self.metrics = LocationMetrics(index)
         self.metrics.watch(lambda: self.service.binding_count, lambda: self.service.aor_count)
-        loaded = await self.service.load()
+        self.provider = provider
+        self.service.start_loading()  # in the background, retried with backoff: the shard serves meanwhile
+        self._loaded = asyncio.get_running_loop().create_task(self._after_load())
         self.link = await serve_link(SHARD_NAME.format(index=index), self._link_call)
+        log.info("location shard %d/%d serving (%s store; loading its slice)", index, count, provider)
+
+    async def _after_load(self) -> None:
+        loaded = await self.service.loaded()
         tune_gc()  # the loaded bindings are never re-scanned by gen-2 passes
-        log.info("location shard %d/%d ready (%s store, %d bindings loaded)", index, count, provider, loaded)
+        log.info("location shard %d/%d loaded (%s store, %d bindings)", self.index, self.count, self.provider, loaded)
 
     async def apply(self, ops: list[Op]) -> list[OpResult]:
         return await apply_ops(self.service, ops, self.metrics)
@@ -88,6 +97,7 @@ class LocationShardActor:
             "bindings": self.service.binding_count,
             "aors": self.service.aor_count,
             "durable": self.service.store.durable,
+            "loading": self.service.loading,
         }
 
     async def ready(self) -> bool:

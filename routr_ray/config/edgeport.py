@@ -5,7 +5,8 @@ unknownMethodAction, processor.addr, securityContext (PKCS#12 key stores). routr
 
     securityContext: {certificate, privateKey, caCertificate}   # PEM paths, an alternative to keyStore
     accessControlList: {deny: [CIDR], allow: [CIDR]}           # banned sources; allow overrides deny
-    rateLimit: {enabled, requestsPerSecond, burst, banSeconds, trusted: [CIDR]}
+    rateLimit: {enabled, requestsPerSecond, burst, banSeconds, trusted: [CIDR],
+                trunksAndPeers: {requestsPerSecond, burst, networks: [CIDR]}}  # never banned (issue 14)
     limits: {maxMessageSize, maxConnections, maxConnectionsPerSource, idleTimeoutSeconds}
     health: {enabled, port, bindAddr}                           # /healthz, /readyz, /metrics (127.0.0.1:8080)
     workers: N                                                  # processes sharing the ports (SO_REUSEPORT)
@@ -114,14 +115,27 @@ class SourceFilter:
 
 
 @dataclass(frozen=True)
+class TrunkRateLimit:
+    """The limit of the sources of Trunks and Peers (derived from the Connect resources, see
+    `routr_ray/config/trunk_sources.py`, plus `networks`): requests over it are dropped, and the source is never
+    banned, so spoofed traffic from a trunk's address cannot get the trunk banned."""
+
+    requests_per_second: float = 1000.0
+    burst: int = 2000
+    networks: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True)
 class RateLimit:
-    """Per-source request rate limit (token bucket) with a ban; `trusted` sources are never limited."""
+    """Per-source request rate limit (token bucket) with a ban; `trusted` sources are never limited; trunk and
+    peer sources have their own limit and are never banned (`trunks_and_peers`)."""
 
     enabled: bool = True
     requests_per_second: float = 100.0
     burst: int = 200
     ban_seconds: float = 60.0
     trusted: tuple[IPNetwork, ...] = ()
+    trunks_and_peers: TrunkRateLimit = TrunkRateLimit()
 
 
 @dataclass(frozen=True)
@@ -270,12 +284,18 @@ def _source_filter(raw: dict[str, Any]) -> SourceFilter:
 
 def _rate_limit(raw: dict[str, Any]) -> RateLimit:
     default = RateLimit()
+    trunks: dict[str, Any] = raw.get("trunksAndPeers") or {}
     return RateLimit(
         enabled=raw.get("enabled", default.enabled),
         requests_per_second=float(raw.get("requestsPerSecond", default.requests_per_second)),
         burst=int(raw.get("burst", default.burst)),
         ban_seconds=float(raw.get("banSeconds", default.ban_seconds)),
         trusted=to_networks(raw.get("trusted")),
+        trunks_and_peers=TrunkRateLimit(
+            requests_per_second=float(trunks.get("requestsPerSecond", default.trunks_and_peers.requests_per_second)),
+            burst=int(trunks.get("burst", default.trunks_and_peers.burst)),
+            networks=to_networks(trunks.get("networks")),
+        ),
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 import re._parser as sre_parse  # stdlib regex parser: used to reject catastrophic-backtracking patterns
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,13 @@ MAX_LAMBDA_NESTING = 2
 MAX_REGEX_CHARS = 200
 MAX_REGEX_INPUT_CHARS = 256
 MAX_REGEX_COST = float(MAX_REGEX_INPUT_CHARS**2)
+# Run-time work of one evaluation (issue 14): a message of up to 64 KiB can carry ~13,000 header lines, so an
+# expression iterating a list inside an iteration (``extensions.some(a => extensions.some(b => ...))``) would run
+# 10^8 steps. Every list walk is charged before it starts: its length times the AST nodes of the arrow function's
+# body (or 1 per element for ``includes``), and every regex test is charged 1 + half its input length. Over the
+# budget, the evaluation stops with MatchFuncRuntimeError (the processor does not match). 100,000 steps take
+# about 20-50 ms on a 2-core box; an ordinary message (dozens of headers) spends a few hundred.
+MAX_EVAL_STEPS = 100_000
 
 Env = tuple[Any, ...]
 Compiled = Callable[[Env], Any]
@@ -52,7 +60,25 @@ class MatchFuncError(ValueError):
 
 
 class MatchFuncRuntimeError(Exception):
-    """What JavaScript would throw as a TypeError, e.g. reading a field of ``null``."""
+    """What JavaScript would throw as a TypeError, e.g. reading a field of ``null``; also an evaluation that
+    goes over its work budget (:data:`MAX_EVAL_STEPS`)."""
+
+
+class _Budget(threading.local):
+    """Steps left to the evaluation running on this thread (set by :meth:`MatchFunc.evaluate`)."""
+
+    left: int = MAX_EVAL_STEPS
+
+
+_budget = _Budget()
+
+
+def _spend(steps: int) -> None:
+    left = _budget.left - steps
+    if left < 0:
+        _budget.left = 0
+        raise MatchFuncRuntimeError(f"too much work for one message (over {MAX_EVAL_STEPS} steps)")
+    _budget.left = left
 
 
 class _Undefined:
@@ -1055,8 +1081,10 @@ class _Compiler:
         if param is not None:
             self.scope.append((param, _msg_ty(root)))
         self.root_param = param
+        self.nodes = 0  # nodes compiled so far: the cost of one evaluation of a subtree, for the run-time budget
 
     def compile(self, n: Node) -> tuple[Compiled, Ty]:
+        self.nodes += 1
         method = getattr(self, "c_" + type(n).__name__)
         return method(n)
 
@@ -1200,6 +1228,7 @@ class _Compiler:
             arg, _ = self.compile(n.args[0])
 
             def includes(o: Any, env: Env) -> Any:
+                _spend(len(o))
                 x = arg(env)
                 return any(js_strict_eq(v, x) for v in o)
 
@@ -1224,11 +1253,17 @@ class _Compiler:
                 s = arg(env)
                 if type(s) is not str:
                     s = js_to_string(s)
-                return len(s) <= MAX_REGEX_INPUT_CHARS and search(s) is not None
+                if len(s) > MAX_REGEX_INPUT_CHARS:
+                    return False
+                _spend(1 + (len(s) >> 1))
+                return search(s) is not None
         else:
             def test(env: Env) -> bool:
                 s = js_to_string(arg(env))
-                return len(s) <= MAX_REGEX_INPUT_CHARS and search(s) is not None
+                if len(s) > MAX_REGEX_INPUT_CHARS:
+                    return False
+                _spend(1 + (len(s) >> 1))
+                return search(s) is not None
         return test, BOOL
 
     def string_method(self, n: Call, obj: Compiled, method: str) -> Compiled:
@@ -1261,13 +1296,16 @@ class _Compiler:
             raise _Fail("arrow functions nested too deeply", lam.pos)
         assert oty.elem is not None
         self.scope.append((lam.param, oty.elem))
+        before = self.nodes
         try:
             body, _ = self.compile(lam.body)
         finally:
             self.scope.pop()
+        cost = self.nodes - before  # charged per element, before the walk (MAX_EVAL_STEPS)
 
         if method == "find":
             def run(o: Any, env: Env) -> Any:
+                _spend(len(o) * cost)
                 for v in o:
                     if js_truthy(body(env + (v,))):
                         return v
@@ -1275,14 +1313,17 @@ class _Compiler:
             ty = oty.elem
         elif method == "some":
             def run(o: Any, env: Env) -> Any:
+                _spend(len(o) * cost)
                 return any(js_truthy(body(env + (v,))) for v in o)
             ty = BOOL
         elif method == "every":
             def run(o: Any, env: Env) -> Any:
+                _spend(len(o) * cost)
                 return all(js_truthy(body(env + (v,))) for v in o)
             ty = BOOL
         else:
             def run(o: Any, env: Env) -> Any:
+                _spend(len(o) * cost)
                 return [v for v in o if js_truthy(body(env + (v,)))]
             ty = oty
         return self.guarded_env(obj, run, n.optional), ty
@@ -1431,6 +1472,7 @@ class MatchFunc:
 
     def evaluate(self, req: Any) -> Any:
         """The raw JS-like value the expression yields."""
+        _budget.left = MAX_EVAL_STEPS
         try:
             return self._fn((req,))
         except _Shorted:  # pragma: no cover - every optional chain is wrapped in a Chain node

@@ -271,6 +271,7 @@ class EdgePort:
         self.connections = ConnectionTable(
             max_connections=config.limits.max_connections,
             max_connections_per_source=config.limits.max_connections_per_source,
+            is_protected=self.rate.is_protected,  # trunks and peers: never evicted
         )
         self.listeners: dict[TransportName, Listener] = {}
         self.worker = opts.worker
@@ -420,6 +421,11 @@ class EdgePort:
 
     def is_alive(self) -> bool:
         return bool(self.listeners) and all(lst.is_listening for lst in self.listeners.values())
+
+    def protect_sources(self, networks: Iterable[Any]) -> None:
+        """The source networks of Trunks and Peers (``routr_ray/config/trunk_sources.py``): never banned by the
+        rate limiter (their own limit, ``rateLimit.trunksAndPeers``) and their connections never evicted."""
+        self.rate.protect(networks)
 
     def address(self, protocol: str) -> tuple[str, int]:
         """The bound (host, port) of a transport (the real port when 0 was configured)."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from routr_ray.config.edgeport import RateLimit, SourceFilter, UnknownMethodAction
-from routr_ray.util.netmatch import ip_of, longest_match
+from routr_ray.util.netmatch import IPNetwork, NetworkSet, ip_of, longest_match
 
 __all__ = [
     "MalformedLog",
@@ -98,6 +98,11 @@ class RateLimiter:
     networks are exempt. The table of sources is bounded (least recently seen evicted first) so a spoofed
     flood cannot grow memory without limit.
 
+    The sources of Trunks and Peers (:meth:`protect`: derived from the Connect resources, plus
+    ``trunksAndPeers.networks``) are never banned (issue 14 item 8): a forged flood from a trunk's address, or a
+    busy trunk, would otherwise get the trunk banned and its calls refused. They have their own bucket
+    (``trunksAndPeers``: 1000/s, burst 2000 by default); requests over it are dropped, nothing more.
+
     Only well-formed requests are counted: a malformed message alone never bans (it may carry a forged
     source, and answering 400 costs little).
     """
@@ -108,18 +113,29 @@ class RateLimiter:
         self.max_sources = max_sources
         self.trusted = tuple(config.trusted)
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
-        self._trusted_cache: dict[str, bool] = {}
+        self._protected_buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._trusted = NetworkSet(self.trusted)
+        self._protected = NetworkSet(config.trunks_and_peers.networks)
         self.bans = 0
+        self.protected_drops = 0  # requests of trunk/peer sources over their own limit (dropped, never banned)
+
+    def protect(self, networks: Iterable[IPNetwork]) -> None:
+        """The sources of Trunks and Peers now (replacing the previous set; the configured
+        ``trunksAndPeers.networks`` always stay). A ban running on one of them ends at once."""
+        self._protected = NetworkSet((*self.config.trunks_and_peers.networks, *networks))
+        for host in [h for h in self._buckets if h in self._protected]:
+            del self._buckets[host]
+
+    @property
+    def protected_networks(self) -> tuple[IPNetwork, ...]:
+        return self._protected.networks
 
     def is_trusted(self, host: str) -> bool:
-        cached = self._trusted_cache.get(host)
-        if cached is None:
-            ip = ip_of(host)
-            cached = ip is not None and longest_match(ip, self.trusted) >= 0
-            if len(self._trusted_cache) >= 65536:
-                self._trusted_cache.clear()
-            self._trusted_cache[host] = cached
-        return cached
+        return host in self._trusted
+
+    def is_protected(self, host: str) -> bool:
+        """A Trunk's or a Peer's source: never banned, never evicted."""
+        return host in self._protected
 
     def is_banned(self, host: str) -> bool:
         bucket = self._buckets.get(host)
@@ -130,6 +146,8 @@ class RateLimiter:
         config = self.config
         if not config.enabled or self.is_trusted(host):
             return True
+        if self.is_protected(host):
+            return self._allow_protected(host)
         now = self.clock()
         bucket = self._buckets.get(host)
         if bucket is None:
@@ -151,6 +169,24 @@ class RateLimiter:
             return True
         bucket.banned_until = now + config.ban_seconds
         self.bans += 1
+        return False
+
+    def _allow_protected(self, host: str) -> bool:
+        limit = self.config.trunks_and_peers
+        now = self.clock()
+        bucket = self._protected_buckets.get(host)
+        if bucket is None:
+            if len(self._protected_buckets) >= self.max_sources:
+                self._protected_buckets.popitem(last=False)
+            bucket = self._protected_buckets[host] = _Bucket(float(limit.burst), now)
+        else:
+            self._protected_buckets.move_to_end(host)
+        bucket.tokens = min(float(limit.burst), bucket.tokens + (now - bucket.updated) * limit.requests_per_second)
+        bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return True
+        self.protected_drops += 1
         return False
 
     @property

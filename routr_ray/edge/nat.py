@@ -4,6 +4,8 @@
   from the packet's source address.
 - RFC 3581 §4: when the top Via has a bare ``rport``, the server MUST fill it with the source port, and MUST
   add ``received`` even when the host matches.
+- What the client wrote in ``received``/``rport`` is never kept: both always name the packet's source, so a
+  response can never be steered to a third party (issue 14 item 5).
 - RFC 3261 §18.2.2 / RFC 3581 §4: responses on a reliable transport go back over the connection the request
   came on; over UDP to ``received`` (else the sent-by host) and ``rport`` (else the sent-by port, 5060).
 """
@@ -26,7 +28,14 @@ def default_port(transport: str) -> int:
 
 
 def apply_received_rport(request: Request, flow: Flow) -> Via | None:
-    """Add ``received`` and fill ``rport`` on the top Via of an inbound request; return the updated Via.
+    """Set ``received`` and ``rport`` on the top Via of an inbound request from the packet itself; return the
+    updated Via.
+
+    Nothing the client wrote there is believed (issue 14 item 5): ``received`` is always the packet's source
+    (RFC 3261 §18.2.1), set whenever the sent-by host differs from it, the client asked for ``rport`` or the
+    client wrote a ``received`` of its own (which would otherwise steer our UDP responses to an address of its
+    choosing: a reflection). ``rport``, when present, is always the packet's source port (RFC 3581 §4 says the
+    client sends it without a value; a value it wrote is replaced).
 
     Raises the core's ParseError when the Via is malformed; returns None when the request has no Via.
     """
@@ -35,13 +44,14 @@ def apply_received_rport(request: Request, flow: Flow) -> Via | None:
         return None
     params = via.params
     changed = False
+    source = flow.remote_host
     wants_rport = "rport" in params
-    if wants_rport and params.get("rport") is None:
+    if wants_rport and params.get("rport") != str(flow.remote_port):
         params["rport"] = str(flow.remote_port)
         changed = True
-    if normalize_host(via.host) != flow.remote_host or wants_rport:
-        if params.get("received") != flow.remote_host:
-            params["received"] = flow.remote_host
+    if wants_rport or "received" in params or normalize_host(via.host) != source:
+        if params.get("received") != source:
+            params["received"] = source
             changed = True
     if changed:
         request.replace_top_via(via)

@@ -5,6 +5,12 @@ through the store *before* memory is updated and before the call returns (write-
 failed write changes nothing and a restarted shard reloads exactly what callers were told.
 Time comes from an injected clock (seconds), so expiry is testable without sleeping.
 Rules follow Routr's location service (routr.md §7) minus its known bugs (§12).
+
+Loading (issue 14): the slice is read a page at a time (`LocationStore.pager`), each page retried with a
+backoff while the store is down (`Backoff`); :meth:`start_loading` runs the load in the background and the
+shard serves meanwhile: writes go through as usual (and win over the older copies the load brings later),
+a FindRoutes that finds a live route in memory is answered, one that finds none yet is UNAVAILABLE (the
+processor answers 503 + Retry-After, not a false 480), and RemoveRoutes is UNAVAILABLE until the slice is in.
 """
 
 from __future__ import annotations
@@ -12,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from routr_ray.location import balancing
-from routr_ray.location.affinity import AffinityKey, AffinityTable
+from routr_ray.location.affinity import DEFAULT_MAX_ENTRIES, AffinityKey, AffinityTable
 from routr_ray.location.aor import normalize_aor
-from routr_ray.location.errors import LocationError, LocationErrorCode, invalid_argument
+from routr_ray.location.errors import LocationError, LocationErrorCode, invalid_argument, unavailable
 from routr_ray.location.hashing import shard_for_normalized_aor
 from routr_ray.location.routes import (
     Route,
@@ -29,7 +37,13 @@ from routr_ray.location.routes import (
     labels_match,
     route_id,
 )
-from routr_ray.location.stores.base import AffinityEntry, AffinityKind, LocationStore, StoredBinding
+from routr_ray.location.stores.base import (
+    AffinityEntry,
+    AffinityKind,
+    LocationStore,
+    SliceSnapshot,
+    StoredBinding,
+)
 from routr_ray.location.stores.memory import MemoryStore
 from routr_ray.proto.gen import location_pb2
 
@@ -37,10 +51,24 @@ log = logging.getLogger(__name__)
 
 Backend = location_pb2.FindRoutesRequest.Backend
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 DEFAULT_AFFINITY_TTL_S = 3600.0
 DEFAULT_SWEEP_INTERVAL_S = 30.0
 _LOCK_STRIPES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Retries of a store call that failed with UNAVAILABLE: waits of ``initial`` seconds, doubled each time up to
+    ``maximum`` (with ±20% jitter), for ``attempts`` calls in all (None: until it succeeds)."""
+
+    initial: float = 0.2
+    maximum: float = 5.0
+    attempts: int | None = None
+
+
+NO_RETRY = Backoff(attempts=1)
 
 
 @dataclass(slots=True)
@@ -66,6 +94,7 @@ class LocationService:
         sweep_interval: float = DEFAULT_SWEEP_INTERVAL_S,
         shard_index: int | None = None,
         shard_count: int | None = None,
+        max_affinities: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
         if affinity_ttl <= 0:
             raise ValueError("affinity_ttl must be > 0 seconds")
@@ -81,63 +110,151 @@ class LocationService:
         self._shard_count = shard_count
         self._bindings: dict[str, dict[str, _Binding]] = {}  # aor -> route id -> binding (oldest first)
         self._counters: dict[str, int] = {}
-        self._affinity = AffinityTable()
+        self._affinity = AffinityTable(max_affinities)
         self._locks = [asyncio.Lock() for _ in range(_LOCK_STRIPES)]
         self._last_sweep = clock()
         self._sweep_task: asyncio.Task[int] | None = None
+        # while a load runs: the bindings written or deleted since it began (newer than any stored copy)
+        self._loading = False
+        self._touched: set[tuple[str, str]] = set()
+        self._load_task: asyncio.Task[int] | None = None
 
     # ---- public API ---------------------------------------------------------------------------
 
-    async def load(self, *, rebalance: bool | None = None) -> int:
-        """Replace the in-memory state with the store's slice; returns the live bindings loaded.
+    @property
+    def loading(self) -> bool:
+        """True while a load is running (see the module docstring for what is served meanwhile)."""
+        return self._loading
+
+    def start_loading(self, *, rebalance: bool | None = None, retry: Backoff = Backoff()) -> asyncio.Task[int]:
+        """:meth:`load` in a background task, each page retried with ``retry`` (by default until the store
+        answers); the shard serves meanwhile. Returns the task (its result: the bindings loaded)."""
+        self._begin_load()  # at once: calls made before the task first runs already see a loading shard
+        self._load_task = asyncio.get_running_loop().create_task(self._load(rebalance, retry))
+        self._load_task.add_done_callback(_log_load_failure)
+        return self._load_task
+
+    async def loaded(self) -> int:
+        """Wait for the background load; its count of bindings loaded."""
+        if self._load_task is None:
+            return 0
+        return await asyncio.shield(self._load_task)
+
+    async def load(self, *, rebalance: bool | None = None, retry: Backoff = NO_RETRY) -> int:
+        """Replace the in-memory state with the store's slice, a page at a time; returns the live bindings loaded.
+
+        Each page is retried with ``retry`` (by default not at all: a failure raises LocationError(UNAVAILABLE)).
+        Writes made while the load runs win over the stored copies it brings later.
 
         With `rebalance` every shard's keys are read and the bindings this shard now owns are
         moved under its own shard id. None (the default) rebalances when this shard's recorded
         shard count differs from `shard_count` (first start, or N changed); a durable store
         records the count after the load.
         """
-        if not self.store.durable:
-            log.warning("location shard %s uses the memory provider: its bindings are lost when the "
-                        "process restarts", self.store.shard_id)
-        if rebalance is None:
-            rebalance = (
-                self.store.durable
-                and self._shard_count is not None
-                and await self.store.get_shard_count() != self._shard_count
-            )
-        snapshot = await self.store.load_slice(all_shards=rebalance)
-        now_ms = self._now_ms()
+        self._begin_load()
+        return await self._load(rebalance, retry)
+
+    def _begin_load(self) -> None:
         self._bindings.clear()
         self._counters.clear()
         self._affinity.clear()
-        # Newest registration wins when two stored copies share an identity (keys written under an older
-        # identity rule, or a rebalance meeting a copy this shard already had); the losers are deleted.
-        winners: dict[tuple[str, str], StoredBinding] = {}
-        for stored in sorted(snapshot.bindings, key=lambda b: b.route.registered_on):
-            if expires_at_ms(stored.route) <= now_ms or not self._owns(stored.aor):
-                continue
-            loser = winners.pop((stored.aor, stored.route_id), None)
-            if loser is not None and loser.source_key != stored.source_key:
-                await self.store.discard_copy(loser)
-            winners[(stored.aor, stored.route_id)] = stored
-        for stored in winners.values():
-            expiry = expires_at_ms(stored.route)
-            if stored.shard_id != self.store.shard_id or stored.needs_rewrite:
-                await self.store.adopt_binding(stored, expiry - now_ms)
-            self._bindings.setdefault(stored.aor, {})[stored.route_id] = _Binding(stored.route, expiry, stored.route_id)
-        loaded = len(winners)
-        self._counters.update((aor, n) for aor, n in snapshot.counters.items() if self._owns(aor))
-        now = now_ms / 1000
-        for entry in snapshot.affinities:
-            if entry.expires_at > now and self._owns(entry.aor):
-                self._affinity.put(entry)
-        self._last_sweep = now
-        if self._shard_count is not None and self.store.durable:
-            await self.store.put_shard_count(self._shard_count)
+        self._touched.clear()
+        self._loading = True
+
+    async def _load(self, rebalance: bool | None, retry: Backoff) -> int:
+        if not self.store.durable:
+            log.warning("location shard %s uses the memory provider: its bindings are lost when the "
+                        "process restarts", self.store.shard_id)
+        started = time.monotonic()
+        loaded = 0
+        try:
+            if rebalance is None:
+                rebalance = (
+                    self.store.durable
+                    and self._shard_count is not None
+                    and await self._retrying(self.store.get_shard_count, retry, "read its shard count")
+                    != self._shard_count
+                )
+            pager = self.store.pager(all_shards=rebalance)
+            pages = 0
+            while (page := await self._retrying(pager.next_page, retry, "load its slice")) is not None:
+                loaded += await self._merge(page)
+                pages += 1
+                if pages % 100 == 0:
+                    await asyncio.sleep(0)  # a page may have needed no I/O: let calls in between
+            if self._shard_count is not None and self.store.durable:
+                count = self._shard_count
+                await self._retrying(lambda: self.store.put_shard_count(count), retry, "record its shard count")
+        finally:
+            self._loading = False
+            self._touched.clear()
+        self._last_sweep = self._clock()
         if rebalance:
             log.info("location shard %s rebalanced for %s shards: %d bindings", self.store.shard_id,
                      self._shard_count, loaded)
+        log.info("location shard %s loaded %d bindings in %.1fs", self.store.shard_id, loaded,
+                 time.monotonic() - started)
         return loaded
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]], retry: Backoff, what: str) -> T:
+        delay = retry.initial
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = await call()
+            except LocationError as exc:
+                if exc.code is not LocationErrorCode.UNAVAILABLE or (
+                    retry.attempts is not None and attempt >= retry.attempts
+                ):
+                    raise
+                if attempt == 1:
+                    log.warning("location shard %s cannot %s (%s); retrying with backoff, serving what it has",
+                                self.store.shard_id, what, exc.message)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, retry.maximum)
+                continue
+            if attempt > 1:
+                log.info("location shard %s: store back after %d attempts", self.store.shard_id, attempt)
+            return result
+
+    async def _merge(self, page: SliceSnapshot) -> int:
+        """Take one page of the stored slice: what a live write changed since the load began stays as written,
+        and of two stored copies of one binding the most recent registration wins (the loser's key is deleted
+        when it is not the binding's current key)."""
+        now_ms = self._now_ms()
+        loaded = 0
+        for stored in page.bindings:
+            loaded += await self._merge_binding(stored, now_ms)
+        for aor, n in page.counters.items():
+            if self._owns(aor):
+                self._counters[aor] = max(n, self._counters.get(aor, 0))
+        now = now_ms / 1000
+        for entry in page.affinities:
+            if entry.expires_at > now and self._owns(entry.aor) and (
+                self._affinity.peek(entry.aor, entry.kind, entry.value) is None
+            ):
+                self._affinity.put(entry)
+        return loaded
+
+    async def _merge_binding(self, stored: StoredBinding, now_ms: int) -> int:
+        aor, rid = stored.aor, stored.route_id
+        expiry = expires_at_ms(stored.route)
+        if expiry <= now_ms or not self._owns(aor):
+            return 0
+        current_key = stored.shard_id == self.store.shard_id and not stored.needs_rewrite
+        async with self._lock(aor):
+            existing = self._bindings.get(aor, {}).get(rid)
+            if (aor, rid) in self._touched or (
+                existing is not None and existing.route.registered_on >= stored.route.registered_on
+            ):
+                if not current_key and stored.source_key:
+                    await self.store.discard_copy(stored)
+                return 0
+            if not current_key:
+                await self.store.adopt_binding(stored, expiry - now_ms)
+            self._bindings.setdefault(aor, {})[rid] = _Binding(stored.route, expiry, rid)
+        return 0 if existing is not None else 1
 
     async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
         """Create, refresh or (expires 0) remove the binding of `route` under `aor`.
@@ -159,8 +276,10 @@ class LocationService:
         self._maybe_start_sweep(now_ms)
         async with self._lock(aor):
             current = self._bindings.get(aor, {})
+            if self._loading:
+                self._touched.add((aor, rid))  # newer than any copy the running load may still bring
             if stored.expires == 0 or expiry <= now_ms:  # RFC 3261 §10.3 step 6: expires 0 removes
-                if rid in current:
+                if rid in current or self._loading:  # loading: a stored copy not read yet must go too
                     await self.store.delete_binding(aor, rid)
                     self._forget(aor, [rid])
                 return
@@ -199,13 +318,13 @@ class LocationService:
         if backend is None:
             live = self._live(aor, now_ms, wanted)[::-1]  # dict order is registration order
             live.sort(key=lambda b: b.route.registered_on, reverse=True)  # stable: ties stay newest first
-            return [copy_route(b.route) for b in live]
+            return [copy_route(b.route) for b in live] if live else self._none_found(aor)
         if backend.with_session_affinity and (call_id or session_affinity_ref):
             async with self._lock(aor):
                 return await self._find_with_affinity(aor, call_id, session_affinity_ref, backend, wanted)
         live = self._live(aor, now_ms, wanted)
         if not live:
-            return []
+            return self._none_found(aor)
         choice = await self._next(aor, backend.algorithm, live)
         return [copy_route(choice)]
 
@@ -213,6 +332,8 @@ class LocationService:
         """Remove every binding of `aor` (and its counter and affinity entries), or only those whose
         `contact_uri` is listed. Returns how many bindings were removed."""
         aor = self._checked_aor(aor)
+        if self._loading:  # bindings not read yet would survive (and come back): wait for the slice
+            raise unavailable(f"location shard {self.store.shard_id} is loading its bindings; try again")
         only = {canonical_contact(uri) for uri in contact_uris}
         async with self._lock(aor):
             current = self._bindings.get(aor, {})
@@ -275,12 +396,12 @@ class LocationService:
         return removed
 
     async def close(self) -> None:
-        """Stop a running sweep and close the store's connections."""
-        task = self._sweep_task
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop a running sweep or load and close the store's connections."""
+        for task in (self._sweep_task, self._load_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, LocationError):
+                    await task
         await self.store.close()
 
     # ---- protobuf request helpers (for the shard actor and the gRPC servicer) ------------------
@@ -340,6 +461,13 @@ class LocationService:
             )
         return canonical
 
+    def _none_found(self, aor: str) -> list[Route]:
+        """No live route in memory: [] once the slice is loaded; UNAVAILABLE while it loads (the route may be in a
+        page not read yet: the caller answers 503 + Retry-After rather than "not registered")."""
+        if self._loading:
+            raise unavailable(f"location shard {self.store.shard_id} is loading its bindings; {aor} not read yet")
+        return []
+
     def _live(self, aor: str, now_ms: int, wanted: Mapping[str, str]) -> list[_Binding]:
         return [
             b
@@ -378,7 +506,7 @@ class LocationService:
         now = now_ms / 1000
         live = self._live(aor, now_ms, wanted)
         if not live:
-            return []
+            return self._none_found(aor)
         by_id = {b.route_id: b for b in live}
         keys: list[AffinityKey] = []
         if call_id:
@@ -421,6 +549,11 @@ class LocationService:
         self._last_sweep = now_ms / 1000
         self._sweep_task = asyncio.get_running_loop().create_task(self.sweep())
         self._sweep_task.add_done_callback(_log_sweep_failure)
+
+
+def _log_load_failure(task: asyncio.Task[int]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("location load failed", exc_info=task.exception())
 
 
 def _log_sweep_failure(task: asyncio.Task[int]) -> None:

@@ -29,3 +29,31 @@ def longest_match(ip: IPAddress, networks: Iterable[IPNetwork]) -> int:
         if net.version == ip.version and ip in net and net.prefixlen > best:
             best = net.prefixlen
     return best
+
+
+class NetworkSet:
+    """"Is this host in one of these networks?", answered from a per-host memo (asked for every message; the
+    memo is cleared when it reaches ``max_cached`` hosts, so a spoofed flood costs only the lookups it causes)."""
+
+    def __init__(self, networks: Iterable[IPNetwork] = (), *, max_cached: int = 65536) -> None:
+        self.networks = tuple(networks)
+        self.max_cached = max_cached
+        self._cache: dict[str, bool] = {}
+
+    def __contains__(self, host: object) -> bool:
+        if not isinstance(host, str) or not self.networks:
+            return False
+        found = self._cache.get(host)
+        if found is None:
+            ip = ip_of(host)
+            found = ip is not None and longest_match(ip, self.networks) >= 0
+            if len(self._cache) >= self.max_cached:
+                self._cache.clear()
+            self._cache[host] = found
+        return found
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def __len__(self) -> int:
+        return len(self.networks)

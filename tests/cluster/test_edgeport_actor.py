@@ -98,3 +98,39 @@ def test_a_redeploy_keeps_an_unchanged_edgeport_and_replaces_one_with_a_new_toke
         assert options_ping(port) is not None  # and the new actor has the port
     finally:
         ray.kill(ray.get_actor(name, namespace="routr"), no_restart=True)
+
+
+def test_trunk_and_peer_sources_follow_the_resource_board(ray_session: None) -> None:
+    """Issue 14 item 8: the EdgePort starts with the Trunk/Peer source networks given at deploy, then follows the
+    Connect resource board (only the networks reach it) when the resources reload."""
+    from routr_ray.actors.connect import BOARD_NAME, ResourceBoard
+    from routr_ray.config import Resources
+    from routr_ray.config.resources import AccessControlList, Trunk, TrunkInbound
+    from routr_ray.config.values import to_networks
+
+    def with_trunk_at(cidr: str) -> Resources:
+        return Resources(access_control_lists=(AccessControlList("acl", "acl", allow=to_networks([cidr])),),
+                         trunks=(Trunk("trunk", "trunk", inbound=TrunkInbound("trunk.sip.local", "acl")),))
+
+    port = udp_port()
+    config = EdgePortConfig(ref=f"trunks-{uuid.uuid4().hex[:6]}", bind_addr="127.0.0.1",
+                            transports=(Transport(TransportProtocol.UDP, port, "127.0.0.1"),),
+                            health=HealthConfig(enabled=False))
+    board = ResourceBoard.options(name=BOARD_NAME, namespace="routr").remote(with_trunk_at("203.0.113.0/28"))
+    handle, _ = deploy_edgeport(config, trunk_sources=tuple(to_networks(["198.51.100.7"])))
+
+    def protected_soon(expected: list[str], within: float = 15.0) -> list[str]:
+        deadline = time.monotonic() + within
+        while True:
+            found = ray.get(handle.protected_sources.remote(), timeout=10)
+            if found == expected or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
+
+    try:
+        assert protected_soon(["203.0.113.0/28"]) == ["203.0.113.0/28"]  # the board's newest set replaces the deploy's
+        ray.get(board.publish.remote(with_trunk_at("192.0.2.99/32")), timeout=10)  # a reload
+        assert protected_soon(["192.0.2.99/32"], within=5.0) == ["192.0.2.99/32"]
+    finally:
+        ray.kill(handle, no_restart=True)
+        ray.kill(board, no_restart=True)

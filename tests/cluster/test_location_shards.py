@@ -230,3 +230,64 @@ def test_shards_export_bindings_and_operation_metrics(location: int) -> None:
     assert bindings == stats["bindings"] > 0
     finds = values[("routr_location_operations_total", (("operation", "find"), ("result", "OK"), ("shard", "2")))]
     assert finds > 0
+
+
+def test_a_shard_restarted_while_redis_is_down_serves_again_when_redis_is_back(
+    location: int, redis_server: RedisServer
+) -> None:
+    """Issue 14: a shard that restarts while Redis is down used to fail its constructor (one 2 s load, no retry):
+    a dead actor for good. Now its constructor returns at once, calls get UNAVAILABLE quickly (503 + retry for
+    the processor), and its slice loads when Redis is back."""
+    index = 3
+    owned = [i for i in range(N_AORS) if shard_for_aor(f"sip:user{i:04d}@sip.local", SHARDS) == index]
+
+    async def scenario() -> tuple[list[float], int]:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{location}") as channel:
+            stub = location_pb2_grpc.LocationStub(channel)
+            await _register_all(stub)
+            client = redis_server.client()
+            try:
+                client.shutdown(save=True)  # the data survives in dump.rdb; connections are refused meanwhile
+            except Exception:  # noqa: BLE001 - the connection drops as the server exits
+                pass
+            finally:
+                client.close()
+            redis_server.stop()
+            ray.kill(ray.get_actor(SHARD_NAME.format(index=index), namespace="routr"), no_restart=False)
+            down_at = time.monotonic()
+            while True:  # ray.kill returns at once: wait until the restarted shard answers (it is loading)
+                try:
+                    shard = ray.get_actor(SHARD_NAME.format(index=index), namespace="routr")
+                    if (await shard.stats.remote())["loading"]:
+                        break
+                except ray.exceptions.RayError:
+                    pass
+                assert time.monotonic() - down_at < 30, "the shard actor did not come back while Redis is down"
+                await asyncio.sleep(0.2)
+            waits: list[float] = []
+            while time.monotonic() - down_at < 10.0:  # Redis down for 10 s: answers come, and quickly
+                started = time.monotonic()
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await stub.FindRoutes(location_pb2.FindRoutesRequest(aor=f"sip:user{owned[0]:04d}@sip.local"),
+                                          timeout=10)
+                assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value
+                waits.append(time.monotonic() - started)
+                await asyncio.sleep(0.5)
+            redis_server.start()  # same port and directory: the data is back
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    found = sum([[r.host for r in (await stub.FindRoutes(location_pb2.FindRoutesRequest(
+                        aor=f"sip:user{i:04d}@sip.local"))).routes] == [_route(i).host] for i in owned])
+                    if found == len(owned):
+                        return waits, found
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                assert time.monotonic() < deadline, "the shard did not serve again after Redis came back"
+                await asyncio.sleep(0.5)
+
+    waits, found = asyncio.run(scenario())
+    assert found == len(owned) > 100
+    stats = ray.get(ray.get_actor(SHARD_NAME.format(index=index), namespace="routr").stats.remote(), timeout=10)
+    assert stats["loading"] is False
+    assert len(waits) >= 10 and max(waits[1:]) < 2.5, waits  # the first call may wait for the actor to start

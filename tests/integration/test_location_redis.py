@@ -267,3 +267,23 @@ async def test_reload_keeps_the_newest_of_duplicate_old_keys(redis_server: Redis
     assert stored.route.host == "10.0.0.6"
     await service.close()
     client.close()
+
+
+async def test_an_unreadable_value_is_skipped_and_the_rest_of_the_slice_loads(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    store = RedisStore(redis_server.settings, "0", prefix=prefix)
+    service = LocationService(store, sweep_interval=0)
+    await service.add_route("sip:good@sip.local", location_pb2.Route(host="10.0.0.1", expires=60))
+    client = redis_server.client()
+    bad = f"{prefix}:{{0}}:bind:sip:bad@sip.local|x"
+    client.set(bad, b"\xff\xff not a protobuf", px=60_000)
+    client.sadd(f"{prefix}:{{0}}:bind-index", bad)
+    client.set(f"{prefix}:{{0}}:aff:x", b"{not json", px=60_000)
+    client.sadd(f"{prefix}:{{0}}:aff-index", f"{prefix}:{{0}}:aff:x")
+    fresh = LocationService(RedisStore(redis_server.settings, "0", prefix=prefix), sweep_interval=0)
+    assert await fresh.load() == 1
+    assert [r.host for r in await fresh.find_routes("sip:good@sip.local")] == ["10.0.0.1"]
+    for s in (service, fresh):
+        await s.close()
+    client.close()

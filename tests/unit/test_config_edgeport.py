@@ -125,6 +125,24 @@ def test_guards_and_pem_paths(tmp_path: Path) -> None:
     assert (config.health.port, config.health.enabled) == (8081, False)
 
 
+def test_trunks_and_peers_rate_limit(tmp_path: Path) -> None:
+    default = load_edgeport(edgeport_file(tmp_path, "transport: [{ protocol: udp }]\n"))
+    assert (default.rate_limit.trunks_and_peers.requests_per_second,
+            default.rate_limit.trunks_and_peers.burst) == (1000.0, 2000)
+    path = edgeport_file(
+        tmp_path,
+        """
+        transport: [{ protocol: udp }]
+        rateLimit: { trunksAndPeers: { requestsPerSecond: 50, burst: 80, networks: [203.0.113.0/24] } }
+        """,
+    )
+    limit = load_edgeport(path).rate_limit.trunks_and_peers
+    assert (limit.requests_per_second, limit.burst) == (50.0, 80)
+    assert limit.networks == (ipaddress.ip_network("203.0.113.0/24"),)
+    bad = edgeport_file(tmp_path, "transport: [{ protocol: udp }]\nrateLimit: { trunksAndPeers: { burst: 0 } }\n")
+    assert errors_of(bad)
+
+
 def test_tls_without_any_security_context_is_valid(tmp_path: Path) -> None:
     # The edge generates a development certificate; validation never opens files.
     assert errors_of(edgeport_file(tmp_path, "transport: [{ protocol: wss }]\n")) == set()

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from routr_ray.config.edgeport import RateLimit, SourceFilter, UnknownMethodAction
+from routr_ray.config.edgeport import RateLimit, SourceFilter, TrunkRateLimit, UnknownMethodAction
 from routr_ray.config.values import to_networks
 from routr_ray.edge.guards import MalformedLog, MethodDecision, MethodFilter, RateLimiter, SourceGuard, ip_of
 
@@ -112,3 +112,35 @@ def test_ip_of() -> None:
     assert str(ip_of("[::1]")) == "::1"
     assert str(ip_of("::ffff:192.0.2.1")) == "192.0.2.1"
     assert ip_of("example.com") is None
+
+
+# ---- trunk and peer sources (issue 14 item 8) ---------------------------------------------------------------
+
+
+def test_trunk_and_peer_sources_are_never_banned_and_have_their_own_limit() -> None:
+    clock = Clock()
+    config = RateLimit(requests_per_second=100, burst=200, ban_seconds=60,
+                       trunks_and_peers=TrunkRateLimit(requests_per_second=1000, burst=500))
+    limiter = RateLimiter(config, clock=clock)
+    limiter.protect(to_networks(["203.0.113.5/32"]))
+    assert all(limiter.allow("203.0.113.5") for _ in range(500))  # 500 at once: > 200, under its own 500
+    assert not limiter.allow("203.0.113.5")  # over its own limit: dropped ...
+    assert not limiter.is_banned("203.0.113.5") and limiter.bans == 0 and limiter.protected_drops == 1
+    clock.now += 0.0105
+    assert sum(limiter.allow("203.0.113.5") for _ in range(20)) == 10  # ... and refilled at 1000/s, no ban
+    assert limiter.is_protected("203.0.113.5") and not limiter.is_protected("203.0.113.6")
+    assert not all(limiter.allow("203.0.113.6") for _ in range(201))  # anyone else: banned as before
+    assert limiter.is_banned("203.0.113.6")
+
+
+def test_protecting_a_source_ends_its_ban_and_configured_networks_always_stay() -> None:
+    clock = Clock()
+    config = RateLimit(requests_per_second=1, burst=1, ban_seconds=60,
+                       trunks_and_peers=TrunkRateLimit(networks=to_networks(["198.51.100.0/24"])))
+    limiter = RateLimiter(config, clock=clock)
+    assert limiter.allow("192.0.2.9") and not limiter.allow("192.0.2.9") and limiter.is_banned("192.0.2.9")
+    limiter.protect(to_networks(["192.0.2.9"]))  # the resources now name it (a reload)
+    assert not limiter.is_banned("192.0.2.9") and limiter.allow("192.0.2.9")
+    limiter.protect(())  # a reload that drops every trunk: the configured networks stay protected
+    assert limiter.is_protected("198.51.100.7") and not limiter.is_protected("192.0.2.9")
+    assert limiter.protected_networks == tuple(to_networks(["198.51.100.0/24"]))

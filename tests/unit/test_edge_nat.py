@@ -91,3 +91,19 @@ def test_wildcard_listeners_answer_to_loopback_names() -> None:
 
 def test_is_ip_literal() -> None:
     assert is_ip_literal("127.0.0.1") and is_ip_literal("[::1]") and not is_ip_literal("localhost")
+
+
+def test_a_received_written_by_the_client_is_replaced_by_the_source() -> None:
+    # sent-by matches the source and no rport: the client's own received= must not survive (a reflection)
+    request = req("SIP/2.0/UDP 203.0.113.7:40000;received=198.51.100.99;branch=z9hG4bK1")
+    via = apply_received_rport(request, FLOW)
+    assert via is not None and via.params["received"] == "203.0.113.7"
+    assert response_address(via) == ("203.0.113.7", 40000)
+    assert "198.51.100.99" not in bytes(request).decode()
+
+
+def test_an_rport_value_written_by_the_client_is_replaced_by_the_source_port() -> None:
+    request = req("SIP/2.0/UDP 203.0.113.7:40000;rport=9999;received=198.51.100.99;branch=z9hG4bK1")
+    via = apply_received_rport(request, FLOW)
+    assert via is not None and (via.params["received"], via.params["rport"]) == ("203.0.113.7", "40000")
+    assert response_address(via) == ("203.0.113.7", 40000)

@@ -9,6 +9,7 @@ import pytest
 from test_dispatch_support import message_request, sip_request, sip_response
 
 from routr_ray.dispatch.matchfunc import (
+    MAX_EVAL_STEPS,
     MAX_NODES,
     MAX_REGEX_INPUT_CHARS,
     MAX_SOURCE_CHARS,
@@ -354,3 +355,55 @@ def test_typical_match_func_costs_microseconds(invite) -> None:  # type: ignore[
         f(invite)
     per_call = (time.perf_counter() - start) / n
     assert per_call < 50e-6, f"{per_call * 1e6:.1f} µs per evaluation"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Run-time budget (issue 14): nested list walks over a message with 10,000 header lines
+
+
+@pytest.fixture(scope="module")
+def ten_thousand_headers():  # type: ignore[no-untyped-def]
+    extra = "".join(f"X{i % 10}:{i % 7}\r\n" for i in range(10_000))  # ~60 KB: fits the 64 KiB message cap
+    req = message_request(sip_request("INVITE", "1001", extra=extra))
+    assert len(req.message.extensions) > 10_000
+    return req
+
+
+NESTED = "req => req.message.extensions.some(a => req.message.extensions.some(b => a.value === b.name))"
+
+
+def test_a_nested_walk_over_10k_headers_stops_at_the_budget_quickly(ten_thousand_headers) -> None:  # type: ignore[no-untyped-def]
+    fn = compile_match_func(NESTED, "p1")  # accepted at load: two levels of arrow functions are allowed
+    started = time.perf_counter()
+    with pytest.raises(MatchFuncRuntimeError, match="too much work"):
+        fn.matches(ten_thousand_headers)
+    assert time.perf_counter() - started < 0.5  # unbounded: 10^8 comparisons, minutes
+
+
+def test_the_budget_is_per_evaluation(ten_thousand_headers, invite) -> None:  # type: ignore[no-untyped-def]
+    fn = compile_match_func(NESTED, "p1")
+    with pytest.raises(MatchFuncRuntimeError):
+        fn.matches(ten_thousand_headers)
+    assert fn.matches(invite) is False  # a small message right after gets its full budget again
+    single = compile_match_func("req => req.message.extensions.some(e => e.name === 'X3' && e.value === '5')", "p2")
+    assert single.matches(ten_thousand_headers) is True  # one walk over 10k headers fits the budget
+
+
+@pytest.mark.parametrize("source", [
+    # the costliest shapes the budget allows: a ~190-node body, the slowest accepted regex over long values
+    "req => req.message.extensions.some(e => " + " || ".join(f"e.name === 'n{i}'" for i in range(38)) + ")",
+    "req => req.message.extensions.some(e => req.message.extensions.some(f => /^a*a*c$/.test(e.value)))",
+    "req => req.message.extensions.filter(e => req.message.extensions.includes(e)).length > 0",
+])
+def test_the_worst_evaluation_within_the_budget_takes_milliseconds(source: str) -> None:
+    long_values = "".join(f"X{i % 10}:{'a' * 250}\r\n" for i in range(240))
+    short_values = "".join(f"X{i % 10}:{i % 7}\r\n" for i in range(450))
+    fn = compile_match_func(source, "p1")
+    for extra in (long_values, short_values):
+        req = message_request(sip_request("INVITE", "1001", extra=extra))
+        started = time.perf_counter()
+        try:
+            fn.matches(req)
+        except MatchFuncRuntimeError:
+            pass
+        assert time.perf_counter() - started < 0.25, (source, MAX_EVAL_STEPS)

@@ -96,7 +96,7 @@ class _StreamProtocol(asyncio.Protocol):
         listener = self.listener
         remote = sockaddr_to_address(transport.get_extra_info("peername"))
         if not self.outbound:
-            refusal = listener.connections.admission_refusal(remote[0])
+            refusal = listener.connections.admit(remote[0])
             if refusal is not None:
                 if refusal == "total":
                     listener.counters.connections_over_total_cap += 1

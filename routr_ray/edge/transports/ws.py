@@ -172,7 +172,7 @@ class WsListener(Listener):
 
     def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
         host, _ = sockaddr_to_address(ws.remote_address)
-        refusal = self.connections.admission_refusal(host)
+        refusal = self.connections.admit(host)
         if refusal is None:
             return None
         if refusal == "total":

@@ -6,6 +6,7 @@ from routr_ray.location.stores.base import (
     AffinityEntry,
     AffinityKind,
     LocationStore,
+    SlicePager,
     SliceSnapshot,
     StoredBinding,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "AffinityKind",
     "LocationStore",
     "MemoryStore",
+    "SlicePager",
     "SliceSnapshot",
     "StoredBinding",
     "create_store",

@@ -1,7 +1,7 @@
 """The persistence interface every Location store implements.
 
 The LocationService keeps the working set of its shard in memory and writes every change through
-one of these stores before the call returns; `load_slice` gives the state back after a restart.
+one of these stores before the call returns; `pager()` (or `load_slice`) gives the state back after a restart.
 A store never decides anything (expiry, ownership, balancing): it only keeps what it is told.
 Failures to reach the backend raise LocationError(UNAVAILABLE); nothing falls back to memory.
 """
@@ -14,6 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from routr_ray.location.routes import Route
+
+# Affinity entries one shard keeps (in its table, and in the memory store): see location/affinity.py
+DEFAULT_MAX_AFFINITIES = 100_000
 
 
 class AffinityKind(enum.Enum):
@@ -49,6 +52,32 @@ class SliceSnapshot:
     affinities: list[AffinityEntry] = field(default_factory=list)
 
 
+class SlicePager(abc.ABC):
+    """One load of a shard's slice, a page at a time (issue 14: a slice of a million bindings is not read in one
+    call under one timeout). :meth:`next_page` returns the next part, None when the slice is done. When it raises
+    ``LocationError(UNAVAILABLE)`` nothing was consumed: calling it again resumes where the load stopped (so the
+    caller may retry with a backoff for as long as the store is down)."""
+
+    @abc.abstractmethod
+    async def next_page(self) -> SliceSnapshot | None: ...
+
+
+class _WholeSlice(SlicePager):
+    """The default pager: ``load_slice`` as one page."""
+
+    def __init__(self, store: LocationStore, all_shards: bool) -> None:
+        self.store = store
+        self.all_shards = all_shards
+        self.done = False
+
+    async def next_page(self) -> SliceSnapshot | None:
+        if self.done:
+            return None
+        snapshot = await self.store.load_slice(all_shards=self.all_shards)
+        self.done = True
+        return snapshot
+
+
 class LocationStore(abc.ABC):
     """Write-through persistence for one shard's slice of the location table."""
 
@@ -58,6 +87,10 @@ class LocationStore(abc.ABC):
     @abc.abstractmethod
     async def load_slice(self, *, all_shards: bool = False) -> SliceSnapshot:
         """Everything stored for this shard (or for every shard when `all_shards`, to rebalance)."""
+
+    def pager(self, *, all_shards: bool = False) -> SlicePager:
+        """The slice a page at a time (see :class:`SlicePager`); the default is one page of ``load_slice``."""
+        return _WholeSlice(self, all_shards)
 
     @abc.abstractmethod
     async def put_binding(self, aor: str, route_id: str, route: Route, ttl_ms: int) -> None:

@@ -6,10 +6,12 @@ restart: with the memory provider a restarted shard starts empty.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 from routr_ray.location.routes import Route
 from routr_ray.location.stores.base import (
+    DEFAULT_MAX_AFFINITIES,
     AffinityEntry,
     AffinityKind,
     LocationStore,
@@ -21,11 +23,12 @@ from routr_ray.location.stores.base import (
 class MemoryStore(LocationStore):
     durable = False
 
-    def __init__(self, shard_id: str = "0") -> None:
+    def __init__(self, shard_id: str = "0", *, max_affinities: int = DEFAULT_MAX_AFFINITIES) -> None:
         self.shard_id = str(shard_id)
+        self.max_affinities = max_affinities  # bounded like the service's table (oldest written first out)
         self._bindings: dict[tuple[str, str], Route] = {}
         self._counters: dict[str, int] = {}
-        self._affinities: dict[tuple[str, AffinityKind, str], AffinityEntry] = {}
+        self._affinities: OrderedDict[tuple[str, AffinityKind, str], AffinityEntry] = OrderedDict()
 
     async def load_slice(self, *, all_shards: bool = False) -> SliceSnapshot:
         return SliceSnapshot(
@@ -60,7 +63,11 @@ class MemoryStore(LocationStore):
         if counter is not None:
             self._counters[counter[0]] = counter[1]
         for entry in entries:
-            self._affinities[(entry.aor, entry.kind, entry.value)] = entry
+            key = (entry.aor, entry.kind, entry.value)
+            self._affinities[key] = entry
+            self._affinities.move_to_end(key)
+        while len(self._affinities) > self.max_affinities:
+            self._affinities.popitem(last=False)
 
     async def delete_affinities(self, aor: str, keys: Iterable[tuple[AffinityKind, str]]) -> None:
         for kind, value in keys:

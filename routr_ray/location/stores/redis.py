@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from google.protobuf.message import DecodeError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -39,10 +41,13 @@ from routr_ray.location.stores.base import (
     AffinityEntry,
     AffinityKind,
     LocationStore,
+    SlicePager,
     SliceSnapshot,
     StoredBinding,
 )
 from routr_ray.proto.gen import location_pb2
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "routr:location"
 DEFAULT_HOST = "localhost"
@@ -52,6 +57,8 @@ DEFAULT_PORT = 6379
 CONNECT_TIMEOUT_S = 0.5
 SOCKET_TIMEOUT_S = 1.0
 OPERATION_TIMEOUT_S = 2.0
+# A shard's slice is read a page at a time (SSCAN/HSCAN COUNT + MGET), each page under its own operation timeout,
+# so a slice of any size loads and a failed page is simply asked again (SlicePager).
 LOAD_CHUNK = 1000
 # Each write is one atomic EVALSHA (key + index together), ~1.7x faster than MULTI/EXEC in redis-py.
 # All keys of a script share the shard's hash tag, so this also works on Redis Cluster.
@@ -316,52 +323,40 @@ class RedisStore(LocationStore):
 
     # ---- reload -------------------------------------------------------------------------------
 
+    def pager(self, *, all_shards: bool = False, page_size: int = LOAD_CHUNK) -> SlicePager:
+        return _RedisSlicePager(self, all_shards, page_size)
+
     async def load_slice(self, *, all_shards: bool = False) -> SliceSnapshot:
+        """The whole slice at once (every page, no retry): prefer :meth:`pager` for a large slice."""
         snapshot = SliceSnapshot()
-        async with self._guard("load_slice"):
-            shard_ids = await self._shard_ids() if all_shards else [self.shard_id]
-            for shard_id in shard_ids:
-                await self._load_bindings(shard_id, snapshot)
-            raw_counters: dict[bytes, bytes] = await self._redis.hgetall(self.counters_key())
-            snapshot.counters = {k.decode(): int(v) for k, v in raw_counters.items()}
-            for _, value in await self._load_values(self.affinity_index(), prune=True):
-                snapshot.affinities.append(_decode_affinity(value))
+        pager = self.pager(all_shards=all_shards)
+        while (page := await pager.next_page()) is not None:
+            snapshot.bindings.extend(page.bindings)
+            snapshot.counters.update(page.counters)
+            snapshot.affinities.extend(page.affinities)
         return snapshot
 
-    async def _shard_ids(self) -> list[str]:
-        found = {self.shard_id}
-        head = f"{self._prefix}:{{"
-        async for raw in self._redis.scan_iter(match=f"{self._prefix}:{{*}}:bind-index", count=1000):
-            key = raw.decode()
-            found.add(key[len(head) : key.rindex("}")])
-        return sorted(found)
+    def _decode_binding(self, shard_id: str, raw_key: bytes, value: bytes) -> StoredBinding:
+        """A binding whose key does not follow the current identity (a key written when bindings were identified
+        by host|port|transport only) is flagged `needs_rewrite`: the service rewrites it under its current key and
+        deletes the old one."""
+        stored = location_pb2.AddRouteRequest.FromString(value)
+        rid = route_id(stored.route)
+        key = raw_key.decode("utf-8", "surrogateescape")
+        return StoredBinding(
+            stored.aor, rid, stored.route, shard_id,
+            source_key=key, needs_rewrite=key != self.binding_key(stored.aor, rid, shard_id),
+        )
 
-    async def _load_bindings(self, shard_id: str, snapshot: SliceSnapshot) -> None:
-        """Every binding of `shard_id`. A binding whose key does not follow the current identity (a key written
-        when bindings were identified by host|port|transport only) is flagged `needs_rewrite`: the service
-        rewrites it under its current key and deletes the old one."""
-        own = shard_id == self.shard_id
-        for raw_key, value in await self._load_values(self.binding_index(shard_id), prune=own):
-            stored = location_pb2.AddRouteRequest.FromString(value)
-            rid = route_id(stored.route)
-            key = raw_key.decode("utf-8", "surrogateescape")
-            snapshot.bindings.append(StoredBinding(
-                stored.aor, rid, stored.route, shard_id,
-                source_key=key, needs_rewrite=key != self.binding_key(stored.aor, rid, shard_id),
-            ))
-
-    async def _load_values(self, index_key: str, *, prune: bool) -> list[tuple[bytes, bytes]]:
-        """(key, value) of every key listed in the index set; members whose key expired are removed."""
-        members: list[bytes] = sorted(await self._redis.smembers(index_key))
-        pairs: list[tuple[bytes, bytes]] = []
-        for start in range(0, len(members), LOAD_CHUNK):
-            chunk = members[start : start + LOAD_CHUNK]
-            found: list[Any] = await self._redis.mget(chunk)
-            gone = [key for key, value in zip(chunk, found, strict=True) if value is None]
-            pairs.extend((key, value) for key, value in zip(chunk, found, strict=True) if value is not None)
-            if gone and prune:
-                await self._redis.srem(index_key, *gone)
-        return pairs
+    async def _values_of(self, index_key: str, members: list[bytes], *, prune: bool) -> list[tuple[bytes, bytes]]:
+        """(key, value) of the listed keys that still exist; members whose key expired leave the index."""
+        if not members:
+            return []
+        found: list[Any] = await self._redis.mget(members)
+        gone = [key for key, value in zip(members, found, strict=True) if value is None]
+        if gone and prune:
+            await self._redis.srem(index_key, *gone)
+        return [(key, value) for key, value in zip(members, found, strict=True) if value is not None]
 
     def shard_count_key(self) -> str:
         return f"{self._shard_prefix()}:shard-count"
@@ -381,6 +376,89 @@ class RedisStore(LocationStore):
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+class _RedisSlicePager(SlicePager):
+    """A shard's slice from Redis, one bounded step per page: (rebalance only) the shard ids, by SCAN of the
+    ``bind-index`` keys; the round-robin counters, by HSCAN; each shard's bindings, by SSCAN of its index + MGET;
+    the affinity entries, by SSCAN + MGET. A step that fails leaves the cursors as they were, so the next call
+    asks the same page again. SCAN may return a member twice: the service's merge takes a copy once."""
+
+    def __init__(self, store: RedisStore, all_shards: bool, page_size: int) -> None:
+        self.store = store
+        self.page_size = page_size
+        self._phase = "shards" if all_shards else "counters"
+        self._cursor = 0
+        self._shard_ids: set[str] = {store.shard_id}
+        self._pending: list[str] = []  # shard ids whose bindings are still to read (own first)
+
+    async def next_page(self) -> SliceSnapshot | None:
+        if self._phase == "done":
+            return None
+        store = self.store
+        async with store._guard("load page"):
+            page, cursor = await getattr(self, "_" + self._phase)()
+        self._cursor = cursor  # only now: a failed step is asked again with the same cursor
+        if cursor == 0:
+            self._next_phase()
+        return page
+
+    def _next_phase(self) -> None:
+        if self._phase == "shards":
+            own = self.store.shard_id
+            self._pending = [own, *sorted(self._shard_ids - {own})]
+            self._phase = "counters"
+        elif self._phase == "counters":
+            if not self._pending:
+                self._pending = [self.store.shard_id]
+            self._phase = "bindings"
+        elif self._phase == "bindings":
+            self._pending.pop(0)
+            self._phase = "bindings" if self._pending else "affinities"
+        else:
+            self._phase = "done"
+
+    async def _shards(self) -> tuple[SliceSnapshot, int]:
+        store = self.store
+        head = f"{store._prefix}:{{"
+        cursor, keys = await store._redis.scan(self._cursor, match=f"{store._prefix}:{{*}}:bind-index",
+                                               count=self.page_size)
+        for raw in keys:
+            key = raw.decode()
+            self._shard_ids.add(key[len(head) : key.rindex("}")])
+        return SliceSnapshot(), int(cursor)
+
+    async def _counters(self) -> tuple[SliceSnapshot, int]:
+        cursor, raw = await self.store._redis.hscan(self.store.counters_key(), self._cursor, count=self.page_size)
+        return SliceSnapshot(counters={k.decode(): int(v) for k, v in raw.items()}), int(cursor)
+
+    async def _bindings(self) -> tuple[SliceSnapshot, int]:
+        store = self.store
+        shard_id = self._pending[0]
+        index = store.binding_index(shard_id)
+        cursor, members = await store._redis.sscan(index, self._cursor, count=self.page_size)
+        pairs = await store._values_of(index, list(members), prune=shard_id == store.shard_id)
+        page = SliceSnapshot()
+        for key, value in pairs:
+            try:
+                page.bindings.append(store._decode_binding(shard_id, key, value))
+            except (DecodeError, ValueError) as exc:  # one bad value must not stop the load of the slice
+                log.warning("location shard %s: skipping the unreadable binding %r (%s)", store.shard_id, key, exc)
+        return page, int(cursor)
+
+    async def _affinities(self) -> tuple[SliceSnapshot, int]:
+        store = self.store
+        index = store.affinity_index()
+        cursor, members = await store._redis.sscan(index, self._cursor, count=self.page_size)
+        pairs = await store._values_of(index, list(members), prune=True)
+        page = SliceSnapshot()
+        for key, value in pairs:
+            try:
+                page.affinities.append(_decode_affinity(value))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("location shard %s: skipping the unreadable affinity entry %r (%s)", store.shard_id,
+                            key, exc)
+        return page, int(cursor)
 
 
 def _encode_affinity(entry: AffinityEntry) -> bytes:

@@ -266,8 +266,10 @@ class _Source:
 
 class FailureTracker:
     """Bans a source address after `max_failures` failed authentications within `window` seconds, for
-    `ban_seconds`. Sources in `trusted` are never banned. At most `max_sources` are remembered (oldest
-    forgotten first), so a flood of forged sources cannot exhaust memory."""
+    `ban_seconds`. Sources in `trusted`, and those `exempt(host)` names (the sources of Trunks and Peers, issue 14
+    item 8: forged REGISTERs from a trunk's address must not get the trunk's calls refused), are never banned.
+    At most `max_sources` are remembered (oldest forgotten first), so a flood of forged sources cannot exhaust
+    memory."""
 
     def __init__(
         self,
@@ -278,6 +280,7 @@ class FailureTracker:
         trusted: Iterable[IPNetwork] = (),
         clock: Clock = time.monotonic,
         max_sources: int = 50_000,
+        exempt: Callable[[str], bool] | None = None,
     ) -> None:
         if max_failures < 1:
             raise ValueError("max_failures must be at least 1")
@@ -287,15 +290,18 @@ class FailureTracker:
         self.trusted = tuple(trusted)
         self.clock = clock
         self.max_sources = max_sources
+        self.exempt = exempt
         self._sources: OrderedDict[str, _Source] = OrderedDict()
 
     def is_banned(self, host: str) -> bool:
         entry = self._sources.get(host)
-        return entry is not None and entry.banned_until > self.clock()
+        if entry is None or entry.banned_until <= self.clock():
+            return False
+        return not (self.exempt is not None and self.exempt(host))  # named a trunk's since (a reload)
 
     def record_failure(self, host: str) -> bool:
         """Count one failure; True when this failure bans the source."""
-        if in_networks(host, self.trusted):
+        if in_networks(host, self.trusted) or (self.exempt is not None and self.exempt(host)):
             return False
         now = self.clock()
         entry = self._sources.get(host)

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from routr_ray.config import Resources
+from routr_ray.config.trunk_sources import TrunkSourceMatcher
 from routr_ray.location.ops import LocationClient
 from routr_ray.processors.alterations import (
     Interface,
@@ -137,7 +138,9 @@ class ConnectProcessor(Processor):
         digest = DigestAuthenticator(nonce_key, nonce_ttl=nonce_ttl, algorithms=tuple(algorithms),
                                      nonce_uses=NonceUses(max_tracked_nonces))
         gate = DigestGate(digest, always_401=always_401, clock=clock, algorithms_for=self._algorithms_for)
-        self.access = Access(gate, failures or FailureTracker())
+        # the sources of Trunks and Peers in the current resources are never banned (issue 14 item 8)
+        failures = failures or FailureTracker(exempt=TrunkSourceMatcher(self.source.current))
+        self.access = Access(gate, failures)
         self.registrar = Registrar(location, clock=clock)
         self.dialogs = DialogTokens(nonce_key, ttl=dialog_ttl, clock=clock)
         self._algorithms: dict[str, tuple[DigestAlgorithm, ...]] = {}
