@@ -1271,8 +1271,10 @@ class EdgePort:
         if branch.done or cctx.cancel_sent or branch.machine.last_status is not None and branch.machine.last_status >= 200:
             return
         if branch.machine.state is State.CALLING:
-            # §9.1: no CANCEL before a provisional response; sent when one arrives
+            # §9.1: no CANCEL before a provisional response; sent when one arrives. The INVITE is not sent again
+            # meanwhile: a callee that never answered must not start ringing a call that is over.
             cctx.cancel_pending = reason or ""
+            branch.stop_retransmissions()
             return
         cctx.cancel_sent = True
         cancel = build_cancel(branch.request, reason=reason)

@@ -136,6 +136,13 @@ class RunningTransaction:
     def on_transport_error(self) -> None:
         self.run(self.machine.on_transport_error())
 
+    def stop_retransmissions(self) -> None:
+        """Stop resending the request (Timers A and E) and keep the rest: a branch being cancelled before any
+        provisional response (RFC 3261 §9.1 forbids the CANCEL until one arrives) stops knocking, as Kamailio's tm
+        does, and still ends on Timer B/F when nothing comes back."""
+        self._cancel(Timer.A)
+        self._cancel(Timer.E)
+
     def stop_timer_c(self) -> None:
         if self.timer_c is not None:
             self.timer_c.running = False

@@ -4,13 +4,13 @@ directory (`--state-dir`), so the dialog token recorded before the restart still
 call through the proxy; the server is stopped (SIGTERM) and started again with the same state directory; then the
 caller's BYE, along the route set recorded before the restart, reaches the callee and is answered.
 
-Its own server (two starts, not the shared session server), on ports of its own (SIP 15160-15163, health 18180,
-dispatcher 51931, Location 51932) so it never clashes with the session server."""
+Its own server (two starts, not the shared session server): config/ as shipped on ports of its own (SIP 15160-15163,
+health 18180, dispatcher 51931, Location 51932) so it never clashes with the session servers."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import shutil
 import signal
 import socket
 import stat
@@ -23,30 +23,24 @@ import pytest
 
 from tests.support.acceptance import (
     ACCEPTANCE,
-    CONFIG_DIR,
     PASSWORDS,
     READY_TIMEOUT,
+    SHIPPED,
     STOP_TIMEOUT,
     Sipp,
     SippProcess,
+    copy_config,
 )
 from tests.support.redis_server import free_port
 
-PORTS = {"15060": "15160", "15061": "15161", "15062": "15162", "15063": "15163", "18080": "18180",
-         "51911": "51931", "51912": "51932"}
+PORTS = {5060: 15160, 5061: 15161, 5062: 15162, 5063: 15163, 8080: 18180, 51901: 51931, 51902: 51932, 5080: 15180}
 PROXY = ("127.0.0.1", 15160)
 SCENARIO = Path(__file__).resolve().parent / "restart" / "uac_restart.xml"
 
 
 def own_config(work: Path) -> Path:
-    config = work / "config"
-    shutil.copytree(CONFIG_DIR, config)
-    for path in (config / "edgeport.yaml", config / "dispatcher.yaml", config / "location.yaml"):
-        text = path.read_text()
-        for old, new in PORTS.items():
-            text = text.replace(old, new)
-        path.write_text(text)
-    return config
+    """config/ as shipped with its ports moved (the harness's rewrite, checked to change nothing else)."""
+    return copy_config(dataclasses.replace(SHIPPED, ports=PORTS), work / "config")
 
 
 class Server:
@@ -122,7 +116,8 @@ def test_a_call_answered_before_a_restart_hangs_up_after_it(tmp_path: Path) -> N
         key = key_file.read_text()
         callee_port = free_port()
         sipp.assert_ok(sipp.run("register/register.xml", port=free_port(), remote=PROXY,
-                                keys={"aor_user": "1002", "contact_port": str(callee_port)},
+                                keys={"aor_user": "1002", "contact_port": str(callee_port), "contact_params": "",
+                                      "contact_q": ""},
                                 auth=("1002", PASSWORDS["1002"])))
         callee = sipp.uas("agent_call/uas.xml", callee_port, keys={"me": "1002"}, timeout_s=int(READY_TIMEOUT) + 120)
         caller_port = free_port()

@@ -258,3 +258,23 @@ async def test_latest_rings_only_the_most_recent_binding() -> None:
             assert final.status == 486
         finally:
             close(caller, *(c.phone for c in callees))
+
+
+async def test_a_branch_that_never_answered_stops_being_retransmitted_once_the_call_is_answered() -> None:
+    """RFC 3261 §9.1 forbids a CANCEL before a provisional response; the branch's INVITE is not sent again either
+    (a phone that wakes up late must not start ringing a call answered elsewhere)."""
+    async with shipped_edge() as edge:
+        caller, callees = await setup(edge, 2)
+        silent, answering = callees
+        try:
+            await dial(edge, caller)
+            await silent.phone.request_of("INVITE")  # received, never answered
+            await answering.ringing()
+            answering.reply(200)
+            final, _ = await caller.final()
+            assert final.status == 200
+            while not silent.phone.queue.empty():  # retransmissions sent before the answer
+                silent.phone.queue.get_nowait()
+            await no_more(silent.phone, "INVITE", 0.5)  # T1 is 20 ms here: several would have come
+        finally:
+            close(caller, *(c.phone for c in callees))

@@ -51,7 +51,7 @@ def test_readme_run_registers_the_example_agent_and_stops_clean(tmp_path: Path) 
             time.sleep(0.2)
         sipp = subprocess.run(
             ["sipp", "127.0.0.1:5060", "-sf", str(SCENARIO), "-m", "1", "-t", "u1", "-i", "127.0.0.1", "-p", "0",
-             "-au", "1001", "-ap", "1234", "-key", "aor_user", "1001", "-key", "contact_port", "5099",
+             "-au", "1001", "-ap", "1234", "-key", "aor_user", "1001", "-key", "contact_port", "5099", "-key", "contact_params", "", "-key", "contact_q", "",
              "-timeout", "15s", "-nostdin", "-trace_err", "-trace_msg"],
             cwd=tmp_path, capture_output=True, timeout=30,
         )
