@@ -10,6 +10,7 @@ The REGISTER (what providers and SEET's ``registration_setup`` check):
 * Request-URI ``sip:<provider host>[:port]`` (RFC 3261 §10.2: the registrar's domain, no user part), From/To the
   trunk's username at the provider's host (From with a tag, To without), one Call-ID for the life of this
   object and CSeq + 1 for every request (§10.2.4 refreshes), ``Expires`` as configured;
+* ``Via: SIP/2.0/UDP 0.0.0.0;rport`` completed by the sender (its address, transport and branch);
 * ``Contact: <sip:0.0.0.0;bnc;rtk=...>``: RFC 6140 §4 GIN: no user part and ``bnc``, so the provider sends
   calls for every DID of the trunk to this Contact with the DID as user part. The host ``0.0.0.0`` is filled in
   by the EdgePort that sends it (``edge/originate.py``: our address toward the provider). ``rtk`` is the trunk
@@ -145,6 +146,8 @@ class Registration:
         spec = self.spec
         self.cseq += 1
         headers = Headers()
+        # our Via, for the sender to complete (host, port, transport, branch: edge/originate.py)
+        headers.add("Via", f"SIP/2.0/UDP {CONTACT_HOST};rport")
         headers.add("Max-Forwards", "70")
         headers.add("From", f"<{spec.aor}>;tag={self.from_tag}")
         headers.add("To", f"<{spec.aor}>")
