@@ -5,7 +5,8 @@ REGISTER and returns its final response (None, or a raised exception: no final r
 transport error). In production ``send`` is the EdgePort actor's ``send_request`` (``actors/trunk_registrar.py``;
 why an EdgePort sends them: docs/trunks.md). :meth:`update` takes the current set of specs (a trunk added,
 changed or removed), :meth:`run` is the loop: it sleeps until the earliest ``due``, runs every due round (one at
-a time per trunk, trunks side by side) and reports each change of status to ``on_change``.
+a time per trunk, trunks side by side, each in its own task: a trunk whose provider does not answer never
+delays another, nor a trunk re-registered after a reload) and reports each change of status to ``on_change``.
 
 Tests drive it with a fake clock: :meth:`step` runs the rounds due at ``clock()`` and returns when they are over.
 """
@@ -39,6 +40,7 @@ class TrunkRegistrar:
         self.max_backoff = max_backoff
         self.registrations: dict[str, Registration] = {}
         self._wake = asyncio.Event()
+        self._rounds: dict[int, asyncio.Task[None]] = {}  # id(registration) -> its round in progress
 
     # -- configuration --------------------------------------------------------------------------------------
     def update(self, specs: Iterable[RegistrationSpec]) -> None:
@@ -62,22 +64,36 @@ class TrunkRegistrar:
     # -- the loop -------------------------------------------------------------------------------------------
     async def run(self) -> None:
         while True:
-            await self.step()
-            now = self.clock()
-            dues = [r.due for r in self.registrations.values()]
-            wait = max(0.0, min(dues) - now) if dues else IDLE_WAIT
             self._wake.clear()
+            self._start_due()
+            now = self.clock()
+            dues = [r.due for r in self.registrations.values() if id(r) not in self._rounds]
+            wait = max(0.0, min(dues) - now) if dues else IDLE_WAIT
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
             except TimeoutError:
                 pass
 
     async def step(self) -> None:
-        """Run every round due now, side by side."""
+        """Run every round due now, side by side, and wait for them."""
+        started = self._start_due()
+        if started:
+            await asyncio.gather(*started)
+
+    def _start_due(self) -> list[asyncio.Task[None]]:
         now = self.clock()
-        due = [r for r in self.registrations.values() if r.due <= now and r.state is not RegState.REGISTERING]
-        if due:
-            await asyncio.gather(*(self._round(r) for r in due))
+        started = []
+        for registration in self.registrations.values():
+            if registration.due <= now and id(registration) not in self._rounds:
+                task = asyncio.get_running_loop().create_task(self._round(registration))
+                self._rounds[id(registration)] = task
+                task.add_done_callback(lambda _t, key=id(registration): self._round_done(key))
+                started.append(task)
+        return started
+
+    def _round_done(self, key: int) -> None:
+        self._rounds.pop(key, None)
+        self._wake.set()
 
     async def _round(self, registration: Registration) -> None:
         ref = registration.spec.trunk_ref
