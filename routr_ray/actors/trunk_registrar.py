@@ -30,6 +30,7 @@ from routr_ray.actors import NAMESPACE
 from routr_ray.actors.connect import _BoardFetch
 from routr_ray.actors.edgeport import worker_name
 from routr_ray.config import Resources
+from routr_ray.config.registry import RegistryConfig
 from routr_ray.observability.events import trunk_registration
 from routr_ray.observability.publisher import EventPublisher
 from routr_ray.observability.sinks import sinks_from_env
@@ -38,7 +39,7 @@ from routr_ray.sip import ParseError, Request, Response, parse
 from routr_ray.trunks.contact_token import TrunkContactTokens
 from routr_ray.trunks.registrar import TrunkRegistrar
 from routr_ray.trunks.registration import RegistrationStatus, RegState
-from routr_ray.trunks.specs import RegistrySettings, registration_specs
+from routr_ray.trunks.specs import registration_specs
 
 __all__ = ["NAME", "TrunkRegistrarActor", "deploy_trunk_registrar", "has_registration_trunks"]
 
@@ -66,9 +67,9 @@ def status_row(status: RegistrationStatus, now: float, wall: float) -> dict[str,
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=100)
 class TrunkRegistrarActor:
     async def __init__(self, resources: Resources, nonce_key: str, edge_port_ref: str,
-                       settings: RegistrySettings | None = None, board: str | None = None) -> None:
+                       settings: RegistryConfig | None = None, board: str | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
-        self.settings = settings or RegistrySettings()
+        self.settings = settings or RegistryConfig()
         self.edge_port_ref = edge_port_ref
         self.tokens = TrunkContactTokens(nonce_key.encode())
         self.registrar = TrunkRegistrar(self._send, on_change=self._changed,
@@ -149,14 +150,13 @@ def has_registration_trunks(resources: Resources) -> bool:
 
 
 def deploy_trunk_registrar(resources: Resources, nonce_key: str, edge_port_ref: str, *,
-                           settings: RegistrySettings | None = None, board: str | None = None,
+                           settings: RegistryConfig | None = None, board: str | None = None,
                            detached: bool = True, timeout: float = 60.0) -> Any:
     """Start (or find) the registrar; with ``board``, it follows the resource files' reloads."""
     options: dict[str, Any] = {"name": NAME, "namespace": NAMESPACE, "get_if_exists": True}
     if detached:
         options["lifetime"] = "detached"
     handle = TrunkRegistrarActor.options(**options).remote(  # type: ignore[attr-defined]
-        resources, nonce_key, settings.edge_port_ref if settings and settings.edge_port_ref else edge_port_ref,
-        settings, board)
+        resources, nonce_key, edge_port_ref, settings, board)
     ray.get(handle.ready.remote(), timeout=timeout)
     return handle

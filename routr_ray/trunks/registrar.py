@@ -14,6 +14,7 @@ Tests drive it with a fake clock: :meth:`step` runs the rounds due at ``clock()`
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -85,13 +86,14 @@ class TrunkRegistrar:
         started = []
         for registration in self.registrations.values():
             if registration.due <= now and id(registration) not in self._rounds:
+                key = id(registration)
                 task = asyncio.get_running_loop().create_task(self._round(registration))
-                self._rounds[id(registration)] = task
-                task.add_done_callback(lambda _t, key=id(registration): self._round_done(key))
+                self._rounds[key] = task
+                task.add_done_callback(functools.partial(self._round_done, key))
                 started.append(task)
         return started
 
-    def _round_done(self, key: int) -> None:
+    def _round_done(self, key: int, _task: asyncio.Task[None]) -> None:
         self._rounds.pop(key, None)
         self._wake.set()
 

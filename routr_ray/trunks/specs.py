@@ -10,9 +10,9 @@ reported once (as a warning) and skipped: an unauthenticated REGISTER to a provi
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from routr_ray.config import Resources
+from routr_ray.config.registry import RegistryConfig
 from routr_ray.config.resources import Credentials, Trunk, TrunkUri
 from routr_ray.sip import format_host
 from routr_ray.trunks.contact_token import TrunkContactTokens
@@ -22,20 +22,7 @@ __all__ = ["RegistrySettings", "registration_specs"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ALLOW = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "INFO", "UPDATE", "PRACK", "REFER",
-                 "NOTIFY")
-
-
-@dataclass(frozen=True)
-class RegistrySettings:
-    """Routr's ``kind: Registry`` spec as routr-ray uses it (config/registry.py)."""
-
-    expires: int = 600  # what we ask for (Routr sends Expires: 600)
-    retry_interval: float = 60.0  # Routr's registerInterval: the first back-off after a failure
-    max_backoff: float = 1800.0
-    methods: tuple[str, ...] = DEFAULT_ALLOW  # the Allow header
-    gin: bool = True  # Require/Proxy-Require: gin (Routr always sends them)
-    edge_port_ref: str | None = None  # the EdgePort that sends the REGISTERs (default: the first one)
+RegistrySettings = RegistryConfig  # the Registry document's settings (config/registry.py)
 
 
 def registration_uri(trunk: Trunk) -> TrunkUri | None:
@@ -46,7 +33,8 @@ def registration_uri(trunk: Trunk) -> TrunkUri | None:
 
 
 def registration_specs(resources: Resources, tokens: TrunkContactTokens,
-                       settings: RegistrySettings = RegistrySettings()) -> list[RegistrationSpec]:
+                       settings: RegistryConfig | None = None) -> list[RegistrationSpec]:
+    settings = settings or RegistryConfig()
     specs = []
     for trunk in resources.trunks:
         if trunk.outbound is None or not trunk.outbound.send_register:
