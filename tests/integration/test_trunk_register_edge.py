@@ -90,3 +90,29 @@ async def test_a_provider_that_never_answers_is_a_failed_round(edge: EdgePort) -
         assert status.state is RegState.FAILED and "no response" in status.last_error
     finally:
         peer.close()
+
+
+async def test_a_provider_outside_our_localnets_sees_the_external_address() -> None:
+    """Behind NAT (externalAddrs), a provider on no network of ours gets the external address in Via and
+    Contact (it must reach us back there); the request still leaves from our socket."""
+    edge = EdgePort(config(external_addrs=("203.0.113.9",), localnets=("10.0.0.0/8",)),
+                    FakeDispatcher(fake_processor()), options=EdgePortOptions(timers=FAST))
+    await edge.start()
+    peer = await UdpPeer.open()
+    try:
+        registrar = TrunkRegistrar(Originator(edge).send)
+        registrar.update([spec_for(peer.port)])
+        step = asyncio.create_task(registrar.step())
+        register = await peer.recv()
+        assert isinstance(register, Request)
+        port = edge.address("udp")[1]
+        assert (register.via[0].host, register.via[0].port) == ("203.0.113.9", port)
+        (contact,) = register.contacts
+        assert (contact.uri.host, contact.uri.port) == ("203.0.113.9", port)
+        peer.send(make_response(register, 403, to_tag="p"), edge.address("udp"))
+        await asyncio.wait_for(step, 5)
+        (status,) = registrar.statuses()
+        assert status.state is RegState.FAILED and status.last_error.startswith("403")
+    finally:
+        peer.close()
+        await edge.stop()
