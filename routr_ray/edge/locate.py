@@ -17,8 +17,9 @@ The result is every (transport, address, port) in order: the EdgePort sends to t
 
 Lookups go through dnspython's asyncio resolver (the system's nameservers, or ``ROUTR_RAY_DNS_SERVERS=host:port,
 ...``): answers are cached for their TTL (at least ``min_ttl``), negative answers and failures for
-``negative_ttl``, the cache is bounded, and a lookup gives up after ``lifetime`` seconds (the hop is then
-resolved as the plain name, through ``resolver.py``'s getaddrinfo, which also knows /etc/hosts).
+``negative_ttl``, the cache is bounded, at most ``max_pending`` names are looked up at once, and a lookup gives up
+after ``lifetime`` seconds (the hop is then resolved as the plain name, through ``resolver.py``'s getaddrinfo,
+which also knows /etc/hosts and has its own cap).
 """
 
 from __future__ import annotations
@@ -77,11 +78,12 @@ class DnsRecords:
 
     def __init__(self, nameservers: Iterable[tuple[str, int]] | None = None, *, lifetime: float = 2.0,
                  min_ttl: float = 5.0, negative_ttl: float = 30.0, max_entries: int = 4096,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 max_pending: int = 64, clock: Callable[[], float] = time.monotonic) -> None:
         self.lifetime = lifetime
         self.min_ttl = min_ttl
         self.negative_ttl = negative_ttl
         self.max_entries = max_entries
+        self.max_pending = max_pending
         self.clock = clock
         self._nameservers = list(nameservers) if nameservers is not None else None
         self._resolver: Any = None
@@ -141,6 +143,8 @@ class DnsRecords:
         pending = self._pending.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
+        if len(self._pending) >= self.max_pending:
+            return ()  # too many names in flight: this hop is resolved as a plain name (resolver.py caps that too)
         future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
