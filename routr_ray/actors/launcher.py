@@ -371,7 +371,7 @@ def _start_trunk_registrar(deployment: Deployment, config: ConfigSet, options: R
         raise StartupError(f"Registry edgePortRef {edge_ref!r} names no EdgePort of this config")
     try:
         handle = deploy_trunk_registrar(connect.resources, options.nonce_key, edge_ref, settings=settings,
-                                        board=BOARD_NAME, detached=not deployment.started_ray)
+                                        board=BOARD_NAME, detached=not deployment.started_ray, wait=False)
     except Exception as exc:  # noqa: BLE001
         raise StartupError(f"cannot start the trunk registrar: {_root_cause(exc)}") from exc
     deployment.actors.append(handle)

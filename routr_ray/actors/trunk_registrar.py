@@ -151,12 +151,14 @@ def has_registration_trunks(resources: Resources) -> bool:
 
 def deploy_trunk_registrar(resources: Resources, nonce_key: str, edge_port_ref: str, *,
                            settings: RegistryConfig | None = None, board: str | None = None,
-                           detached: bool = True, timeout: float = 60.0) -> Any:
-    """Start (or find) the registrar; with ``board``, it follows the resource files' reloads."""
+                           detached: bool = True, timeout: float = 60.0, wait: bool = True) -> Any:
+    """Start (or find) the registrar; with ``board``, it follows the resource files' reloads. ``wait=False``
+    returns at once (``routr-ray run``: the registrar registers in the background; Ray restarts it if it fails)."""
     options: dict[str, Any] = {"name": NAME, "namespace": NAMESPACE, "get_if_exists": True}
     if detached:
         options["lifetime"] = "detached"
     handle = TrunkRegistrarActor.options(**options).remote(  # type: ignore[attr-defined]
         resources, nonce_key, edge_port_ref, settings, board)
-    ray.get(handle.ready.remote(), timeout=timeout)
+    if wait:
+        ray.get(handle.ready.remote(), timeout=timeout)
     return handle
