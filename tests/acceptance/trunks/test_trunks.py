@@ -107,7 +107,7 @@ def test_load_share_3_to_1_over_400_calls(sipp_extras) -> None:  # type: ignore[
     caller = sipp_extras.start("trunks/peer_dod_uac.xml", service="17065550100", calls=calls, timeout_s=120,
                                keys={"caller": "asterisk", "dod": "+17066041492", "privacy": "none"},
                                auth=("asterisk", sipp_extras.password("asterisk")),
-                               extra=("-r", "20", "-l", "40")).result(timeout=150)
+                               extra=("-r", "40", "-l", "40")).result(timeout=150)
     heavy, light = (process.result(timeout=2) for process in uas)  # they wait for more calls: stopped here
     assert caller.ok, caller.report()[-3000:]
     shares = len(heavy.received("INVITE")), len(light.received("INVITE"))
