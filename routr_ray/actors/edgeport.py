@@ -51,12 +51,15 @@ from routr_ray.dispatch.runtime import BatchSend, DispatchRuntime, OutboundToken
 from routr_ray.edge.dispatcher_client import DispatcherClient, client_for_addr
 from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
 from routr_ray.edge.metrics import EdgeMetrics
+from routr_ray.edge.originate import Originator
 from routr_ray.edge.transports import Flow, TransportName
+from routr_ray.edge.trunk_metrics import TrunkMetrics
 from routr_ray.link import pack_list, unpack_list
 from routr_ray.observability.call_events import CallEventEmitter
 from routr_ray.observability.publisher import EventPublisher
 from routr_ray.observability.sinks import sinks_from_env
 from routr_ray.proto.gen import processor_pb2
+from routr_ray.sip import ParseError, Request, parse
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +335,9 @@ class EdgePortActor:
         self.trunk_sources = TrunkSourcesFollower(self.edge)
         self.trunk_sources.start()
         await self.edge.start()
+        # requests this EdgePort sends itself (the trunk registrar's REGISTERs) and the trunks' state on /metrics
+        self.originator = Originator(self.edge)
+        self.trunk_metrics = TrunkMetrics(self.edge.metrics.registry, lambda: len(self.edge.hold_down))
         self.sibling_link = (await serve_link(sibling_service(config.ref, worker), self._from_sibling)
                              if config.workers > 1 else None)
         # The same series as the EdgePort's own /metrics, exported through Ray's metrics pipeline.
@@ -367,6 +373,22 @@ class EdgePortActor:
     async def dispatch_mode(self) -> str:
         """``embedded`` or ``dispatcher`` (how this EdgePort reaches the processors)."""
         return self.dispatch
+
+    async def send_request(self, data: bytes, target: str) -> bytes | None:
+        """Send an out-of-dialog request from this EdgePort (``edge/originate.py``: its top Via and Contact host
+        ``0.0.0.0`` become our address toward ``target``) and return its final response; None without one."""
+        try:
+            request = parse(data)
+        except ParseError:
+            return None
+        if not isinstance(request, Request):
+            return None
+        response = await self.originator.send(request, target)
+        return bytes(response) if response is not None else None
+
+    async def trunk_registrations(self, rows: list[dict[str, Any]]) -> None:
+        """The trunk registrar's latest state of every registration (``edge/trunk_metrics.py``)."""
+        self.trunk_metrics.update(rows)
 
     async def check_health(self) -> bool:
         return self.edge.is_alive()

@@ -285,6 +285,7 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
             steps.append(pool.submit(_start_edgeports, deployment, config))
             for step in steps:
                 deployment.lines.extend(step.result())
+        deployment.lines.extend(_start_trunk_registrar(deployment, config, options))
     except Exception as exc:
         stop(deployment, drain_seconds=0)
         if isinstance(exc, StartupError):
@@ -444,6 +445,31 @@ def _start_edgeports(deployment: Deployment, config: ConfigSet) -> list[str]:
         deployment.edgeports.extend(handles)
         lines.extend(summary)
     return lines
+
+
+def _start_trunk_registrar(deployment: Deployment, config: ConfigSet, options: RunOptions) -> list[str]:
+    """The trunk registrar (routr_ray/actors/trunk_registrar.py), once the EdgePorts are up: it sends through the
+    Registry's ``edgePortRef``, else the first EdgePort. Started whenever Connect runs, so a trunk that gets
+    ``sendRegister`` in a reload is registered."""
+    connect = deployment.connect_resources
+    if connect is None or not config.edgeports:
+        return []
+    from routr_ray.actors.connect import BOARD_NAME
+    from routr_ray.actors.trunk_registrar import deploy_trunk_registrar, has_registration_trunks
+
+    settings = config.registry
+    edge_ref = settings.edge_port_ref if settings is not None and settings.edge_port_ref else config.edgeports[0].ref
+    if edge_ref not in {edge.ref for edge in config.edgeports}:
+        raise StartupError(f"Registry edgePortRef {edge_ref!r} names no EdgePort of this config")
+    try:
+        handle = deploy_trunk_registrar(connect.resources, options.nonce_key, edge_ref, settings=settings,
+                                        board=BOARD_NAME, detached=not deployment.started_ray, wait=False)
+    except Exception as exc:  # noqa: BLE001
+        raise StartupError(f"cannot start the trunk registrar: {_root_cause(exc)}") from exc
+    deployment.actors.append(handle)
+    if not has_registration_trunks(connect.resources):
+        return []
+    return [f"Trunk registrar      via EdgePort {edge_ref} (routr-ray status shows the registrations)"]
 
 
 def _root_cause(exc: BaseException) -> str:

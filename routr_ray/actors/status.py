@@ -19,6 +19,7 @@ from routr_ray.actors import NAMESPACE
 from routr_ray.actors.location import API_NAME, SHARD_NAME
 
 EDGEPORT_PREFIX = "edgeport-"
+TRUNK_REGISTRAR = "trunk-registrar"  # routr_ray/actors/trunk_registrar.py NAME (not imported: no actor classes here)
 SHARD_PREFIX = SHARD_NAME.split("{", 1)[0]
 
 
@@ -49,6 +50,17 @@ class LocationApiStatus:
 
 
 @dataclass(frozen=True)
+class TrunkRegistrationStatus:
+    """One trunk's outbound registration (docs/trunks.md "States")."""
+
+    trunk: str
+    state: str  # unregistered | registering | registered | failed
+    expires_in: int | None = None
+    last_error: str = ""
+    failures: int = 0
+
+
+@dataclass(frozen=True)
 class DeploymentStatus:
     app: str
     name: str
@@ -67,6 +79,8 @@ class ClusterStatus:
     location_api: LocationApiStatus | None
     applications: dict[str, str]  # app name -> status
     deployments: tuple[DeploymentStatus, ...]
+    trunks: tuple[TrunkRegistrationStatus, ...] = ()
+    trunk_registrar_error: str | None = None  # the registrar exists but did not answer
 
     @property
     def healthy(self) -> bool:
@@ -147,7 +161,18 @@ def collect_status(*, timeout: float = 5.0) -> ClusterStatus:
         for name, dep in app.deployments.items():
             replicas = {_text(state): int(count) for state, count in dep.replica_states.items()}
             deployments.append(DeploymentStatus(app_name, name, _text(dep.status), replicas))
-    return ClusterStatus(edgeports, shards, api, applications, tuple(deployments))
+    trunks, registrar_error = _trunks(timeout) if TRUNK_REGISTRAR in names else ((), None)
+    return ClusterStatus(edgeports, shards, api, applications, tuple(deployments), trunks, registrar_error)
+
+
+def _trunks(timeout: float) -> tuple[tuple[TrunkRegistrationStatus, ...], str | None]:
+    try:
+        rows = _get(ray.get_actor(TRUNK_REGISTRAR, namespace=NAMESPACE).statuses.remote(), timeout)
+    except Exception as exc:  # noqa: BLE001
+        return (), _error(exc)
+    return tuple(TrunkRegistrationStatus(str(r["trunk"]), str(r["state"]), r.get("expires_in"),
+                                         str(r.get("last_error") or ""), int(r.get("failures") or 0))
+                 for r in rows), None
 
 
 def _mark(ok: bool) -> str:
@@ -179,4 +204,14 @@ def format_status(status: ClusterStatus) -> list[str]:
     if status.location_api is not None:
         api = status.location_api
         lines.append(f"Location gRPC API: {_mark(api.healthy)} {api.error or f'port {api.port}'}")
+    if status.trunks or status.trunk_registrar_error:
+        lines.append("Trunk registrations:")
+        if status.trunk_registrar_error:
+            lines.append(f"  BAD trunk-registrar            {status.trunk_registrar_error}")
+        for trunk in status.trunks:
+            if trunk.state == "registered":
+                detail = f"registered, expires in {trunk.expires_in} s"
+            else:
+                detail = trunk.state + (f" ({trunk.failures} in a row): {trunk.last_error}" if trunk.last_error else "")
+            lines.append(f"  {_mark(trunk.state == 'registered')} {trunk.trunk:<24} {detail}")
     return lines

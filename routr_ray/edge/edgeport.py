@@ -62,6 +62,7 @@ from routr_ray.edge.forking import (
 from routr_ray.edge.gateway_auth import CSeqOffsets, request_with_credentials, shift_cseq
 from routr_ray.edge.guards import MalformedLog, MethodDecision, MethodFilter, RateLimiter, SourceGuard
 from routr_ray.edge.health import HealthServer
+from routr_ray.edge.hold_down import HoldDown, up_first
 from routr_ray.edge.host_networks import host_networks
 from routr_ray.edge.metrics import EdgeMetrics
 from routr_ray.edge.nat import (
@@ -298,6 +299,7 @@ class EdgePort:
         self.resolver = Resolver()
         self.hops = HopFinder(self.ref, self.listeners, self.connections, self.resolver,
                               has_siblings=self.siblings is not None)
+        self.hold_down = HoldDown()  # servers that just failed a branch with somewhere else to go (hold_down.py)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.draining = False
@@ -818,13 +820,15 @@ class EdgePort:
     # forwarding ------------------------------------------------------------------------------------
     async def _forward(
         self, request: Request, server: RunningTransaction | None, directive: HopDirective = EMPTY,
-        cseq_offset: int = 0, template: Request | None = None, group: int = 0,
+        cseq_offset: int = 0, template: Request | None = None, group: int = 0, hop: NextHop | None = None,
     ) -> None:
         """Send ``request`` (the processor's answer) on a new client transaction; with no server transaction
         (an ACK for a 2xx) statelessly. ``template``: what failover branches and a trunk challenge start from
-        (default: ``request`` before our branch); ``cseq_offset``: see ``ClientContext``."""
+        (default: ``request`` before our branch); ``cseq_offset``: see ``ClientContext``; ``hop``: the next
+        RFC 3263 server of the failed branch's name (else the next hop is found here)."""
         try:
-            hop = await self.hops.find(request, directive)
+            if hop is None:
+                hop = await self.hops.find(request, directive)
         except NoRoute as exc:
             log.debug("no next hop for %s: %s", request.method, exc.reason)
             self.metrics.reject("unroutable")
@@ -843,7 +847,14 @@ class EdgePort:
             # cancelled while we looked for the next hop
             self._branch_ended(server, None, None, server.context.cancel_status)
             return
-        if template is None and (directive.failover or directive.gateway_auth is not None):
+        if server is not None and len(self.hold_down) and self.hold_down.is_down(hop.transport.value, hop.host,
+                                                                                 hop.port):
+            if hop.alternates:  # a server of this name that is not held down first (hold_down.py)
+                hop = up_first(hop, self.hold_down)
+            elif directive.failover:  # a trunk URI that just failed: the next one at once
+                self._failover_from(server, template or request, directive)
+                return
+        if template is None and (directive.failover or directive.gateway_auth is not None or hop.alternates):
             template = request.copy()
         if self.wildcard:
             hop = self._advertise(request, hop, server)
@@ -893,7 +904,7 @@ class EdgePort:
         server = ctx.server
         return (
             ctx.template is not None
-            and bool(ctx.directive.failover)
+            and (bool(ctx.directive.failover) or bool(ctx.hop.alternates))
             and server is not None
             and not server.done
             and not _is_final_sent(server)
@@ -901,9 +912,19 @@ class EdgePort:
         )
 
     def _fail_over(self, txn: RunningTransaction) -> None:
-        """The branch ended in 503/408/timeout/transport error: try the next failover Request-URI."""
+        """The branch ended in 503/408/timeout/transport error: hold its server down, then try the next server
+        of the same name (RFC 3263 §4.3), else the next failover Request-URI."""
         ctx: ClientContext = txn.context
         assert ctx.server is not None and ctx.template is not None
+        hop = ctx.hop
+        self.hold_down.mark(hop.transport.value, hop.host, hop.port)
+        if hop.alternates:
+            self.metrics.failover()
+            request = ctx.template.copy()
+            assert isinstance(request, Request)
+            following = hop.alternates[0]._replace(alternates=hop.alternates[1:])
+            self._spawn(self._forward(request, ctx.server, ctx.directive, template=ctx.template, hop=following))
+            return
         self._failover_from(ctx.server, ctx.template, ctx.directive)
 
     def _failover_from(self, server: RunningTransaction, template: Request, directive: HopDirective) -> None:

@@ -9,7 +9,9 @@
   top Via (it names the egress interface, routr.md §3.6), else UDP.
 * Host: ``*.invalid`` (a WebSocket or TCP client, RFC 7118 §5) is the connection that client last sent from (see
   :meth:`HopFinder.remember_invalid_host`); IP literals as they are; names resolved without blocking
-  (``resolver.py``; 503 when too many lookups are in progress).
+  (``resolver.py``; 503 when too many lookups are in progress); a name without a port is located by RFC 3263
+  (``locate.py``: NAPTR -> SRV -> A/AAAA), and the servers after the first ride along as ``alternates``, which
+  the EdgePort tries in order when a branch fails (§4.3).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import NamedTuple
 
 from routr_ray.edge.connections import ConnectionTable
 from routr_ray.edge.directives import EMPTY, HopDirective
+from routr_ray.edge.locate import DnsRecords, ServerLocator
 from routr_ray.edge.nat import default_port, is_ip_literal
 from routr_ray.edge.resolver import Resolver, ResolverBusy, families_for
 from routr_ray.edge.transports import Flow, Listener, TransportName
@@ -44,6 +47,7 @@ class NextHop(NamedTuple):
     server_name: str | None = None  # the host name a TLS next hop's certificate is checked against
     via_sibling: bool = False  # a connection another worker of this EdgePort holds (routr_ray/edge/workers.py)
     source: str | None = None  # UDP behind a wildcard bind: the local address the datagrams leave from
+    alternates: tuple[NextHop, ...] = ()  # further servers of the same name (RFC 3263 §4.3), tried in order
 
     @property
     def target(self) -> Flow | tuple[str, int]:
@@ -63,8 +67,9 @@ class HopFinder:
     """The next hop of the requests one EdgePort (worker) forwards."""
 
     def __init__(self, ref: str, listeners: Mapping[TransportName, Listener], connections: ConnectionTable,
-                 resolver: Resolver, *, has_siblings: bool = False) -> None:
+                 resolver: Resolver, *, has_siblings: bool = False, locator: ServerLocator | None = None) -> None:
         self.ref = ref
+        self.locator = locator or ServerLocator(DnsRecords.from_env())
         self.listeners = listeners
         self.connections = connections
         self.resolver = resolver
@@ -148,6 +153,10 @@ class HopFinder:
             return NextHop(flow.transport, flow.remote_host, flow.remote_port, flow)
         if is_ip_literal(host):
             return NextHop(transport, host.strip("[]"), port)
+        if uri.port is None and "." in host.rstrip("."):
+            located = await self._located(uri, host)
+            if located:
+                return located[0]._replace(alternates=tuple(located[1:]))
         local_host = self.listeners[transport].local_address[0]
         try:
             address = await self.resolver.resolve(host, families_for(local_host))
@@ -156,3 +165,17 @@ class HopFinder:
         if address is None:
             raise NoRoute(502, f"cannot resolve {host}")
         return NextHop(transport, address, port, server_name=host)
+
+    async def _located(self, uri: URI, host: str) -> list[NextHop]:
+        """RFC 3263 servers of ``host`` we have a listener for ([] when DNS has no NAPTR/SRV for it)."""
+        listener = self.listeners.get(TransportName.UDP) or next(iter(self.listeners.values()), None)
+        if listener is None:
+            return []
+        param = uri.params.get("transport")
+        located = await self.locator.locate(
+            host, secure=uri.scheme == "sips", transport=param.lower() if param else None,
+            supported=frozenset(name.value for name in self.listeners),
+            families=families_for(listener.local_address[0]),
+        )
+        return [NextHop(TransportName(item.transport), item.host, item.port, server_name=host)
+                for item in located if TransportName(item.transport) in self.listeners]

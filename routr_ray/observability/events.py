@@ -35,12 +35,15 @@ __all__ = [
     "hangup_cause",
     "iso_time",
     "short_uri",
+    "TRUNK_REGISTRATION",
+    "trunk_registration",
 ]
 
 ENDPOINT_REGISTERED = "endpoint.registered"
 CALL_STARTED = "call.started"
 CALL_ENDED = "call.ended"
-EVENT_NAMES = frozenset({ENDPOINT_REGISTERED, CALL_STARTED, CALL_ENDED})
+TRUNK_REGISTRATION = "trunk.registration"  # a trunk's outbound registration changed state (routr-ray, issue 15)
+EVENT_NAMES = frozenset({ENDPOINT_REGISTERED, CALL_STARTED, CALL_ENDED, TRUNK_REGISTRATION})
 
 # Routr's HangupCauses.java (routr.md §11); anything else is UNKNOWN
 _HANGUP_CAUSES: dict[int, str] = {
@@ -109,6 +112,17 @@ def endpoint_registered(aor: str, expires: int, headers: Mapping[str, str] | Non
         "registeredAt": iso_time(clock()),
         "expires": int(expires),
         "extraHeaders": dict(headers or {}),
+    })
+
+
+def trunk_registration(trunk: str, state: str, expires: int, error: str = "", *, clock: Clock = _utcnow) -> Event:
+    """``trunk.registration``: ``state`` registered / failed (docs/trunks.md); ``expires`` granted seconds."""
+    return Event(TRUNK_REGISTRATION, {
+        "trunkRef": trunk,
+        "state": state,
+        "expires": int(expires),
+        "error": error,
+        "time": iso_time(clock()),
     })
 
 

@@ -282,21 +282,24 @@ class Sipp:
         self, scenario: str, *, port: int | None = None, server: bool = False, keys: dict[str, str] | None = None,
         service: str | None = None, auth: tuple[str, str] | None = None, timeout_s: int = 12,
         transport: str = "u1", remote: tuple[str, int] | None = None, local_ip: str = PROXY_HOST,
+        calls: int = 1, extra: tuple[str, ...] = (),
     ) -> SippProcess:
         """`transport` is SIPp's -t (u1 UDP, t1 TCP); `remote` where a UAC sends (default: the server; e.g. a TLS
-        bridge); `local_ip` SIPp's -i (its sockets and `[local_ip]`)."""
+        bridge); `local_ip` SIPp's -i (its sockets and `[local_ip]`); `calls` SIPp's -m; `extra` more SIPp
+        arguments (e.g. -r/-l for a UAC placing many calls)."""
         self.count += 1
         name = f"{self.count:02d}-{Path(scenario).stem}"
         work = self.work / name
         work.mkdir()
         args = [
             "sipp", "-sf", str(ACCEPTANCE / scenario), "-t", transport, "-i", local_ip, "-p", str(port or free_port()),
-            "-mp", str(MEDIA_PORT_BASE + (self.count % 900) * 10), "-m", "1", "-nostdin", "-timeout", f"{timeout_s}s", "-timeout_error",
+            "-mp", str(MEDIA_PORT_BASE + (self.count % 900) * 10), "-m", str(calls), "-nostdin", "-timeout", f"{timeout_s}s", "-timeout_error",
             "-trace_msg", "-message_file", str(work / "messages.log"),
             "-trace_err", "-error_file", str(work / "errors.log"),
         ]
         for key, value in (keys or {}).items():
             args += ["-key", key, value]
+        args += list(extra)
         if service is not None:
             args += ["-s", service]
         if auth is not None:

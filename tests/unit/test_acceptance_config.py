@@ -71,7 +71,7 @@ def test_the_rewritten_shipped_config_loads_with_the_test_ports(tmp_path: Path) 
 def test_the_extras_server_differs_from_the_shipped_config_only_where_its_files_say_why() -> None:
     overlay_files = sorted(p.relative_to(CONFIG_DIR) for p in CONFIG_DIR.rglob("*.yaml"))
     assert [str(p) for p in overlay_files] == ["dispatcher.yaml", "edgeport.yaml", "resources/acls.yaml",
-                                               "resources/agents-extra.yaml"]
+                                               "resources/agents-extra.yaml", "resources/trunks-extra.yaml"]
     for relative in overlay_files:
         assert "why" in (CONFIG_DIR / relative).read_text().lower(), f"{relative} must say why it differs"
     differences = {}
@@ -90,6 +90,11 @@ def test_the_extras_server_differs_from_the_shipped_config_only_where_its_files_
     assert not differences, differences
     added = _documents(CONFIG_DIR / "resources" / "agents-extra.yaml")[0]
     assert [d["ref"] for d in added] == ["credentials-1003", "agent-1003"]  # type: ignore[index,union-attr]
+    trunks = _documents(CONFIG_DIR / "resources" / "trunks-extra.yaml")[0]
+    assert [d["ref"] for d in trunks] == ["credentials-reg", "trunk-reg", "number-reg", "trunk-fo",  # type: ignore[index,union-attr]
+                                          "number-fo", "trunk-ls", "number-ls"]
+    shipped_trunks = _documents(SHIPPED_CONFIG_DIR / "resources" / "trunks.yaml")[0]
+    assert not any(t["spec"]["outbound"].get("sendRegister") for t in shipped_trunks)  # type: ignore[index,union-attr]
 
 
 def test_the_readme_register_a_softphone_section_is_true() -> None:

@@ -213,7 +213,7 @@ def test_unknown_and_missing_kind(tmp_path: Path) -> None:
         (
             "r.yaml",
             "/0/kind",
-            "unknown kind 'Gateway'; expected one of EdgePort, MessageDispatcher, Location, Agent, Peer, "
+            "unknown kind 'Gateway'; expected one of EdgePort, MessageDispatcher, Location, Registry, Agent, Peer, "
             "Domain, Number, Trunk, Credentials, AccessControlList",
         ),
         ("r.yaml", "/1/kind", "required field is missing"),
@@ -230,13 +230,24 @@ def test_lower_case_kinds_are_accepted_as_in_routr(tmp_path: Path) -> None:
     assert load_resources(tmp_path).credentials[0].username == "1001"
 
 
-def test_routr_registry_kind_is_ignored_with_a_warning(
+def test_routr_registry_kind_configures_the_trunk_registrar(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    file = write(tmp_path, "registry.yaml", "kind: Registry\napiVersion: v2beta1\nspec: {}\n")
+    """Routr's Registry document (routr.md §1.5) is read (docs/trunks.md): registerInterval is the first back-off,
+    methods the Allow header; Routr's requesterAddr/apiAddr/edgePorts are accepted with a warning."""
+    write(tmp_path, "registry.yaml", "kind: Registry\napiVersion: v2beta1\nspec:\n  requesterAddr: requester:51909\n"
+          "  registerInterval: 20\n  methods: [INVITE, MESSAGE]\n  edgePorts: [{address: sip01:5060}]\n"
+          "  edgePortRef: edgeport-02\n  expires: 300\n")
     with caplog.at_level(logging.WARNING, logger="routr_ray.config"):
-        assert validate_paths([str(file)]) == []
-    assert any("Registry is not part of routr-ray" in m for m in caplog.messages)
+        config = load_config_dir(tmp_path)
+    assert config.registry is not None
+    assert (config.registry.retry_interval, config.registry.methods, config.registry.expires,
+            config.registry.edge_port_ref, config.registry.gin) == (20.0, ("INVITE", "MESSAGE"), 300, "edgeport-02",
+                                                                    True)
+    assert any("requesterAddr is not used" in m for m in caplog.messages)
+    write(tmp_path, "bad.yaml", "kind: Registry\napiVersion: v2beta1\nspec: {expires: 5}\n")
+    errors = validate_paths([str(tmp_path / "bad.yaml")])
+    assert errors and "expires" in str(errors[0])
 
 
 # --- file formats --------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ callee's Contact, which for a flow (see `targets.py`) is not the address to send
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Iterable
 from typing import Literal
@@ -63,6 +64,7 @@ from routr_ray.sip.errors import ParseError
 from routr_ray.sip.fields import NameAddr
 from routr_ray.sip.message import Request
 from routr_ray.sip.uri import URI, format_host
+from routr_ray.trunks.contact_token import TrunkContactTokens
 
 MessageRequest = processor_pb2.MessageRequest
 MessageResponse = processor_pb2.MessageResponse
@@ -129,6 +131,7 @@ class ConnectProcessor(Processor):
         dialog_ttl: float = DEFAULT_DIALOG_TTL,
         max_tracked_nonces: int = DEFAULT_MAX_NONCES,
         clock=time.time,  # type: ignore[no-untyped-def]
+        rng: random.Random | None = None,
     ) -> None:
         self.source: ResourceSource = StaticResources(resources) if isinstance(resources, Resources) else resources
         self._index: ConnectIndex | None = None
@@ -147,7 +150,9 @@ class ConnectProcessor(Processor):
         self._algorithms_of: ConnectIndex | None = None
         self.default_realm = default_realm
         self.default_max_contacts = default_max_contacts
-        self.router = Router(location, self.access, self.dialogs, default_realm=default_realm)
+        # trunk_tokens: calls to a trunk's registered Contact (routr_ray/trunks); rng: trunk URI load share
+        self.router = Router(location, self.access, self.dialogs, default_realm=default_realm,
+                             trunk_tokens=TrunkContactTokens(nonce_key), rng=rng)
         self.expires = expires
         self.flow_request_uri = flow_request_uri
 

@@ -2,8 +2,9 @@
 
 Classification, first match wins:
 
-1. Request-URI host is a Trunk's `inbound.uri` → **from-pstn** (Number by Request-URI user; the trunk's ACL
-   and/or inbound credentials).
+1. Request-URI host is a Trunk's `inbound.uri`, or the Request-URI carries the `rtk` token of a Trunk we
+   register (`trunks/contact_token.py`: a call to our registered GIN Contact) → **from-pstn** (Number by
+   Request-URI user, else To user; the trunk's ACL and/or inbound credentials).
 2. From names an Agent of one of our Domains → authenticate it (Domain ACL, digest in the Domain's realm),
    then by the Request-URI: an Agent of the same Domain → **agent-to-agent** (404 unknown user, 480 not
    registered, 403 another Domain); a Peer (`aor` or username) → **agent-to-peer**; otherwise the Domain's
@@ -30,6 +31,7 @@ when the request asks `Privacy: id` (RFC 3325 §7); toward the PSTN Connect writ
 from __future__ import annotations
 
 import base64
+import random
 import re
 from functools import lru_cache
 
@@ -58,6 +60,9 @@ from routr_ray.proto.gen import location_pb2, processor_pb2
 from routr_ray.sip.digest import DigestParseError, find_credentials
 from routr_ray.sip.message import Request
 from routr_ray.sip.uri import URI
+from routr_ray.trunks.contact_token import TOKEN_PARAM as TRUNK_TOKEN_PARAM
+from routr_ray.trunks.contact_token import TrunkContactTokens
+from routr_ray.util.rfc2782 import weighted_order
 
 # Read by the EdgePort (routr_ray/edge/directives.py keeps a copy): base64(username:password) of the trunk's
 # outbound credentials, for answering the trunk's digest challenges.
@@ -85,13 +90,15 @@ def dialled_user(uri: URI) -> str | None:
     return None
 
 
-def ordered_trunk_uris(trunk: Trunk) -> list[TrunkUri]:
-    """Enabled outbound URIs, lowest `priority` first, then highest `weight` (RFC 2782-like order; the
-    edge tries the next one on 503/408/timeout). Routr only ever uses `uris[0]` (routr.md §3.5)."""
+def ordered_trunk_uris(trunk: Trunk, rng: random.Random | None = None) -> list[TrunkUri]:
+    """Enabled outbound URIs for one call: lowest `priority` first; within a priority a random order weighted by
+    `weight` (RFC 2782, `util/rfc2782.py`: weights 3 and 1 share the calls 3:1). The first is the next hop, the
+    rest are failover targets the EdgePort tries on 503/408/timeout. Routr only ever uses `uris[0]` (routr.md
+    §3.5)."""
     if trunk.outbound is None:
         return []
     enabled = [u for u in trunk.outbound.uris if u.enabled]
-    return sorted(enabled, key=lambda u: (u.priority, -u.weight))
+    return weighted_order(enabled, priority=lambda u: u.priority, weight=lambda u: u.weight, rng=rng)
 
 
 def trunk_request_uri(dialled: str, uri: TrunkUri) -> tuple[NextHop, URI]:
@@ -114,13 +121,16 @@ DEFAULT_REALM = "routr"
 
 class Router:
     def __init__(self, location: LocationClient, access: Access, tokens: DialogTokens, *,
-                 default_realm: str = DEFAULT_REALM) -> None:
+                 default_realm: str = DEFAULT_REALM, trunk_tokens: TrunkContactTokens | None = None,
+                 rng: random.Random | None = None) -> None:
         self.location = location
         self.access = access
         self.tokens = tokens
         self.default_realm = default_realm
         self._trunk_ids: dict[bytes, Trunk] = {}
         self._trunk_ids_of: ConnectIndex | None = None
+        self.trunk_tokens = trunk_tokens
+        self.rng = rng or random.Random()
 
     # ---- entry points ---------------------------------------------------------------------------
 
@@ -144,6 +154,11 @@ class Router:
         trunk = index.trunk_by_inbound_uri(ruri.host) if ruri.is_sip else None
         if trunk is not None:
             return await self._from_pstn(index, request, msg, source, trunk, index.number(callee_user))
+        trunk = self._registered_trunk(index, ruri)
+        if trunk is not None:  # a call to the Contact we registered for this trunk (GIN: the DID as user part)
+            to_user = dialled_user(request.to.uri) if request.to is not None else None
+            number = index.number(callee_user) or index.number(to_user)
+            return await self._from_pstn(index, request, msg, source, trunk, number)
 
         caller_domain = index.domain(from_uri.host) if from_uri is not None and from_uri.is_sip else None
         agent = index.agent(from_uri.user, caller_domain.domain_uri) if caller_domain and from_uri else None
@@ -203,6 +218,19 @@ class Router:
                 if creds is not None:
                     peer = index.peer_by_credentials_username(creds.username)
         return peer if peer is not None and peer.enabled else None
+
+    def _registered_trunk(self, index: ConnectIndex, ruri: URI) -> Trunk | None:
+        """The trunk whose registration token (`rtk`) the Request-URI carries (never a client's claim: the token
+        is an HMAC under our key, `trunks/contact_token.py`), if that trunk registers."""
+        token = ruri.params.get(TRUNK_TOKEN_PARAM) if ruri.is_sip and self.trunk_tokens is not None else None
+        if not token:
+            return None
+        assert self.trunk_tokens is not None
+        for trunk in index.resources.trunks:
+            if (trunk.outbound is not None and trunk.outbound.send_register
+                    and self.trunk_tokens.proves(trunk.ref, token)):
+                return trunk
+        return None
 
     @staticmethod
     def _names_us(own: OwnAddresses, host: str) -> bool:
@@ -354,7 +382,7 @@ class Router:
         private: bool, display: str | None,
     ) -> Decision:
         trunk = index.trunk(number.trunk_ref)
-        uris = ordered_trunk_uris(trunk) if trunk is not None else []
+        uris = ordered_trunk_uris(trunk, self.rng) if trunk is not None else []
         if trunk is None or not uris:
             return Reply(503, "Service Unavailable (no trunk for this number)", (("Retry-After", "30"),))
         hops = [trunk_request_uri(dialled, u) for u in uris]
