@@ -54,10 +54,27 @@ class _BoardPublish:
             raise
 
 
+def _remove_bindings(shard_count: int) -> Any:
+    """``on_removed(aors)``: RemoveRoutes of each AOR on the Location shards (none without shards)."""
+    if shard_count <= 0:
+        return None
+
+    async def remove(aors: list[str]) -> None:
+        from routr_ray.actors.location import ShardedLocationClient, shard_handles
+        from routr_ray.proto.gen import location_pb2
+
+        client = ShardedLocationClient(shard_handles(shard_count))
+        for aor in aors:
+            await client.remove_routes(location_pb2.RemoveRoutesRequest(aor=aor))
+        log.info("removed the bindings of %d deleted agent(s)", len(aors))
+
+    return remove
+
+
 @ray.remote(num_cpus=0.05, max_restarts=-1, max_task_retries=0, max_concurrency=1000)
 class ApiServerActor:
     async def __init__(self, config: ApiServerConfig, resources_dir: str, database_url: str | None,
-                       secrets_key: str | None, api_key: str | None, board: str | None) -> None:
+                       secrets_key: str | None, api_key: str | None, board: str | None, shard_count: int = 0) -> None:
         from pathlib import Path
 
         from routr_ray.api.core import ResourceApi
@@ -74,7 +91,8 @@ class ApiServerActor:
             sealer = Sealer(secrets_key or "")
             store: Any = await PostgresStore.open(database_url, migrate=config.migrate)
             if board:
-                feed = PostgresFeed(database_url, store.everything, sealer, _BoardPublish(board))
+                feed = PostgresFeed(database_url, store.everything, sealer, _BoardPublish(board),
+                                    on_removed=_remove_bindings(shard_count))
                 self.feed_task = asyncio.get_running_loop().create_task(feed.run())
         else:
             sealer = None
@@ -99,15 +117,15 @@ class ApiServerActor:
 
 
 def deploy_api_server(config: ApiServerConfig, resources_dir: str, *, database_url: str | None,
-                      secrets_key: str | None, api_key: str | None, board: str | None, timeout: float = 60.0,
-                      name: str = API_SERVER_NAME) -> Any:
+                      secrets_key: str | None, api_key: str | None, board: str | None, shard_count: int = 0,
+                      timeout: float = 60.0, name: str = API_SERVER_NAME) -> Any:
     """Start the API actor (or keep the running one when nothing changed) and wait until it listens."""
     wanted = api_fingerprint(config, resources_dir, database_url, secrets_key, api_key, board)
     replace_if_changed(name, wanted, timeout=timeout)
     handle = ApiServerActor.options(  # type: ignore[attr-defined]
         name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         scheduling_strategy=driver_node_strategy(),
-    ).remote(config, resources_dir, database_url, secrets_key, api_key, board)
+    ).remote(config, resources_dir, database_url, secrets_key, api_key, board, shard_count)
     try:
         ray.get(handle.ready.remote(), timeout=timeout)
     except Exception:
@@ -175,7 +193,7 @@ def plan_api(api: ApiServerConfig | None) -> ApiPlan | None:
     return plan
 
 
-def start_api(plan: ApiPlan, config_dir: Any) -> tuple[Any, list[str]]:
+def start_api(plan: ApiPlan, config_dir: Any, shard_count: int = 0) -> tuple[Any, list[str]]:
     """Deploy the actor; returns its handle and the summary lines."""
     from pathlib import Path
 
@@ -184,7 +202,7 @@ def start_api(plan: ApiPlan, config_dir: Any) -> tuple[Any, list[str]]:
     api = plan.config
     handle = deploy_api_server(api, str((Path(config_dir) / "resources").resolve()), database_url=plan.database_url,
                                secrets_key=plan.secrets_key, api_key=plan.api_key,
-                               board=BOARD_NAME if plan.database_url else None)
+                               board=BOARD_NAME if plan.database_url else None, shard_count=shard_count)
     store = "PostgreSQL" if plan.database_url else "the resource files, read-only"
     lines = [f"API (internal)       {api.bind_addr} (connect services; {store}; API key required)"]
     if api.external_bind_addr:

@@ -296,7 +296,8 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
             steps.append(pool.submit(_start_front, deployment, dispatcher))
             steps.append(pool.submit(_start_edgeports, deployment, config))
             if api_plan is not None:
-                steps.append(pool.submit(_start_api, deployment, api_plan, options.config_dir))
+                steps.append(pool.submit(_start_api, deployment, api_plan, options.config_dir, location.shards,
+                                         location_done))
             for step in steps:
                 deployment.lines.extend(step.result())
     except Exception as exc:
@@ -457,11 +458,12 @@ def _plan_api(config: ConfigSet) -> Any:
         raise StartupError(str(exc)) from exc
 
 
-def _start_api(deployment: Deployment, plan: Any, config_dir: Path) -> list[str]:
+def _start_api(deployment: Deployment, plan: Any, config_dir: Path, shards: int, location_done: Any) -> list[str]:
     from routr_ray.actors.api import start_api
 
     try:
-        handle, lines = start_api(plan, config_dir)
+        location_done.result()  # it removes the bindings of deleted agents from the shards
+        handle, lines = start_api(plan, config_dir, shards)
     except Exception as exc:  # noqa: BLE001
         raise StartupError(f"cannot start the provisioning API on {plan.config.bind_addr}: {_root_cause(exc)}") from exc
     deployment.actors.append(handle)

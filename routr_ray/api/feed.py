@@ -48,22 +48,49 @@ def resources_of(items: list[Stored], sealer: Sealer | None) -> Resources:
     return resources
 
 
+def agent_aors(resources: Resources) -> set[str]:
+    """``sip:user@domainUri`` of every Agent (the AORs Connect registers them under)."""
+    domains = {d.ref: d.domain_uri.lower() for d in resources.domains}
+    return {f"sip:{a.username}@{domains[a.domain_ref]}" for a in resources.agents if a.domain_ref in domains}
+
+
+def removed_aors(before: Resources | None, after: Resources) -> list[str]:
+    """The AORs of Agents gone (deleted, renamed, moved to another Domain) between two sets: their bindings must go
+    too, else calls would still reach a device that no longer authenticates."""
+    if before is None:
+        return []
+    return sorted(agent_aors(before) - agent_aors(after))
+
+
+Removed = Callable[[list[str]], Awaitable[object]]
+
+
 class PostgresFeed:
     def __init__(self, url: str, load: Callable[[], Awaitable[list[Stored]]], sealer: Sealer | None,
-                 publish: Publish, *, debounce: float = 0.02, retry: float = 1.0) -> None:
+                 publish: Publish, *, on_removed: Removed | None = None, debounce: float = 0.02,
+                 retry: float = 1.0) -> None:
         self.url = url
         self.load = load
         self.sealer = sealer
         self.publish = publish
         self.debounce = debounce
         self.retry = retry
+        self.on_removed = on_removed
         self.published = 0
+        self.current: Resources | None = None
         self._changed = asyncio.Event()
 
     async def rebuild(self) -> Resources:
         resources = resources_of(await self.load(), self.sealer)
         await self.publish(resources)
         self.published += 1
+        gone = removed_aors(self.current, resources)
+        self.current = resources
+        if gone and self.on_removed is not None:
+            try:
+                await self.on_removed(gone)
+            except Exception as exc:  # noqa: BLE001 - the set is in force; bindings expire by themselves
+                log.warning("resource feed: removing the bindings of %d deleted agent(s) failed: %s", len(gone), exc)
         return resources
 
     def _on_notify(self, *_: object) -> None:
