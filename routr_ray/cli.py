@@ -314,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=51904, metavar="N", help="port (default: 51904)")
     serve.add_argument("--bind", default="127.0.0.1", metavar="HOST", help="address (default: 127.0.0.1)")
     serve.set_defaults(func=_cmd_processor_serve)
+
+    from routr_ray.api.cli import register as register_api_commands
+
+    register_api_commands(sub)  # agents/peers/domains/numbers/trunks/credentials/acl, db, workspaces, keys, resources
     return parser
 
 

@@ -79,9 +79,11 @@ class ConnectResources:
     unless it is detached).
     """
 
-    def __init__(self, config_dir: str | Path, *, detached: bool = False) -> None:
+    def __init__(self, config_dir: str | Path, *, detached: bool = False, resources: Resources | None = None) -> None:
         self.config_dir = Path(config_dir)
-        self.resources = load_resource_dir(resources_dir(config_dir))
+        # resources given (the provisioning API's database, routr_ray/actors/api.py publishes its changes): no files
+        self.follow_files = resources is None
+        self.resources = resources if resources is not None else load_resource_dir(resources_dir(config_dir))
         self.detached = detached
         options: dict[str, Any] = {"name": BOARD_NAME, "namespace": NAMESPACE}
         if detached:
@@ -100,9 +102,9 @@ class ConnectResources:
         self.resources = resources
         log.info("Connect resources version %d published to the replicas", version)
 
-    def watch(self, interval: float = 2.0) -> ResourceWatcher:
+    def watch(self, interval: float = 2.0) -> ResourceWatcher | None:
         """Start polling the files every ``interval`` s; each new good set is published to the replicas."""
-        if self.watcher is None:
+        if self.watcher is None and self.follow_files:
             self.watcher = ResourceWatcher(self.config_dir, self.publish, interval=interval,
                                            initial=self.resources).start()
         return self.watcher

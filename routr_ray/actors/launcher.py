@@ -13,6 +13,7 @@ everything this command started is stopped, Ray included when it was started her
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -100,6 +101,7 @@ class Deployment:
     processor_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     watcher: Any = None
     connect_resources: Any = None  # routr_ray.actors.connect.ConnectResources when serve://connect is used
+    database_resources: Any = None  # the provisioning API's database set (None: Connect follows the files)
     lines: list[str] = field(default_factory=list)
 
 
@@ -211,6 +213,12 @@ def local_ports(config: ConfigSet, dispatcher: DispatcherConfig | None,
     if dispatcher is not None:
         grpc_host, grpc_port = _split_host_port(dispatcher.bind_addr)
         yield "dispatcher gRPC port", socket.SOCK_STREAM, grpc_host, grpc_port
+    if config.api is not None:
+        for what, addr in (("API internal port", config.api.bind_addr),
+                           ("API external port", config.api.external_bind_addr)):
+            if addr:
+                api_host, api_port = _split_host_port(addr)
+                yield what, socket.SOCK_STREAM, api_host, api_port
     host, port = _split_host_port(location.bind_addr)
     yield "Location gRPC API", socket.SOCK_STREAM, host, port
 
@@ -268,8 +276,12 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
     if not options.address:
         check_ports(local_ports(config, dispatcher, location))
     key_origin = resolve_key(options, redis_url if provider == "redis" else None)
+    api_plan = _plan_api(config)  # after the cheap checks: it may migrate the database
 
     deployment = Deployment(run_id=os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex), dispatcher=dispatcher)
+    if api_plan is not None and api_plan.database_url:
+        deployment.database_resources = api_plan.resources
+        config = dataclasses.replace(config, resources=api_plan.resources)
     context = _init_ray(options)
     deployment.started_ray = not options.address
     if on_ray_started is not None:
@@ -283,6 +295,9 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
                 steps.append(pool.submit(_start_serve, deployment, dispatcher, location, options, location_done))
             steps.append(pool.submit(_start_front, deployment, dispatcher))
             steps.append(pool.submit(_start_edgeports, deployment, config))
+            if api_plan is not None:
+                steps.append(pool.submit(_start_api, deployment, api_plan, options.config_dir, location.shards,
+                                         location_done))
             for step in steps:
                 deployment.lines.extend(step.result())
         deployment.lines.extend(_start_trunk_registrar(deployment, config, options))
@@ -291,6 +306,7 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
         if isinstance(exc, StartupError):
             raise
         raise StartupError(_root_cause(exc)) from exc
+    deployment.lines.extend(api_plan.lines if api_plan is not None else ())
     deployment.lines.append(f"Nonce/dialog key     {key_origin}")
     if deployment.started_ray:
         deployment.lines.append(f"Ray address          {context.address_info.get('gcs_address', '?')}")
@@ -414,7 +430,8 @@ def processor_options(dispatcher: DispatcherConfig, config_dir: Path, shard_coun
         else:
             from routr_ray.actors.connect import ConnectResources
 
-            deployment.connect_resources = ConnectResources(config_dir, detached=detached)
+            deployment.connect_resources = ConnectResources(config_dir, detached=detached,
+                                                            resources=deployment.database_resources)
             result["connect"] = deployment.connect_resources.options(shard_count, nonce_key)
     return result
 
@@ -430,6 +447,28 @@ def trunk_sources(config: ConfigSet) -> tuple[Any, ...]:
                     "can be banned; list it in rateLimit.trunksAndPeers.networks to exempt it)",
                     ref, network, MIN_PREFIX[network.version])
     return sources.networks
+
+
+def _plan_api(config: ConfigSet) -> Any:
+    """The provisioning API's ports and secrets checked, its database migrated and loaded (routr_ray/actors/api.py)."""
+    from routr_ray.actors.api import ApiStartupError, plan_api
+
+    try:
+        return plan_api(config.api)
+    except ApiStartupError as exc:
+        raise StartupError(str(exc)) from exc
+
+
+def _start_api(deployment: Deployment, plan: Any, config_dir: Path, shards: int, location_done: Any) -> list[str]:
+    from routr_ray.actors.api import start_api
+
+    try:
+        location_done.result()  # it removes the bindings of deleted agents from the shards
+        handle, lines = start_api(plan, config_dir, shards)
+    except Exception as exc:  # noqa: BLE001
+        raise StartupError(f"cannot start the provisioning API on {plan.config.bind_addr}: {_root_cause(exc)}") from exc
+    deployment.actors.append(handle)
+    return lines
 
 
 def _start_edgeports(deployment: Deployment, config: ConfigSet) -> list[str]:

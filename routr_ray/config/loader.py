@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from routr_ray.config.api import ApiServerConfig, build_api_server
 from routr_ray.config.dispatcher import DispatcherConfig, build_dispatcher
 from routr_ray.config.documents import UNREADABLE, config_files_in, read_document
 from routr_ray.config.edgeport import EdgePortConfig, build_edgeport
@@ -33,7 +34,7 @@ from routr_ray.config.schema import SCHEMA_FILE_BY_KIND, check_against_schema, d
 
 # Routr accepts kind names in lower case too ("agent", "location").
 _KIND_BY_LOWER_NAME = {kind.lower(): kind for kind in SCHEMA_FILE_BY_KIND}
-_SINGLETON_KINDS = ("MessageDispatcher", "Location", "Registry")
+_SINGLETON_KINDS = ("MessageDispatcher", "Location", "Registry", "APIServer")
 _T = TypeVar("_T")
 # Routr kinds for parts routr-ray does not have (none left: Registry drives the trunk registrar, docs/trunks.md).
 _ROUTR_KINDS_NOT_USED: tuple[str, ...] = ()
@@ -48,6 +49,7 @@ class ConfigSet:
     location: LocationConfig | None = None
     resources: Resources = Resources()
     registry: RegistryConfig | None = None  # kind: Registry (outbound registration of sendRegister trunks)
+    api: ApiServerConfig | None = None  # the provisioning API (routr_ray/api); None: not served
 
 
 @dataclass
@@ -56,6 +58,7 @@ class _Collected:
     dispatchers: list[tuple[DispatcherConfig, Place]] = field(default_factory=list)
     locations: list[tuple[LocationConfig, Place]] = field(default_factory=list)
     registries: list[tuple[RegistryConfig, Place]] = field(default_factory=list)
+    apis: list[tuple[ApiServerConfig, Place]] = field(default_factory=list)
     resources: list[Built | Unbuilt] = field(default_factory=list)
 
 
@@ -171,8 +174,7 @@ def _check_unit(files: Iterable[Path], problems: Problems) -> ConfigSet:
                 _check_document(item, place.child(index), collected)
         else:
             _check_document(data, place, collected)
-    for kind, entries in zip(_SINGLETON_KINDS, (collected.dispatchers, collected.locations, collected.registries),
-                             strict=True):
+_SINGLETON_KINDS = ("MessageDispatcher", "Location", "Registry", "APIServer")
         for _, place in entries[1:]:
             first = entries[0][1]
             place.child("kind").error(f"a second {kind}: one is allowed, the first is in {first.file}")
@@ -185,6 +187,7 @@ def _check_unit(files: Iterable[Path], problems: Problems) -> ConfigSet:
         edgeports=tuple(config for config, _ in collected.edgeports),
         dispatcher=collected.dispatchers[0][0] if collected.dispatchers else None,
         location=collected.locations[0][0] if collected.locations else None,
+        api=collected.apis[0][0] if collected.apis else None,
         resources=assemble(collected.resources),
         registry=collected.registries[0][0] if collected.registries else None,
     )
@@ -221,5 +224,7 @@ def _check_document(document: Any, place: Place, collected: _Collected) -> None:
         collected.locations.append((build_location(document, place), place))
     elif kind == "Registry":
         collected.registries.append((build_registry(document, place), place))
+    elif kind == "APIServer":
+        collected.apis.append((build_api_server(document, place), place))
     else:
         collected.resources.append(RESOURCE_BUILDERS[kind](document, place))

@@ -30,6 +30,7 @@ SCHEMA_FILE_BY_KIND: Mapping[str, str] = {
     "MessageDispatcher": "dispatcher.json",
     "Location": "location.json",
     "Registry": "registry.json",
+    "APIServer": "apiserver.json",
     "Agent": "agent.json",
     "Peer": "peer.json",
     "Domain": "domain.json",

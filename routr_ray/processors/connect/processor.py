@@ -23,6 +23,7 @@ callee's Contact, which for a flow (see `targets.py`) is not the address to send
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Iterable
@@ -45,6 +46,8 @@ from routr_ray.processors.alterations import (
 )
 from routr_ray.processors.connect.access import Access, Principal
 from routr_ray.processors.connect.auth import DigestGate, FailureTracker
+from routr_ray.processors.connect.connect_token import HEADER as TOKEN_HEADER
+from routr_ray.processors.connect.connect_token import ConnectTokenVerifier, TokenRejected
 from routr_ray.processors.connect.decisions import Branch, Decision, Forward, NextHop, Reply
 from routr_ray.processors.connect.dialogs import (
     DEFAULT_DIALOG_TTL,
@@ -66,6 +69,7 @@ from routr_ray.sip.message import Request
 from routr_ray.sip.uri import URI, format_host
 from routr_ray.trunks.contact_token import TrunkContactTokens
 
+log = logging.getLogger(__name__)
 MessageRequest = processor_pb2.MessageRequest
 MessageResponse = processor_pb2.MessageResponse
 
@@ -132,7 +136,9 @@ class ConnectProcessor(Processor):
         max_tracked_nonces: int = DEFAULT_MAX_NONCES,
         clock=time.time,  # type: ignore[no-untyped-def]
         rng: random.Random | None = None,
+        connect_tokens: ConnectTokenVerifier | None = None,
     ) -> None:
+        self.connect_tokens = connect_tokens  # X-Connect-Token web agents (connect_token.py); None: header ignored
         self.source: ResourceSource = StaticResources(resources) if isinstance(resources, Resources) else resources
         self._index: ConnectIndex | None = None
         self._realms: frozenset[str] = frozenset()
@@ -217,6 +223,9 @@ class ConnectProcessor(Processor):
         ruri = request.request_uri
         if to_uri is None or not to_uri.is_sip or not to_uri.user:
             return Reply(400, "Bad Request (To must name the address of record)")
+        token = request.headers.get(TOKEN_HEADER) if self.connect_tokens is not None else None
+        if token is not None:
+            return await self._register_with_token(index, request, msg, token, f"sip:{to_uri.user}@{to_uri.host}")
         domain = index.domain(to_uri.host) or (index.domain(ruri.host) if ruri.is_sip else None)
         agent = index.agent(to_uri.user, domain.domain_uri) if domain is not None else None
         if agent is not None and not agent.enabled:
@@ -249,6 +258,22 @@ class ConnectProcessor(Processor):
             request, msg, f"sip:{agent.username}@{domain.domain_uri}",
             max_contacts=self._max_contacts(agent.max_contacts), policy=self.expires.for_resource(agent.expires),
         )
+
+    async def _register_with_token(self, index: ConnectIndex, request: Request, msg: MessageRequest, token: str,
+                                   aor: str) -> Reply:
+        """A web agent with an ``X-Connect-Token`` (routr.md §3.2 step 3): a valid token that allows REGISTER for
+        this AOR in a Domain of ours registers it, without digest; anything else is 403 (never a challenge)."""
+        assert self.connect_tokens is not None
+        try:
+            claims = self.connect_tokens.check(token, "REGISTER", aor)
+        except TokenRejected as exc:
+            log.info("X-Connect-Token REGISTER for %s refused: %s", aor, exc)
+            return Reply(403, "Forbidden (X-Connect-Token not accepted)")
+        if index.domain(claims.domain) is None:
+            log.info("X-Connect-Token REGISTER for %s refused: no Domain %s", aor, claims.domain)
+            return Reply(403, "Forbidden (X-Connect-Token not accepted)")
+        return await self.registrar.register(request, msg, aor, max_contacts=self._max_contacts(claims.max_contacts),
+                                             policy=self.expires.for_resource(None))
 
     def _max_contacts(self, configured: int) -> int:
         return configured if configured > 0 else self.default_max_contacts
