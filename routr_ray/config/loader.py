@@ -174,7 +174,8 @@ def _check_unit(files: Iterable[Path], problems: Problems) -> ConfigSet:
                 _check_document(item, place.child(index), collected)
         else:
             _check_document(data, place, collected)
-_SINGLETON_KINDS = ("MessageDispatcher", "Location", "Registry", "APIServer")
+    for kind, entries in zip(_SINGLETON_KINDS, (collected.dispatchers, collected.locations, collected.registries,
+                                                collected.apis), strict=True):
         for _, place in entries[1:]:
             first = entries[0][1]
             place.child("kind").error(f"a second {kind}: one is allowed, the first is in {first.file}")
