@@ -225,6 +225,8 @@ class ClientContext:
     flow_gone: bool = False  # the hop was a flow no worker of this EdgePort holds any more (480, not 503)
     cseq_offset: int = 0  # this branch's CSeq minus the caller's: re-sent with a trunk's credentials (gateway_auth.py)
     group: int = 0  # its group in a fork
+    # a request too large for UDP sent over TCP instead (§18.1.1): the UDP request and hop to fall back to
+    udp_fallback: tuple[Request, NextHop] | None = None
     ended: bool = False  # a fork has counted this branch's end (once)
 
 
@@ -533,7 +535,8 @@ class EdgePort:
         if request.method == "INVITE":
             # §16.2 / §17.2.1: answer 100 Trying at once so the caller stops retransmitting
             txn.send_response(100, make_response(request, 100))
-        if request.method == "OPTIONS" and self._is_for_us(request, flow):
+        # §16.3 step 2: an OPTIONS with Max-Forwards 0 is not forwarded; the proxy answers it as its UAS (§11)
+        if request.method == "OPTIONS" and (self._is_for_us(request, flow) or request.max_forwards == 0):
             require = [t.strip() for t in request.headers.get_all("Require") if t.strip()]
             if require:  # RFC 3261 §8.2.2.3: the UAS of this OPTIONS supports no extension
                 self._answer(txn, 420, extra=[("Unsupported", ", ".join(require))])
@@ -821,11 +824,13 @@ class EdgePort:
     async def _forward(
         self, request: Request, server: RunningTransaction | None, directive: HopDirective = EMPTY,
         cseq_offset: int = 0, template: Request | None = None, group: int = 0, hop: NextHop | None = None,
+        keep_udp: bool = False,
     ) -> None:
         """Send ``request`` (the processor's answer) on a new client transaction; with no server transaction
         (an ACK for a 2xx) statelessly. ``template``: what failover branches and a trunk challenge start from
         (default: ``request`` before our branch); ``cseq_offset``: see ``ClientContext``; ``hop``: the next
-        RFC 3263 server of the failed branch's name (else the next hop is found here)."""
+        RFC 3263 server of the failed branch's name (else the next hop is found here); ``keep_udp``: a request too
+        large for UDP that TCP could not deliver, sent over UDP after all (see :meth:`_too_large_for_udp`)."""
         try:
             if hop is None:
                 hop = await self.hops.find(request, directive)
@@ -856,6 +861,12 @@ class EdgePort:
                 return
         if template is None and (directive.failover or directive.gateway_auth is not None or hop.alternates):
             template = request.copy()
+        udp_fallback = None
+        if not keep_udp and server is not None and self._too_large_for_udp(request, hop, directive):
+            # RFC 3261 §18.1.1: over 1300 bytes (path MTU unknown) a request goes over a congestion-controlled
+            # transport; the Via says so. A callee that takes no TCP gets it over UDP after all (txn_transport_error).
+            udp_fallback = (request.copy(), hop)
+            hop = hop._replace(transport=TransportName.TCP, source=None)
         if self.wildcard:
             hop = self._advertise(request, hop, server)
         branch = make_branch() if self.options.workers == 1 else worker_branch(self.worker)
@@ -880,7 +891,7 @@ class EdgePort:
             machine = NonInviteClientTransaction(request, reliable=reliable, timers=timers)
         key = client_key(branch, request.method)
         context = ClientContext(hop, server, directive=directive, template=template, cseq_offset=cseq_offset,
-                                group=group)
+                                group=group, udp_fallback=udp_fallback)
         txn = RunningTransaction(
             machine, key, send=self._send_downstream, tu=self, timer_c=timer_c, context=context
         )
@@ -897,6 +908,18 @@ class EdgePort:
                 self.events.invite_forwarded(request)
             except Exception:  # noqa: BLE001 - an event must never break the SIP path
                 log.debug("call event failed", exc_info=True)
+
+    def _too_large_for_udp(self, request: Request, hop: NextHop, directive: HopDirective) -> bool:
+        """A request for a UDP next hop that is not a flow (a NAT binding must stay on UDP), larger than
+        :data:`UDP_MTU_LIMIT` once our branch is in, with a TCP listening point to send it from. The size is summed
+        from the body and the header values first (no rendering); only a request near the limit is rendered."""
+        if (hop.transport is not TransportName.UDP or hop.flow is not None or directive.flow
+                or request.method == "ACK" or TransportName.TCP not in self.listeners):
+            return False
+        rough = len(request.body) + sum(len(name) + len(value) for name, value in request.headers.items())
+        if rough < UDP_MTU_LIMIT - 400:  # start line, ": " and CRLFs, our branch: well under 400 bytes
+            return False
+        return len(bytes(request)) + 40 > UDP_MTU_LIMIT
 
     # serial failover (routr-ray.failover: trunk URIs) ---------------------------------------------
     def _may_fail_over(self, txn: RunningTransaction) -> bool:
@@ -986,6 +1009,11 @@ class EdgePort:
             request.headers.prepend("Via", str(own))
             return True
         via.params = {"branch": branch, **via.params}
+        if via.transport.upper() != hop.transport.via_name:
+            # the transport changed from the one the processor chose (§18.1.1): so does the port it listens on
+            listener = self.listeners.get(hop.transport)
+            if listener is not None and via.port is not None:
+                via.port = listener.local_address[1]
         via.transport = hop.transport.via_name
         request.replace_top_via(via)
         return True
@@ -1404,6 +1432,14 @@ class EdgePort:
         server = ctx.server
         if ctx.is_cancel or server is None or server.done or _is_final_sent(server):
             return
+        if ctx.udp_fallback is not None and txn.machine.last_status is None:
+            # no TCP at the callee: the large request goes over UDP after all (it may be fragmented)
+            request, hop = ctx.udp_fallback
+            if txn in server.context.branches:
+                server.context.branches.remove(txn)
+            self._spawn(self._forward(request, server, ctx.directive, ctx.cseq_offset, ctx.template, ctx.group,
+                                      hop, keep_udp=True))
+            return
         if ctx.flow_gone:  # the callee's connection is closed: 480, as one worker answers it (_directed_hop)
             self._branch_ended(server, txn, None, 480,
                                [("Warning", '399 routr-ray "the callee\'s connection is closed"')])
@@ -1456,6 +1492,9 @@ def _cseq_method(message: Response) -> str | None:
         return None
     return cseq.method if cseq is not None else None
 
+
+# RFC 3261 §18.1.1: larger requests go over TCP when the path MTU is unknown
+UDP_MTU_LIMIT = 1300
 
 # responses (and their local equivalents: timeout, transport error) after which the next failover URI is tried
 FAILOVER_STATUSES = frozenset({408, 503})

@@ -316,6 +316,33 @@ def remove_own_routes(msg: M, own: OwnAddresses) -> M:
     return out
 
 
+def remove_last_route(msg: M) -> M:
+    """Drop the last Route value (RFC 3261 §16.4: after a strict router it is the real Request-URI)."""
+    routes = msg.routes
+    out = _copy(msg)
+    if routes:
+        out.headers.remove("Route")
+        for na in routes[:-1]:
+            out.headers.add("Route", str(na))
+    return out
+
+
+def route_to_strict_router(msg: Request) -> Request:
+    """RFC 3261 §16.6 step 6: when the first Route value (the next hop) has no ``lr`` it is a strict router: the
+    Request-URI goes to the end of the Route set and that first value becomes the Request-URI. Unchanged (a copy)
+    when the next hop routes loosely or there is no Route."""
+    routes = msg.routes
+    if not routes or "lr" in routes[0].uri.params:
+        return msg.copy()  # type: ignore[return-value]
+    out = _copy(msg)
+    out.headers.remove("Route")
+    for na in routes[1:]:
+        out.headers.add("Route", str(na))
+    out.headers.add("Route", f"<{msg.request_uri}>")
+    out.request_uri = routes[0].uri.copy()
+    return out
+
+
 def set_request_uri(msg: Request, uri: str | URI) -> Request:
     """Retarget the request (RFC 3261 §16.5/§16.6 step 2), e.g. to the registered Contact."""
     out = _copy(msg)
@@ -384,5 +411,5 @@ __all__ = [
     "DEFAULT_MAX_FORWARDS", "AlterationError", "Interface", "NoInterface", "OwnAddresses", "TooManyHops",
     "add_record_route", "add_route", "add_self_via", "decrease_max_forwards", "edge_interface",
     "edge_interface_for", "fix_invalid_contact", "pipe", "remove_authorization", "remove_own_routes",
-    "remove_top_via", "route_uri", "self_via", "set_request_uri",
+    "remove_last_route", "remove_top_via", "route_to_strict_router", "route_uri", "self_via", "set_request_uri",
 ]

@@ -371,6 +371,15 @@ async def test_max_forwards_zero_gets_483(edge: EdgePort, fake: FakeDispatcher, 
     assert fake.received == []
 
 
+async def test_an_options_with_max_forwards_zero_is_answered_here(edge: EdgePort, fake: FakeDispatcher,
+                                                                   client: UdpPeer) -> None:
+    """RFC 3261 §16.3 step 2: not forwarded; the proxy answers it as the final recipient (§11), a traceroute probe."""
+    client.send(request("OPTIONS", "sip:bob@192.0.2.77", client.port, max_forwards=0), edge.address("udp"))
+    answer = await client.recv()
+    assert isinstance(answer, Response) and answer.status == 200 and answer.headers.get("Allow")
+    assert fake.received == []  # never reached the dispatcher
+
+
 async def test_proxy_require_gets_420_naming_the_unsupported_tags(
     edge: EdgePort, fake: FakeDispatcher, client: UdpPeer
 ) -> None:

@@ -424,3 +424,36 @@ async def test_trusted_sources_are_never_banned() -> None:
         first = await h.answer(req)
         assert first.status == 407
         assert (await h.answer(authorize(req, first, "1001", "bad"))).status == 407
+
+
+async def test_a_strict_router_before_us_put_our_record_route_in_the_request_uri() -> None:
+    """RFC 3261 §16.4: the Request-URI is our Record-Route URI (with its token); the last Route value is the real
+    Request-URI: it is put back, removed from the Route set, and the request goes there."""
+    h = Harness()
+    tokens = h.processor.dialogs
+    token = tokens.issue("call-strict", "f-caller", caller=[tokens.hop_id("10.0.0.5", 5060)],
+                         callee=[tokens.hop_id("10.0.0.6", 5060)])
+    bye = sip("BYE", f"sip:10.0.0.1:5060;transport=udp;rrk={token}", from_="sip:1001@sip.local",
+              to="sip:1002@sip.local", to_tag="t1", call_id="call-strict",
+              extra=("Route: <sip:1002@10.0.0.6:5060>",))
+    bye.headers.set("From", "<sip:1001@sip.local>;tag=f-caller")
+    out, resp = await h.send(bye)
+    assert isinstance(out, Request) and out.uri == "sip:1002@10.0.0.6:5060" and out.routes == []
+    assert resp.metadata[NEXT_HOP_KEY] == "sip:10.0.0.6:5060;transport=udp"
+
+
+async def test_a_strict_router_after_us_gets_the_next_route_as_request_uri() -> None:
+    """RFC 3261 §16.6 step 6: the next hop has no `lr`: the Request-URI goes to the end of the Route set and
+    that hop becomes the Request-URI."""
+    h = Harness()
+    tokens = h.processor.dialogs
+    token = tokens.issue("call-strict2", "f-caller", caller=[tokens.hop_id("10.0.0.5", 5060)],
+                         callee=[tokens.hop_id("10.0.0.7", 5060)])
+    bye = sip("BYE", "sip:1002@10.0.0.6:5060", from_="sip:1001@sip.local", to="sip:1002@sip.local", to_tag="t1",
+              call_id="call-strict2",
+              extra=(f"Route: <sip:10.0.0.1:5060;transport=udp;rrk={token};lr>, <sip:10.0.0.7:5060>",))
+    bye.headers.set("From", "<sip:1001@sip.local>;tag=f-caller")
+    out, resp = await h.send(bye)
+    assert isinstance(out, Request) and out.uri == "sip:10.0.0.7:5060"
+    assert [str(na.uri) for na in out.routes] == ["sip:1002@10.0.0.6:5060"]
+    assert resp.metadata[NEXT_HOP_KEY] == "sip:10.0.0.7:5060;transport=udp"

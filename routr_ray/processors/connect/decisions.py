@@ -80,6 +80,7 @@ class Forward:
     alternatives: list[tuple[NextHop, URI]] = field(default_factory=list)
     metadata: Mapping[str, str] = field(default_factory=dict)
     in_dialog: bool = False
+    drop_last_route: bool = False  # RFC 3261 §16.4: the last Route value became the Request-URI (strict router)
     branches: list[Branch] = field(default_factory=list)
     group: int = 0
     group_timeouts: dict[int, float] = field(default_factory=dict)

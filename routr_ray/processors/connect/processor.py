@@ -40,8 +40,10 @@ from routr_ray.processors.alterations import (
     decrease_max_forwards,
     fix_invalid_contact,
     remove_authorization,
+    remove_last_route,
     remove_own_routes,
     remove_top_via,
+    route_to_strict_router,
     set_request_uri,
 )
 from routr_ray.processors.connect.access import Access, Principal
@@ -298,6 +300,8 @@ class ConnectProcessor(Processor):
         out: Request = remove_own_routes(request, OwnAddresses.of_request(msg))
         if not forward.in_dialog:
             out.headers.remove("Route")  # we chose the target: a client's preloaded route set is not followed
+        elif forward.drop_last_route:
+            out = remove_last_route(out)  # RFC 3261 §16.4: it is the Request-URI now (set below)
         out = decrease_max_forwards(out)
         if not forward.in_dialog:
             # RFC 3261 §22.3: only credentials for our realms; others answer a challenge further on
@@ -340,6 +344,8 @@ class ConnectProcessor(Processor):
         out = base
         if branch.request_uri is not None:
             out = set_request_uri(out, self._request_uri(branch.request_uri, hop, branch.route))
+        if forward.in_dialog:
+            out = route_to_strict_router(out)  # RFC 3261 §16.6 step 6: a next hop without `lr`
         target = ctx.edge_interface(hop.host, hop.transport)
         out = add_self_via(out, target)
         if not forward.in_dialog and out.method.upper() in _RECORD_ROUTE_METHODS:

@@ -416,14 +416,23 @@ class Router:
         destination not served here), never an open relay."""
         own = OwnAddresses.of_request(msg)
         routes = request.routes
-        leading_own = 0
-        for na in routes:
-            if not own.names_us(na.uri):
-                break
-            leading_own += 1
-        if not leading_own or TOKEN_PARAM not in routes[0].uri.params:
-            return None
-        token = self.tokens.read(request, routes[0].uri.params.get(TOKEN_PARAM))
+        ruri = request.request_uri
+        strict_upstream = (bool(routes) and ruri.is_sip and TOKEN_PARAM in ruri.params and own.names_us(ruri))
+        if strict_upstream:
+            # RFC 3261 §16.4: a strict router before us put our Record-Route URI into the Request-URI: the last
+            # Route value is the real Request-URI, the others are the route set still to follow
+            ours, final_uri, routes = ruri, routes[-1].uri, routes[:-1]
+            leading_own = 0
+        else:
+            leading_own = 0
+            for na in routes:
+                if not own.names_us(na.uri):
+                    break
+                leading_own += 1
+            if not leading_own or TOKEN_PARAM not in routes[0].uri.params:
+                return None
+            ours, final_uri = routes[0].uri, ruri
+        token = self.tokens.read(request, ours.params.get(TOKEN_PARAM))
         if token.status is TokenStatus.INVALID:
             return Reply(403, "Forbidden (dialog token does not match this dialog)")
         if token.status is TokenStatus.EXPIRED:
@@ -432,13 +441,14 @@ class Router:
         if rest:
             target = rest[0].uri
         else:
-            target = request.request_uri
+            target = final_uri
             if not target.is_sip or own.names_us(target):
                 return Reply(404, "Not Found (no next hop)")
         hop = next_hop_of(target)
         if not self._hop_allowed(index, token, hop):
             return Reply(403, "Forbidden (next hop is not a party of this dialog)")
-        forward = Forward(Direction.IN_DIALOG, hop, None, in_dialog=True)
+        forward = Forward(Direction.IN_DIALOG, hop, final_uri if strict_upstream else None, in_dialog=True,
+                          drop_last_route=strict_upstream)
         forward.remove_headers.extend(identity_headers_to_remove(
             request, sender_trusted=token.sender_trusted, receiver_trusted=token.receiver_trusted))
         return forward
