@@ -592,8 +592,9 @@ class EdgePort:
 
     def _is_loop(self, request: Request) -> bool:
         """RFC 3261 §16.3 step 4: a Via we placed (a branch of one of our live client transactions) on a
-        request with the same Request-URI as the one we forwarded is a loop; a changed one is a spiral."""
-        for via in request.via[1:]:
+        request with the same Request-URI as the one we forwarded is a loop; a changed one is a spiral. The top
+        Via counts too: a request we sent to an address of our own (a contact naming this proxy) is back at once."""
+        for via in request.via:
             branch = via.branch
             if branch is None:
                 continue

@@ -278,3 +278,26 @@ async def test_a_branch_that_never_answered_stops_being_retransmitted_once_the_c
             await no_more(silent.phone, "INVITE", 0.5)  # T1 is 20 ms here: several would have come
         finally:
             close(caller, *(c.phone for c in callees))
+
+
+async def test_a_branch_that_loops_back_gets_482_and_the_others_still_ring() -> None:
+    """RFC 3261 §16.3 step 4 across a fork: a contact naming this proxy itself brings its branch back here with our
+    Via on it and the same Request-URI: that branch ends in 482, the real phone answers."""
+    async with shipped_edge() as edge:
+        port = edge.address("udp")[1]
+        caller, (callee,) = await setup(edge, 1)
+        loop_phone = await Phone.open("127.0.0.1")
+        try:
+            register = loop_phone.request("REGISTER", "sip:sip.local", "1002", "sip:1002@sip.local", call_id="loop-reg")
+            register.headers.set("Contact", f"<sip:1002@127.0.0.1:{port}>")  # the proxy's own address
+            loop_phone.send(register, ("127.0.0.1", port))
+            challenge, _ = await loop_phone.final()
+            loop_phone.send(loop_phone.answer_challenge(register, challenge, "1002"), ("127.0.0.1", port))
+            assert (await loop_phone.final())[0].status == 200
+            await dial(edge, caller)
+            await callee.ringing()
+            callee.reply(200)
+            final, _ = await caller.final()
+            assert final.status == 200 and edge.metrics.reject_counts.get("loop_detected", 0) >= 1
+        finally:
+            close(caller, callee.phone, loop_phone)
