@@ -43,9 +43,11 @@ from routr_ray.location.ops import (
     encode_find,
     encode_pairs,
     encode_remove,
+    traced,
 )
 from routr_ray.location.service import LocationService
 from routr_ray.location.stores import create_store
+from routr_ray.observability import tracing
 from routr_ray.proto.gen import location_pb2
 from routr_ray.util.batching import AdaptiveBatcher, BatchQueueFull
 from routr_ray.util.gc_tuning import tune_gc
@@ -149,9 +151,17 @@ class ShardedLocationClient:
         return len(self._handles)
 
     async def _call(self, aor: str, op: Op) -> bytes:
-        batcher = self._batchers[shard_for_aor(aor, len(self._handles))]
+        shard = shard_for_aor(aor, len(self._handles))
+        if tracing.ON:  # a client span for the call, its traceparent carried by the operation to the shard
+            with tracing.span(f"location.{op[0]}", {"routr.location.shard": shard}, kind="CLIENT") as span:
+                if span is not None:
+                    op = traced(op, tracing.format_traceparent(span))
+                return await self._submit(shard, op)
+        return await self._submit(shard, op)
+
+    async def _submit(self, shard: int, op: Op) -> bytes:
         try:
-            result = await batcher.submit(op)
+            result = await self._batchers[shard].submit(op)
         except (RayActorError, RayError, TimeoutError, BatchQueueFull, LinkError) as exc:
             raise LocationError(LocationErrorCode.UNAVAILABLE, f"location shard unavailable: {exc}") from exc
         return decode_result(result)

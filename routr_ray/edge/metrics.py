@@ -13,7 +13,6 @@ prometheus_client child lookup on the hot path. The registry sees ordinary count
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -21,10 +20,12 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector
 
 from routr_ray.edge.calls import CALL_DURATION_BUCKETS, CallTracker
+from routr_ray.observability.histogram import LATENCY_BUCKETS, LatencyHistogram
 from routr_ray.observability.labels import KNOWN_METHODS, method_label, status_class
 from routr_ray.sip import Request
 
-__all__ = ["KNOWN_METHODS", "REJECT_REASONS", "EdgeMetrics", "LatencyHistogram", "method_label", "status_class"]
+__all__ = ["KNOWN_METHODS", "LATENCY_BUCKETS", "REJECT_REASONS", "EdgeMetrics", "LatencyHistogram", "method_label",
+           "status_class"]
 
 REJECT_REASONS = frozenset({
     "banned_source", "rate_limited", "malformed", "method_not_allowed", "too_many_hops", "loop_detected",
@@ -33,29 +34,7 @@ REJECT_REASONS = frozenset({
 })  # fmt: skip
 
 MESSAGE_LABELS = ("method", "direction", "transport", "status_class")
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _MAX_RAW_KEYS = 4096  # raw (method, direction, transport, status) tuples remembered; past it, no memo
-
-
-class LatencyHistogram:
-    """A histogram with fixed buckets: ``observe`` is a bisect and two additions."""
-
-    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)  # the last one is +Inf
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.buckets, value)] += 1
-        self.sum += value
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        out: list[tuple[str, float]] = []
-        total = 0
-        for bound, count in zip((*self.buckets, float("inf")), self.counts, strict=True):
-            total += count
-            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(total)))
-        return out
 
 
 class _Families(Collector):

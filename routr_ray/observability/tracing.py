@@ -42,6 +42,9 @@ ON = False
 """True once :func:`configure` installed a tracer in this process: the SIP path's only check."""
 
 TRACEPARENT_KEY = "routr-ray.traceparent"
+W3C_KEY = "traceparent"
+"""The standard key: metadata sent to middlewares and external processors that do not get internal metadata, and
+the gRPC header of calls to ``host:port`` processors."""
 INSTRUMENTATION = "routr_ray"
 DEFAULT_SAMPLE_RATIO = 0.1
 
