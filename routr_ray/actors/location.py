@@ -43,7 +43,7 @@ from routr_ray.location.ops import (
     encode_find,
     encode_pairs,
     encode_remove,
-    traced,
+    submit_traced,
 )
 from routr_ray.location.service import LocationService
 from routr_ray.location.stores import create_store
@@ -152,16 +152,12 @@ class ShardedLocationClient:
 
     async def _call(self, aor: str, op: Op) -> bytes:
         shard = shard_for_aor(aor, len(self._handles))
-        if tracing.ON:  # a client span for the call, its traceparent carried by the operation to the shard
-            with tracing.span(f"location.{op[0]}", {"routr.location.shard": shard}, kind="CLIENT") as span:
-                if span is not None:
-                    op = traced(op, tracing.format_traceparent(span))
-                return await self._submit(shard, op)
-        return await self._submit(shard, op)
-
-    async def _submit(self, shard: int, op: Op) -> bytes:
+        batcher = self._batchers[shard]
         try:
-            result = await self._batchers[shard].submit(op)
+            if tracing.ON:  # a client span, its traceparent carried by the operation to the shard
+                result = await submit_traced(shard, op, batcher.submit)
+            else:
+                result = await batcher.submit(op)
         except (RayActorError, RayError, TimeoutError, BatchQueueFull, LinkError) as exc:
             raise LocationError(LocationErrorCode.UNAVAILABLE, f"location shard unavailable: {exc}") from exc
         return decode_result(result)

@@ -4,7 +4,8 @@ A call is *up* from the 2xx the EdgePort sends upstream for an initial INVITE (n
 it sends for a BYE of the same Call-ID (RFC 3261 §15); its duration is observed then. A call whose BYE never comes
 (a phone that vanished) is forgotten after ``max_age`` seconds, and at most ``max_calls`` are remembered (the
 oldest forgotten first), so a flood cannot grow the table. Final responses to initial INVITEs are counted by
-result: ``answered`` (2xx), ``cancelled`` (487), ``failed`` (any other >= 300).
+result: ``answered`` (2xx), ``cancelled`` (487), ``failed`` (any other >= 300 but 401/407: a challenge is
+answered again with credentials in the same call).
 
 Only the EdgePort where the INVITE entered counts it; a call that crosses two EdgePorts (a callee registered
 through another) is counted by both: sum by ``edgeport`` with that in mind.
@@ -55,6 +56,8 @@ class CallTracker:
                 return  # a re-INVITE (RFC 3261 §14) is no new call
         except ParseError:
             return
+        if status in (401, 407):
+            return  # a challenge: the caller tries again with credentials (the same call)
         result = "answered" if status < 300 else "cancelled" if status == 487 else "failed"
         self.results[result] = self.results.get(result, 0) + 1
         if status < 300 and call_id not in self._up:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from routr_ray.link.frames import FrameError, pack_list, unpack_list
 from routr_ray.location.aor import normalize_aor
@@ -27,6 +27,7 @@ from routr_ray.proto.gen import location_pb2
 
 log = logging.getLogger(__name__)
 
+R = TypeVar("R")
 Op = tuple[str, bytes]
 OpResult = tuple[str, bytes]
 
@@ -39,6 +40,15 @@ _LONGEST_KIND = len(REMOVE)
 def traced(op: Op, traceparent: str | None) -> Op:
     """``op`` carrying ``traceparent`` (unchanged without one)."""
     return (op[0] + TRACE_SEP + traceparent, op[1]) if traceparent else op
+
+
+async def submit_traced(shard: int, op: Op, submit: Callable[[Op], Awaitable[R]]) -> R:
+    """``submit(op)`` in a ``location.<kind>`` client span whose traceparent ``op`` carries to the shard (call it
+    only when tracing is on; without a sampled current span it is ``submit(op)``)."""
+    with tracing.span(f"location.{op[0]}", {"routr.location.shard": shard}, kind="CLIENT") as span:
+        if span is not None:
+            op = traced(op, tracing.format_traceparent(span))
+        return await submit(op)
 
 
 def split_trace(kind: str) -> tuple[str, str | None]:
