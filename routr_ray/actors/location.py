@@ -28,6 +28,7 @@ from ray.exceptions import RayActorError, RayError
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors.detached import driver_node_strategy, fingerprint, replace_if_changed
 from routr_ray.actors.links import linked, serve_link
+from routr_ray.actors.metrics import RayMetricsBridge, observe_process
 from routr_ray.config.location import TOKEN_ENV
 from routr_ray.link import LinkError
 from routr_ray.location.errors import LocationError, LocationErrorCode
@@ -70,7 +71,11 @@ class LocationShardActor:
         store = create_store(provider, parameters, shard_id=index)
         self.service = LocationService(store, shard_index=index, shard_count=count)
         self.metrics = LocationMetrics(index)
-        self.metrics.watch(lambda: self.service.binding_count, lambda: self.service.aor_count)
+        self.metrics.watch(lambda: self.service.binding_count, lambda: self.service.aor_count,
+                           ready=lambda: not self.service.loading, by_domain=self.service.bindings_by_domain)
+        observe_process("location-shard", str(index))
+        self.metrics_bridge = RayMetricsBridge(self.metrics.registry, default_tags={"shard": str(index)})
+        self.metrics_bridge.start()
         self.provider = provider
         self.service.start_loading()  # in the background, retried with backoff: the shard serves meanwhile
         self._loaded = asyncio.get_running_loop().create_task(self._after_load())

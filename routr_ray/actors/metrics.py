@@ -24,7 +24,7 @@ from typing import Any
 from routr_ray.observability.metrics_bridge import Collectable, DeltaTracker, PointKind, read_registry
 from routr_ray.observability.ratelimit import RateLimitedLog
 
-__all__ = ["DEFAULT_INTERVAL", "RayMetricsBridge", "ray_metric_factory"]
+__all__ = ["DEFAULT_INTERVAL", "RayMetricsBridge", "observe_process", "ray_metric_factory"]
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +122,23 @@ class RayMetricsBridge:
             self.flush()
         except Exception as exc:  # noqa: BLE001 - metrics never take the actor down
             self._errors.error("flush", "metrics bridge flush failed: %s", exc, exc_info=exc)
+
+
+_process_bridge: RayMetricsBridge | None = None
+
+
+def observe_process(component: str, instance: str = "") -> RayMetricsBridge:
+    """What every actor and replica does as it starts (issue 21), once per process: tracing on when the
+    environment says so (:func:`routr_ray.observability.tracing.setup`), and this process's own metrics
+    (:func:`~routr_ray.observability.process_metrics.process_registry`: resources, link calls) mirrored into Ray with
+    the tags ``component`` and ``instance``. Call it on the actor's event loop."""
+    global _process_bridge
+    from routr_ray.observability import tracing
+    from routr_ray.observability.process_metrics import process_registry
+
+    tracing.setup(component)
+    if _process_bridge is None:
+        _process_bridge = RayMetricsBridge(process_registry(), default_tags={"component": component,
+                                                                            "instance": instance})
+        _process_bridge.start()
+    return _process_bridge
