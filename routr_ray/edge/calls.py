@@ -21,6 +21,7 @@ from routr_ray.sip import ParseError, Request
 
 __all__ = ["CALL_DURATION_BUCKETS", "CallTracker"]
 
+RESULTS = ("answered", "cancelled", "failed")
 CALL_DURATION_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 DEFAULT_MAX_AGE = 12 * 3600.0
 
@@ -33,7 +34,7 @@ class CallTracker:
         self.max_calls = max_calls
         self.max_age = max_age
         self.clock = clock
-        self.results: dict[str, int] = {}
+        self.results: dict[str, int] = dict.fromkeys(RESULTS, 0)
 
     @property
     def active(self) -> int:

@@ -80,7 +80,8 @@ class EdgeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.message_counts: dict[tuple[str, str, str, str], int] = {}
-        self.reject_counts: dict[str, int] = {}
+        # every reason from the start, at 0: a dashboard shows "0 rejected", not "no data"
+        self.reject_counts: dict[str, int] = dict.fromkeys(sorted(REJECT_REASONS), 0)
         self.dispatcher_latency = LatencyHistogram()
         # raw arguments of message() -> normalised label tuple (method names from the wire are unbounded:
         # the memo stops growing at _MAX_RAW_KEYS and the slow path still works)

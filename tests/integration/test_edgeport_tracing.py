@@ -67,7 +67,7 @@ async def test_a_call_is_one_trace_per_transaction_with_edge_connect_and_locatio
             close(caller, callee.phone)
     assert edge.metrics.calls.active == 0
     assert edge.metrics.call_duration.counts[0] == 1  # one call, shorter than the first bucket (1 s)
-    assert edge.metrics.calls.results == {"answered": 1}
+    assert edge.metrics.calls.results == {"answered": 1, "cancelled": 0, "failed": 0}
 
     finished = spans.get_finished_spans()
     invites = [s for s in finished if s.name == "SIP INVITE" and s.kind.name == "SERVER"

@@ -67,6 +67,7 @@ class Profile:
     passwords: Mapping[str, str] = field(default_factory=dict)
     host: str = PROXY_HOST
     overlay: Path | None = None  # files that replace (same name) or join those of `source`, before the rewrite
+    env: Mapping[str, str] = field(default_factory=dict)  # more environment for `routr-ray run`
 
 
 EXTRAS_PORTS = {5060: 15060, 5061: 15061, 5062: 15062, 5063: 15063, 8080: 18080, 51901: 51911, 51902: 51912,
@@ -162,7 +163,8 @@ def _serve(profile: Profile, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     work = tmp_path_factory.mktemp(f"routr-{profile.name}")
     config_dir = copy_config(profile, work / "config")
     log_path = work / "routr-ray.log"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
+           **profile.env}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "routr_ray.cli", "run", "--config", str(config_dir), "--no-dashboard",

@@ -29,7 +29,10 @@ BY = re.compile(r"by \(([^)]*)\)")
 
 
 def defined_in_source(name: str) -> bool:
-    return any(name in path.read_text() for path in (REPO / "routr_ray").rglob("*.py"))
+    """Some module of routr_ray makes a metric ``name`` (prometheus_client's Gauge/Counter/... or a metric
+    family), not just reads it."""
+    made = re.compile(r"(?:Gauge|Counter|Histogram|MetricFamily)\(\s*[\"']" + re.escape(name) + r"[\"']")
+    return any(made.search(path.read_text()) for path in (REPO / "routr_ray").rglob("*.py"))
 
 
 def known_series() -> dict[str, set[str]]:
@@ -86,6 +89,12 @@ def test_every_query_uses_existing_series_and_labels() -> None:
             "routr_dispatcher_messages_total", "routr_link_calls_total", "routr_calls_active",
             "routr_call_duration_seconds_bucket", "routr_trunk_registration_state",
             "routr_process_resident_memory_bytes", "routr_process_cpu_seconds_total"} <= used
+
+
+def test_pending_series_are_told_apart_from_series_we_only_read() -> None:
+    assert defined_in_source("routr_calls_active")
+    assert defined_in_source("routr_location_domain_bindings")
+    assert not defined_in_source("routr_no_such_series")
 
 
 def test_dashboard_variables_and_layout() -> None:
