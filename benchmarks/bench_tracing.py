@@ -145,7 +145,7 @@ def main() -> None:
     print(f"tracing off:             {max(0.0, off - base) * 1e9:7.0f} ns per message (14 guards; target <= 1000 ns)")
 
     tracing.configure(tracing.TracingSettings(enabled=True, sample_ratio=0.0), exporter=Dropping())
-    unsampled = per_call(lambda: tracing.root_span("SIP INVITE", {"sip.method": "INVITE"}), args.messages)
+    unsampled = per_call(lambda: server_span(request, flow, "edgeport-01"), args.messages * 10)
     print(f"tracing on, not sampled: {unsampled * 1e6:7.2f} us per message (the EdgePort's head-sampling decision)")
 
     tracing.configure(tracing.TracingSettings(enabled=True, sample_ratio=1.0), exporter=Dropping(), simple=True)

@@ -30,8 +30,11 @@ def _call_id(request: Request) -> str | None:
 
 
 def server_span(request: Request, flow: Flow, edge_ref: str) -> Any:
-    """The root span of a new server transaction; None when the head sampler dropped it."""
-    return tracing.root_span(f"SIP {request.method}", {
+    """The root span of a new server transaction; None when the head sampler dropped it (decided before anything
+    is built)."""
+    if not tracing.head_sample():
+        return None
+    return tracing.root_span(f"SIP {request.method}", sampled=True, attributes={
         "sip.method": request.method,
         "sip.call_id": _call_id(request),
         "sip.direction": "in",

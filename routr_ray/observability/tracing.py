@@ -15,9 +15,9 @@ middlewares and ``host:port`` processors without ``internalMetadata: true``; tho
 ``traceparent`` gRPC header instead (``routr_ray/dispatch/remote.py``). Location operations carry it after their
 kind (``find|<traceparent>``, ``routr_ray/location/ops.py``).
 
-Sampling is decided once, at the EdgePort, with a head ratio (``ParentBased(TraceIdRatioBased(ratio))``): the
-other components make spans only for a message whose traceparent says *sampled*, so a message that is not
-sampled costs them nothing but the flag check. Span attributes are SIP facts (method, Call-ID, status, direction,
+Sampling is decided once, at the EdgePort, with a head ratio (:func:`root_span`: a random draw before any span
+object is made); the SDK follows the parent (``ParentBased``) and the other components make spans only for a
+message whose traceparent says *sampled*, so a message that is not sampled costs them nothing but the flag check. Span attributes are SIP facts (method, Call-ID, status, direction,
 trunk); metrics never get those labels (DESIGN §8), traces may.
 """
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import re
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-
 _tracer: Any = None
 _provider: Any = None
 _component = ""
+_ratio = 1.0
 
 
 @dataclass(frozen=True)
@@ -142,20 +144,22 @@ def configure(settings: TracingSettings, *, component: str = "", exporter: Any =
               simple: bool = False) -> None:
     """Install a tracer for ``settings`` (tests pass their own ``exporter``, e.g. the SDK's in-memory one, and
     ``simple=True`` to export each span as it ends instead of in batches)."""
-    global ON, _tracer, _provider, _component
+    global ON, _tracer, _provider, _component, _ratio
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
     if exporter is None:
         exporter = _exporter(settings)
     resource = Resource.create({"service.name": settings.service_name, "routr.component": component or "routr-ray",
                                 "process.pid": os.getpid()})
-    provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio)))
+    # the head decision is root_span's (a random draw before any span is made: an unsampled message costs no span
+    # object); the SDK then follows the parent, so a trace is whole or absent
+    provider = TracerProvider(resource=resource, sampler=ParentBased(ALWAYS_ON))
     provider.add_span_processor(SimpleSpanProcessor(exporter) if simple else BatchSpanProcessor(exporter))
     old = _provider
-    _provider, _component = provider, component
+    _provider, _component, _ratio = provider, component, settings.sample_ratio
     _tracer = provider.get_tracer(INSTRUMENTATION)
     ON = True
     if old is not None:
@@ -252,15 +256,21 @@ def _kind(name: str) -> Any:
     return getattr(SpanKind, name)
 
 
-def root_span(name: str, attributes: Mapping[str, Any] | None = None, kind: str = "SERVER") -> Any:
+def head_sample() -> bool:
+    """The head sampling decision for a new trace: tracing on, and a random draw under the ratio."""
+    return _tracer is not None and (_ratio >= 1.0 or random.random() < _ratio)
+
+
+def root_span(name: str, attributes: Mapping[str, Any] | None = None, kind: str = "SERVER", *,
+              sampled: bool | None = None) -> Any:
     """A new trace (the EdgePort, for a transaction it starts); None when tracing is off or the head sampler
-    dropped it (then nothing downstream traces this message either)."""
-    if _tracer is None:
+    dropped it (then nothing downstream traces this message either). ``sampled``: :func:`head_sample` already
+    drawn by the caller (who then built ``attributes`` only for a sampled message)."""
+    if sampled is None:
+        sampled = head_sample()
+    if not sampled or _tracer is None:
         return None
-    span = _tracer.start_span(name, kind=_kind(kind), attributes=_clean(attributes))
-    if not span.is_recording():
-        return None
-    return span
+    return _tracer.start_span(name, kind=_kind(kind), attributes=_clean(attributes))
 
 
 def child_span(name: str, traceparent: str | None = None, attributes: Mapping[str, Any] | None = None,

@@ -110,6 +110,15 @@ def test_the_head_ratio_decides_at_the_root() -> None:
     tracing.configure(TracingSettings(enabled=True, sample_ratio=0.0), exporter=exporter, simple=True)
     try:
         assert tracing.root_span("dropped") is None
+        tracing.configure(TracingSettings(enabled=True, sample_ratio=0.25), exporter=exporter, simple=True)
+        made = [tracing.root_span("maybe") for _ in range(4000)]
+        kept = [s for s in made if s is not None]
+        assert 800 < len(kept) < 1200  # 1000 expected; the bounds are ~7 standard deviations
+        for root in kept:  # and a kept root's children are all sampled: a trace is whole
+            child = tracing.child_span("child", tracing.format_traceparent(root))
+            assert child is not None and child.is_recording()
+            child.end()
+            root.end()
     finally:
         tracing.reset()
 
