@@ -154,6 +154,11 @@ class ConnectDeploymentProcessor:
         source: ResourceSource = self.followed or StaticResources(resources)
         self.processor = ConnectProcessor(source, location, nonce_key=nonce_key.encode())
 
+    @property
+    def metrics_registry(self) -> Any:
+        """Connect's metrics, exported by the replica (routr_ray/actors/serve_app.py)."""
+        return self.processor.metrics_registry
+
     async def _follow(self) -> None:
         if self.followed is not None:
             await self.followed.ensure_following()

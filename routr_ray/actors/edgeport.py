@@ -34,7 +34,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors.detached import fingerprint, kill_and_wait, replace_if_changed
 from routr_ray.actors.links import directory, linked, serve_link
-from routr_ray.actors.metrics import RayMetricsBridge
+from routr_ray.actors.metrics import RayMetricsBridge, observe_process
 from routr_ray.actors.serve_app import (
     APP_NAME,
     DISPATCHER_LINK_SERVICE,
@@ -47,6 +47,7 @@ from routr_ray.actors.serve_app import (
 )
 from routr_ray.config.dispatcher import from_document
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig
+from routr_ray.dispatch.metrics import DispatchMetrics
 from routr_ray.dispatch.runtime import BatchSend, DispatchRuntime, OutboundTokens
 from routr_ray.edge.dispatcher_client import DispatcherClient, client_for_addr
 from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
@@ -113,10 +114,11 @@ class EmbeddedDispatcherClient:
     every ``refresh`` seconds after; until one is there, :meth:`process` raises (the EdgePort answers 503).
     """
 
-    def __init__(self, app_name: str = APP_NAME, *, refresh: float = 2.0) -> None:
+    def __init__(self, app_name: str = APP_NAME, *, refresh: float = 2.0, metrics: DispatchMetrics | None = None
+                 ) -> None:
         self._app_name = app_name
         self.refresh = refresh
-        self.runtime = DispatchRuntime(self._deployment_send)
+        self.runtime = DispatchRuntime(self._deployment_send, metrics=metrics)
         self._document: tuple[dict[str, Any], Any] | None = None  # (config document, outbound tokens)
         self._lock = asyncio.Lock()
         self._refresher: asyncio.Task[None] | None = None
@@ -213,12 +215,14 @@ def edge_options(batching: str | None = None) -> EdgePortOptions:
     return options
 
 
-def dispatcher_for(addr: str, mode: str | None = None, token: str | None = None) -> DispatcherClient:
-    """The EdgePort's way to the dispatcher: in the cluster (``serve://``), or ``host:port`` with ``token``."""
+def dispatcher_for(addr: str, mode: str | None = None, token: str | None = None,
+                   metrics: DispatchMetrics | None = None) -> DispatcherClient:
+    """The EdgePort's way to the dispatcher: in the cluster (``serve://``), or ``host:port`` with ``token``;
+    ``metrics``: where the embedded dispatch counts (``routr_dispatcher_messages_total``)."""
     if not addr or addr.startswith(SERVE_PREFIX):
         app = (addr[len(SERVE_PREFIX):] if addr else APP_NAME) or APP_NAME
         if dispatch_mode(mode) == EMBEDDED:
-            return EmbeddedDispatcherClient(app)
+            return EmbeddedDispatcherClient(app, metrics=metrics)
         return ServeDispatcherClient(app)
     return client_for_addr(addr, token=token)
 
@@ -329,7 +333,10 @@ class EdgePortActor:
         sinks = sinks_from_env()
         self.events = EventPublisher(sinks, registry=metrics.registry)
         await self.events.start()
-        self.edge = EdgePort(config, dispatcher_for(config.processor_addr, self.dispatch, config.processor_token), options=options,
+        observe_process("edgeport", config.ref if config.workers == 1 else f"{config.ref}-{worker}")
+        dispatcher = dispatcher_for(config.processor_addr, self.dispatch, config.processor_token,
+                                    DispatchMetrics(metrics.registry))
+        self.edge = EdgePort(config, dispatcher, options=options,
                              metrics=metrics, events=CallEventEmitter(self.events) if sinks else None)
         self.edge.protect_sources(trunk_sources)  # derived from the resources at deploy; then followed
         self.trunk_sources = TrunkSourcesFollower(self.edge)

@@ -23,6 +23,7 @@ import ray
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors.detached import driver_node_strategy, fingerprint, replace_if_changed
 from routr_ray.actors.edgeport import ServeDispatcherClient
+from routr_ray.actors.metrics import observe_process
 from routr_ray.actors.serve_app import APP_NAME
 from routr_ray.dispatch.front import TOKEN_HINT, DispatcherFront, start_front_server
 from routr_ray.edge.dispatcher_client import BatchingDispatcher
@@ -44,6 +45,7 @@ class DispatcherFrontActor:
     async def __init__(self, bind_addr: str, token: str | None, app_name: str = APP_NAME,
                        deadline: float = 10.0) -> None:
         logging.basicConfig(level=logging.INFO)
+        observe_process("dispatcher-front")
         self._fingerprint = front_fingerprint(bind_addr, token, app_name, deadline)
         self.dispatcher = BatchingDispatcher(ServeDispatcherClient(app_name), deadline=deadline)
         self.front = DispatcherFront(self.dispatcher.submit, token=token)

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -51,6 +51,7 @@ from routr_ray.config.edgeport import EdgePortConfig, TransportProtocol
 from routr_ray.config.loader import ConfigSet
 from routr_ray.config.location import TOKEN_ENV as LOCATION_TOKEN_ENV
 from routr_ray.config.location import CacheProvider, LocationConfig, parse_redis_parameters
+from routr_ray.config.observability import ObservabilityConfig
 from routr_ray.dispatch.front import TOKEN_HINT as DISPATCHER_TOKEN_HINT
 from routr_ray.grpcutil.auth import OpenPortRefused, refuse_open_port, split_host_port
 from routr_ray.location.grpc_api import TOKEN_HINT as LOCATION_TOKEN_HINT
@@ -221,6 +222,23 @@ def local_ports(config: ConfigSet, dispatcher: DispatcherConfig | None,
                 yield what, socket.SOCK_STREAM, api_host, api_port
     host, port = _split_host_port(location.bind_addr)
     yield "Location gRPC API", socket.SOCK_STREAM, host, port
+    if config.observability is not None and config.observability.metrics_port:
+        # Ray's metrics export port: every interface (Ray binds it so)
+        yield "metrics export port", socket.SOCK_STREAM, "0.0.0.0", config.observability.metrics_port
+
+
+def tracing_environment(observability: ObservabilityConfig | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables that turn tracing on in every process as ``observability.yaml`` says, minus what the
+    environment already decides (``ROUTR_RAY_TRACING``, ``OTEL_TRACES_EXPORTER``, ``OTEL_SDK_DISABLED`` and the
+    endpoint/ratio variables win over the file)."""
+    from routr_ray.observability.tracing import ENABLE_ENV
+
+    if observability is None or not observability.tracing_configured or not observability.tracing.enabled:
+        return {}
+    if any(environ.get(name, "").strip() for name in (ENABLE_ENV, "OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED")):
+        return {}
+    return {name: value for name, value in observability.tracing.to_env().items()
+            if not environ.get(name, "").strip()}
 
 
 def check_ports(ports: Iterator[tuple[str, int, str, int]]) -> None:
@@ -282,7 +300,12 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
     if api_plan is not None and api_plan.database_url:
         deployment.database_resources = api_plan.resources
         config = dataclasses.replace(config, resources=api_plan.resources)
-    context = _init_ray(options)
+    observability = config.observability
+    tracing_env = tracing_environment(observability, os.environ)
+    if not options.address:
+        os.environ.update(tracing_env)  # inherited by every process of the local Ray
+    context = _init_ray(options, metrics_port=observability.metrics_port if observability else None,
+                        env_vars=tracing_env if options.address else None)
     deployment.started_ray = not options.address
     if on_ray_started is not None:
         on_ray_started()
@@ -310,6 +333,11 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
     deployment.lines.append(f"Nonce/dialog key     {key_origin}")
     if deployment.started_ray:
         deployment.lines.append(f"Ray address          {context.address_info.get('gcs_address', '?')}")
+        export = context.address_info.get("metrics_export_port")
+        if export:
+            deployment.lines.append(f"Metrics (Prometheus) http://{context.address_info.get('node_ip_address', '?')}:"
+                                    f"{export}/metrics (Ray's export: routr_* series as ray_routr_*)")
+    deployment.lines.append(f"Tracing              {_tracing_line({**os.environ, **tracing_env})}")
     dashboard = getattr(context, "dashboard_url", None)
     if dashboard:
         deployment.lines.append(f"Ray dashboard        http://{dashboard}")
@@ -329,12 +357,28 @@ def resolve_key(options: RunOptions, redis_url: str | None) -> str:
     return key.origin
 
 
-def _init_ray(options: RunOptions) -> Any:
+def _tracing_line(environ: Mapping[str, str]) -> str:
+    from routr_ray.observability.tracing import TracingSettings
+
+    settings = TracingSettings.from_env(environ)
+    if not settings.enabled:
+        return "off"
+    where = settings.endpoint or "the OTEL_EXPORTER_OTLP_* default"
+    return f"on: OTLP to {where}, sample ratio {settings.sample_ratio:g}" if settings.exporter == "otlp" else \
+        f"on: {settings.exporter}, sample ratio {settings.sample_ratio:g}"
+
+
+def _init_ray(options: RunOptions, *, metrics_port: int | None = None, env_vars: dict[str, str] | None = None
+              ) -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     init_args: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False, "configure_logging": False}
+    if env_vars:  # a cluster's processes do not inherit this one's environment: the job's runtime_env carries it
+        init_args["runtime_env"] = {"env_vars": env_vars}
     if options.address:
         init_args["address"] = options.address
     else:
+        if metrics_port:
+            init_args["_metrics_export_port"] = metrics_port
         init_args.update(
             include_dashboard=options.dashboard,
             object_store_memory=options.object_store_mb * 1024 * 1024,

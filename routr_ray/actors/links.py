@@ -33,6 +33,7 @@ import ray
 from routr_ray.actors import NAMESPACE
 from routr_ray.link import Endpoint, LinkConnectError, LinkPool, LinkServer
 from routr_ray.link.server import Handler
+from routr_ray.link.stats import LINK_STATS
 
 log = logging.getLogger(__name__)
 
@@ -254,10 +255,16 @@ def linked(service: str, encode: Callable[[list[T]], bytes], decode: Callable[[b
     async def send(items: list[T]) -> Sequence[R]:
         pool = directory().pool(service)
         if len(pool):
+            LINK_STATS.started(service)
             try:
-                return decode(await pool.call(encode(items)))
+                result = decode(await pool.call(encode(items)))
+                LINK_STATS.call(service, "link")
+                return result
             except LinkConnectError:
                 pass  # nothing was sent
+            finally:
+                LINK_STATS.finished(service)
+        LINK_STATS.call(service, "ray")
         return await fallback(items)
 
     return send

@@ -28,6 +28,7 @@ from ray.exceptions import RayActorError, RayError
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors.detached import driver_node_strategy, fingerprint, replace_if_changed
 from routr_ray.actors.links import linked, serve_link
+from routr_ray.actors.metrics import RayMetricsBridge, observe_process
 from routr_ray.config.location import TOKEN_ENV
 from routr_ray.link import LinkError
 from routr_ray.location.errors import LocationError, LocationErrorCode
@@ -43,9 +44,11 @@ from routr_ray.location.ops import (
     encode_find,
     encode_pairs,
     encode_remove,
+    submit_traced,
 )
 from routr_ray.location.service import LocationService
 from routr_ray.location.stores import create_store
+from routr_ray.observability import tracing
 from routr_ray.proto.gen import location_pb2
 from routr_ray.util.batching import AdaptiveBatcher, BatchQueueFull
 from routr_ray.util.gc_tuning import tune_gc
@@ -68,7 +71,11 @@ class LocationShardActor:
         store = create_store(provider, parameters, shard_id=index)
         self.service = LocationService(store, shard_index=index, shard_count=count)
         self.metrics = LocationMetrics(index)
-        self.metrics.watch(lambda: self.service.binding_count, lambda: self.service.aor_count)
+        self.metrics.watch(lambda: self.service.binding_count, lambda: self.service.aor_count,
+                           ready=lambda: not self.service.loading, by_domain=self.service.bindings_by_domain)
+        observe_process("location-shard", str(index))
+        self.metrics_bridge = RayMetricsBridge(self.metrics.registry, default_tags={"shard": str(index)})
+        self.metrics_bridge.start()
         self.provider = provider
         self.service.start_loading()  # in the background, retried with backoff: the shard serves meanwhile
         self._loaded = asyncio.get_running_loop().create_task(self._after_load())
@@ -149,9 +156,13 @@ class ShardedLocationClient:
         return len(self._handles)
 
     async def _call(self, aor: str, op: Op) -> bytes:
-        batcher = self._batchers[shard_for_aor(aor, len(self._handles))]
+        shard = shard_for_aor(aor, len(self._handles))
+        batcher = self._batchers[shard]
         try:
-            result = await batcher.submit(op)
+            if tracing.ON:  # a client span, its traceparent carried by the operation to the shard
+                result = await submit_traced(shard, op, batcher.submit)
+            else:
+                result = await batcher.submit(op)
         except (RayActorError, RayError, TimeoutError, BatchQueueFull, LinkError) as exc:
             raise LocationError(LocationErrorCode.UNAVAILABLE, f"location shard unavailable: {exc}") from exc
         return decode_result(result)

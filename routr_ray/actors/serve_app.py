@@ -50,9 +50,11 @@ from ray.serve.handle import DeploymentHandle
 
 from routr_ray.actors.links import REFRESH_S as LINK_REFRESH_S
 from routr_ray.actors.links import linked, serve_link
+from routr_ray.actors.metrics import RayMetricsBridge, observe_process
 from routr_ray.config.dispatcher import AutoscalingConfig, DispatcherConfig, from_document, to_document
 from routr_ray.dispatch.core import DispatchCore
 from routr_ray.dispatch.matching import Router
+from routr_ray.dispatch.metrics import DispatchMetrics
 from routr_ray.dispatch.runtime import (  # noqa: F401 - re-exported
     SERVE_SCHEME,
     Batching,
@@ -184,8 +186,12 @@ class DispatcherDeployment:
         logging.basicConfig(level=logging.INFO)
         self._handles = processors
         self.tokens = OutboundTokens.from_plain(tokens)
+        observe_process(DISPATCHER_DEPLOYMENT)
+        self.metrics = DispatchMetrics()
+        self.metrics_bridge = RayMetricsBridge(self.metrics.registry, default_tags={"component": DISPATCHER_DEPLOYMENT})
+        self.metrics_bridge.start()
         self.runtime = DispatchRuntime(self._deployment_send, tokens=self.tokens, batching=batching,
-                                       health_period=health_period)
+                                       health_period=health_period, metrics=self.metrics)
         if config is not None:
             self._apply(from_document(config))
         # EdgePorts that send through the dispatcher (ROUTR_RAY_EDGE_DISPATCH=dispatcher) use this link when the
@@ -265,7 +271,13 @@ class ProcessorDeployment:
     async def __init__(self, name: str, options: dict[str, Any] | None = None,
                        link_service: str | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
+        observe_process(deployment_name(name))
         self.processor = import_processor(name)(**(options or {}))
+        registry = getattr(self.processor, "metrics_registry", None)  # e.g. Connect's routr_connect_* metrics
+        self.metrics_bridge = (RayMetricsBridge(registry, default_tags={"component": deployment_name(name)})
+                               if registry is not None else None)
+        if self.metrics_bridge is not None:
+            self.metrics_bridge.start()
         start = getattr(self.processor, "start", None)
         if start is not None:  # warm up before the first message (e.g. Connect: newest resources, their index)
             await start()

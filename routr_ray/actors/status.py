@@ -1,9 +1,12 @@
 """`routr-ray status`: the EdgePorts, Serve deployments (with replicas), Location shards (with binding counts) and
-the Location API of a running routr-ray, and whether each is healthy.
+the Location API of a running routr-ray, and whether each is healthy; then registered users, calls in progress and
+the state of each trunk, from the metrics.
 
 Read from a connected driver: named actors of namespace ``routr`` (``ray.util.list_named_actors``), each asked
-over Ray with a timeout (an actor that does not answer is reported unhealthy, not waited for), and
-``serve.status()`` for the ``routr`` application.
+over Ray with a timeout (an actor that does not answer is reported unhealthy, not waited for),
+``serve.status()`` for the ``routr`` application, and the Prometheus text of every live node's Ray metrics export
+port (``ray.nodes()``: ``MetricsExportPort``), summed by :func:`routr_ray.observability.summary.summarize` (the
+numbers are as old as Ray's last export, a few seconds).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from ray import serve
 
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors.location import API_NAME, SHARD_NAME
+from routr_ray.observability.summary import MetricsSummary, summarize
 
 EDGEPORT_PREFIX = "edgeport-"
 TRUNK_REGISTRAR = "trunk-registrar"  # routr_ray/actors/trunk_registrar.py NAME (not imported: no actor classes here)
@@ -81,6 +85,7 @@ class ClusterStatus:
     deployments: tuple[DeploymentStatus, ...]
     trunks: tuple[TrunkRegistrationStatus, ...] = ()
     trunk_registrar_error: str | None = None  # the registrar exists but did not answer
+    metrics: MetricsSummary = field(default_factory=MetricsSummary)
 
     @property
     def healthy(self) -> bool:
@@ -162,7 +167,8 @@ def collect_status(*, timeout: float = 5.0) -> ClusterStatus:
             replicas = {_text(state): int(count) for state, count in dep.replica_states.items()}
             deployments.append(DeploymentStatus(app_name, name, _text(dep.status), replicas))
     trunks, registrar_error = _trunks(timeout) if TRUNK_REGISTRAR in names else ((), None)
-    return ClusterStatus(edgeports, shards, api, applications, tuple(deployments), trunks, registrar_error)
+    return ClusterStatus(edgeports, shards, api, applications, tuple(deployments), trunks, registrar_error,
+                         read_metrics(timeout))
 
 
 def _trunks(timeout: float) -> tuple[tuple[TrunkRegistrationStatus, ...], str | None]:
@@ -173,6 +179,26 @@ def _trunks(timeout: float) -> tuple[tuple[TrunkRegistrationStatus, ...], str | 
     return tuple(TrunkRegistrationStatus(str(r["trunk"]), str(r["state"]), r.get("expires_in"),
                                          str(r.get("last_error") or ""), int(r.get("failures") or 0))
                  for r in rows), None
+
+
+def read_metrics(timeout: float) -> MetricsSummary:
+    """The summed ``ray_routr_*`` series of every live node's metrics export port."""
+    import urllib.request
+
+    texts: list[str] = []
+    errors: list[str] = []
+    for node in ray.nodes():
+        port = node.get("MetricsExportPort")
+        host = node.get("NodeManagerAddress")
+        if not node.get("Alive") or not port or not host:
+            continue
+        url = f"http://{host}:{port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310 - Ray's own port
+                texts.append(reply.read().decode("utf-8", "replace"))
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            errors.append(f"{url}: {_error(exc)}")
+    return summarize(texts, errors)
 
 
 def _mark(ok: bool) -> str:
@@ -214,4 +240,23 @@ def format_status(status: ClusterStatus) -> list[str]:
             else:
                 detail = trunk.state + (f" ({trunk.failures} in a row): {trunk.last_error}" if trunk.last_error else "")
             lines.append(f"  {_mark(trunk.state == 'registered')} {trunk.trunk:<24} {detail}")
+    lines.extend(format_metrics(status.metrics))
+    return lines
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def format_metrics(summary: MetricsSummary) -> list[str]:
+    """The lines of the metrics part (``?``: no component reported that number yet)."""
+    lines = [f"From the metrics ({summary.nodes_read} node{'s' if summary.nodes_read != 1 else ''} read):",
+             f"  Registered users:  {_count(summary.registered_aors)} (bindings: {_count(summary.bindings)})",
+             f"  Calls in progress: {_count(summary.calls_in_progress)}"]
+    if summary.trunks:
+        states = ", ".join(f"{ref} {'registered' if up else 'NOT registered'}" for ref, up in summary.trunks.items())
+        lines.append(f"  Trunks:            {states}")
+    else:
+        lines.append("  Trunks:            (no trunk registers)")
+    lines.extend(f"  cannot read {error}" for error in summary.errors)
     return lines

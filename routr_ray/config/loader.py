@@ -26,6 +26,7 @@ from routr_ray.config.documents import UNREADABLE, config_files_in, read_documen
 from routr_ray.config.edgeport import EdgePortConfig, build_edgeport
 from routr_ray.config.errors import ConfigError, ConfigInvalid
 from routr_ray.config.location import LocationConfig, build_location
+from routr_ray.config.observability import ObservabilityConfig, build_observability
 from routr_ray.config.problems import Place, Problems
 from routr_ray.config.registry import RegistryConfig, build_registry
 from routr_ray.config.resource_set import Resources, assemble
@@ -34,7 +35,7 @@ from routr_ray.config.schema import SCHEMA_FILE_BY_KIND, check_against_schema, d
 
 # Routr accepts kind names in lower case too ("agent", "location").
 _KIND_BY_LOWER_NAME = {kind.lower(): kind for kind in SCHEMA_FILE_BY_KIND}
-_SINGLETON_KINDS = ("MessageDispatcher", "Location", "Registry", "APIServer")
+_SINGLETON_KINDS = ("MessageDispatcher", "Location", "Registry", "APIServer", "Observability")
 _T = TypeVar("_T")
 # Routr kinds for parts routr-ray does not have (none left: Registry drives the trunk registrar, docs/trunks.md).
 _ROUTR_KINDS_NOT_USED: tuple[str, ...] = ()
@@ -50,6 +51,7 @@ class ConfigSet:
     resources: Resources = Resources()
     registry: RegistryConfig | None = None  # kind: Registry (outbound registration of sendRegister trunks)
     api: ApiServerConfig | None = None  # the provisioning API (routr_ray/api); None: not served
+    observability: ObservabilityConfig | None = None
 
 
 @dataclass
@@ -59,6 +61,7 @@ class _Collected:
     locations: list[tuple[LocationConfig, Place]] = field(default_factory=list)
     registries: list[tuple[RegistryConfig, Place]] = field(default_factory=list)
     apis: list[tuple[ApiServerConfig, Place]] = field(default_factory=list)
+    observabilities: list[tuple[ObservabilityConfig, Place]] = field(default_factory=list)
     resources: list[Built | Unbuilt] = field(default_factory=list)
 
 
@@ -174,8 +177,9 @@ def _check_unit(files: Iterable[Path], problems: Problems) -> ConfigSet:
                 _check_document(item, place.child(index), collected)
         else:
             _check_document(data, place, collected)
-    for kind, entries in zip(_SINGLETON_KINDS, (collected.dispatchers, collected.locations, collected.registries,
-                                                collected.apis), strict=True):
+    singletons = (collected.dispatchers, collected.locations, collected.registries, collected.apis,
+                  collected.observabilities)
+    for kind, entries in zip(_SINGLETON_KINDS, singletons, strict=True):
         for _, place in entries[1:]:
             first = entries[0][1]
             place.child("kind").error(f"a second {kind}: one is allowed, the first is in {first.file}")
@@ -191,6 +195,7 @@ def _check_unit(files: Iterable[Path], problems: Problems) -> ConfigSet:
         api=collected.apis[0][0] if collected.apis else None,
         resources=assemble(collected.resources),
         registry=collected.registries[0][0] if collected.registries else None,
+        observability=collected.observabilities[0][0] if collected.observabilities else None,
     )
 
 
@@ -227,5 +232,7 @@ def _check_document(document: Any, place: Place, collected: _Collected) -> None:
         collected.registries.append((build_registry(document, place), place))
     elif kind == "APIServer":
         collected.apis.append((build_api_server(document, place), place))
+    elif kind == "Observability":
+        collected.observabilities.append((build_observability(document, place), place))
     else:
         collected.resources.append(RESOURCE_BUILDERS[kind](document, place))

@@ -31,6 +31,7 @@ SCHEMA_FILE_BY_KIND: Mapping[str, str] = {
     "Location": "location.json",
     "Registry": "registry.json",
     "APIServer": "apiserver.json",
+    "Observability": "observability.json",
     "Agent": "agent.json",
     "Peer": "peer.json",
     "Domain": "domain.json",

@@ -27,7 +27,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from routr_ray.dispatch import errors
 from routr_ray.dispatch.matching import Route, Router, is_response, method_name, stamp_processor
+from routr_ray.dispatch.metrics import NO_PROCESSOR, DispatchMetrics
 from routr_ray.dispatch.middleware import MiddlewareChain, MiddlewareFailed
+from routr_ray.observability import tracing
 from routr_ray.observability.ratelimit import RateLimitedLog
 from routr_ray.processors.sdk import RESPONSES_KEY, is_drop
 from routr_ray.proto.gen import processor_pb2
@@ -58,8 +60,10 @@ class DispatchCore:
     def __init__(self, router: Router, chain: MiddlewareChain, call_processor: ProcessorCall, *,
                  deadline: float | None = None,
                  retry_after: int = errors.DEFAULT_RETRY_AFTER_SECONDS,
-                 log_interval: float = 10.0, call_batch: BatchCall | None = None) -> None:
+                 log_interval: float = 10.0, call_batch: BatchCall | None = None,
+                 metrics: DispatchMetrics | None = None) -> None:
         self.router = router
+        self.metrics = metrics
         self.chain = chain
         self.call_processor = call_processor
         self.call_batch = call_batch
@@ -74,17 +78,19 @@ class DispatchCore:
             try:
                 pre = await self.chain.run_pre(req)
             except MiddlewareFailed:
+                self._count(NO_PROCESSOR, "middleware_failed")
                 return errors.server_internal_error(req)
             if pre.answer is not None:
+                self._count(NO_PROCESSOR, "middleware_answered")
                 return pre.answer if errors.is_answerable(req) else None
             req = pre.request
 
         route = self.router.select_route(req)
         if route is None:
-            self._log.warning("no-match", "no processor matches %s %s (call %r)", method_name(req),
-                              "response" if is_response(req) else "request", req.ref)
+            self._no_match(req)
             return errors.method_not_allowed(req, self.router.routed_methods)
 
+        span = _dispatch_span(route, req) if tracing.ON else None
         deadline = route_deadline(route, self.deadline)
         try:
             if deadline is None:
@@ -93,9 +99,11 @@ class DispatchCore:
                 async with asyncio.timeout(deadline):
                     result = await self.call_processor(route, req)
             if not self._usable(result):
+                self._count(route.ref, "dropped", span=span)
                 return None
         except Exception as exc:  # unreachable, failing, past its deadline: all the same to the client
             self._log.error(route.ref, "processor %r unavailable: %r", route.ref, exc)
+            self._count(route.ref, "unavailable", span=span)
             return errors.service_unavailable(req, self.retry_after)
         self._stamp(result, route)
 
@@ -103,8 +111,22 @@ class DispatchCore:
             try:
                 result = await self.chain.run_post(req, result)
             except MiddlewareFailed:
+                self._count(route.ref, "middleware_failed", span=span)
                 return errors.server_internal_error(req)
+        self._count(route.ref, "processed", span=span)
         return result
+
+    def _count(self, processor: str, outcome: str, amount: int = 1, span: object = None) -> None:
+        if self.metrics is not None:
+            self.metrics.count(processor, outcome, amount)
+        if span is not None:
+            tracing.end_span(span, error="processor unavailable" if outcome == "unavailable" else None,
+                             routr__outcome=outcome)
+
+    def _no_match(self, req: MessageRequest) -> None:
+        self._log.warning("no-match", "no processor matches %s %s (call %r)", method_name(req),
+                          "response" if is_response(req) else "request", req.ref)
+        self._count(NO_PROCESSOR, "no_match")
 
     def _stamp(self, result: MessageResponse, route: Route) -> None:
         metadata = result.metadata
@@ -133,8 +155,7 @@ class DispatchCore:
         for index, req in enumerate(requests):
             route = self.router.select_route(req)
             if route is None:
-                self._log.warning("no-match", "no processor matches %s %s (call %r)", method_name(req),
-                                  "response" if is_response(req) else "request", req.ref)
+                self._no_match(req)
                 results[index] = errors.method_not_allowed(req, self.router.routed_methods)
             else:
                 groups.setdefault(route.ref, (route, []))[1].append(index)
@@ -147,6 +168,7 @@ class DispatchCore:
                           results: list[MessageResponse | None]) -> None:
         assert self.call_batch is not None
         batch = [requests[i] for i in indexes]
+        spans = [_dispatch_span(route, r) for r in batch] if tracing.ON else None
         deadline = route_deadline(route, self.deadline)
         try:
             if deadline is None:
@@ -158,16 +180,31 @@ class DispatchCore:
                 raise ValueError(f"sent {len(batch)} messages, got {len(answers)} results")
         except Exception as exc:  # the whole call failed: every message of it gets 503
             self._log.error(route.ref, "processor %r unavailable: %r", route.ref, exc)
-            for i in indexes:
+            for n, i in enumerate(indexes):
                 results[i] = errors.service_unavailable(requests[i], self.retry_after)
+                self._count(route.ref, "unavailable", span=spans[n] if spans else None)
             return
-        for i, result in zip(indexes, answers, strict=True):
+        for n, (i, result) in enumerate(zip(indexes, answers, strict=True)):
+            span = spans[n] if spans else None
             try:
                 if not self._usable(result):
+                    self._count(route.ref, "dropped", span=span)
                     continue
             except ValueError as exc:
                 self._log.error(route.ref, "processor %r unavailable: %r", route.ref, exc)
                 results[i] = errors.service_unavailable(requests[i], self.retry_after)
+                self._count(route.ref, "unavailable", span=span)
                 continue
             self._stamp(result, route)
             results[i] = result
+            self._count(route.ref, "processed", span=span)
+
+
+def _dispatch_span(route: Route, req: MessageRequest) -> object:
+    """The dispatcher's span of one message (a child of the EdgePort's), its traceparent passed on to the
+    processor; None when the message is not traced."""
+    metadata = req.metadata
+    span = tracing.span_from_metadata("routr.dispatch", metadata, {"routr.processor": route.ref}, kind="INTERNAL")
+    if span is not None:
+        tracing.inject(span, metadata)
+    return span

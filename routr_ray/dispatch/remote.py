@@ -23,6 +23,7 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from routr_ray.observability import tracing
 from routr_ray.proto.gen import processor_pb2, processor_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,14 @@ class GrpcProcessorClient:
         self.start_health_checks()
         if self.healthy is False:
             raise ProcessorUnavailable(f"{self.addr}: failing its health check ({self.health_reason})")
+        metadata = self._metadata
+        if tracing.ON:  # W3C Trace Context as a gRPC header too (what OpenTelemetry's gRPC instrumentation reads)
+            parent = request.metadata.get(tracing.W3C_KEY) or request.metadata.get(tracing.TRACEPARENT_KEY)
+            if parent:
+                metadata = (*(metadata or ()), (tracing.W3C_KEY, parent))
         try:
             response: MessageResponse = await self._stub.ProcessMessage(
-                request, timeout=deadline, metadata=self._metadata)
+                request, timeout=deadline, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             raise ProcessorUnavailable(f"{self.addr}: grpc {exc.code().name}: {exc.details()}") from exc
         return response

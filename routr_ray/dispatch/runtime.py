@@ -29,9 +29,11 @@ from typing import Any, Protocol
 
 from routr_ray.dispatch.core import DispatchCore, route_deadline
 from routr_ray.dispatch.matching import Route, Router
+from routr_ray.dispatch.metrics import DispatchMetrics
 from routr_ray.dispatch.middleware import Middleware, MiddlewareChain
 from routr_ray.dispatch.outside import without_internal
 from routr_ray.dispatch.remote import GrpcProcessorClient
+from routr_ray.observability import tracing
 from routr_ray.proto.gen import processor_pb2
 from routr_ray.util.batching import AdaptiveBatcher
 
@@ -118,8 +120,10 @@ class DispatchRuntime:
         tokens: OutboundTokens | None = None,
         batching: Batching | None = None,
         health_period: float = 2.0,
+        metrics: DispatchMetrics | None = None,
     ) -> None:
         self._deployment_send = deployment_send
+        self.metrics = metrics
         self.tokens = tokens or OutboundTokens(outbound_token)
         self.batching = batching or Batching()
         self._health_period = health_period
@@ -183,7 +187,7 @@ class DispatchRuntime:
         batched = self.batching.max_batch > 1
         self.core = DispatchCore(router, chain, self._call_processor, deadline=default_deadline,
                                  retry_after=config.retry_after_seconds,
-                                 call_batch=self._call_processor_batch if batched else None)
+                                 call_batch=self._call_processor_batch if batched else None, metrics=self.metrics)
         self._deployment_calls = deployment_calls
         self._calls = calls
         self._batch_calls = batch_calls
@@ -234,9 +238,15 @@ def _batched_call(send: BatchSend, batching: Batching) -> Call:
 
 
 def _stripped(call: Call) -> Call:
-    """``call`` sent a request without internal metadata (a copy: the chain keeps the original)."""
+    """``call`` sent a request without internal metadata (a copy: the chain keeps the original); a traced
+    message's trace context goes along under the standard key ``traceparent`` (docs/observability.md)."""
     async def stripped(request: MessageRequest, deadline: float | None) -> MessageResponse:
-        return await call(without_internal(request), deadline)
+        outgoing = without_internal(request)
+        if tracing.ON and outgoing is not request:
+            parent = request.metadata.get(tracing.TRACEPARENT_KEY)
+            if parent:
+                outgoing.metadata[tracing.W3C_KEY] = parent
+        return await call(outgoing, deadline)
 
     return stripped
 

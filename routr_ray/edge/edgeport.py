@@ -73,10 +73,12 @@ from routr_ray.edge.nat import (
 from routr_ray.edge.next_hop import HopFinder, NextHop, NoRoute
 from routr_ray.edge.resolver import Resolver
 from routr_ray.edge.source_address import SourceAddresses
+from routr_ray.edge.trace_hooks import client_span, decided, server_span
 from routr_ray.edge.transports import Flow, Listener, TransportLimits, TransportName, create_listener
 from routr_ray.edge.transports.base import normalize_host
 from routr_ray.edge.txn_runner import RunningTransaction
 from routr_ray.edge.workers import Siblings, worker_branch, worker_of_branch
+from routr_ray.observability import tracing
 from routr_ray.proto.convert import ConversionError, make_message_request, read_message_response
 from routr_ray.proto.gen import processor_pb2
 from routr_ray.sip import Headers, ParseError, Request, Response, Via, parse
@@ -210,6 +212,7 @@ class ServerContext:
     cancel_handle: asyncio.TimerHandle | None = None
     fork: Fork | None = None  # a forked INVITE (forking.py)
     group_handle: asyncio.TimerHandle | None = None  # the ring timeout of the fork's current group
+    span: Any = None  # its trace span while tracing is on (trace_hooks.py), until the final response
 
 
 @dataclass(slots=True)
@@ -228,6 +231,7 @@ class ClientContext:
     # a request too large for UDP sent over TCP instead (§18.1.1): the UDP request and hop to fall back to
     udp_fallback: tuple[Request, NextHop] | None = None
     ended: bool = False  # a fork has counted this branch's end (once)
+    span: Any = None  # its trace span (a child of the server transaction's), until the final response
 
 
 def _is_final_sent(txn: RunningTransaction) -> bool:
@@ -312,6 +316,7 @@ class EdgePort:
             lambda: len(self.server_txns) + len(self.completed), lambda: len(self.client_txns)
         )
         self.metrics.track_connections(lambda: len(self.connections))
+        self.metrics.track_liveness(self.is_alive)
 
     # lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -569,6 +574,8 @@ class EdgePort:
             machine = NonInviteServerTransaction(request, reliable=reliable, timers=timers,
                                                  tu_keeps_completed=not reliable)
         ctx = ServerContext(flow)
+        if tracing.ON:
+            ctx.span = server_span(request, flow, self.ref)
         txn = RunningTransaction(machine, key, send=self._send_upstream, tu=self, context=ctx)
         if key is None or not self.server_txns.add(key, txn):
             self.metrics.reject("table_full")
@@ -663,6 +670,8 @@ class EdgePort:
             self.malformed.record(ctx.flow.remote_host, f"conversion: {exc}")
             self._answer(txn, 400)
             return
+        if ctx.span is not None:
+            tracing.inject(ctx.span, mreq.metadata)
         try:
             future = self.dispatcher.submit_nowait(mreq)
         except DispatcherUnavailable as exc:
@@ -702,6 +711,8 @@ class EdgePort:
         ref = resp.metadata.get(PROCESSOR_METADATA_KEY) if resp.metadata else None
         if ref:
             ctx.processor_ref = ref
+        if ctx.span is not None:
+            decided(ctx.span, resp.metadata)
         if not resp.HasField("message"):
             self._answer(txn, 500)
             return
@@ -903,6 +914,9 @@ class EdgePort:
             return
         if server is not None:
             server.context.branches.append(txn)
+            if server.context.span is not None:
+                context.span = client_span(server.context.span, request, hop.host, hop.port, hop.transport.value,
+                                           directive.trunk_ref)
         txn.start()
         if self.events is not None and server is not None and request.method == "INVITE":
             try:
@@ -1046,6 +1060,13 @@ class EdgePort:
         self._transmit(hop, data, None, status, method=request.method)
         if status >= 200 and getattr(txn.machine, "tu_keeps_completed", False):
             self.completed.add(txn.key, hop, data, status, request.method)
+        if status >= 200 and not retransmission:
+            if ctx.span is not None:
+                tracing.end_span(ctx.span, status)
+                ctx.span = None
+            method = request.method
+            if method == "INVITE" or method == "BYE":
+                self.metrics.call_answered(request, status)
         if self.events is not None and not retransmission:
             self._emit_answered(txn.request, message)
 
@@ -1187,6 +1208,8 @@ class EdgePort:
             metadata[PROCESSOR_METADATA_KEY] = server.context.processor_ref
         if ctx.directive.trunk_ref:
             metadata[TRUNK_REF_KEY] = ctx.directive.trunk_ref
+        if server is not None and server.context.span is not None:
+            tracing.inject(server.context.span, metadata)  # the processor's span of this response joins the trace
         branch = txn.request.top_via.branch
         out = await self._process_response(response, flow, branch, metadata)
         if server is not None:
@@ -1360,6 +1383,9 @@ class EdgePort:
         if ctx.is_cancel:
             return  # the response to our own CANCEL is hop by hop
         assert isinstance(message, Response)
+        if ctx.span is not None and message.status >= 200:
+            tracing.end_span(ctx.span, message.status)
+            ctx.span = None
         if ctx.cseq_offset:  # a branch re-sent with a trunk's credentials: the caller sees its own CSeq
             shift_cseq(message, -ctx.cseq_offset)
             if 200 <= message.status < 300 and txn.is_invite:
@@ -1464,6 +1490,9 @@ class EdgePort:
             self._cancel_branch(txn, 'SIP;cause=408;text="Timer C"')
 
     def txn_terminated(self, txn: RunningTransaction) -> None:
+        if txn.context.span is not None:  # ended without a final response (timeout, transport error, table)
+            tracing.end_span(txn.context.span, error="no final response")
+            txn.context.span = None
         if txn.is_client:
             if self.client_txns.get(txn.key) is txn:
                 self.client_txns.remove(txn.key)

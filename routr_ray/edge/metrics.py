@@ -13,19 +13,19 @@ prometheus_client child lookup on the hot path. The registry sees ordinary count
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["KNOWN_METHODS", "REJECT_REASONS", "EdgeMetrics", "LatencyHistogram", "method_label", "status_class"]
+from routr_ray.edge.calls import CALL_DURATION_BUCKETS, CallTracker
+from routr_ray.observability.histogram import LATENCY_BUCKETS, LatencyHistogram
+from routr_ray.observability.labels import KNOWN_METHODS, method_label, status_class
+from routr_ray.sip import Request
 
-KNOWN_METHODS = frozenset({
-    "REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "PRACK", "UPDATE", "INFO",
-    "REFER", "SUBSCRIBE", "NOTIFY", "PUBLISH",
-})  # fmt: skip
+__all__ = ["KNOWN_METHODS", "LATENCY_BUCKETS", "REJECT_REASONS", "EdgeMetrics", "LatencyHistogram", "method_label",
+           "status_class"]
 
 REJECT_REASONS = frozenset({
     "banned_source", "rate_limited", "malformed", "method_not_allowed", "too_many_hops", "loop_detected",
@@ -34,43 +34,7 @@ REJECT_REASONS = frozenset({
 })  # fmt: skip
 
 MESSAGE_LABELS = ("method", "direction", "transport", "status_class")
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _MAX_RAW_KEYS = 4096  # raw (method, direction, transport, status) tuples remembered; past it, no memo
-
-
-def method_label(method: str | None) -> str:
-    if method is None:
-        return "OTHER"
-    upper = method.upper()
-    return upper if upper in KNOWN_METHODS else "OTHER"
-
-
-def status_class(status: int | None) -> str:
-    """``request`` for a request (status None), else ``1xx``..``6xx``."""
-    if status is None:
-        return "request"
-    return f"{status // 100}xx" if 100 <= status <= 699 else "other"
-
-
-class LatencyHistogram:
-    """A histogram with fixed buckets: ``observe`` is a bisect and two additions."""
-
-    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)  # the last one is +Inf
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.buckets, value)] += 1
-        self.sum += value
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        out: list[tuple[str, float]] = []
-        total = 0
-        for bound, count in zip((*self.buckets, float("inf")), self.counts, strict=True):
-            total += count
-            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(total)))
-        return out
 
 
 class _Families(Collector):
@@ -98,6 +62,16 @@ class _Families(Collector):
         )
         latency.add_metric([], hist.cumulative(), hist.sum)
         yield latency
+        calls = CounterMetricFamily("routr_calls", "Final responses to initial INVITEs sent upstream, by result",
+                                    labels=["result"])
+        for result, value in list(m.calls.results.items()):
+            calls.add_metric([result], value)
+        yield calls
+        duration = HistogramMetricFamily(
+            "routr_call_duration_seconds", "Duration of the calls that ended (2xx to the INVITE to the BYE's answer)"
+        )
+        duration.add_metric([], m.call_duration.cumulative(), m.call_duration.sum)
+        yield duration
 
 
 class EdgeMetrics:
@@ -106,7 +80,8 @@ class EdgeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.message_counts: dict[tuple[str, str, str, str], int] = {}
-        self.reject_counts: dict[str, int] = {}
+        # every reason from the start, at 0: a dashboard shows "0 rejected", not "no data"
+        self.reject_counts: dict[str, int] = dict.fromkeys(sorted(REJECT_REASONS), 0)
         self.dispatcher_latency = LatencyHistogram()
         # raw arguments of message() -> normalised label tuple (method names from the wire are unbounded:
         # the memo stops growing at _MAX_RAW_KEYS and the slow path still works)
@@ -118,6 +93,14 @@ class EdgeMetrics:
         self.active_connections = Gauge(
             "routr_edge_active_connections", "Live stream connections (TCP, TLS, WS, WSS)", registry=self.registry
         )
+        self.call_duration = LatencyHistogram(CALL_DURATION_BUCKETS)
+        self.calls = CallTracker(self.call_duration.observe)
+        self.calls_active = Gauge(
+            "routr_calls_active", "Calls in progress (answered, no BYE answered yet) through this EdgePort",
+            registry=self.registry,
+        )
+        self.calls_active.set_function(lambda: self.calls.active)
+        self.up = Gauge("routr_edge_up", "1 while every listener of the EdgePort listens", registry=self.registry)
         self.failovers = Counter(
             "routr_edge_failovers",
             "Forwarded requests retried on the next failover URI after 503/408/timeout",
@@ -137,6 +120,13 @@ class EdgeMetrics:
     def reject(self, reason: str) -> None:
         key = reason if reason in REJECT_REASONS else "other"
         self.reject_counts[key] = self.reject_counts.get(key, 0) + 1
+
+    def call_answered(self, request: Request, status: int) -> None:
+        """A final response sent upstream for an INVITE or a BYE (calls in progress, call duration)."""
+        self.calls.answered(request, status)
+
+    def track_liveness(self, alive: Callable[[], bool]) -> None:
+        self.up.set_function(lambda: 1.0 if alive() else 0.0)
 
     def failover(self) -> None:
         self.failovers.inc()

@@ -40,6 +40,18 @@ def normalize_aor(aor: str) -> str:
     return f"{scheme}:{_canonical_sip_rest(rest, text)}"
 
 
+def aor_domain(aor: str) -> str:
+    """The domain of a canonical AOR (``sip:1001@sip.local`` -> ``sip.local``, port and parameters dropped);
+    ``backend`` for a backend AOR."""
+    scheme, _, rest = aor.partition(":")
+    if scheme == BACKEND_SCHEME:
+        return BACKEND_SCHEME
+    hostport = rest.rpartition("@")[2].split(";", 1)[0]
+    if hostport.startswith("["):
+        return hostport.partition("]")[0] + "]"
+    return hostport.partition(":")[0]
+
+
 def _canonical_sip_rest(rest: str, original: str) -> str:
     rest = rest.split("?", 1)[0]  # RFC 3261 §19.1.1: headers come after '?'
     userinfo, at, hostport = rest.rpartition("@")

@@ -9,8 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from routr_ray.location.hashing import shard_for_aor
-from routr_ray.location.ops import Op, apply_op, decode_result, encode_add, encode_find, encode_remove
+from routr_ray.location.ops import (
+    Op,
+    OpResult,
+    apply_op,
+    decode_result,
+    encode_add,
+    encode_find,
+    encode_remove,
+    submit_traced,
+)
 from routr_ray.location.service import LocationService
+from routr_ray.observability import tracing
 from routr_ray.proto.gen import location_pb2
 
 
@@ -21,8 +31,15 @@ class LocalLocationClient:
         self.shards = list(shards)
 
     async def _call(self, aor: str, op: Op) -> bytes:
-        shard = self.shards[shard_for_aor(aor, len(self.shards))]
-        return decode_result(await apply_op(shard, op))
+        index = shard_for_aor(aor, len(self.shards))
+        shard = self.shards[index]
+
+        async def submit(op: Op) -> OpResult:
+            return await apply_op(shard, op)
+
+        if tracing.ON:
+            return decode_result(await submit_traced(index, op, submit))
+        return decode_result(await submit(op))
 
     async def add_route(self, request: location_pb2.AddRouteRequest) -> None:
         await self._call(request.aor, encode_add(request))

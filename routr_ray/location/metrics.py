@@ -1,13 +1,19 @@
-"""Prometheus metrics of one Location shard (DESIGN §8, issue 5 follow-up).
+"""Prometheus metrics of one Location shard (DESIGN §8, issue 5 follow-up, issue 21).
 
 Labels come from closed sets only, never AORs or Call-IDs: ``shard`` (the shard index), ``operation``
-(``add``/``find``/``remove``/``other``) and ``result`` (``OK`` or a :class:`LocationErrorCode` name). Each shard has
-its own registry; the shard actor exposes it as text until the metrics go through Ray's pipeline.
+(``add``/``find``/``remove``/``other``), ``result`` (``OK`` or a :class:`LocationErrorCode` name: ``UNAVAILABLE``
+is a store (Redis) that failed or a shard still loading) and ``domain`` (the domain of the AORs, at most
+:data:`MAX_DOMAINS` per shard, the rest ``other``). Each shard has its own registry, mirrored into Ray's metrics by
+the shard actor (``routr_ray/actors/location.py``) and readable as text (``metrics_text``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from routr_ray.location.errors import LocationErrorCode
 
@@ -16,6 +22,20 @@ RESULTS = ("OK", *(code.name for code in LocationErrorCode))
 # Memory operations take microseconds, Redis writes about 0.1-1 ms, a dead Redis up to the 2 s cap.
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+MAX_DOMAINS = 64
+
+
+class _ByDomain(Collector):
+    def __init__(self, shard: str, read: Callable[[int], dict[str, int]]) -> None:
+        self.shard = shard
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("routr_location_domain_bindings", "Bindings held by the shard, by the domain of "
+                                   "their AOR", labels=["shard", "domain"])
+        for domain, count in sorted(self.read(MAX_DOMAINS).items()):
+            family.add_metric([self.shard, domain], count)
+        yield family
 
 
 class LocationMetrics:
@@ -38,6 +58,10 @@ class LocationMetrics:
             "routr_location_operation_seconds", "Time the shard spent on one operation (store writes included)",
             ["shard", "operation"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
+        self.ready = Gauge(
+            "routr_location_shard_ready", "1 once the shard has loaded its slice from the store, 0 while it loads",
+            ["shard"], registry=self.registry,
+        )
         self.batch_size = Histogram(
             "routr_location_batch_size", "Operations carried by one call to the shard",
             ["shard"], buckets=BATCH_BUCKETS, registry=self.registry,
@@ -48,10 +72,15 @@ class LocationMetrics:
         self._latency = {op: self.latency.labels(self.shard, op) for op in (*OPERATIONS, "other")}
         self._batch = self.batch_size.labels(self.shard)
 
-    def watch(self, bindings: object, aors: object) -> None:
+    def watch(self, bindings: object, aors: object, *, ready: Callable[[], bool] | None = None,
+              by_domain: Callable[[int], dict[str, int]] | None = None) -> None:
         """Read the gauges from callables (e.g. ``lambda: service.binding_count``) at scrape time."""
         self.bindings.labels(self.shard).set_function(bindings)  # type: ignore[arg-type]
         self.aors.labels(self.shard).set_function(aors)  # type: ignore[arg-type]
+        if ready is not None:
+            self.ready.labels(self.shard).set_function(lambda: 1.0 if ready() else 0.0)
+        if by_domain is not None:
+            self.registry.register(_ByDomain(self.shard, by_domain))
 
     def observe(self, operation: str, result: str, seconds: float) -> None:
         op = operation if operation in OPERATIONS else "other"

@@ -4,6 +4,9 @@ An operation is ``(kind, request_bytes)`` with kind ``add``, ``find`` or ``remov
 ``AddRouteRequest`` / ``FindRoutesRequest`` / ``RemoveRoutesRequest``. A result is ``(code, payload)``: code ``OK``
 with the serialized reply (``FindRoutesResponse`` for ``find``, empty otherwise), or a ``LocationErrorCode`` name
 with the error message as UTF-8. Failures are per operation: one bad AOR does not fail its batch.
+
+A traced operation (issue 21) carries its caller's W3C traceparent after its kind: ``find|00-<trace>-<span>-01``
+(:func:`traced`); the shard makes its span of the operation a child of it. Without tracing the kind is bare.
 """
 
 from __future__ import annotations
@@ -11,23 +14,49 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from routr_ray.link.frames import FrameError, pack_list, unpack_list
 from routr_ray.location.aor import normalize_aor
 from routr_ray.location.errors import LocationError, LocationErrorCode
 from routr_ray.location.metrics import LocationMetrics
 from routr_ray.location.service import LocationService
+from routr_ray.observability import tracing
 from routr_ray.proto.gen import location_pb2
 
 log = logging.getLogger(__name__)
 
+R = TypeVar("R")
 Op = tuple[str, bytes]
 OpResult = tuple[str, bytes]
 
 ADD, FIND, REMOVE = "add", "find", "remove"
 OK = "OK"
+TRACE_SEP = "|"
+_LONGEST_KIND = len(REMOVE)
+
+
+def traced(op: Op, traceparent: str | None) -> Op:
+    """``op`` carrying ``traceparent`` (unchanged without one)."""
+    return (op[0] + TRACE_SEP + traceparent, op[1]) if traceparent else op
+
+
+async def submit_traced(shard: int, op: Op, submit: Callable[[Op], Awaitable[R]]) -> R:
+    """``submit(op)`` in a ``location.<kind>`` client span whose traceparent ``op`` carries to the shard (call it
+    only when tracing is on; without a sampled current span it is ``submit(op)``)."""
+    with tracing.span(f"location.{op[0]}", {"routr.location.shard": shard}, kind="CLIENT") as span:
+        if span is not None:
+            op = traced(op, tracing.format_traceparent(span))
+        return await submit(op)
+
+
+def split_trace(kind: str) -> tuple[str, str | None]:
+    """(bare kind, traceparent or None) of an operation's kind."""
+    if len(kind) <= _LONGEST_KIND:
+        return kind, None
+    bare, _, parent = kind.partition(TRACE_SEP)
+    return bare, parent or None
 
 
 class LocationClient(Protocol):
@@ -82,6 +111,23 @@ def decode_result(result: OpResult) -> bytes:
 
 async def apply_op(service: LocationService, op: Op) -> OpResult:
     kind, payload = op
+    if len(kind) > _LONGEST_KIND:
+        kind, parent = split_trace(kind)
+        if parent is not None and tracing.ON:
+            return await _apply_traced(service, kind, payload, parent)
+    return await _apply(service, kind, payload)
+
+
+async def _apply_traced(service: LocationService, kind: str, payload: bytes, parent: str) -> OpResult:
+    span = tracing.child_span(f"location.{kind}", parent, {"routr.location.operation": kind,
+                                                          "routr.location.shard": service.store.shard_id})
+    result = await _apply(service, kind, payload)
+    if span is not None:
+        tracing.end_span(span, error=None if result[0] == OK else result[0], routr__location__result=result[0])
+    return result
+
+
+async def _apply(service: LocationService, kind: str, payload: bytes) -> OpResult:
     try:
         if kind == ADD:
             await service.handle_add_route(location_pb2.AddRouteRequest.FromString(payload))
@@ -133,7 +179,7 @@ async def _apply_timed(service: LocationService, op: Op, metrics: LocationMetric
         return await apply_op(service, op)
     started = time.perf_counter()
     result = await apply_op(service, op)
-    metrics.observe(op[0], result[0], time.perf_counter() - started)
+    metrics.observe(split_trace(op[0])[0], result[0], time.perf_counter() - started)
     return result
 
 
@@ -146,7 +192,7 @@ _REQUEST_TYPES: dict[str, Any] = {
 
 def _aor_of(op: Op) -> str:
     """The canonical AOR an operation touches ("" when it cannot be read: apply_op reports that)."""
-    request_type = _REQUEST_TYPES.get(op[0])
+    request_type = _REQUEST_TYPES.get(split_trace(op[0])[0])
     if request_type is None:
         return ""
     try:

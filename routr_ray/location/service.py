@@ -26,7 +26,7 @@ from typing import TypeVar
 
 from routr_ray.location import balancing
 from routr_ray.location.affinity import DEFAULT_MAX_ENTRIES, AffinityKey, AffinityTable
-from routr_ray.location.aor import normalize_aor
+from routr_ray.location.aor import aor_domain, normalize_aor
 from routr_ray.location.errors import LocationError, LocationErrorCode, invalid_argument, unavailable
 from routr_ray.location.hashing import shard_for_normalized_aor
 from routr_ray.location.routes import (
@@ -429,6 +429,18 @@ class LocationService:
     @property
     def aor_count(self) -> int:
         return len(self._bindings)
+
+    def bindings_by_domain(self, limit: int = 64) -> dict[str, int]:
+        """Bindings per domain of their AOR (``backend`` for backend AORs), for the metrics: at most ``limit``
+        domains by name, the rest counted as ``other`` (a label set that AORs written through the Location API
+        cannot grow without bound). Read at scrape time: one pass over the AORs, as :attr:`binding_count`."""
+        counts: dict[str, int] = {}
+        for aor, bindings in self._bindings.items():
+            domain = aor_domain(aor)
+            if domain not in counts and len(counts) >= limit:
+                domain = "other"
+            counts[domain] = counts.get(domain, 0) + len(bindings)
+        return counts
 
     def counter_of(self, aor: str) -> int:
         return self._counters.get(normalize_aor(aor), 0)

@@ -17,7 +17,7 @@ from routr_ray.observability.events import (
     hangup_cause,
 )
 from routr_ray.observability.logs import JsonFormatter, call_id_context, configure_logging, log_context
-from routr_ray.observability.metrics_bridge import DeltaTracker, Point, PointKind, Update, read_registry
+from routr_ray.observability.metrics_bridge import Point, PointKind, read_registry
 from routr_ray.observability.publisher import EventPublisher, EventSink
 from routr_ray.observability.ratelimit import MessageErrorLog, RateLimitedLog
 from routr_ray.observability.sinks import LogSink, NatsSink, RedisSink, sinks_from_env
@@ -27,7 +27,6 @@ __all__ = [
     "CALL_STARTED",
     "ENDPOINT_REGISTERED",
     "CallEventEmitter",
-    "DeltaTracker",
     "Event",
     "EventPublisher",
     "EventSink",
@@ -39,7 +38,6 @@ __all__ = [
     "PointKind",
     "RateLimitedLog",
     "RedisSink",
-    "Update",
     "call_ended",
     "call_id_context",
     "call_started",

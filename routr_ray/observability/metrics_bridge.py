@@ -1,4 +1,4 @@
-"""The pure half of the metrics bridge: read a prometheus_client registry, turn successive reads into updates.
+"""The pure half of the metrics bridge: read a prometheus_client registry as points.
 
 The EdgePort keeps its own prometheus_client registry (``routr_ray.edge.metrics``) and serves it on ``/metrics``.
 To show the same series beside Ray's own (Ray dashboard, Prometheus scraping Ray's metrics export port), the
@@ -6,27 +6,25 @@ actor side (``routr_ray.actors.metrics``) reads the registry every few seconds a
 ``ray.util.metrics``. This module does the part that needs no Ray:
 
 * :func:`read_registry` flattens a registry into :class:`Point` s. A counter family ``x`` (samples ``x_total``)
-  becomes a COUNTER point named ``x`` (Ray appends ``_total`` on export, like prometheus_client). Everything
+  becomes a COUNTER point named ``x`` (mirrored as ``x_total``, see below). Everything
   else becomes GAUGE points named after the sample: a histogram ``h`` gives ``h_bucket{le=...}``, ``h_sum`` and
   ``h_count``, so ``histogram_quantile`` works on the mirrored series exactly as on the original (exact
   cumulative counts: no re-observation of bucket midpoints). ``*_created`` samples are skipped.
-* :class:`DeltaTracker` remembers the last value of every series and yields what to record: a counter's
-  increase since the last read (a decrease means the source restarted: its new value is the increase,
-  Prometheus' reset rule), a gauge's current value (always: Ray forgets gauges not refreshed for two export
-  intervals).
+
+The actor side sets a Ray gauge to every point's value at each read (``<name>_total`` for a counter: its exact
+cumulative value), every read: Ray forgets gauges not refreshed for two export intervals.
 
 Labels are passed through unchanged: they come from the small closed sets of ``EdgeMetrics`` (DESIGN §8).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-__all__ = ["Collectable", "DeltaTracker", "Point", "PointKind", "Update", "read_registry"]
+__all__ = ["Collectable", "Point", "PointKind", "read_registry"]
 
 
 class Collectable(Protocol):
@@ -59,14 +57,6 @@ class Point:
         return dict(self.labels)
 
 
-@dataclass(frozen=True, slots=True)
-class Update:
-    """What to record for ``point``: ``amount`` to add (COUNTER, always > 0) or the value to set (GAUGE)."""
-
-    point: Point
-    amount: float
-
-
 def read_registry(registry: Collectable) -> list[Point]:
     """Every series of ``registry`` as a :class:`Point` (see the module docstring for the mapping)."""
     points: list[Point] = []
@@ -86,28 +76,3 @@ def read_registry(registry: Collectable) -> list[Point]:
             else:
                 points.append(Point(name, PointKind.GAUGE, labels, float(sample.value), doc))
     return points
-
-
-class DeltaTracker:
-    """Turns successive reads into :class:`Update` s; one tracker per registry."""
-
-    def __init__(self) -> None:
-        self._last: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-
-    def __len__(self) -> int:
-        return len(self._last)
-
-    def updates(self, points: Iterable[Point]) -> Iterator[Update]:
-        for point in points:
-            key = (point.name, point.labels)
-            value = point.value
-            if math.isnan(value):
-                continue
-            previous = self._last.get(key)
-            self._last[key] = value
-            if point.kind is PointKind.COUNTER:
-                delta = value if previous is None or value < previous else value - previous
-                if delta > 0:
-                    yield Update(point, delta)
-            else:
-                yield Update(point, value)

@@ -68,7 +68,8 @@ class EventPublisher:
         self._send_timeout = send_timeout
         self._errors = RateLimitedLog(log, interval=60.0)
         self._started = False
-        self._counters = _EventCounters(registry) if registry is not None else None
+        self._counters = _EventCounters(registry, [lane.sink.name for lane in self._lanes]) \
+            if registry is not None else None
 
     @property
     def sinks(self) -> list[EventSink]:
@@ -143,7 +144,7 @@ class EventPublisher:
 class _EventCounters:
     """``routr_events_{published,dropped,failed}_total`` on a prometheus_client registry."""
 
-    def __init__(self, registry: Any) -> None:
+    def __init__(self, registry: Any, sinks: Iterable[str] = ()) -> None:
         from prometheus_client import Counter
 
         self._published = Counter("routr_events_published", "Events sent, by sink and event",
@@ -151,6 +152,9 @@ class _EventCounters:
         self._dropped = Counter("routr_events_dropped", "Events dropped because a sink's queue was full",
                                 ["sink"], registry=registry)
         self._failed = Counter("routr_events_failed", "Events a sink failed to send", ["sink"], registry=registry)
+        for sink in sinks:  # 0 from the start (a dashboard shows "0 dropped", not "no data")
+            self._dropped.labels(sink)
+            self._failed.labels(sink)
 
     def published(self, sink: str, event: str) -> None:
         self._published.labels(sink, event).inc()

@@ -36,9 +36,16 @@ import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, ClassVar, TypeAlias
 
+from routr_ray.observability import tracing
 from routr_ray.processors import responses
 from routr_ray.processors.alterations import Interface, OwnAddresses, TooManyHops, edge_interface
-from routr_ray.proto.convert import ConversionError, from_proto, make_message_response, transport_name
+from routr_ray.proto.convert import (
+    ConversionError,
+    from_proto,
+    make_message_response,
+    status_of,
+    transport_name,
+)
 from routr_ray.proto.gen import processor_pb2
 from routr_ray.sip.errors import ParseError
 from routr_ray.sip.message import Message, Request, Response
@@ -258,7 +265,24 @@ class Processor:
 
     # entry points ------------------------------------------------------------------------------
     async def process(self, request: MessageRequest) -> MessageResponse:
-        """One MessageRequest -> its MessageResponse. Never raises for a bad message or a failing step."""
+        """One MessageRequest -> its MessageResponse. Never raises for a bad message or a failing step. A traced
+        message (``routr-ray.traceparent``) gets a span here, current while the steps run (docs/observability.md)."""
+        if tracing.ON and request.metadata:
+            span = tracing.span_from_metadata(f"{self.name or type(self).__name__} {self._method_of(request)}",
+                                              request.metadata, {"sip.method": self._method_of(request),
+                                                                 "sip.call_id": request.ref or None})
+            if span is not None:
+                with tracing.use_span(span):
+                    result = await self._process(request)
+                    _trace_result(span, result)
+                    return result
+        return await self._process(request)
+
+    @staticmethod
+    def _method_of(request: MessageRequest) -> str:
+        return request.message.method or _METHOD_NAMES.get(request.method, "")
+
+    async def _process(self, request: MessageRequest) -> MessageResponse:
         ctx = Context(request, self)
         try:
             if ctx.is_response:
@@ -351,6 +375,20 @@ class Processor:
             return responses.respond(req, status, reason, server=self.server_header)
         except Exception:  # noqa: BLE001 - even the answer failed (broken request): send nothing
             return drop()
+
+
+def _trace_result(span: Any, result: MessageResponse) -> None:
+    """What the processor decided, on its span: the status it answered, or that it forwarded."""
+    message = result.message
+    kind = message.WhichOneof("message_type") if result.HasField("message") else None
+    if kind == "response_type":
+        span.set_attribute("routr.result", "answered")
+        try:
+            span.set_attribute("sip.status_code", status_of(message))
+        except ConversionError:
+            pass
+    else:
+        span.set_attribute("routr.result", "forwarded" if kind == "request_uri" else "dropped")
 
 
 async def _value(result: StepResult) -> Result:

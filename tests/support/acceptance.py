@@ -46,9 +46,10 @@ MEDIA_PORT_BASE = 20000
 READY_TIMEOUT = 180.0  # Ray + Serve start in 15-90 s on a loaded 2-core box
 STOP_TIMEOUT = 20.0
 
-# The shipped config's ports -> the ones the acceptance copy uses (SIP, health, dispatcher, Location, trunk).
+# The shipped config's ports -> the ones the acceptance copy uses (SIP, health, dispatcher, Location, trunk, Ray's
+# metrics export).
 SHIPPED_PORTS = {5060: 25060, 5061: 25061, 5062: 25062, 5063: 25063, 8080: 28080, 51901: 25901, 51902: 25902,
-                 5080: 25080}
+                 5080: 25080, 9464: 29464}
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,11 @@ class Profile:
     passwords: Mapping[str, str] = field(default_factory=dict)
     host: str = PROXY_HOST
     overlay: Path | None = None  # files that replace (same name) or join those of `source`, before the rewrite
+    env: Mapping[str, str] = field(default_factory=dict)  # more environment for `routr-ray run`
 
 
 EXTRAS_PORTS = {5060: 15060, 5061: 15061, 5062: 15062, 5063: 15063, 8080: 18080, 51901: 51911, 51902: 51912,
-                5080: 15080}
+                5080: 15080, 9464: 19464}
 SHIPPED = Profile("shipped", SHIPPED_CONFIG_DIR, SHIPPED_PORTS, 25060, 25061, 25062, 25063, 25080,
                   {"1001": "1234", "1002": "1234", "asterisk": "1234"})
 EXTRAS = Profile("extras", SHIPPED_CONFIG_DIR, EXTRAS_PORTS, 15060, 15061, 15062, 15063, 15080,
@@ -161,7 +163,8 @@ def _serve(profile: Profile, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     work = tmp_path_factory.mktemp(f"routr-{profile.name}")
     config_dir = copy_config(profile, work / "config")
     log_path = work / "routr-ray.log"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
+           **profile.env}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "routr_ray.cli", "run", "--config", str(config_dir), "--no-dashboard",

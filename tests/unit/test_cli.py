@@ -120,3 +120,34 @@ def test_state_dir_option_and_key_resolution(tmp_path: Path, monkeypatch: pytest
     assert again.nonce_key == key  # the next start finds the same key
     with pytest.raises(StartupError, match="inside the config directory"):
         resolve_key(RunOptions(config_dir=tmp_path / "config", state_dir=tmp_path / "config" / "state"), None)
+
+
+def test_status_shows_users_calls_and_trunks_from_the_metrics() -> None:
+    from routr_ray.actors.status import format_metrics
+    from routr_ray.observability.summary import summarize
+
+    node_a = "\n".join([
+        "# TYPE ray_routr_location_aors gauge",
+        'ray_routr_location_aors{shard="0",WorkerId="a"} 2.0',
+        "# TYPE ray_routr_location_bindings gauge",
+        'ray_routr_location_bindings{shard="0",WorkerId="a"} 3.0',
+        "# TYPE ray_routr_calls_active gauge",
+        'ray_routr_calls_active{edgeport="edgeport-01",WorkerId="b"} 1.0',
+        "# TYPE ray_routr_trunk_registration_state gauge",
+        'ray_routr_trunk_registration_state{trunk="trunk-01"} 1.0',
+        'ray_routr_trunk_registration_state{trunk="trunk-02"} 0.0', ""])
+    node_b = "\n".join([
+        "# TYPE ray_routr_location_aors gauge",
+        'ray_routr_location_aors{shard="1",WorkerId="c"} 1.0',
+        "# TYPE ray_routr_calls_active gauge",
+        'ray_routr_calls_active{edgeport="edgeport-02",WorkerId="d"} 2.0', ""])
+    summary = summarize([node_a, node_b], ["http://10.0.0.3:9464/metrics: timed out"])
+    assert (summary.registered_aors, summary.bindings, summary.calls_in_progress) == (3, 3, 3)
+    assert summary.trunks == {"trunk-01": True, "trunk-02": False}
+    text = "\n".join(format_metrics(summary))
+    assert "Registered users:  3 (bindings: 3)" in text
+    assert "Calls in progress: 3" in text
+    assert "trunk-01 registered, trunk-02 NOT registered" in text
+    assert "cannot read http://10.0.0.3:9464/metrics: timed out" in text
+    empty = "\n".join(format_metrics(summarize([])))
+    assert "Registered users:  ? " in empty and "Calls in progress: ?" in empty and "(no trunk registers)" in empty

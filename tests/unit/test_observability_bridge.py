@@ -1,4 +1,4 @@
-"""The metrics bridge: a prometheus_client registry read as points, deltas for counters, values for gauges."""
+"""The metrics bridge: a prometheus_client registry read as points, mirrored into Ray as gauges of exact values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from routr_ray.actors.metrics import RayMetricsBridge
 from routr_ray.edge.metrics import EdgeMetrics
-from routr_ray.observability.metrics_bridge import DeltaTracker, Point, PointKind, read_registry
+from routr_ray.observability.metrics_bridge import Point, PointKind, read_registry
 
 
 def by_name(points: list[Point]) -> dict[tuple[str, tuple[tuple[str, str], ...]], Point]:
@@ -42,26 +42,6 @@ def test_edge_metrics_read_as_counter_and_gauge_points() -> None:
     assert not any(name.endswith("_created") for name, _ in points)
 
 
-def test_counter_deltas_gauge_values_and_reset() -> None:
-    registry = CollectorRegistry()
-    counter = Counter("hits", "h", ["kind"], registry=registry)
-    tracker = DeltaTracker()
-    counter.labels("a").inc(5)
-    first = [(u.point.name, u.point.labels, u.amount) for u in tracker.updates(read_registry(registry))]
-    assert first == [("hits", (("kind", "a"),), 5.0)]
-    assert list(tracker.updates(read_registry(registry))) == []  # nothing changed: no counter update
-    counter.labels("a").inc(2)
-    counter.labels("b").inc()
-    second = {u.point.labels: u.amount for u in tracker.updates(read_registry(registry))}
-    assert second == {(("kind", "a"),): 2.0, (("kind", "b"),): 1.0}
-    # a source that restarted (value went down) counts its whole new value, like Prometheus' rate()
-    restarted = [Point("hits", PointKind.COUNTER, (("kind", "a"),), 3.0)]
-    assert [u.amount for u in tracker.updates(restarted)] == [3.0]
-    gauge = [Point("g", PointKind.GAUGE, (), 4.0)]
-    assert [u.amount for u in tracker.updates(gauge)] == [4.0]
-    assert [u.amount for u in tracker.updates(gauge)] == [4.0]  # gauges are always re-set (Ray's TTL)
-
-
 class Recorder:
     def __init__(self, kind: PointKind, name: str, tag_keys: tuple[str, ...]) -> None:
         self.kind, self.name, self.tag_keys = kind, name, tag_keys
@@ -76,7 +56,7 @@ class Recorder:
         self.calls.append(("set", value, tags))
 
 
-def test_ray_bridge_records_increments_with_default_tags() -> None:
+def test_ray_bridge_sets_exact_values_with_default_tags() -> None:
     made: dict[str, Recorder] = {}
 
     def factory(kind: PointKind, name: str, description: str, tag_keys: tuple[str, ...]) -> Any:
@@ -93,10 +73,11 @@ def test_ray_bridge_records_increments_with_default_tags() -> None:
     counter.labels("INVITE").inc()
     bridge.flush()
 
-    assert made["routr_x"].kind is PointKind.COUNTER
-    assert made["routr_x"].tag_keys == ("edgeport", "method")
-    assert made["routr_x"].calls == [("inc", 3.0, {"edgeport": "ep1", "method": "INVITE"}),
-                                     ("inc", 1.0, {"edgeport": "ep1", "method": "INVITE"})]
+    # a counter is a gauge named <name>_total holding the exact cumulative value
+    assert made["routr_x_total"].kind is PointKind.GAUGE
+    assert made["routr_x_total"].tag_keys == ("edgeport", "method")
+    assert made["routr_x_total"].calls == [("set", 3.0, {"edgeport": "ep1", "method": "INVITE"}),
+                                           ("set", 4.0, {"edgeport": "ep1", "method": "INVITE"})]
     buckets = made["routr_lat_seconds_bucket"]
     assert buckets.kind is PointKind.GAUGE and buckets.tag_keys == ("edgeport", "le")
     assert ("set", 1.0, {"edgeport": "ep1", "le": "1.0"}) in buckets.calls
@@ -106,7 +87,7 @@ def test_ray_bridge_records_increments_with_default_tags() -> None:
 
 def test_ray_bridge_survives_a_metric_that_rejects_a_value() -> None:
     class Broken(Recorder):
-        def inc(self, value: float, tags: dict[str, str]) -> None:
+        def set(self, value: float, tags: dict[str, str]) -> None:
             raise ValueError("nope")
 
     registry = CollectorRegistry()
@@ -131,8 +112,17 @@ async def test_ray_bridge_task_flushes_periodically_and_on_stop() -> None:
     counter.inc(2)
     for _ in range(100):
         await asyncio.sleep(0.01)
-        if made.get("routr_z") and made["routr_z"].calls:
+        if made.get("routr_z_total") and made["routr_z_total"].calls:
             break
     counter.inc(5)
     await bridge.stop()
-    assert sum(value for _, value, _ in made["routr_z"].calls) == 7.0
+    assert made["routr_z_total"].calls[-1][1] == 7.0  # the last flush (at stop) has everything
+
+
+def test_a_counter_still_at_zero_is_exported() -> None:
+    """Ray's Counter cannot record 0; the gauge mirror can: an error counter that never moved has a series."""
+    made: dict[str, Recorder] = {}
+    registry = CollectorRegistry()
+    Counter("routr_errors", "e", ["kind"], registry=registry).labels("timeout")
+    RayMetricsBridge(registry, factory=lambda k, n, d, t: made.setdefault(n, Recorder(k, n, t))).flush()
+    assert made["routr_errors_total"].calls == [("set", 0.0, {"kind": "timeout"})]

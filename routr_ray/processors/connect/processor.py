@@ -32,6 +32,7 @@ from typing import Literal
 from routr_ray.config import Resources
 from routr_ray.config.trunk_sources import TrunkSourceMatcher
 from routr_ray.location.ops import LocationClient
+from routr_ray.observability import tracing
 from routr_ray.processors.alterations import (
     Interface,
     OwnAddresses,
@@ -59,6 +60,7 @@ from routr_ray.processors.connect.dialogs import (
     host_key,
 )
 from routr_ray.processors.connect.headers import INTERNAL_HEADERS
+from routr_ray.processors.connect.metrics import ConnectMetrics
 from routr_ray.processors.connect.registrar import DEFAULT_EXPIRES, ExpiresPolicy, Registrar, source_of
 from routr_ray.processors.connect.resources_index import ConnectIndex, ResourceSource, StaticResources
 from routr_ray.processors.connect.router import DEFAULT_REALM, Router, next_hop_of, peer_realm
@@ -110,6 +112,19 @@ def unsupported_options(request: Request) -> list[str]:
             if tag and tag.lower() not in SUPPORTED_OPTIONS]
 
 
+def _trace_decision(span: object, decision: Decision) -> None:
+    if isinstance(decision, Reply):
+        span.set_attribute("sip.status_code", decision.status)  # type: ignore[attr-defined]
+        return
+    span.set_attribute("sip.call_direction", decision.direction)  # type: ignore[attr-defined]
+    span.set_attribute("routr.next_hop", hop_uri(decision.next_hop))  # type: ignore[attr-defined]
+    trunk = decision.metadata.get("routr-ray.trunk-ref") if decision.metadata else None
+    if trunk:
+        span.set_attribute("routr.trunk", trunk)  # type: ignore[attr-defined]
+    if decision.branches:
+        span.set_attribute("routr.branches", 1 + len(decision.branches))  # type: ignore[attr-defined]
+
+
 def hop_uri(hop: NextHop) -> str:
     return f"sip:{format_host(hop.host)}:{hop.port};transport={hop.transport.lower()}"
 
@@ -139,8 +154,10 @@ class ConnectProcessor(Processor):
         clock=time.time,  # type: ignore[no-untyped-def]
         rng: random.Random | None = None,
         connect_tokens: ConnectTokenVerifier | None = None,
+        metrics: ConnectMetrics | None = None,
     ) -> None:
         self.connect_tokens = connect_tokens  # X-Connect-Token web agents (connect_token.py); None: header ignored
+        self.metrics = metrics if metrics is not None else ConnectMetrics()
         self.source: ResourceSource = StaticResources(resources) if isinstance(resources, Resources) else resources
         self._index: ConnectIndex | None = None
         self._realms: frozenset[str] = frozenset()
@@ -151,7 +168,7 @@ class ConnectProcessor(Processor):
         gate = DigestGate(digest, always_401=always_401, clock=clock, algorithms_for=self._algorithms_for)
         # the sources of Trunks and Peers in the current resources are never banned (issue 14 item 8)
         failures = failures or FailureTracker(exempt=TrunkSourceMatcher(self.source.current))
-        self.access = Access(gate, failures)
+        self.access = Access(gate, failures, self.metrics)
         self.registrar = Registrar(location, clock=clock)
         self.dialogs = DialogTokens(nonce_key, ttl=dialog_ttl, clock=clock)
         self._algorithms: dict[str, tuple[DigestAlgorithm, ...]] = {}
@@ -177,10 +194,24 @@ class ConnectProcessor(Processor):
     async def handle(self, ctx: Context) -> MessageResponse | None:
         request = ctx.message
         assert isinstance(request, Request)
-        decision = await self.decide(request, ctx.request)
+        started = time.perf_counter()
+        if tracing.ON:
+            with tracing.span("connect.route", {"sip.method": request.method}) as span:
+                decision = await self.decide(request, ctx.request)
+                if span is not None:
+                    _trace_decision(span, decision)
+        else:
+            decision = await self.decide(request, ctx.request)
         if isinstance(decision, Reply):
+            self.metrics.decided(request.method, None, decision.status, time.perf_counter() - started)
             return ctx.respond(decision.status, decision.reason, decision.headers)
+        self.metrics.decided(request.method, decision.direction, None, time.perf_counter() - started)
         return self.render(ctx, request, decision)
+
+    @property
+    def metrics_registry(self) -> object:
+        """What the deployment exports (routr_ray/actors/serve_app.py)."""
+        return self.metrics.registry
 
     def handle_response(self, ctx: Context) -> MessageResponse:
         """RFC 3261 §16.7 step 3: our Via off the top; a WebRTC callee's `.invalid` Contact made reachable."""
