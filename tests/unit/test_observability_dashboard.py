@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from routr_ray.dispatch.metrics import DispatchMetrics
 from routr_ray.edge.metrics import EdgeMetrics
+from routr_ray.edge.trunk_metrics import TrunkMetrics
 from routr_ray.location.metrics import LocationMetrics
 from routr_ray.observability.process_metrics import process_registry
 from routr_ray.observability.publisher import EventPublisher
@@ -19,8 +20,6 @@ from routr_ray.processors.connect.metrics import ConnectMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "dashboards" / "grafana-sip.json"
-# Series another branch defines (by name, agreed beforehand): required once a module of routr_ray defines them.
-PENDING = {"routr_trunk_registration_state": {"trunk"}}
 # Tags the Ray bridges add (routr_ray/actors): not labels of the registries themselves.
 BRIDGE_TAGS = {"edgeport", "worker", "component", "instance", "shard"}
 SERIES = re.compile(r"\$\{prefix\}([a-z_]+)(?:\{([^}]*)\})?")
@@ -51,6 +50,8 @@ def known_series() -> dict[str, set[str]]:
     location = LocationMetrics(0, registry)
     location.watch(lambda: 1, lambda: 1, ready=lambda: True, by_domain=lambda limit: {"sip.local": 1})
     location.observe("find", "OK", 0.001)
+    TrunkMetrics(registry, lambda: 0).update([{"trunk": "trunk-01", "state": "registered",
+                                              "expires_at": None, "failures": 0}])
     found: dict[str, set[str]] = {}
     for source in (registry, process_registry()):
         for family in source.collect():
@@ -60,9 +61,6 @@ def known_series() -> dict[str, set[str]]:
     found.setdefault("routr_events_failed_total", {"sink"})
     found.setdefault("routr_link_calls_total", {"service", "path"})
     found.setdefault("routr_link_in_flight", {"service"})
-    for name, labels in PENDING.items():
-        if name not in found and not defined_in_source(name):
-            found[name] = labels
     return found
 
 
