@@ -171,3 +171,25 @@ def test_browser_calls_sip_uas_over_udp(browser, sipp: Sipp) -> None:  # type: i
     assert answered.received("ACK") and answered.received("BYE"), answered.report()
     (ended,) = run.events("1001", "ended")
     assert ended["originator"] == "local" and ended["cause"] == "Terminated", run.report()
+
+
+def test_a_browser_and_a_sip_phone_of_one_extension_both_ring(browser, sipp: Sipp) -> None:  # type: ignore[no-untyped-def]
+    """Forking (issue 16): 1002 is a SIPp phone on UDP and a JsSIP browser on WSS; a call from 1001 (browser, WS)
+    rings both; the browser answers, the SIP phone gets the proxy's CANCEL and answers 487."""
+    phone_port = CONTACT_PORTS["1002"]
+    sipp.assert_ok(sipp.unregister("1002"))  # only the phone and the browser: no binding of earlier tests
+    sipp.assert_ok(sipp.register("1002"))
+    try:
+        phone = sipp.uas("cancel/uas_cancelled.xml", phone_port, keys={"me": "1002"}, timeout_s=60)
+        run = browser({"scenario": "call", "caller": agent("1001", WS_URL), "callee": agent("1002", WSS_URL),
+                       "target": f"sip:1002@{DOMAIN}", "hangupBy": "caller"})
+        rang: SippResult = phone.result(timeout=20)
+    finally:
+        sipp.unregister("1002")
+        sipp.register("1002")  # as the other tests expect it: one binding at CONTACT_PORTS["1002"]
+    assert run.error is None, run.report() + rang.report()
+    assert run.events("1002", "confirmed"), run.report()  # the browser answered
+    sipp.assert_ok(rang)
+    assert rang.received("INVITE") and rang.received("CANCEL"), rang.report()  # the phone rang, then was cancelled
+    (cancel,) = rang.received("CANCEL")
+    assert "Call completed elsewhere" in cancel
