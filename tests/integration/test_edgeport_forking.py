@@ -142,6 +142,20 @@ async def test_two_answers_both_reach_the_caller() -> None:
                 if isinstance(msg, Response) and msg.status == 200:
                     oks.append(msg)
             assert {o.to.tag for o in oks} == {f"tag{c.phone.port}" for c in callees}  # type: ignore[union-attr]
+            # the caller tears the extra dialog down: a BYE along that 200's route set reaches that callee only
+            extra = next(o for o in oks if o.to is not None and o.to.tag == f"tag{callees[1].phone.port}")
+            bye = caller.request("BYE", f"sip:1002@127.0.0.1:{callees[1].phone.port}", "1001", "sip:1002@sip.local",
+                                 call_id="fork-call", contact=False)
+            bye.headers.set("To", str(extra.to))
+            for value in reversed(extra.headers.get_all("Record-Route")):  # RFC 3261 §12.1.2: reversed
+                bye.headers.add("Route", value)
+            caller.send(bye, ("127.0.0.1", edge.address("udp")[1]))
+            got, source = await callees[1].phone.request_of("BYE")
+            callees[1].source = source
+            callees[1].reply(200, got)
+            answer, _ = await caller.final()
+            assert answer.status == 200 and answer.cseq is not None and answer.cseq.method == "BYE"
+            await no_more(callees[0].phone, "BYE")
         finally:
             close(caller, *(c.phone for c in callees))
 
