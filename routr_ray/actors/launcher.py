@@ -127,6 +127,10 @@ def load(options: RunOptions) -> ConfigSet:
     if duplicates:
         raise StartupError(f"{options.config_dir}: several EdgePort configs have ref {duplicates[0]!r}: "
                            "each EdgePort actor is named after its ref")
+    if config.media is None and config.dispatcher is not None and any(
+            serve_name(m.addr) == "rtpengine" for m in (*config.dispatcher.processors, *config.dispatcher.middlewares)):
+        raise StartupError(f"{options.config_dir}: the dispatcher uses serve://rtpengine but no MediaRelay document "
+                           "says where RTPEngine is (e.g. media.yaml; docs/media.md)")
     return config
 
 
@@ -405,6 +409,10 @@ def processor_options(dispatcher: DispatcherConfig, config_dir: Path, shard_coun
     updates (issue 6: resources reload without a restart); without one (Serve config files), a fixed set."""
     names = {serve_name(p.addr) for p in (*dispatcher.processors, *dispatcher.middlewares)}
     result: dict[str, dict[str, Any]] = {}
+    if "rtpengine" in names:
+        from routr_ray.media.middleware import deployment_options
+
+        result["rtpengine"] = deployment_options(config_dir)
     if "connect" in names:
         if deployment is None:
             from routr_ray.actors.connect import connect_options

@@ -25,6 +25,7 @@ from routr_ray.config.documents import UNREADABLE, config_files_in, read_documen
 from routr_ray.config.edgeport import EdgePortConfig, build_edgeport
 from routr_ray.config.errors import ConfigError, ConfigInvalid
 from routr_ray.config.location import LocationConfig, build_location
+from routr_ray.config.media import MediaRelayConfig, build_media_relay
 from routr_ray.config.problems import Place, Problems
 from routr_ray.config.resource_set import Resources, assemble
 from routr_ray.config.resources import RESOURCE_BUILDERS, RESOURCE_CLASSES, Built, Unbuilt
@@ -32,7 +33,7 @@ from routr_ray.config.schema import SCHEMA_FILE_BY_KIND, check_against_schema, d
 
 # Routr accepts kind names in lower case too ("agent", "location").
 _KIND_BY_LOWER_NAME = {kind.lower(): kind for kind in SCHEMA_FILE_BY_KIND}
-_SINGLETON_KINDS = ("MessageDispatcher", "Location")
+_SINGLETON_KINDS = ("MessageDispatcher", "Location", "MediaRelay")
 _T = TypeVar("_T")
 # Routr kinds for parts routr-ray does not have (outbound trunk registration, routr.md §1.5).
 _ROUTR_KINDS_NOT_USED = ("Registry",)
@@ -46,6 +47,7 @@ class ConfigSet:
     dispatcher: DispatcherConfig | None = None
     location: LocationConfig | None = None
     resources: Resources = Resources()
+    media: MediaRelayConfig | None = None  # the rtpengine middleware's instances (docs/media.md)
 
 
 @dataclass
@@ -53,6 +55,7 @@ class _Collected:
     edgeports: list[tuple[EdgePortConfig, Place]] = field(default_factory=list)
     dispatchers: list[tuple[DispatcherConfig, Place]] = field(default_factory=list)
     locations: list[tuple[LocationConfig, Place]] = field(default_factory=list)
+    media: list[tuple[MediaRelayConfig, Place]] = field(default_factory=list)
     resources: list[Built | Unbuilt] = field(default_factory=list)
 
 
@@ -168,7 +171,8 @@ def _check_unit(files: Iterable[Path], problems: Problems) -> ConfigSet:
                 _check_document(item, place.child(index), collected)
         else:
             _check_document(data, place, collected)
-    for kind, entries in zip(_SINGLETON_KINDS, (collected.dispatchers, collected.locations), strict=True):
+    for kind, entries in zip(_SINGLETON_KINDS, (collected.dispatchers, collected.locations, collected.media),
+                             strict=True):
         for _, place in entries[1:]:
             first = entries[0][1]
             place.child("kind").error(f"a second {kind}: one is allowed, the first is in {first.file}")
@@ -182,6 +186,7 @@ def _check_unit(files: Iterable[Path], problems: Problems) -> ConfigSet:
         dispatcher=collected.dispatchers[0][0] if collected.dispatchers else None,
         location=collected.locations[0][0] if collected.locations else None,
         resources=assemble(collected.resources),
+        media=collected.media[0][0] if collected.media else None,
     )
 
 
@@ -214,5 +219,7 @@ def _check_document(document: Any, place: Place, collected: _Collected) -> None:
         collected.dispatchers.append((build_dispatcher(document, place), place))
     elif kind == "Location":
         collected.locations.append((build_location(document, place), place))
+    elif kind == "MediaRelay":
+        collected.media.append((build_media_relay(document, place), place))
     else:
         collected.resources.append(RESOURCE_BUILDERS[kind](document, place))

@@ -29,6 +29,7 @@ SCHEMA_FILE_BY_KIND: Mapping[str, str] = {
     "EdgePort": "edgeport.json",
     "MessageDispatcher": "dispatcher.json",
     "Location": "location.json",
+    "MediaRelay": "mediarelay.json",
     "Agent": "agent.json",
     "Peer": "peer.json",
     "Domain": "domain.json",
