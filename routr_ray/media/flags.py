@@ -12,6 +12,10 @@ An SDP passes RTPEngine on its way from one *side* (who wrote it) to one *leg* (
   source address instead (``SIP-source-address`` + ``received-from``) and then learns the real media port from the
   first packets (symmetric RTP, RTPEngine's default). Any other side is trusted (``trust-address``): a WebRTC side
   because ICE finds the path, a public or same-LAN address because it is reachable as written.
+* a WebRTC side (its SDP offers DTLS) gets ``DTLS-reverse=passive``: RTPEngine waits for the browser's DTLS
+  handshake instead of starting one as soon as ICE connects. Without it RTPEngine takes the client role as soon
+  as the browser's offer arrives, the answer then tells the browser to be the client too (``DTLS=passive``), and
+  the handshake never completes when ICE connects before the browser has the answer (seen on loopback).
 * always ``replace: origin, session-connection``: the o= and c= lines name RTPEngine, not the party behind it.
 
 The same table serves offers and answers: an answer goes back to the offerer's leg (RTPEngine keeps the protocol it
@@ -78,6 +82,8 @@ def ng_parameters(side: Side, leg: Leg) -> dict[str, Any]:
         params["received-from"] = [_family(side.source), side.source.strip("[]")]
     else:
         flags.append("trust-address")
+    if side.webrtc:
+        params["DTLS-reverse"] = "passive"
     if leg is Leg.WEBRTC:
         params.update({
             "transport-protocol": "UDP/TLS/RTP/SAVPF",

@@ -82,9 +82,12 @@ class RtpEngineServer:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
 
-    def log_tail(self, lines: int = 40) -> str:
+    def log_tail(self, lines: int = 40, *, commands_only: bool = True) -> str:
+        """The last ``lines`` of RTPEngine's log; without the tests' own ``list``/``query`` and the pings."""
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        kept = [line for line in text.splitlines()
+                if not commands_only or not any(f"'{c}'" in line for c in ("list", "query", "ping"))]
+        return "\n".join(kept[-lines:])
 
     def command(self, command: dict[str, Any], timeout: float = 2.0) -> dict[str, Any]:
         """One ng command, blocking (the tests' own look at RTPEngine: list, query, statistics)."""

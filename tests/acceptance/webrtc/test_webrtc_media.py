@@ -88,7 +88,8 @@ def test_browser_and_sip_phone_hear_each_other_through_rtpengine(  # type: ignor
         return [e for e in result["events"] if e["agent"] == "1001" and e["type"] == kind]
 
     report = (f"--- driver: {output}\n--- result: {json.dumps(result)[:4000]}\n{answered.report()}\n"
-              f"--- routr-ray log:\n{media_server.log_tail(40)}\n--- RTPEngine seen: {seen}")
+              f"--- routr-ray log:\n{media_server.log_tail(40)}\n--- RTPEngine seen: {seen}\n"
+              + "".join(f"--- RTPEngine {e.addr} log:\n{e.log_tail(60)}\n" for e in media_rtpengines))
     assert result.get("error") is None, report
     sipp_media.assert_ok(answered)
 
@@ -118,5 +119,6 @@ def test_browser_and_sip_phone_hear_each_other_through_rtpengine(  # type: ignor
     assert stats["pair"].startswith(f"127.0.0.1:{port} "), stats
     for server in media_rtpengines:
         assert call_id not in server.calls(), "the BYE deletes the call"
+    print(f"relayed in {HOLD_MS} ms: RTPEngine packets received per party {seen[call_id]}; browser getStats {stats}")
     (ended,) = events("ended")
     assert ended["originator"] == "local" and ended["cause"] == "Terminated", report
