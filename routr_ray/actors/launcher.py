@@ -127,11 +127,27 @@ def load(options: RunOptions) -> ConfigSet:
     if duplicates:
         raise StartupError(f"{options.config_dir}: several EdgePort configs have ref {duplicates[0]!r}: "
                            "each EdgePort actor is named after its ref")
-    if config.media is None and config.dispatcher is not None and any(
-            serve_name(m.addr) == "rtpengine" for m in (*config.dispatcher.processors, *config.dispatcher.middlewares)):
-        raise StartupError(f"{options.config_dir}: the dispatcher uses serve://rtpengine but no MediaRelay document "
-                           "says where RTPEngine is (e.g. media.yaml; docs/media.md)")
+    check_media(config, options.config_dir)
     return config
+
+
+def check_media(config: ConfigSet, config_dir: Path) -> None:
+    """The rtpengine middleware needs a MediaRelay document, and its entry postProcessor and internalMetadata
+    (docs/media.md: it rewrites what Connect forwards, per branch, and knows its branches by their labels)."""
+    if config.dispatcher is None:
+        return
+    for entry in config.dispatcher.processors:
+        if serve_name(entry.addr) == "rtpengine":
+            raise StartupError(f"{config_dir}: serve://rtpengine is a middleware, not a processor (docs/media.md)")
+    for entry in config.dispatcher.middlewares:
+        if serve_name(entry.addr) != "rtpengine":
+            continue
+        if config.media is None:
+            raise StartupError(f"{config_dir}: the dispatcher uses serve://rtpengine but no MediaRelay document "
+                               "says where RTPEngine is (e.g. media.yaml; docs/media.md)")
+        if not entry.post_processor or not entry.internal_metadata:
+            raise StartupError(f"{config_dir}: middleware {entry.ref!r} (serve://rtpengine) needs postProcessor: true "
+                               "and internalMetadata: true (docs/media.md)")
 
 
 def dispatcher_config(config: ConfigSet) -> DispatcherConfig:

@@ -21,7 +21,9 @@ INVITE/UPDATE with SDP, no To tag    ``offer`` per branch of the fork, ``via-bra
 re-INVITE/UPDATE with SDP            ``offer`` with both tags, on the instance that has the call (``r``)
 INVITE without SDP (late offer)      labels ``l:b<i>``, responses asked for; the 2xx then carries the offer
 1xx/2xx with SDP                     ``answer`` (from-tag, to-tag, the branch's via-branch); for a late offer an
-                                     ``offer`` with the tags swapped
+                                     ``offer`` with the tags swapped; without a label (the EdgePort relays a 2xx
+                                     after its branch ended: an extra 2xx of a fork, a stray or spoofed one) its
+                                     SDP is removed, never given to RTPEngine
 ACK with SDP                         ``answer`` of a late offer (tags swapped)
 >= 300 to a relayed initial INVITE   ``delete`` of that branch (to-tag, via-branch): a fork whose branches all
                                      fail leaves nothing behind (RTPEngine deletes the call with its last branch)
@@ -36,8 +38,10 @@ fails still goes on. A CANCEL never reaches the dispatcher (the EdgePort answers
 and deletes the branch. What the EdgePort ends by itself (a branch that timed out) and a phone that vanishes are
 left to RTPEngine's own timers (``timeout``, ``offer-timeout``; docs/media.md).
 
-Without ``internalMetadata: true`` it still relays calls that do not fork (only the first branch is visible to
-it) and answers without a via-branch, but cannot free a failed branch: RTPEngine's timers do.
+It needs ``internalMetadata: true``: the forked branches and the labels are internal metadata, and a label is what
+says a response belongs to a relayed branch (without it a spoofed 2xx could take over a call's media). The launcher
+refuses a ``serve://rtpengine`` entry without it (or without ``postProcessor``); elsewhere (``host:port``) the
+middleware answers 500 to calls with SDP and logs why.
 """
 
 from __future__ import annotations
@@ -202,10 +206,15 @@ class RtpEngineMiddleware(Processor):
             self._log.warning("placement", "the rtpengine middleware must be a postProcessor middleware "
                                            "(it got a request the processor has not forwarded yet): passed through")
             return ctx.pass_through()
-        if not any(k.startswith("routr-ray.") for k in ctx.request.metadata):
-            self._log.warning("internal", "the rtpengine middleware runs without internalMetadata: true; forked "
-                                          "branches are not relayed and failed branches are left to RTPEngine's timers")
         sdp = _sdp_of(msg)
+        if not any(k.startswith("routr-ray.") for k in ctx.request.metadata):
+            # without the internal metadata there are no branches and no labels: nothing could be relayed safely
+            self._log.error("internal", "the rtpengine middleware needs internalMetadata: true in its dispatcher "
+                                        "entry (docs/media.md): calls with SDP are refused")
+            if sdp is not None and method in ("INVITE", "UPDATE"):
+                self.metrics.outcome("refused_503")
+                return self._refuse(ctx, 500, "misconfigured: the middleware needs internalMetadata: true")
+            return ctx.pass_through()
         try:
             if method == "BYE":
                 await self._delete_dialog(ctx)
@@ -336,7 +345,8 @@ class RtpEngineMiddleware(Processor):
             await self.engines.existing_call(call_id, command)
         except (CallNotFound, NoInstance, NgRejected) as exc:
             self.metrics.outcome("not_found")
-            self._log.info("delete", "call %s: nothing to delete (%s)", call_id, exc or type(exc).__name__)
+            self._log.log(logging.INFO, "delete", "call %s: nothing to delete (%s)", call_id,
+                          exc or type(exc).__name__)
             return
         self.engines.forget(call_id)
         self.metrics.outcome("deleted")
@@ -362,13 +372,18 @@ class RtpEngineMiddleware(Processor):
             return ctx.pass_through()
         if sdp is None or status < 101:
             return ctx.pass_through()
+        if label is None:
+            # No label: no transaction of a request this middleware relayed (a 2xx the EdgePort relays after its
+            # branch ended: an extra 2xx of a fork, or a stray or spoofed one). Never given to RTPEngine (an answer
+            # with a new To tag would take over the call's callee side) and never passed on with an address that
+            # bypasses the relay: its SDP is removed (the caller ACKs and BYEs such an extra dialog, §13.2.2.4).
+            self.metrics.outcome("answer_failed")
+            return self._without_sdp(ctx)
         try:
-            if label is not None and label.kind == LATE:
+            if label.kind == LATE:
                 return await self._response_offer(ctx, sdp, label)
             return await self._answer(ctx, sdp, label)
         except RelayFailed as exc:
-            if label is None:
-                return ctx.pass_through()  # not a call we relayed (e.g. a stray 2xx); nothing was promised
             self.metrics.outcome("answer_failed")
             self._log.warning("answer", "call %s: the %d's SDP could not be relayed (%s)", msg.call_id.call_id,
                               status, exc)
@@ -378,21 +393,13 @@ class RtpEngineMiddleware(Processor):
         msg = ctx.request.message  # the processor removed its Via: the caller's is on top
         return leg_of_transport(msg.via[0].transport if msg.via else "")
 
-    async def _answer(self, ctx: Context, sdp: str, label: Label | None) -> MessageResponse:
+    async def _answer(self, ctx: Context, sdp: str, label: Label) -> MessageResponse:
         msg = ctx.request.message
         command = {**self._base(ctx, "answer"), "to-tag": msg.to.tag, "sdp": sdp,
                    **ng_parameters(self._side(ctx, sdp), self._caller_leg(ctx))}
-        if label is not None and label.kind == OFFER and label.branch:
+        if label.kind == OFFER and label.branch:
             command["via-branch"] = label.branch
-        if label is None:
-            # no label: not a response to a request this middleware relayed, or a label lost on the way (a 2xx
-            # the EdgePort relayed without its transaction). Rewritten when RTPEngine knows the call, else as is.
-            try:
-                reply = await self._existing(msg.call_id.call_id, command)
-            except RelayFailed:
-                return ctx.pass_through()
-        else:
-            reply = await self._existing(msg.call_id.call_id, command)
+        reply = await self._existing(msg.call_id.call_id, command)
         out = ctx.pass_through()
         _set_body(out.message, str(reply.get("sdp", "")))
         self.metrics.outcome("relayed")
@@ -455,20 +462,28 @@ class RtpEngineMiddleware(Processor):
             headers.append(("Retry-After", str(self.retry_after)))
         return responses.respond(request, status, headers=headers)
 
-    def _unrelayed(self, ctx: Context, status: int) -> Response:
-        """A 1xx/2xx whose answer could not be relayed: a 1xx goes on without its SDP (no early media); a 2xx
-        becomes a 503 (a call without its relay would be one-way or silent)."""
+    def _without_sdp(self, ctx: Context) -> Response:
         response = ctx.message
         assert isinstance(response, Response)
         headers = response.headers.copy()
         headers.remove("Content-Type")
+        out = Response(response.status, response.reason, headers)
+        out.set_body(b"")
+        return out
+
+    def _unrelayed(self, ctx: Context, status: int) -> Response:
+        """A 1xx/2xx whose answer could not be relayed: a 1xx goes on without its SDP (no early media); a 2xx
+        becomes a 503 (a call without its relay would be one-way or silent)."""
         if status < 200:
-            out = Response(response.status, response.reason, headers)
-        else:
-            headers.remove("Contact")
-            headers.add("Retry-After", str(self.retry_after))
-            headers.add("Warning", '399 routr-ray "media relay: the answer could not be relayed"')
-            out = Response(503, "Service Unavailable", headers)
+            return self._without_sdp(ctx)
+        response = ctx.message
+        assert isinstance(response, Response)
+        headers = response.headers.copy()
+        headers.remove("Content-Type")
+        headers.remove("Contact")
+        headers.add("Retry-After", str(self.retry_after))
+        headers.add("Warning", '399 routr-ray "media relay: the answer could not be relayed"')
+        out = Response(503, "Service Unavailable", headers)
         out.set_body(b"")
         return out
 

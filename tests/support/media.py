@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from routr_ray.processors.connect import ConnectProcessor
 from routr_ray.processors.sdk import Processor, drop
 from routr_ray.proto.gen import processor_pb2
 from routr_ray.sip import Request, Response, parse
-from tests.support.phones import shipped_edge
+from routr_ray.sip.transaction_messages import build_ack
+from tests.support.phones import Phone, shipped_edge
 from tests.support.rtpengine import RtpEngineServer
 
 CONNECT_METHODS = ("REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "PRACK", "UPDATE", "INFO")
@@ -190,3 +192,113 @@ class RtpPort(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+# ---- calls through the stack (integration and attack tests) ------------------------------------------------
+
+
+class Callee:
+    """A contact of 1002 with an RTP socket: answers with SDP that names a private address (a phone behind NAT)."""
+
+    def __init__(self, phone: Phone, rtp: RtpPort, lan: str = "192.168.1.20") -> None:
+        self.phone, self.rtp, self.lan = phone, rtp, lan
+        self.invite: Request | None = None
+        self.source: tuple[str, int] | None = None
+
+    @property
+    def tag(self) -> str:
+        return f"callee{self.phone.port}"
+
+    async def ringing(self) -> Request:
+        invite, source = await self.phone.request_of("INVITE")
+        self.invite, self.source = invite, source
+        self.reply(180)
+        return invite
+
+    def reply(self, status: int, request: Request | None = None, *, with_media: bool | None = None) -> Response:
+        request = request or self.invite
+        assert request is not None and self.source is not None
+        body = sdp(self.lan, self.rtp.port, session="2") if (with_media if with_media is not None
+                                                              else status == 200 and request.method == "INVITE") else None
+        reason = {180: "Ringing", 200: "OK", 486: "Busy Here", 487: "Request Terminated"}.get(status, "X")
+        response = answer(request, status, reason, tag=self.tag, contact=f"sip:1002@127.0.0.1:{self.phone.port}",
+                          body=body)
+        self.phone.send(response, self.source)
+        return response
+
+    async def expect_cancel(self) -> None:
+        cancel, _ = await self.phone.request_of("CANCEL")
+        self.reply(200, cancel)
+        self.reply(487)
+        await self.phone.request_of("ACK")
+
+
+async def setup(stack: MediaStack, contacts: int = 1) -> tuple[Phone, RtpPort, list[Callee]]:
+    callees = []
+    for _ in range(contacts):
+        phone = await Phone.open("127.0.0.1")
+        assert (await phone.register("1002", stack.server)).status == 200
+        callees.append(Callee(phone, await RtpPort.open()))
+    caller = await Phone.open("127.0.0.1")
+    assert (await caller.register("1001", stack.server)).status == 200
+    return caller, await RtpPort.open(), callees
+
+
+async def dial(stack: MediaStack, caller: Phone, rtp: RtpPort, call_id: str) -> Request:
+    """1001 calls 1002 with an SDP naming 10.0.0.5 (its LAN address): INVITE, 407, ACK, INVITE with credentials."""
+    invite = caller.request("INVITE", "sip:1002@sip.local", "1001", "sip:1002@sip.local", call_id=call_id)
+    invite = with_sdp(invite, sdp("10.0.0.5", rtp.port))  # type: ignore[assignment]
+    caller.send(invite, stack.server)
+    challenge, _ = await caller.final()
+    assert challenge.status == 407
+    caller.send(build_ack(invite, challenge), stack.server)
+    authorized = caller.answer_challenge(invite, challenge, "1001")
+    caller.send(authorized, stack.server)
+    return authorized
+
+
+async def ok_of(caller: Phone, invite: Request | None = None, server: tuple[str, int] | None = None) -> Response:
+    """The next final response; a non-2xx to ``invite`` is ACKed (hop by hop, RFC 3261 §17.1.1.3)."""
+    while True:
+        message, _ = await caller.recv()
+        if isinstance(message, Response) and message.status >= 200:
+            if message.status >= 300 and invite is not None and server is not None:
+                caller.send(build_ack(invite, message), server)
+            return message
+
+
+def ack_for(invite: Request, ok: Response, caller: Phone) -> Request:
+    """The 2xx ACK (a new transaction, RFC 3261 §13.2.2.4) along the route set of the 200."""
+    routes = list(reversed(ok.headers.get_all("Record-Route")))
+    contact = ok.contacts[0].uri
+    lines = [f"ACK {contact} SIP/2.0",
+             f"Via: SIP/2.0/UDP 127.0.0.1:{caller.port};rport;branch=z9hG4bKack{int(time.time() * 1000)}",
+             "Max-Forwards: 70", f"From: {invite.headers.get('From')}", f"To: {ok.headers.get('To')}",
+             f"Call-ID: {invite.call_id}", f"CSeq: {invite.cseq.seq if invite.cseq else 1} ACK"]
+    lines += [f"Route: {r}" for r in routes]
+    ack = parse(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode())
+    assert isinstance(ack, Request)
+    return ack
+
+
+def bye_for(invite: Request, ok: Response, caller: Phone) -> Request:
+    ack = ack_for(invite, ok, caller)
+    text = bytes(ack).decode().replace("ACK ", "BYE ", 1).replace(" ACK\r\n", " BYE\r\n")
+    text = text.replace(";branch=z9hG4bKack", ";branch=z9hG4bKbye")
+    seq = (invite.cseq.seq if invite.cseq else 1) + 1
+    text = text.replace(f"CSeq: {seq - 1} BYE", f"CSeq: {seq} BYE")
+    bye = parse(text.encode())
+    assert isinstance(bye, Request)
+    return bye
+
+
+async def wait_for(condition, within: float = 3.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def close(*things) -> None:  # type: ignore[no-untyped-def]
+    for thing in things:
+        thing.close()

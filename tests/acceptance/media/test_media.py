@@ -5,18 +5,23 @@
   RTPEngine, RTPEngine's own statistics (ng ``list``/``query``) show packets from both parties (the callee only
   echoes what RTPEngine relayed to it), and BYE deletes the call;
 * one RTPEngine stopped: the other takes the call; both stopped: the caller gets 503 with Retry-After at once,
-  and the callee never rings.
+  and the callee never rings;
+* the middleware's metrics (ng commands by instance and result, instance health) reach Ray's metrics export.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.acceptance import CONTACT_PORTS, MEDIA_RTPENGINES, Sipp, SippResult
+from tests.support.probes import metric_value, scrape
 from tests.support.rtpengine import RtpEngineServer, packets_by_tag
 
 RANGES = [(low, high) for _, low, high in MEDIA_RTPENGINES]
@@ -131,3 +136,36 @@ def test_no_rtpengine_new_calls_get_503_at_once(sipp_media, engines, callee_1002
     assert took < 3.0, f"503 after {took:.1f}s"
     never_rang = callee.result(timeout=10)
     assert not never_rang.received("INVITE"), "the callee must not ring for a call without its media relay"
+
+
+def test_the_relays_metrics_reach_rays_metrics_export(sipp_media, engines, callee_1002, media_server) -> None:  # type: ignore[no-untyped-def]
+    """Offers, answers, deletes and errors per RTPEngine instance, on Ray's metrics export port (the middleware's
+    deployment mirrors its registry there, with the ``ray_`` prefix, as the EdgePorts' series)."""
+    caller, callee, _, _ = relayed_call(sipp_media, engines, callee_1002)
+    sipp_media.assert_ok(caller, callee)
+    address = re.search(r"Ray address\s+(\S+)", media_server.log_path.read_text())
+    assert address, media_server.log_tail()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    script = (f"import ray; ray.init(address={address.group(1)!r}, logging_level='ERROR', log_to_driver=False); "
+              "print(ray.nodes()[0]['MetricsExportPort'])")
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90, env=env)
+    assert found.returncode == 0, found.stderr[-2000:]
+    url = f"http://127.0.0.1:{int(found.stdout.strip().splitlines()[-1])}/metrics"
+    counts: dict[str, float] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        samples = scrape(url)
+        counts = {command: metric_value(samples, "ray_routr_media_commands_total", command=command, result="ok")
+                  for command in ("offer", "answer", "delete", "ping")}
+        up = {ref: metric_value(samples, "ray_routr_media_instance_up", instance=ref)
+              for ref in ("rtpengine-01", "rtpengine-02")}
+        if all(counts[c] >= 1 for c in ("offer", "answer", "delete")) and all(up.values()):
+            break
+        time.sleep(2.0)
+    assert all(counts[c] >= 1 for c in ("offer", "answer", "delete", "ping")), counts
+    assert up == {"rtpengine-01": 1.0, "rtpengine-02": 1.0}, up
+    names = {n for n, _ in samples}
+    assert {"ray_routr_media_calls_total", "ray_routr_media_command_seconds_bucket"} <= names, sorted(names)
+    # the instances are labelled by their refs from media.yaml (a closed set), never by Call-ID
+    instances = {dict(lbls).get("instance") for n, lbls in samples if n == "ray_routr_media_commands_total"}
+    assert instances <= {"rtpengine-01", "rtpengine-02"}, instances
