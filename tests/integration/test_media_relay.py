@@ -6,11 +6,13 @@ shipped EdgePort and Connect in process, the dispatcher's routing with the middl
 * RTPEngine stopped: the INVITE gets 503 with Retry-After within the ng timeout; a second instance takes over;
 * a forked call: one RTPEngine branch per contact (its own ports), the answering branch's media flows, the
   cancelled branch's 487 deletes its branch, and BYE leaves nothing;
-* a refused call (486) leaves nothing; only the relayed INVITE's 1xx/2xx go through the dispatcher.
+* a refused call (486) leaves nothing; only the relayed INVITE's 1xx/2xx go through the dispatcher;
+* a late offer (the 200 offers, the ACK answers) and a re-INVITE moving the caller's media are relayed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Iterator
@@ -19,14 +21,17 @@ import pytest
 
 from routr_ray.config.resources import Forking, ForkingMode
 from tests.support.media import (
+    RtpPort,
     ack_for,
     bye_for,
     close,
     dial,
+    in_dialog,
     media_config,
     media_edge,
     media_of,
     ok_of,
+    sdp,
     setup,
     wait_for,
 )
@@ -222,3 +227,63 @@ async def test_a_refused_call_leaves_nothing_and_only_relayed_invites_come_back(
                         and r.message.call_id.call_id == "msg-1" and r.message.status_code == 200]
         finally:
             close(caller, caller_rtp, callee.phone, callee.rtp)
+
+
+async def test_a_late_offer_the_200_offers_and_the_ack_answers(running) -> None:  # type: ignore[no-untyped-def]
+    async with media_edge(media_config(running)) as stack:
+        caller, caller_rtp, (callee,) = await setup(stack)
+        try:
+            invite = await dial(stack, caller, caller_rtp, "late-call", offer=False)
+            received = await callee.ringing()
+            assert received.body == b""
+            callee.reply(200)  # the callee's offer names 192.168.1.20
+            ok = await ok_of(caller)
+            host, to_callee_port, proto = media_of(ok)  # the offer the caller answers: RTPEngine's
+            assert host == "127.0.0.1" and proto == "RTP/AVP" and "192.168.1.20" not in ok.body.decode()
+            ack = in_dialog("ACK", invite, ok, caller, invite.cseq.seq if invite.cseq else 2,  # type: ignore[union-attr]
+                            body=sdp("10.0.0.5", caller_rtp.port))
+            caller.send(ack, stack.server)
+            acked, _ = await callee.phone.request_of("ACK")
+            ack_host, to_caller_port, _ = media_of(acked)
+            assert ack_host == "127.0.0.1" and "10.0.0.5" not in acked.body.decode(), acked
+            callee.rtp.send(("127.0.0.1", to_caller_port), 10)
+            caller_rtp.send(("127.0.0.1", to_callee_port), 10)
+            await wait_for(lambda: len(callee.rtp.received) >= 5 and len(caller_rtp.received) >= 5)
+        finally:
+            close(caller, caller_rtp, callee.phone, callee.rtp)
+
+
+async def test_a_reinvite_moves_the_callers_media(running) -> None:  # type: ignore[no-untyped-def]
+    async with media_edge(media_config(running)) as stack:
+        caller, caller_rtp, (callee,) = await setup(stack)
+        moved = await RtpPort.open()
+        try:
+            invite = await dial(stack, caller, caller_rtp, "reinvite-call")
+            received = await callee.ringing()
+            callee.reply(200)
+            ok = await ok_of(caller)
+            caller.send(ack_for(invite, ok, caller), stack.server)
+            await callee.phone.request_of("ACK")
+            caller_rtp.send(("127.0.0.1", media_of(ok)[1]), 5)
+            callee.rtp.send(("127.0.0.1", media_of(received)[1]), 5)
+            await wait_for(lambda: len(caller_rtp.received) >= 3)
+            await asyncio.sleep(0.1)
+            before = len(caller_rtp.received)
+            seq = (invite.cseq.seq if invite.cseq else 2) + 1
+            reinvite = in_dialog("INVITE", invite, ok, caller, seq, body=sdp("10.0.0.5", moved.port, session="3"))
+            caller.send(reinvite, stack.server)
+            again, callee.source = await callee.phone.request_of("INVITE")
+            host, to_callee_port, proto = media_of(again)  # RTPEngine again (its ports may change)
+            assert host == "127.0.0.1" and proto == "RTP/AVP" and "10.0.0.5" not in again.body.decode()
+            assert any(low <= to_callee_port <= high for low, high in MEDIA_RANGES)
+            callee.reply(200, again)
+            ok2 = await ok_of(caller)
+            assert ok2.status == 200 and media_of(ok2)[0] == "127.0.0.1"
+            to_caller_port = media_of(ok2)[1]
+            caller.send(in_dialog("ACK", invite, ok, caller, seq), stack.server)
+            moved.send(("127.0.0.1", to_caller_port), 10)
+            callee.rtp.send(("127.0.0.1", to_callee_port), 10)
+            await wait_for(lambda: len(callee.rtp.received) >= 5 and len(moved.received) >= 5)
+            assert len(caller_rtp.received) == before, "the media follows the re-INVITE to the new port"
+        finally:
+            close(caller, caller_rtp, moved, callee.phone, callee.rtp)

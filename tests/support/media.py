@@ -244,10 +244,12 @@ async def setup(stack: MediaStack, contacts: int = 1) -> tuple[Phone, RtpPort, l
     return caller, await RtpPort.open(), callees
 
 
-async def dial(stack: MediaStack, caller: Phone, rtp: RtpPort, call_id: str) -> Request:
-    """1001 calls 1002 with an SDP naming 10.0.0.5 (its LAN address): INVITE, 407, ACK, INVITE with credentials."""
+async def dial(stack: MediaStack, caller: Phone, rtp: RtpPort, call_id: str, *, offer: bool = True) -> Request:
+    """1001 calls 1002 with an SDP naming 10.0.0.5 (its LAN address), or none (``offer=False``: a late offer):
+    INVITE, 407, ACK, INVITE with credentials."""
     invite = caller.request("INVITE", "sip:1002@sip.local", "1001", "sip:1002@sip.local", call_id=call_id)
-    invite = with_sdp(invite, sdp("10.0.0.5", rtp.port))  # type: ignore[assignment]
+    if offer:
+        invite = with_sdp(invite, sdp("10.0.0.5", rtp.port))  # type: ignore[assignment]
     caller.send(invite, stack.server)
     challenge, _ = await caller.final()
     assert challenge.status == 407
@@ -279,6 +281,27 @@ def ack_for(invite: Request, ok: Response, caller: Phone) -> Request:
     ack = parse(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode())
     assert isinstance(ack, Request)
     return ack
+
+
+def in_dialog(method: str, invite: Request, ok: Response, caller: Phone, cseq: int, body: str | None = None
+              ) -> Request:
+    """A request of the caller inside the dialog of ``ok`` (route set, remote target, tags), CSeq ``cseq``."""
+    routes = list(reversed(ok.headers.get_all("Record-Route")))
+    lines = [f"{method} {ok.contacts[0].uri} SIP/2.0",
+             f"Via: SIP/2.0/UDP 127.0.0.1:{caller.port};rport;branch=z9hG4bK{method.lower()}{cseq}"
+             f"{int(time.time() * 1000)}",
+             "Max-Forwards: 70", f"From: {invite.headers.get('From')}", f"To: {ok.headers.get('To')}",
+             f"Call-ID: {invite.call_id}", f"CSeq: {cseq} {method}",
+             f"Contact: <sip:1001@127.0.0.1:{caller.port}>"]
+    lines += [f"Route: {r}" for r in routes]
+    head = "\r\n".join(lines) + "\r\n"
+    if body is None:
+        data = head + "Content-Length: 0\r\n\r\n"
+    else:
+        data = head + f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n" + body
+    request = parse(data.encode())
+    assert isinstance(request, Request)
+    return request
 
 
 def bye_for(invite: Request, ok: Response, caller: Phone) -> Request:
