@@ -134,6 +134,7 @@ def test_no_rtpengine_new_calls_get_503_at_once(sipp_media, engines, callee_1002
     assert "media relay" in refused
     # 2 instances x 0.5 s at most (ICMP port unreachable says "nothing listens" at once), plus SIPp's own start
     assert took < 3.0, f"503 after {took:.1f}s"
+    print(f"no RTPEngine: 503 after {took:.2f}s (SIPp start, INVITE, 407, ACK, INVITE included)")
     never_rang = callee.result(timeout=10)
     assert not never_rang.received("INVITE"), "the callee must not ring for a call without its media relay"
 
