@@ -21,6 +21,7 @@ OUTCOMES = (
     "refused_488",  # RTPEngine refused the SDP: 488 to the caller
     "answer_failed",  # the answer could not be relayed (1xx without SDP, 2xx turned into 503)
     "not_found",  # a later command found the call on no live instance
+    "misconfigured",  # the entry lacks internalMetadata: true; a call with SDP got 500
 )
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

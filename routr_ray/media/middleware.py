@@ -212,7 +212,7 @@ class RtpEngineMiddleware(Processor):
             self._log.error("internal", "the rtpengine middleware needs internalMetadata: true in its dispatcher "
                                         "entry (docs/media.md): calls with SDP are refused")
             if sdp is not None and method in ("INVITE", "UPDATE"):
-                self.metrics.outcome("refused_503")
+                self.metrics.outcome("misconfigured")
                 return self._refuse(ctx, 500, "misconfigured: the middleware needs internalMetadata: true")
             return ctx.pass_through()
         try:
