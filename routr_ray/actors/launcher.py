@@ -130,7 +130,27 @@ def load(options: RunOptions) -> ConfigSet:
     if duplicates:
         raise StartupError(f"{options.config_dir}: several EdgePort configs have ref {duplicates[0]!r}: "
                            "each EdgePort actor is named after its ref")
+    check_media(config, options.config_dir)
     return config
+
+
+def check_media(config: ConfigSet, config_dir: Path) -> None:
+    """The rtpengine middleware needs a MediaRelay document, and its entry postProcessor and internalMetadata
+    (docs/media.md: it rewrites what Connect forwards, per branch, and knows its branches by their labels)."""
+    if config.dispatcher is None:
+        return
+    for entry in config.dispatcher.processors:
+        if serve_name(entry.addr) == "rtpengine":
+            raise StartupError(f"{config_dir}: serve://rtpengine is a middleware, not a processor (docs/media.md)")
+    for entry in config.dispatcher.middlewares:
+        if serve_name(entry.addr) != "rtpengine":
+            continue
+        if config.media is None:
+            raise StartupError(f"{config_dir}: the dispatcher uses serve://rtpengine but no MediaRelay document "
+                               "says where RTPEngine is (e.g. media.yaml; docs/media.md)")
+        if not entry.post_processor or not entry.internal_metadata:
+            raise StartupError(f"{config_dir}: middleware {entry.ref!r} (serve://rtpengine) needs postProcessor: true "
+                               "and internalMetadata: true (docs/media.md)")
 
 
 def dispatcher_config(config: ConfigSet) -> DispatcherConfig:
@@ -466,6 +486,10 @@ def processor_options(dispatcher: DispatcherConfig, config_dir: Path, shard_coun
     updates (issue 6: resources reload without a restart); without one (Serve config files), a fixed set."""
     names = {serve_name(p.addr) for p in (*dispatcher.processors, *dispatcher.middlewares)}
     result: dict[str, dict[str, Any]] = {}
+    if "rtpengine" in names:
+        from routr_ray.media.middleware import deployment_options
+
+        result["rtpengine"] = deployment_options(config_dir)
     if "connect" in names:
         if deployment is None:
             from routr_ray.actors.connect import connect_options

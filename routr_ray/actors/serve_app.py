@@ -86,6 +86,7 @@ is not used."""
 BUILTIN_PROCESSORS = {
     "echo": "routr_ray.processors.echo:EchoProcessor",
     "connect": "routr_ray.actors.connect:ConnectDeploymentProcessor",
+    "rtpengine": "routr_ray.media.middleware:RtpEngineMiddleware",  # the media relay middleware (docs/media.md)
 }
 
 # No access-log line per request (a file write per Ray call on the hot path); warnings and errors still logged.
@@ -282,6 +283,14 @@ class ProcessorDeployment:
         if start is not None:  # warm up before the first message (e.g. Connect: newest resources, their index)
             await start()
         self.link = await serve_link(link_service, self._link_call) if link_service else None
+        # a processor with its own Prometheus registry (e.g. the media relay) gets it mirrored into Ray's metrics
+        registry = getattr(self.processor, "metrics_registry", None)
+        self.metrics_bridge = None
+        if registry is not None:
+            from routr_ray.actors.metrics import RayMetricsBridge
+
+            self.metrics_bridge = RayMetricsBridge(registry, default_tags={"deployment": deployment_name(name)})
+            self.metrics_bridge.start()
         tune_gc()  # what the processor loaded (e.g. Connect's resources) is never re-scanned by gen-2 passes
 
     async def process_batch(self, payloads: Sequence[bytes]) -> list[bytes]:
@@ -297,6 +306,14 @@ class ProcessorDeployment:
         link, self.link = getattr(self, "link", None), None
         if link is not None:
             await link.close(drain=2 * LINK_REFRESH_S + 0.5)
+        bridge, self.metrics_bridge = getattr(self, "metrics_bridge", None), None
+        if bridge is not None:
+            await bridge.stop()
+
+    async def metrics_text(self) -> bytes:
+        """The processor's own Prometheus series (exposition text), when it has a registry; else empty."""
+        text = getattr(self.processor, "metrics_text", None)
+        return text() if text is not None else b""
 
     async def check_health(self) -> None:
         return None

@@ -10,7 +10,7 @@
       processors:                      # ordered; the first whose methods and matchFunc match wins
         - {ref, addr, methods, matchFunc, deadlineSeconds, autoscaling, token, internalMetadata}
       middlewares:                     # ordered
-        - {ref, addr, postProcessor, optional, deadlineSeconds, token, internalMetadata}
+        - {ref, addr, postProcessor, optional, deadlineSeconds, token, internalMetadata, responses}
 
 `addr` is `serve://<deployment>` (in this Ray cluster) or `host:port` (any Routr-compatible gRPC
 processor). `matchFunc` is kept as text: it is never executed here; the dispatcher compiles it with its
@@ -22,7 +22,10 @@ middleware altogether, routr.md §6; we do not copy that). A middleware with `op
 `routr_ray.actors.serve_app.dispatcher_token`. A `host:port` processor or middleware is sent its entry's `token`,
 else `processorToken` (`ROUTR_RAY_PROCESSOR_TOKEN` wins over it: the variable `routr-ray processor serve` reads
 on the other side). Middlewares and `host:port` processors get no `routr-ray.*` metadata (internal directives
-such as trunk credentials) unless their entry says `internalMetadata: true`. :func:`to_document` / :func:`from_document` turn a config into
+such as trunk credentials) unless their entry says `internalMetadata: true` (a middleware with it may also change
+that metadata). A middleware's `responses` says which responses it sees: `all` (default, Routr's: every 1xx/2xx,
+so no 1xx/2xx is relayed by the EdgePort alone) or `requested` (every response to the requests it asked for, and
+error responses; see routr_ray/dispatch/middleware.py). :func:`to_document` / :func:`from_document` turn a config into
 the plain JSON-able document and back (Serve's `user_config`, so a changed config reaches running replicas).
 """
 
@@ -70,7 +73,8 @@ class MiddlewareConfig:
     optional: bool = False  # on failure: pass the message through unchanged instead of answering 500
     deadline_seconds: float | None = None
     token: str | None = field(default=None, repr=False)  # sent to a host:port middleware (else processor_token)
-    internal_metadata: bool = False  # the middleware gets the routr-ray.* metadata only when True
+    internal_metadata: bool = False  # the middleware gets (and may change) the routr-ray.* metadata only when True
+    responses: str = "all"  # "all" | "requested": which responses go through it (routr_ray/dispatch/middleware.py)
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,7 @@ def _middleware(entry: dict[str, Any], at: Place) -> MiddlewareConfig:
         deadline_seconds=_seconds(entry.get("deadlineSeconds")),
         token=_token_of(entry, at),
         internal_metadata=entry.get("internalMetadata", False),
+        responses=entry.get("responses", "all"),
     )
 
 
@@ -214,6 +219,8 @@ def to_document(config: DispatcherConfig, *, include_token: bool = False) -> dic
             item["deadlineSeconds"] = m.deadline_seconds
         if m.internal_metadata:
             item["internalMetadata"] = True
+        if m.responses != "all":
+            item["responses"] = m.responses
         if include_token and m.token:
             item["token"] = m.token
         middlewares.append(item)

@@ -27,6 +27,7 @@ from routr_ray.config.edgeport import EdgePortConfig, build_edgeport
 from routr_ray.config.errors import ConfigError, ConfigInvalid
 from routr_ray.config.location import LocationConfig, build_location
 from routr_ray.config.observability import ObservabilityConfig, build_observability
+from routr_ray.config.media import MediaRelayConfig, build_media_relay
 from routr_ray.config.problems import Place, Problems
 from routr_ray.config.registry import RegistryConfig, build_registry
 from routr_ray.config.resource_set import Resources, assemble
@@ -35,7 +36,7 @@ from routr_ray.config.schema import SCHEMA_FILE_BY_KIND, check_against_schema, d
 
 # Routr accepts kind names in lower case too ("agent", "location").
 _KIND_BY_LOWER_NAME = {kind.lower(): kind for kind in SCHEMA_FILE_BY_KIND}
-_SINGLETON_KINDS = ("MessageDispatcher", "Location", "Registry", "APIServer", "Observability")
+_SINGLETON_KINDS = ("MessageDispatcher", "Location", "Registry", "APIServer", "Observability", "MediaRelay")
 _T = TypeVar("_T")
 # Routr kinds for parts routr-ray does not have (none left: Registry drives the trunk registrar, docs/trunks.md).
 _ROUTR_KINDS_NOT_USED: tuple[str, ...] = ()
@@ -52,6 +53,7 @@ class ConfigSet:
     registry: RegistryConfig | None = None  # kind: Registry (outbound registration of sendRegister trunks)
     api: ApiServerConfig | None = None  # the provisioning API (routr_ray/api); None: not served
     observability: ObservabilityConfig | None = None
+    media: MediaRelayConfig | None = None  # the rtpengine middleware's instances (docs/media.md)
 
 
 @dataclass
@@ -62,6 +64,7 @@ class _Collected:
     registries: list[tuple[RegistryConfig, Place]] = field(default_factory=list)
     apis: list[tuple[ApiServerConfig, Place]] = field(default_factory=list)
     observabilities: list[tuple[ObservabilityConfig, Place]] = field(default_factory=list)
+    media: list[tuple[MediaRelayConfig, Place]] = field(default_factory=list)
     resources: list[Built | Unbuilt] = field(default_factory=list)
 
 
@@ -178,7 +181,7 @@ def _check_unit(files: Iterable[Path], problems: Problems) -> ConfigSet:
         else:
             _check_document(data, place, collected)
     singletons = (collected.dispatchers, collected.locations, collected.registries, collected.apis,
-                  collected.observabilities)
+                  collected.observabilities, collected.media)
     for kind, entries in zip(_SINGLETON_KINDS, singletons, strict=True):
         for _, place in entries[1:]:
             first = entries[0][1]
@@ -196,6 +199,7 @@ def _check_unit(files: Iterable[Path], problems: Problems) -> ConfigSet:
         resources=assemble(collected.resources),
         registry=collected.registries[0][0] if collected.registries else None,
         observability=collected.observabilities[0][0] if collected.observabilities else None,
+        media=collected.media[0][0] if collected.media else None,
     )
 
 
@@ -234,5 +238,7 @@ def _check_document(document: Any, place: Place, collected: _Collected) -> None:
         collected.apis.append((build_api_server(document, place), place))
     elif kind == "Observability":
         collected.observabilities.append((build_observability(document, place), place))
+    elif kind == "MediaRelay":
+        collected.media.append((build_media_relay(document, place), place))
     else:
         collected.resources.append(RESOURCE_BUILDERS[kind](document, place))

@@ -32,6 +32,7 @@ SCHEMA_FILE_BY_KIND: Mapping[str, str] = {
     "Registry": "registry.json",
     "APIServer": "apiserver.json",
     "Observability": "observability.json",
+    "MediaRelay": "mediarelay.json",
     "Agent": "agent.json",
     "Peer": "peer.json",
     "Domain": "domain.json",

@@ -6,13 +6,16 @@ supply ``call_processor`` (a grpc.aio stub or a DeploymentHandle per processor).
 Flow (routr.md §6, with Routr's bugs fixed):
 
 1. Responses whose status is not 1xx/2xx skip the middlewares (as in Routr, which lets only 180 and 200
-   through; 183 and other provisional/2xx responses go through here, so a relay middleware sees their SDP).
+   through; 183 and other provisional/2xx responses go through here, so a relay middleware sees their SDP),
+   except the middlewares whose ``responses`` mode is ``requested``: they see error responses too
+   (:mod:`~routr_ray.dispatch.middleware`).
 2. Pre-processor middlewares; a SIP answer from one of them is returned at once (short-circuit).
 3. Processor selection (:class:`~routr_ray.dispatch.matching.Router`); none -> 405 with Allow.
 4. The processor, within its entry's ``deadline_seconds`` (else ``deadline``) seconds; unreachable, raising or late -> 503 with Retry-After.
    Its result is stamped with ``metadata[PROCESSOR_METADATA_KEY] = ref`` so that responses to a request
-   it forwarded come back to it. With middlewares configured, a processor's ``routr-ray.responses=errors``
-   (the EdgePort may relay 1xx/2xx without it) is removed: the middlewares must see those responses.
+   it forwarded come back to it. A processor's ``routr-ray.responses=errors`` (the EdgePort may relay 1xx/2xx
+   without it) is removed when a middleware of mode ``all`` is configured (it must see those responses), or
+   when a middleware asked for the responses to this request (``routr-ray.responses: all`` in its answer).
 5. Post-processor middlewares.
 
 A non-optional middleware failure -> 500. ACK and responses are never answered: where an answer would be
@@ -43,7 +46,8 @@ BatchCall = Callable[[Route, list[MessageRequest]], Awaitable[Sequence[MessageRe
 
 
 def middlewares_apply(req: MessageRequest) -> bool:
-    """Requests and 1xx (except 100)/2xx responses go through the middlewares; error responses do not."""
+    """Requests and 1xx (except 100)/2xx responses go through middlewares of mode ``all``; error responses do
+    not (see :meth:`MiddlewareChain.applies` for the chain as configured)."""
     if req.message.WhichOneof("message_type") != "response_type":
         return True
     status = errors.response_status(req.message)
@@ -73,7 +77,8 @@ class DispatchCore:
 
     async def handle(self, req: MessageRequest) -> MessageResponse | None:
         """The MessageResponse for ``req`` (processor result or SIP error answer), or None to drop."""
-        use_chain = bool(self.chain) and middlewares_apply(req)
+        use_chain = bool(self.chain) and self.chain.applies(req)
+        wants_responses = False
         if use_chain:
             try:
                 pre = await self.chain.run_pre(req)
@@ -84,6 +89,7 @@ class DispatchCore:
                 self._count(NO_PROCESSOR, "middleware_answered")
                 return pre.answer if errors.is_answerable(req) else None
             req = pre.request
+            wants_responses = pre.wants_responses
 
         route = self.router.select_route(req)
         if route is None:
@@ -105,7 +111,7 @@ class DispatchCore:
             self._log.error(route.ref, "processor %r unavailable: %r", route.ref, exc)
             self._count(route.ref, "unavailable", span=span)
             return errors.service_unavailable(req, self.retry_after)
-        self._stamp(result, route)
+        self._stamp(result, route, wants_responses)
 
         if use_chain and self.chain.post:
             try:
@@ -128,10 +134,10 @@ class DispatchCore:
                           "response" if is_response(req) else "request", req.ref)
         self._count(NO_PROCESSOR, "no_match")
 
-    def _stamp(self, result: MessageResponse, route: Route) -> None:
+    def _stamp(self, result: MessageResponse, route: Route, wants_responses: bool = False) -> None:
         metadata = result.metadata
         stamp_processor(metadata, route.ref)
-        if self.chain and RESPONSES_KEY in metadata:
+        if RESPONSES_KEY in metadata and (wants_responses or self.chain.wants_every_success):
             del metadata[RESPONSES_KEY]  # the middlewares see 1xx/2xx responses: they all come back here
 
     @staticmethod

@@ -15,6 +15,8 @@ documented in docs/connect.md "Metadata for the EdgePort". The edge must not imp
 | ``routr-ray.gateway-auth`` | ``base64(username:password)`` of the trunk's outbound credentials (Routr's ``X-Gateway-Auth``): the EdgePort answers the trunk's 401/407 itself, once per branch (see gateway_auth.py) |
 | ``routr-ray.responses`` | ``errors``: the processor wants only the >= 300 responses to this request; the EdgePort \
 relays 1xx/2xx itself (its Via popped), except one whose Contact names a ``.invalid`` host (RFC 7118) |
+| ``routr-ray.echo.<name>`` | any value: kept with the branch (and its failover branches) and sent back, unchanged, in \
+the metadata of that branch's responses (e.g. the media relay's per-branch label); at most 8 keys of 256 characters |
 
 ``routr-ray.responses`` is written by the processor SDK (``routr_ray/processors/sdk.py``, a processor class with
 ``needs_success_responses = False``, e.g. Connect) and removed by the dispatcher when middlewares are configured
@@ -32,6 +34,7 @@ from routr_ray.sip import URI, ParseError, parse_uri, split_list
 
 __all__ = [
     "DIRECTION_KEY",
+    "ECHO_PREFIX",
     "FAILOVER_KEY",
     "GATEWAY_AUTH_KEY",
     "NEXT_HOP_EDGE_KEY",
@@ -57,6 +60,9 @@ GATEWAY_AUTH_KEY = "routr-ray.gateway-auth"
 # Copied from routr_ray.processors.sdk.
 RESPONSES_KEY = "routr-ray.responses"
 RESPONSES_ERRORS_ONLY = "errors"
+ECHO_PREFIX = "routr-ray.echo."
+MAX_ECHO_KEYS = 8
+MAX_ECHO_VALUE = 256
 
 MAX_FAILOVER = 16  # a bounded serial search (RFC 3261 §16.6 leaves the number of targets to the proxy)
 
@@ -72,15 +78,17 @@ class HopDirective:
     trunk_ref: str = ""
     edge_relays_success: bool = False  # routr-ray.responses=errors: 1xx/2xx go upstream without the processor
     gateway_auth: tuple[str, str] | None = field(default=None, repr=False)  # (username, password) for the trunk
+    echo: tuple[tuple[str, str], ...] = ()  # routr-ray.echo.* items: sent back with the branch's responses
 
     @property
     def is_empty(self) -> bool:
         return (self.next_hop is None and not self.failover and not self.trunk_ref and not self.edge_relays_success
-                and self.gateway_auth is None)
+                and self.gateway_auth is None and not self.echo)
 
     def without_next_hop(self, failover: tuple[URI, ...]) -> HopDirective:
         """The directive for a failover branch: routed by its own Request-URI, the rest of the list kept."""
-        return HopDirective(None, False, "", failover, self.trunk_ref, self.edge_relays_success, self.gateway_auth)
+        return HopDirective(None, False, "", failover, self.trunk_ref, self.edge_relays_success, self.gateway_auth,
+                            self.echo)
 
 
 EMPTY = HopDirective()
@@ -104,7 +112,8 @@ def read_directive(metadata: Mapping[str, str] | None) -> HopDirective:
     trunk_ref = metadata.get(TRUNK_REF_KEY) or ""
     edge_relays = metadata.get(RESPONSES_KEY) == RESPONSES_ERRORS_ONLY
     gateway_auth = _gateway_auth(metadata.get(GATEWAY_AUTH_KEY))
-    if hop_text is None and failover_text is None and not trunk_ref and gateway_auth is None:
+    echo = _echo(metadata)
+    if hop_text is None and failover_text is None and not trunk_ref and gateway_auth is None and not echo:
         return EDGE_RELAYS_SUCCESS if edge_relays else EMPTY
     hop = _uri(hop_text) if hop_text else None
     failover: list[URI] = []
@@ -125,7 +134,14 @@ def read_directive(metadata: Mapping[str, str] | None) -> HopDirective:
         trunk_ref=trunk_ref,
         edge_relays_success=edge_relays,
         gateway_auth=gateway_auth,
+        echo=echo,
     )
+
+
+def _echo(metadata: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The ``routr-ray.echo.*`` items, bounded (a processor's label, never a store)."""
+    items = [(k, v) for k, v in metadata.items() if k.startswith(ECHO_PREFIX) and len(v) <= MAX_ECHO_VALUE]
+    return tuple(sorted(items)[:MAX_ECHO_KEYS])
 
 
 def gateway_auth_value(username: str, password: str) -> str:

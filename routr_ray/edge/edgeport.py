@@ -24,9 +24,9 @@ requests only) -> method filter -> Via received/rport (RFC 3261 §18.2.1, RFC 35
 Next hop of a forwarded request: ``next_hop.py`` (the processor's ``routr-ray.next-hop``, else the top Route,
 else the Request-URI; ``*.invalid`` hosts; names resolved without blocking). ``routr-ray.failover`` URIs are tried
 in order, each as the new Request-URI on a new branch, when a branch ends in 503, 408, a timeout, a transport error
-or has no usable next hop; only the last answer goes upstream. ``routr-ray.trunk-ref`` stays with the branch and
-goes back to the dispatcher in the metadata of its responses. A trunk's 401/407 is answered with the trunk's
-credentials when the processor gave them (``gateway_auth.py``).
+or has no usable next hop; only the last answer goes upstream. ``routr-ray.trunk-ref`` and ``routr-ray.echo.*``
+stay with the branch and go back to the dispatcher in the metadata of its responses. A trunk's 401/407 is answered
+with the trunk's credentials when the processor gave them (``gateway_auth.py``).
 """
 
 from __future__ import annotations
@@ -1231,6 +1231,7 @@ class EdgePort:
             metadata[PROCESSOR_METADATA_KEY] = server.context.processor_ref
         if ctx.directive.trunk_ref:
             metadata[TRUNK_REF_KEY] = ctx.directive.trunk_ref
+        metadata.update(ctx.directive.echo)  # routr-ray.echo.*: what the processor asked to get back (directives.py)
         if server is not None and server.context.span is not None:
             tracing.inject(server.context.span, metadata)  # the processor's span of this response joins the trace
         branch = txn.request.top_via.branch

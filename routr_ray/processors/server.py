@@ -80,6 +80,9 @@ async def start_processor_server(
     ``bind_addr`` without a token (:class:`~routr_ray.grpcutil.auth.OpenPortRefused`)."""
     refuse_open_port(bind_addr, token, what="the processor", how=TOKEN_HINT)
     processor = _as_processor(target)
+    start = getattr(processor, "start", None)
+    if start is not None:  # as a Serve replica does: warm up (e.g. the media relay starts its health pings)
+        await start()
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     processor_pb2_grpc.add_ProcessorServicer_to_server(ProcessorServicer(processor, token), server)
     health_servicer = health.aio.HealthServicer()

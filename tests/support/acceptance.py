@@ -9,6 +9,9 @@ Two servers per session, each started on first use and stopped with SIGTERM at t
 * `extras_server`: the shipped config with the files of `tests/acceptance/config` laid over it (each says why:
   a processor that is down, an agent that never registers, TEST-NET phones on a LAN behind a NAT-ed server), on
   15060-15063 (health 18080, dispatcher 51911, Location 51912, trunk provider 15080).
+* `media_server`: the shipped config with the rtpengine middleware on (`tests/acceptance/media/config`), on
+  16060-16063 (health 18090, dispatcher 51921, Location 51922, trunk provider 16080), with two RTPEngines
+  (Debian's rtpengine-daemon) started first on 127.0.0.1: ng 22301 and 22302 (`media_rtpengines`).
 
 The suite must run inside `scripts/in-netns` (Ray binds every interface). Every scenario folder holds its SIPp
 XML; `sipp` runs one SIPp process per call leg over UDP with `-trace_msg`, so a failure shows the SIP messages
@@ -32,6 +35,7 @@ import pytest
 import yaml
 
 from tests.support.redis_server import free_port
+from tests.support.rtpengine import RTPENGINE, RtpEngineServer
 
 REPO = Path(__file__).resolve().parents[2]
 ACCEPTANCE = REPO / "tests" / "acceptance"
@@ -76,6 +80,15 @@ SHIPPED = Profile("shipped", SHIPPED_CONFIG_DIR, SHIPPED_PORTS, 25060, 25061, 25
                   {"1001": "1234", "1002": "1234", "asterisk": "1234"})
 EXTRAS = Profile("extras", SHIPPED_CONFIG_DIR, EXTRAS_PORTS, 15060, 15061, 15062, 15063, 15080,
                  {"1001": "1234", "1002": "1234", "1003": "secret1003", "asterisk": "1234"}, overlay=CONFIG_DIR)
+
+MEDIA_CONFIG_DIR = ACCEPTANCE / "media" / "config"  # the media server's overlay
+MEDIA_PORTS = {5060: 16060, 5061: 16061, 5062: 16062, 5063: 16063, 8080: 18090, 51901: 51921, 51902: 51922,
+               5080: 16080}
+MEDIA = Profile("media", SHIPPED_CONFIG_DIR, MEDIA_PORTS, 16060, 16061, 16062, 16063, 16080,
+                {"1001": "1234", "1002": "1234", "asterisk": "1234"}, overlay=MEDIA_CONFIG_DIR)
+# (ng port, media port range) of the media server's RTPEngines, as tests/acceptance/media/config/media.yaml names
+# them. Media ports below Linux's ephemeral range and above the SIPp media ports (20000-29000).
+MEDIA_RTPENGINES = ((22301, 31000, 31499), (22302, 31500, 31999))
 
 # The main scenarios' server (config/ as shipped)
 PROXY_PORT = SHIPPED.sip_port
@@ -205,6 +218,28 @@ def extras_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from _serve(EXTRAS, tmp_path_factory)
 
 
+@pytest.fixture(scope="session")
+def media_rtpengines() -> Iterator[list[RtpEngineServer]]:
+    """The media server's RTPEngines (userspace forwarding, loopback), running before the server starts."""
+    if RTPENGINE is None:
+        pytest.fail("rtpengine not found: scripts/install-test-deps installs Debian's rtpengine-daemon")
+    servers = [RtpEngineServer(ng, low, high) for ng, low, high in MEDIA_RTPENGINES]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def media_server(media_rtpengines: list[RtpEngineServer], tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[Server]:
+    """tests/acceptance/media/config: the shipped config with the rtpengine middleware on."""
+    yield from _serve(MEDIA, tmp_path_factory)
+
+
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     """Kill the server and everything it started (it runs in its own session: its group id is its pid)."""
     try:
@@ -289,7 +324,7 @@ class Sipp:
     ) -> SippProcess:
         """`transport` is SIPp's -t (u1 UDP, t1 TCP); `remote` where a UAC sends (default: the server; e.g. a TLS
         bridge); `local_ip` SIPp's -i (its sockets and `[local_ip]`); `calls` SIPp's -m; `extra` more SIPp
-        arguments (e.g. -r/-l for a UAC placing many calls)."""
+        arguments (e.g. -r/-l for a UAC placing many calls, -rtp_echo)."""
         self.count += 1
         name = f"{self.count:02d}-{Path(scenario).stem}"
         work = self.work / name
@@ -358,6 +393,12 @@ class Sipp:
 def sipp(routr_server: Server, tmp_path: Path) -> Sipp:
     """SIPp against config/ as shipped."""
     return Sipp(tmp_path, SHIPPED)
+
+
+@pytest.fixture
+def sipp_media(media_server: Server, tmp_path: Path) -> Sipp:
+    """SIPp against the media server (tests/acceptance/media/config)."""
+    return Sipp(tmp_path, MEDIA)
 
 
 @pytest.fixture

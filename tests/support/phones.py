@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from routr_ray.config import load_config_dir
 from routr_ray.config.edgeport import HealthConfig, RateLimit, Transport, TransportProtocol
 from routr_ray.config.resources import Forking
-from routr_ray.edge.dispatcher_client import FakeDispatcher
+from routr_ray.edge.dispatcher_client import FakeDispatcher, Handler
 from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
 from routr_ray.location.local_client import LocalLocationClient
 from routr_ray.location.service import LocationService
@@ -120,10 +120,12 @@ class Phone(asyncio.DatagramProtocol):
 
 @asynccontextmanager
 async def shipped_edge(*, allow: tuple[str, ...] = ("192.0.2.0/24",), timers: TimerConfig = FAST,
-                       cancel_wait: float = 4.0, forking: Forking | None = None) -> AsyncIterator[EdgePort]:
+                       cancel_wait: float = 4.0, forking: Forking | None = None,
+                       dispatch: Callable[[ConnectProcessor], Handler] | None = None) -> AsyncIterator[EdgePort]:
     """The shipped EdgePort (wildcard UDP and TCP on free ports) and Connect on the shipped resources; `allow`
     joins the example ACL (TEST-NET-1 is no private range; the tests' phones use it); `forking` replaces the
-    agents' forking setting."""
+    agents' forking setting; `dispatch(connect)` gives what the EdgePort calls instead of Connect alone (e.g. a
+    dispatcher with middlewares, tests/support/media.py)."""
     shipped = load_config_dir(SHIPPED)
     (config,) = shipped.edgeports
     assert config.bind_addr == "0.0.0.0"  # what ships; only the ports move
@@ -142,7 +144,7 @@ async def shipped_edge(*, allow: tuple[str, ...] = ("192.0.2.0/24",), timers: Ti
             resources, agents=tuple(dataclasses.replace(a, forking=forking) for a in resources.agents))
     location = LocalLocationClient([LocationService(sweep_interval=0)])
     connect = ConnectProcessor(resources, location, nonce_key=b"k" * 32)
-    edge = EdgePort(config, FakeDispatcher(connect.process),
+    edge = EdgePort(config, FakeDispatcher(dispatch(connect) if dispatch is not None else connect.process),
                     options=EdgePortOptions(timers=timers, cancel_wait=cancel_wait))
     await edge.start()
     try:

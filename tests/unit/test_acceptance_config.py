@@ -13,7 +13,16 @@ import yaml
 
 from routr_ray.config import load_config_dir
 from routr_ray.config.edgeport import TransportProtocol
-from tests.support.acceptance import CONFIG_DIR, EXTRAS, SHIPPED, SHIPPED_CONFIG_DIR, copy_config
+from tests.support.acceptance import (
+    CONFIG_DIR,
+    EXTRAS,
+    MEDIA,
+    MEDIA_CONFIG_DIR,
+    MEDIA_RTPENGINES,
+    SHIPPED,
+    SHIPPED_CONFIG_DIR,
+    copy_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,7 +50,7 @@ def _port_of(value: object) -> int | None:
     return None
 
 
-@pytest.mark.parametrize("profile", [SHIPPED, EXTRAS], ids=lambda p: p.name)
+@pytest.mark.parametrize("profile", [SHIPPED, EXTRAS, MEDIA], ids=lambda p: p.name)
 def test_the_rewrite_moves_ports_and_nothing_else(profile, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     copy = copy_config(profile, tmp_path / "config")
     source_files = sorted(p.relative_to(SHIPPED_CONFIG_DIR) for p in SHIPPED_CONFIG_DIR.rglob("*.yaml"))
@@ -95,6 +104,31 @@ def test_the_extras_server_differs_from_the_shipped_config_only_where_its_files_
                                           "number-fo", "trunk-ls", "number-ls"]
     shipped_trunks = _documents(SHIPPED_CONFIG_DIR / "resources" / "trunks.yaml")[0]
     assert not any(t["spec"]["outbound"].get("sendRegister") for t in shipped_trunks)  # type: ignore[index,union-attr]
+
+
+def test_the_media_server_differs_from_the_shipped_config_only_where_its_files_say_why() -> None:
+    overlay_files = sorted(p.relative_to(MEDIA_CONFIG_DIR) for p in MEDIA_CONFIG_DIR.rglob("*.yaml"))
+    assert [str(p) for p in overlay_files] == ["dispatcher.yaml", "media.yaml"]
+    for relative in overlay_files:
+        assert "why" in (MEDIA_CONFIG_DIR / relative).read_text().lower(), f"{relative} must say why it differs"
+    differences = {}
+    for relative in overlay_files:
+        for where, before, after in _differences(_documents(SHIPPED_CONFIG_DIR / relative),
+                                                 _documents(MEDIA_CONFIG_DIR / relative)):
+            differences[f"{relative}{where}"] = (before, after)
+    shipped_middlewares, media_middlewares = differences.pop("dispatcher.yaml/0/spec/middlewares")
+    assert shipped_middlewares is None  # shipped: commented out, the same entry as here
+    assert media_middlewares == [{"ref": "media-relay", "addr": "serve://rtpengine", "postProcessor": True,
+                                  "internalMetadata": True, "responses": "requested"}]
+    shipped_engines, media_engines = differences.pop("media.yaml/0/spec/rtpengines")
+    assert [e["addr"] for e in media_engines] == [f"127.0.0.1:{ng}" for ng, _, _ in MEDIA_RTPENGINES]  # type: ignore[index,union-attr]
+    assert differences.pop("media.yaml/0/spec/timeoutSeconds") == (1, 0.5)
+    assert differences.pop("media.yaml/0/spec/pingIntervalSeconds") == (2, 0.5)
+    assert not differences, differences
+    shipped_comment = (SHIPPED_CONFIG_DIR / "dispatcher.yaml").read_text()
+    for line in ("ref: media-relay", "addr: serve://rtpengine", "postProcessor: true", "internalMetadata: true",
+                 "responses: requested"):
+        assert f"#     {line}" in shipped_comment or f"#   - {line}" in shipped_comment, line
 
 
 def test_the_readme_register_a_softphone_section_is_true() -> None:

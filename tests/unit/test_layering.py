@@ -38,7 +38,7 @@ def test_ray_only_in_actors_and_cli(path: Path) -> None:
     assert not offenders, f"{path.relative_to(PACKAGE)} imports {offenders}; Ray belongs in routr_ray/actors/"
 
 
-INNER_LAYERS = ["edge", "dispatch", "processors", "location", "proto", "config"]
+INNER_LAYERS = ["edge", "dispatch", "processors", "location", "proto", "config", "media"]
 
 
 @pytest.mark.parametrize("layer", INNER_LAYERS)

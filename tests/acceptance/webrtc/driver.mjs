@@ -8,7 +8,9 @@
 // SPEC: { "scenario": "register" | "call", "outDir": "...", "stepTimeoutMs": 15000,
 //         "agents": [{ "name", "uri", "password", "wsUrl" }, ...]                       (register)
 //         "caller": { ...agent }, "callee": { ...agent } | null, "target": "sip:...",
-//         "hangupBy": "caller" | "callee"                                                   (call) }
+//         "hangupBy": "caller" | "callee", "holdMs": 500 (how long the call stays up),
+//         "mediaStats": false (true: before hanging up, each page records a `mediaStats` event with its
+//         RTCPeerConnection's audio packet counts, ICE pair and DTLS state: media really flowed) }         (call) }
 // Next to result.json: console.log (JsSIP debug output of every page) and ws-frames.log (every SIP message each
 // page sent or received on its WebSocket, with a timestamp).
 import { createServer } from 'node:http';
@@ -150,7 +152,13 @@ async function scenarioCall(browser, baseUrl, steps) {
     await waitFor(callee, ['confirmed'], ['failed', 'ended']);
     steps.push(`${callee.name} confirmed`);
   }
-  await caller.page.waitForTimeout(HOLD_CALL_MS);
+  await caller.page.waitForTimeout(spec.holdMs ?? HOLD_CALL_MS);
+  if (spec.mediaStats) {
+    for (const agent of agents) {
+      await agent.page.evaluate((name) => window.harness.mediaStats(name), agent.name);
+      steps.push(`${agent.name} media stats`);
+    }
+  }
   const hangsUp = spec.hangupBy === 'callee' ? callee : caller;
   await hangsUp.page.evaluate((name) => window.harness.hangup(name), hangsUp.name);
   steps.push(`${hangsUp.name} hangs up`);

@@ -92,6 +92,32 @@ window.harness = {
     });
   },
 
+  /** Records a `mediaStats` event: the audio RTP packets agent `name`'s peer connection sent and received, the
+   * selected ICE candidate pair and the DTLS state (RTCPeerConnection.getStats()). */
+  async mediaStats(name) {
+    const { ua } = agents.get(name);
+    const session = Object.values(ua._sessions || {})[0];
+    const pc = session && session.connection;
+    const detail = { inboundPackets: 0, outboundPackets: 0, bytesReceived: 0, dtlsState: null, pair: null };
+    if (pc) {
+      const report = await pc.getStats();
+      report.forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+          detail.inboundPackets += s.packetsReceived || 0;
+          detail.bytesReceived += s.bytesReceived || 0;
+        } else if (s.type === 'outbound-rtp' && s.kind === 'audio') {
+          detail.outboundPackets += s.packetsSent || 0;
+        } else if (s.type === 'transport') {
+          detail.dtlsState = s.dtlsState;
+          const pair = s.selectedCandidatePairId && report.get(s.selectedCandidatePairId);
+          const remote = pair && report.get(pair.remoteCandidateId);
+          if (remote) detail.pair = `${remote.address || remote.ip}:${remote.port} ${remote.candidateType}`;
+        }
+      });
+    }
+    record(name, 'mediaStats', detail);
+  },
+
   /** Hangs up agent `name`'s call (BYE once confirmed). */
   hangup(name) {
     const { ua } = agents.get(name);
