@@ -274,7 +274,9 @@ class ProcessorDeployment:
         logging.basicConfig(level=logging.INFO)
         observe_process(deployment_name(name))
         self.processor = import_processor(name)(**(options or {}))
-        registry = getattr(self.processor, "metrics_registry", None)  # e.g. Connect's routr_connect_* metrics
+        # a processor with its own Prometheus registry (Connect's routr_connect_*, the media relay's routr_media_*)
+        # gets it mirrored into Ray's metrics
+        registry = getattr(self.processor, "metrics_registry", None)
         self.metrics_bridge = (RayMetricsBridge(registry, default_tags={"component": deployment_name(name)})
                                if registry is not None else None)
         if self.metrics_bridge is not None:
@@ -283,14 +285,6 @@ class ProcessorDeployment:
         if start is not None:  # warm up before the first message (e.g. Connect: newest resources, their index)
             await start()
         self.link = await serve_link(link_service, self._link_call) if link_service else None
-        # a processor with its own Prometheus registry (e.g. the media relay) gets it mirrored into Ray's metrics
-        registry = getattr(self.processor, "metrics_registry", None)
-        self.metrics_bridge = None
-        if registry is not None:
-            from routr_ray.actors.metrics import RayMetricsBridge
-
-            self.metrics_bridge = RayMetricsBridge(registry, default_tags={"deployment": deployment_name(name)})
-            self.metrics_bridge.start()
         tune_gc()  # what the processor loaded (e.g. Connect's resources) is never re-scanned by gen-2 passes
 
     async def process_batch(self, payloads: Sequence[bytes]) -> list[bytes]:

@@ -26,8 +26,8 @@ from routr_ray.config.documents import UNREADABLE, config_files_in, read_documen
 from routr_ray.config.edgeport import EdgePortConfig, build_edgeport
 from routr_ray.config.errors import ConfigError, ConfigInvalid
 from routr_ray.config.location import LocationConfig, build_location
-from routr_ray.config.observability import ObservabilityConfig, build_observability
 from routr_ray.config.media import MediaRelayConfig, build_media_relay
+from routr_ray.config.observability import ObservabilityConfig, build_observability
 from routr_ray.config.problems import Place, Problems
 from routr_ray.config.registry import RegistryConfig, build_registry
 from routr_ray.config.resource_set import Resources, assemble
