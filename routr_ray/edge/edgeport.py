@@ -310,7 +310,6 @@ class EdgePort:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.draining = False
         self._stateless_relays = 0  # 2xx relayed without a transaction, in progress
-        self._unreachable_budget = _UNREACHABLE_EVENTS  # ICMP unreachable events handled per second
         # dialogs whose INVITE was re-sent with a trunk's credentials: the caller's ACK gets the same CSeq offset
         self.cseq_offsets = CSeqOffsets(lifetime=64 * opts.timers.t1)
         self.metrics.track_transactions(
@@ -338,8 +337,6 @@ class EdgePort:
                     options["ssl_context"] = self._server_ssl_context()
                 listener = create_listener(name.value, transport.bind_addr, transport.port, self.on_message, **options)
                 listener.reuse_port = self.options.workers > 1
-                if name is TransportName.UDP:
-                    listener.on_unreachable = self._on_unreachable  # type: ignore[attr-defined]
                 await listener.start()
                 self.listeners[name] = listener
             if self.options.start_health and self.config.health.enabled:
@@ -1143,26 +1140,6 @@ class EdgePort:
         """A message another worker received for a transaction of this one: handled as if received here."""
         self.on_message(data, flow)
 
-    def _on_unreachable(self, destinations: list[tuple[str, int]]) -> None:
-        """RFC 3261 §18.4: an ICMP unreachable for a datagram is a transport error for the client transactions
-        that sent to that address and have had no answer: a contact that is gone ends its branch now (a fork's
-        other branches decide), not at Timer B. At most a few hundred transactions are looked at per event."""
-        if self._unreachable_budget <= 0:
-            return
-        self._unreachable_budget -= 1
-        if self._loop is not None and self._unreachable_budget == _UNREACHABLE_EVENTS - 1:
-            self._loop.call_later(1.0, self._reset_unreachable_budget)
-        refused = {(normalize_host(host), port) for host, port in destinations}
-        for txn in self.client_txns.values():
-            ctx = txn.context
-            if (not txn.done and ctx.hop.transport is TransportName.UDP and txn.machine.last_status is None
-                    and (ctx.hop.host, ctx.hop.port) in refused):
-                self.metrics.reject("unreachable")
-                asyncio.get_running_loop().call_soon(txn.on_transport_error)
-
-    def _reset_unreachable_budget(self) -> None:
-        self._unreachable_budget = _UNREACHABLE_EVENTS
-
     def _send_failed(self, txn: RunningTransaction | None) -> None:
         self.metrics.reject("send_failed")
         if txn is not None and not txn.done:
@@ -1546,9 +1523,6 @@ def _cseq_method(message: Response) -> str | None:
         return None
     return cseq.method if cseq is not None else None
 
-
-# ICMP unreachable events looked at per second (each scans the client transactions): a flood costs little
-_UNREACHABLE_EVENTS = 100
 
 # RFC 3261 §18.1.1: larger requests go over TCP when the path MTU is unknown
 UDP_MTU_LIMIT = 1300

@@ -13,11 +13,9 @@ datagram transport (the kernel has only one source address to choose).
 from __future__ import annotations
 
 import asyncio
-import errno
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable
 from typing import Any
 
 from routr_ray.edge.transports import pktinfo
@@ -38,9 +36,6 @@ log = logging.getLogger(__name__)
 _UNKNOWN = object()
 _RECV_SIZE = 65536  # the largest UDP payload is 65,507 bytes
 _READS_PER_WAKEUP = 64  # datagrams read in one go before the loop runs other callbacks
-# errors a UDP socket with IP_RECVERR reports for an earlier datagram's ICMP message (RFC 3261 §18.4)
-_PENDING_ICMP_ERRORS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN,
-                                  errno.ENETDOWN, errno.EPROTO})
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -65,9 +60,6 @@ class UdpListener(Listener):
 
     _endpoint: asyncio.DatagramTransport | None = None
     _sock: socket.socket | None = None  # a wildcard bind: read and written directly (recvmsg/sendmsg)
-    # RFC 3261 §18.4: told the destinations the network refused (ICMP unreachable; wildcard binds, which read
-    # their error queue): the transactions waiting on them fail at once instead of at Timer B/F
-    on_unreachable: Callable[[list[tuple[str, int]]], None] | None = None
     _family: int = socket.AF_INET
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -129,9 +121,6 @@ class UdpListener(Listener):
             except OSError as exc:  # an ICMP error for an earlier send (ConnectionRefusedError), as error_received
                 self.counters.icmp_errors += 1
                 log.debug("udp %s: %s", self._local, exc)
-                refused = pktinfo.unreachable_destinations(sock)
-                if refused and self.on_unreachable is not None:
-                    self.on_unreachable(refused)
                 continue
             self._on_datagram(data, addr, pktinfo.destination_of(ancillary) or wildcard_host, local_port)
 
@@ -173,32 +162,15 @@ class UdpListener(Listener):
         try:
             if sock is None:
                 self._endpoint.sendto(data, sockaddr)  # type: ignore[union-attr]
+            elif source:
+                sock.sendmsg([data], self._source_ancillary(source), 0, sockaddr)
             else:
-                self._send_direct(sock, data, sockaddr, source)
+                sock.sendto(data, sockaddr)
         except OSError as exc:
             self.counters.send_failures += 1
             log.debug("udp send to %s failed: %s", address, exc)
             return False
         return True
-
-    def _send_direct(self, sock: socket.socket, data: bytes, sockaddr: Address, source: str | None) -> None:
-        ancillary = self._source_ancillary(source) if source else None
-        for attempt in (1, 2):
-            try:
-                if ancillary is not None:
-                    sock.sendmsg([data], ancillary, 0, sockaddr)
-                else:
-                    sock.sendto(data, sockaddr)
-                return
-            except (ConnectionRefusedError, ConnectionResetError, OSError) as exc:
-                # with IP_RECVERR the socket reports a pending ICMP error of an *earlier* datagram on the next
-                # call, whatever its destination: take it from the error queue and send again, once
-                if attempt == 2 or exc.errno not in _PENDING_ICMP_ERRORS:
-                    raise
-                self.counters.icmp_errors += 1
-                refused = pktinfo.unreachable_destinations(sock)
-                if refused and self.on_unreachable is not None:
-                    self.on_unreachable(refused)
 
     def _source_ancillary(self, source: str) -> list[tuple[int, int, bytes]]:
         ancillary = self._sources.get(source)
