@@ -231,6 +231,18 @@ class StreamPhone:
         answer, _ = await self.final()
         return answer
 
+    async def unregister(self, user: str) -> Response:
+        """Remove this phone's binding (expires 0, RFC 3261 §10.2.2), with digest."""
+        req = self.request("REGISTER", "sip:sip.local", user, f"sip:{user}@sip.local", call_id=f"reg-{user}-{self.port}")
+        req.headers.set("Contact", f"{self.contact(user)};expires=0")
+        self.send(req)
+        challenge, _ = await self.final()
+        if challenge.status != 401:
+            return challenge
+        self.send(self.answer_challenge(req, challenge, user))
+        answer, _ = await self.final()
+        return answer
+
     async def close(self) -> None:
         if self._reader_task is not None:
             self._reader_task.cancel()
