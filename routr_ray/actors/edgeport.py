@@ -41,7 +41,7 @@ from routr_ray.actors.edge_peers import (
     edge_service,
     worker_actor_name,
 )
-from routr_ray.actors.links import linked, serve_link
+from routr_ray.actors.links import directory, link_enabled, linked, serve_link
 from routr_ray.actors.metrics import RayMetricsBridge
 from routr_ray.actors.serve_app import (
     APP_NAME,
@@ -318,6 +318,12 @@ class EdgePortActor:
         tags = {"edgeport": config.ref} if config.workers == 1 else {"edgeport": config.ref, "worker": str(worker)}
         self.metrics_bridge = RayMetricsBridge(self.edge.metrics.registry, default_tags=tags)
         self.metrics_bridge.start()
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            # a restart (a crash, or its node lost): phones registered through it reach it at the addresses it
+            # advertised before; on another node those hold only with spec.placement / externalAddrs that say so
+            log.warning("EdgePort %s restarted on node %s (%s), placement %s: listening on %s", config.ref,
+                        ray.get_runtime_context().get_node_id()[:12], ray.util.get_node_ip_address(),
+                        config.placement.describe(), self.describe())
         log.info("EdgePort %s listening: %s (dispatch: %s, batching %d/%gs/%d, loop %s)", config.ref, self.describe(),
                  self.dispatch, options.max_batch, options.max_wait, options.max_in_flight,
                  type(asyncio.get_running_loop()).__module__)
@@ -349,6 +355,21 @@ class EdgePortActor:
 
     async def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
+
+    async def status_info(self) -> dict[str, Any]:
+        """What ``routr-ray status`` shows of this worker: where it runs, its flows and transactions, the link
+        services it calls (actors/status.py)."""
+        context = ray.get_runtime_context()
+        edge = self.edge
+        return {
+            "node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+            "listeners": self.describe(), "worker": edge.worker, "workers": self.config.workers,
+            "tag": edge.tag, "flows": len(edge.connections),
+            "transactions": len(edge.server_txns) + len(edge.client_txns),
+            "placement": self.config.placement.describe() if self.config.placement else "",
+            "restarted": bool(context.was_current_actor_reconstructed), "draining": edge.draining,
+            "links": directory().services() if link_enabled() else {},
+        }
 
     async def fingerprint(self) -> str:
         return self._fingerprint
@@ -421,6 +442,16 @@ def worker_name(ref: str, worker: int) -> str:
     return worker_actor_name(ref, worker)
 
 
+def placement_options(config: EdgePortConfig) -> dict[str, Any]:
+    """Ray options pinning the EdgePort's first worker (``spec.placement``): Ray restarts it within them too."""
+    options: dict[str, Any] = {}
+    if config.placement.labels:
+        options["label_selector"] = dict(config.placement.labels)
+    if config.placement.resources:
+        options["resources"] = dict(config.placement.resources)
+    return options
+
+
 def deploy_edgeport(config: EdgePortConfig, *, health_port_offset: int = 0, timeout: float = 60.0,
                     dispatch: str | None = None, trunk_sources: tuple[Any, ...] = ()) -> tuple[Any, list[str]]:
     """:func:`deploy_edgeports`, returning the first worker's handle."""
@@ -450,7 +481,8 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
         config = dataclasses.replace(config, health=health)
     _replace_changed_edgeport(config.ref, edge_fingerprint(config, dispatch, batching), timeout)
     first = EdgePortActor.options(  # type: ignore[attr-defined]
-        name=worker_name(config.ref, 0), namespace=NAMESPACE, lifetime="detached", get_if_exists=True, **extra
+        name=worker_name(config.ref, 0), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        **placement_options(config), **extra,
     ).remote(config, dispatch, batching, 0, trunk_sources)
     listening = ray.get(first.ready.remote(), timeout=timeout)
     handles = [first]
