@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -98,15 +99,26 @@ class MultiNode:
 
 @pytest.fixture(scope="module")
 def multinode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MultiNode]:
+    import ray
     from ray.cluster_utils import Cluster
 
     work = tmp_path_factory.mktemp("multinode")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    with pytest.MonkeyPatch.context() as patch:
+        # cluster_utils writes (and at shutdown deletes) /tmp/ray/ray_current_cluster, where `ray.init()` and
+        # `--address auto` on this machine look: this cluster is ours alone (every command here names it)
+        patch.setattr(ray._private.utils, "write_ray_address", lambda *args, **kwargs: None)
+        patch.setattr(ray._common.utils, "reset_ray_address", lambda *args, **kwargs: None)
+        yield from _multinode(Cluster, work)
+
+
+def _multinode(cluster_class: Any, work: Path) -> Iterator[MultiNode]:
     # node death noticed within ~3 s (Ray's default: ~15 s)
     system = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
-    cluster = Cluster(initialize_head=True, connect=False, head_node_args={
+    temp_dir = tempfile.mkdtemp(prefix="rrmn-", dir="/tmp")  # short: Unix socket paths are limited to 107 bytes
+    cluster = cluster_class(initialize_head=True, connect=False, head_node_args={
         "num_cpus": 2, "gcs_server_port": free_port(), "include_dashboard": False, "_system_config": system,
-        "object_store_memory": 100 * 1024 * 1024, "temp_dir": str(Path("/tmp") / f"rrmn-{os.getpid()}")})
+        "object_store_memory": 100 * 1024 * 1024, "temp_dir": temp_dir})
     redis = RedisServer()
     multi: MultiNode | None = None
     try:
@@ -153,6 +165,7 @@ def multinode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MultiNode]:
                 multi.run.wait(timeout=10)
         cluster.shutdown()
         redis.cleanup()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def wait_for(check: Any, timeout: float, what: str) -> Any:
