@@ -54,7 +54,7 @@ from routr_ray.actors.serve_app import (
     one_loop,
 )
 from routr_ray.config.dispatcher import from_document
-from routr_ray.config.edgeport import EdgePortConfig, HealthConfig
+from routr_ray.config.edgeport import EdgePortConfig, HealthConfig, Placement
 from routr_ray.dispatch.runtime import BatchSend, DispatchRuntime, OutboundTokens
 from routr_ray.edge.dispatcher_client import DispatcherClient, client_for_addr
 from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
@@ -442,6 +442,25 @@ def worker_name(ref: str, worker: int) -> str:
     return worker_actor_name(ref, worker)
 
 
+EDGE_LABELS_ENV = "ROUTR_RAY_EDGE_LABELS"
+"""``key=value,...``: the node labels of EdgePorts without a ``spec.placement`` of their own (the cluster files set
+``routr-group=edge``: every EdgePort runs on the edge group)."""
+
+
+def default_placement(config: EdgePortConfig, text: str | None = None) -> EdgePortConfig:
+    """``config`` with the placement of :data:`EDGE_LABELS_ENV` (or ``text``) when it has none of its own."""
+    text = os.environ.get(EDGE_LABELS_ENV, "") if text is None else text
+    if config.placement or not text.strip():
+        return config
+    labels = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip() or not value.strip():
+            raise ValueError(f"{EDGE_LABELS_ENV}: expected key=value[,key=value...], got {item!r}")
+        labels.append((key.strip(), value.strip()))
+    return dataclasses.replace(config, placement=Placement(tuple(sorted(labels))))
+
+
 def placement_options(config: EdgePortConfig) -> dict[str, Any]:
     """Ray options pinning the EdgePort's first worker (``spec.placement``): Ray restarts it within them too."""
     options: dict[str, Any] = {}
@@ -473,6 +492,7 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
     dispatch = dispatch_mode(dispatch)
     batching = os.environ.get(BATCHING_ENV, "")
     edge_options(batching)  # a bad setting fails here, in the driver
+    config = default_placement(config)
     extra: dict[str, Any] = {}
     if one_loop():  # Serve's request router on the actor's own loop: no thread hop per dispatcher call
         extra["runtime_env"] = {"env_vars": {"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}}
