@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from routr_ray.edge.peers import BranchOwner, owned_branch, owner_of_branch
 from routr_ray.edge.workers import worker_branch, worker_of_branch
 from routr_ray.util.edge_tag import edge_tag, is_edge_tag
@@ -30,3 +34,14 @@ def test_other_branches_name_no_edgeport() -> None:
     assert owner_of_branch("z9hG4bKrw1.nothex!!.x") == BranchOwner(None, 1)
     assert owner_of_branch("z9hG4bKrwx.abcdef12.x") is None
     assert owner_of_branch(None) is None
+
+
+def test_the_launcher_refuses_two_edgeports_whose_tags_collide(tmp_path: Path) -> None:
+    from routr_ray.actors.launcher import RunOptions, StartupError, load
+
+    assert edge_tag("e37291") == edge_tag("e91537")  # found by a birthday search over e0, e1, ...
+    for ref, port in (("e37291", 5060), ("e91537", 6060)):
+        (tmp_path / f"{ref}.yaml").write_text(
+            f"apiVersion: v2beta1\nkind: EdgePort\nref: {ref}\nspec:\n  transport: [{{protocol: udp, port: {port}}}]\n")
+    with pytest.raises(StartupError, match="same tag"):
+        load(RunOptions(tmp_path))
