@@ -22,7 +22,9 @@ requests only) -> method filter -> Via received/rport (RFC 3261 §18.2.1, RFC 35
   the server transaction. A dispatcher failure never loses a response: it is relayed without the processor.
 
 Next hop of a forwarded request: ``next_hop.py`` (the processor's ``routr-ray.next-hop``, else the top Route,
-else the Request-URI; ``*.invalid`` hosts; names resolved without blocking). ``routr-ray.failover`` URIs are tried
+else the Request-URI; ``*.invalid`` hosts; names resolved without blocking). A hop of another EdgePort of the
+cluster (the callee's flow is there) keeps its transactions here and only its bytes go out there; that EdgePort
+hands the responses back by branch (``peers.py``, docs/distributed.md). ``routr-ray.failover`` URIs are tried
 in order, each as the new Request-URI on a new branch, when a branch ends in 503, 408, a timeout, a transport error
 or has no usable next hop; only the last answer goes upstream. ``routr-ray.trunk-ref`` stays with the branch and
 goes back to the dispatcher in the metadata of its responses. A trunk's 401/407 is answered with the trunk's
