@@ -508,10 +508,12 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
     handles = [first]
     if config.workers > 1:
         node = ray.get(first.node_id.remote(), timeout=timeout)
-        placement = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+        # with a spec.placement, softly: a worker whose node was lost restarts on a node of the placement (the
+        # first worker's, when one node has the label) instead of waiting for a node that will not come back
+        placement = NodeAffinitySchedulingStrategy(node_id=node, soft=bool(config.placement))
         handles += [EdgePortActor.options(  # type: ignore[attr-defined]
             name=worker_name(config.ref, i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-            scheduling_strategy=placement, **extra,
+            scheduling_strategy=placement, **placement_options(config), **extra,
         ).remote(config, dispatch, batching, i, trunk_sources) for i in range(1, config.workers)]
         ray.get([h.ready.remote() for h in handles[1:]], timeout=timeout)
     workers = f" ({config.workers} workers)" if config.workers > 1 else ""
