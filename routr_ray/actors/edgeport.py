@@ -33,7 +33,15 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors.detached import fingerprint, kill_and_wait, replace_if_changed
-from routr_ray.actors.links import directory, linked, serve_link
+from routr_ray.actors.edge_peers import (
+    FORWARD,
+    PEER_FORWARD,
+    PEER_SEND,
+    ClusterPeers,
+    edge_service,
+    worker_actor_name,
+)
+from routr_ray.actors.links import directory, link_enabled, linked, serve_link
 from routr_ray.actors.metrics import RayMetricsBridge, observe_process
 from routr_ray.actors.serve_app import (
     APP_NAME,
@@ -46,7 +54,7 @@ from routr_ray.actors.serve_app import (
     one_loop,
 )
 from routr_ray.config.dispatcher import from_document
-from routr_ray.config.edgeport import EdgePortConfig, HealthConfig
+from routr_ray.config.edgeport import EdgePortConfig, HealthConfig, Placement
 from routr_ray.dispatch.metrics import DispatchMetrics
 from routr_ray.dispatch.runtime import BatchSend, DispatchRuntime, OutboundTokens
 from routr_ray.edge.dispatcher_client import DispatcherClient, client_for_addr
@@ -55,7 +63,7 @@ from routr_ray.edge.metrics import EdgeMetrics
 from routr_ray.edge.originate import Originator
 from routr_ray.edge.transports import Flow, TransportName
 from routr_ray.edge.trunk_metrics import TrunkMetrics
-from routr_ray.link import pack_list, unpack_list
+from routr_ray.link import unpack_list
 from routr_ray.observability.call_events import CallEventEmitter
 from routr_ray.observability.publisher import EventPublisher
 from routr_ray.observability.sinks import sinks_from_env
@@ -227,9 +235,6 @@ def dispatcher_for(addr: str, mode: str | None = None, token: str | None = None,
     return client_for_addr(addr, token=token)
 
 
-FORWARD, SEND = b"forward", b"send"
-
-
 class TrunkSourcesFollower:
     """Keeps an EdgePort's Trunk and Peer source networks (never banned, never evicted: issue 14 item 8) current
     when the resources reload: long-polls the Connect resource board (``routr_ray/actors/connect.py``), which
@@ -282,39 +287,6 @@ class TrunkSourcesFollower:
                          self.version)
 
 
-def sibling_service(ref: str, worker: int) -> str:
-    """The link service of one EdgePort worker (what its siblings call)."""
-    return f"edgeport-{ref}#{worker}"
-
-
-class LinkSiblings:
-    """:class:`~routr_ray.edge.workers.Siblings` over links: each worker serves :func:`sibling_service`."""
-
-    def __init__(self, ref: str, worker: int, workers: int) -> None:
-        self.services = {i: sibling_service(ref, i) for i in range(workers) if i != worker}
-
-    async def _call(self, worker: int, payload: bytes) -> bytes | None:
-        pool = directory().pool(self.services[worker])
-        if not len(pool):
-            return None
-        return await pool.call(payload)
-
-    async def forward(self, worker: int, flow: Flow, data: bytes) -> bool:
-        if worker not in self.services:
-            return False
-        payload = pack_list([FORWARD, flow.transport.value.encode(), flow.remote_host.encode(),
-                             str(flow.remote_port).encode(), data, flow.local_host.encode(),
-                             str(flow.local_port).encode()])
-        return await self._call(worker, payload) == b"1"
-
-    async def send_on_flow(self, transport: TransportName, host: str, port: int, data: bytes) -> bool:
-        payload = pack_list([SEND, transport.value.encode(), host.encode(), str(port).encode(), data, b"", b"0"])
-        for worker in self.services:
-            if await self._call(worker, payload) == b"1":
-                return True
-        return False
-
-
 @ray.remote(num_cpus=0.1, max_restarts=-1, max_task_retries=0, max_concurrency=1000)
 class EdgePortActor:
     async def __init__(self, config: EdgePortConfig, dispatch: str | None = None, batching: str | None = None,
@@ -325,8 +297,11 @@ class EdgePortActor:
         self.dispatch = dispatch_mode(dispatch)
         options = edge_options(batching)
         options.worker, options.workers = worker, config.workers
+        # the other workers of this EdgePort and the other EdgePorts of the cluster (edge/peers.py)
+        peers = ClusterPeers(config.ref, worker, config.workers)
+        options.peers = peers
         if config.workers > 1:
-            options.siblings = LinkSiblings(config.ref, worker, config.workers)
+            options.siblings = peers
         metrics = EdgeMetrics()
         # Call events to the sinks named by the environment (log, NATS, Redis pub/sub; none by default: then no
         # event is even built on the SIP path).
@@ -345,24 +320,38 @@ class EdgePortActor:
         # requests this EdgePort sends itself (the trunk registrar's REGISTERs) and the trunks' state on /metrics
         self.originator = Originator(self.edge)
         self.trunk_metrics = TrunkMetrics(self.edge.metrics.registry, lambda: len(self.edge.hold_down))
-        self.sibling_link = (await serve_link(sibling_service(config.ref, worker), self._from_sibling)
-                             if config.workers > 1 else None)
+        self.peer_link = await serve_link(edge_service(peers.tag, worker), self.peer_call)
         # The same series as the EdgePort's own /metrics, exported through Ray's metrics pipeline.
         tags = {"edgeport": config.ref} if config.workers == 1 else {"edgeport": config.ref, "worker": str(worker)}
         self.metrics_bridge = RayMetricsBridge(self.edge.metrics.registry, default_tags=tags)
         self.metrics_bridge.start()
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            # a restart (a crash, or its node lost): phones registered through it reach it at the addresses it
+            # advertised before; on another node those hold only with spec.placement / externalAddrs that say so
+            log.warning("EdgePort %s restarted on node %s (%s), placement %s: listening on %s", config.ref,
+                        ray.get_runtime_context().get_node_id()[:12], ray.util.get_node_ip_address(),
+                        config.placement.describe(), self.describe())
         log.info("EdgePort %s listening: %s (dispatch: %s, batching %d/%gs/%d, loop %s)", config.ref, self.describe(),
                  self.dispatch, options.max_batch, options.max_wait, options.max_in_flight,
                  type(asyncio.get_running_loop()).__module__)
 
-    async def _from_sibling(self, payload: bytes) -> bytes:
-        kind, transport, host, port, data, local_host, local_port = unpack_list(payload)
+    async def peer_call(self, payload: bytes) -> bytes:
+        """A call from another worker of this EdgePort or another EdgePort (``actors/edge_peers.py``), over the
+        data plane or, without a link, as a Ray call."""
+        kind, transport, host, port, data, extra, last = unpack_list(payload)
         name = TransportName(transport.decode())
-        if kind == FORWARD:
-            flow = Flow(name, host.decode(), int(port), local_host.decode(), int(local_port))
-            self.edge.receive_from_sibling(flow, data)
+        if kind in (FORWARD, PEER_FORWARD):
+            flow = Flow(name, host.decode(), int(port), extra.decode(), int(last))
+            if kind == FORWARD:
+                self.edge.receive_from_sibling(flow, data)
+            else:
+                self.edge.receive_from_peer(flow, data)
             return b"1"
-        sent = await self.edge.send_for_sibling(name, host.decode(), int(port), data)
+        if kind == PEER_SEND:
+            sent = await self.edge.send_for_peer(name, host.decode(), int(port), data, flow=extra == b"1",
+                                                 server_name=last.decode() or None)
+        else:
+            sent = await self.edge.send_for_sibling(name, host.decode(), int(port), data)
         return b"1" if sent else b"0"
 
     def describe(self) -> list[tuple[str, str, int]]:
@@ -373,6 +362,21 @@ class EdgePortActor:
 
     async def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
+
+    async def status_info(self) -> dict[str, Any]:
+        """What ``routr-ray status`` shows of this worker: where it runs, its flows and transactions, the link
+        services it calls (actors/status.py)."""
+        context = ray.get_runtime_context()
+        edge = self.edge
+        return {
+            "node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+            "listeners": self.describe(), "worker": edge.worker, "workers": self.config.workers,
+            "tag": edge.tag, "flows": len(edge.connections),
+            "transactions": len(edge.server_txns) + len(edge.client_txns),
+            "placement": self.config.placement.describe() if self.config.placement else "",
+            "restarted": bool(context.was_current_actor_reconstructed), "draining": edge.draining,
+            "links": directory().services() if link_enabled() else {},
+        }
 
     async def fingerprint(self) -> str:
         return self._fingerprint
@@ -412,8 +416,8 @@ class EdgePortActor:
 
     async def stop(self) -> None:
         await self.trunk_sources.stop()
-        if self.sibling_link is not None:
-            await self.sibling_link.close()
+        if self.peer_link is not None:
+            await self.peer_link.close()
         await self.metrics_bridge.stop()
         await self.edge.stop()
         await self.events.stop()
@@ -442,7 +446,36 @@ def _replace_changed_edgeport(ref: str, wanted: str, timeout: float) -> None:
 
 def worker_name(ref: str, worker: int) -> str:
     """``edgeport-<ref>`` for the first worker (the only one by default), ``edgeport-<ref>-<i>`` for the others."""
-    return NAME.format(ref=ref) if worker == 0 else f"{NAME.format(ref=ref)}-{worker}"
+    return worker_actor_name(ref, worker)
+
+
+EDGE_LABELS_ENV = "ROUTR_RAY_EDGE_LABELS"
+"""``key=value,...``: the node labels of EdgePorts without a ``spec.placement`` of their own (the cluster files set
+``routr-group=edge``: every EdgePort runs on the edge group)."""
+
+
+def default_placement(config: EdgePortConfig, text: str | None = None) -> EdgePortConfig:
+    """``config`` with the placement of :data:`EDGE_LABELS_ENV` (or ``text``) when it has none of its own."""
+    text = os.environ.get(EDGE_LABELS_ENV, "") if text is None else text
+    if config.placement or not text.strip():
+        return config
+    labels = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip() or not value.strip():
+            raise ValueError(f"{EDGE_LABELS_ENV}: expected key=value[,key=value...], got {item!r}")
+        labels.append((key.strip(), value.strip()))
+    return dataclasses.replace(config, placement=Placement(tuple(sorted(labels))))
+
+
+def placement_options(config: EdgePortConfig) -> dict[str, Any]:
+    """Ray options pinning the EdgePort's first worker (``spec.placement``): Ray restarts it within them too."""
+    options: dict[str, Any] = {}
+    if config.placement.labels:
+        options["label_selector"] = dict(config.placement.labels)
+    if config.placement.resources:
+        options["resources"] = dict(config.placement.resources)
+    return options
 
 
 def deploy_edgeport(config: EdgePortConfig, *, health_port_offset: int = 0, timeout: float = 60.0,
@@ -466,6 +499,7 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
     dispatch = dispatch_mode(dispatch)
     batching = os.environ.get(BATCHING_ENV, "")
     edge_options(batching)  # a bad setting fails here, in the driver
+    config = default_placement(config)
     extra: dict[str, Any] = {}
     if one_loop():  # Serve's request router on the actor's own loop: no thread hop per dispatcher call
         extra["runtime_env"] = {"env_vars": {"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}}
@@ -474,16 +508,19 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
         config = dataclasses.replace(config, health=health)
     _replace_changed_edgeport(config.ref, edge_fingerprint(config, dispatch, batching), timeout)
     first = EdgePortActor.options(  # type: ignore[attr-defined]
-        name=worker_name(config.ref, 0), namespace=NAMESPACE, lifetime="detached", get_if_exists=True, **extra
+        name=worker_name(config.ref, 0), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        **placement_options(config), **extra,
     ).remote(config, dispatch, batching, 0, trunk_sources)
     listening = ray.get(first.ready.remote(), timeout=timeout)
     handles = [first]
     if config.workers > 1:
         node = ray.get(first.node_id.remote(), timeout=timeout)
-        placement = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+        # with a spec.placement, softly: a worker whose node was lost restarts on a node of the placement (the
+        # first worker's, when one node has the label) instead of waiting for a node that will not come back
+        placement = NodeAffinitySchedulingStrategy(node_id=node, soft=bool(config.placement))
         handles += [EdgePortActor.options(  # type: ignore[attr-defined]
             name=worker_name(config.ref, i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-            scheduling_strategy=placement, **extra,
+            scheduling_strategy=placement, **placement_options(config), **extra,
         ).remote(config, dispatch, batching, i, trunk_sources) for i in range(1, config.workers)]
         ray.get([h.ready.remote() for h in handles[1:]], timeout=timeout)
     workers = f" ({config.workers} workers)" if config.workers > 1 else ""

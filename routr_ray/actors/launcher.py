@@ -56,6 +56,7 @@ from routr_ray.dispatch.front import TOKEN_HINT as DISPATCHER_TOKEN_HINT
 from routr_ray.grpcutil.auth import OpenPortRefused, refuse_open_port, split_host_port
 from routr_ray.location.grpc_api import TOKEN_HINT as LOCATION_TOKEN_HINT
 from routr_ray.util import keystore
+from routr_ray.util.edge_tag import edge_tag
 from routr_ray.util.keystore import KeyStoreError, resolve_nonce_key
 
 log = logging.getLogger("routr_ray.run")
@@ -131,6 +132,11 @@ def load(options: RunOptions) -> ConfigSet:
         raise StartupError(f"{options.config_dir}: several EdgePort configs have ref {duplicates[0]!r}: "
                            "each EdgePort actor is named after its ref")
     check_media(config, options.config_dir)
+    tags: dict[str, str] = {}
+    for ref in refs:  # EdgePorts name each other on the wire by a 32-bit hash of their ref (docs/distributed.md)
+        if tags.setdefault(edge_tag(ref), ref) != ref:
+            raise StartupError(f"{options.config_dir}: EdgePorts {tags[edge_tag(ref)]!r} and {ref!r} have the same "
+                               "tag (a one-in-four-billion hash collision): rename one")
     return config
 
 

@@ -66,6 +66,12 @@ class LinkRegistry:
     async def unregister(self, service: str, member: str) -> None:
         self._entries.get(service, {}).pop(member, None)
 
+    async def summary(self) -> dict[str, list[tuple[str, int]]]:
+        """Every service with the addresses of its live servers, never a token (``routr-ray status``)."""
+        now = time.monotonic()
+        return {service: sorted((endpoint[1], endpoint[2]) for endpoint, expiry in members.values() if expiry >= now)
+                for service, members in sorted(self._entries.items())}
+
     async def lookup(self, services: Sequence[str]) -> dict[str, list[EndpointTuple]]:
         now = time.monotonic()
         found: dict[str, list[EndpointTuple]] = {}
@@ -222,6 +228,10 @@ class LinkDirectory:
                 await asyncio.wait_for(self._kick.wait(), self.refresh)
             except TimeoutError:
                 pass
+
+    def services(self) -> dict[str, int]:
+        """The services this process calls, with the number of servers it knows for each."""
+        return {service: len(pool) for service, pool in sorted(self._pools.items())}
 
     def close(self) -> None:
         if self._task is not None:

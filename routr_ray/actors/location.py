@@ -118,10 +118,13 @@ def shard_handles(count: int) -> list[Any]:
 def deploy_shards(
     count: int, provider: str = "memory", parameters: str | None = None, *, timeout: float = 60.0
 ) -> list[Any]:
-    """Create (or find) the N detached shard actors and wait until every one has loaded its slice."""
+    """Create (or find) the N detached shard actors and wait until every one has loaded its slice. They are
+    spread over the nodes (Ray's SPREAD: best effort, so one node still takes them all): losing a node loses the
+    fewest shards at once, each reloading its slice from Redis where Ray restarts it."""
     handles = [
         LocationShardActor.options(  # type: ignore[attr-defined]
-            name=SHARD_NAME.format(index=i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+            name=SHARD_NAME.format(index=i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            scheduling_strategy="SPREAD",
         ).remote(i, count, provider, parameters)
         for i in range(count)
     ]

@@ -10,6 +10,7 @@ unknownMethodAction, processor.addr, securityContext (PKCS#12 key stores). routr
     limits: {maxMessageSize, maxConnections, maxConnectionsPerSource, idleTimeoutSeconds}
     health: {enabled, port, bindAddr}                           # /healthz, /readyz, /metrics (127.0.0.1:8080)
     workers: N                                                  # processes sharing the ports (SO_REUSEPORT)
+    placement: {labels: {key: value}, resources: {name: amount}} # the Ray nodes it runs on (docs/distributed.md)
     processor: {addr, token}                                    # token: sent to a host:port dispatcher
 
 `processor.token` defaults to `$ROUTR_RAY_DISPATCHER_TOKEN` (the token the dispatcher's gRPC port asks for, read
@@ -156,6 +157,24 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where the EdgePort's actors may run (routr-ray's ``spec.placement``): Ray node labels the node must have and
+    custom resources the EdgePort takes. A restart (its node lost, the actor crashed) stays within them, so an
+    EdgePort keeps the addresses its phones registered at (the nodes with its label have them: a floating IP, a
+    port forward). Empty: anywhere."""
+
+    labels: tuple[tuple[str, str], ...] = ()
+    resources: tuple[tuple[str, float], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.labels or self.resources)
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.labels] + [f"{k}:{v:g}" for k, v in self.resources]
+        return ", ".join(parts) or "any node"
+
+
+@dataclass(frozen=True)
 class EdgePortConfig:
     ref: str = "edgeport-01"
     bind_addr: str = "0.0.0.0"
@@ -174,6 +193,7 @@ class EdgePortConfig:
     health: HealthConfig = HealthConfig()
     region: str | None = None
     workers: int = 1
+    placement: Placement = Placement()
 
     def transport(self, protocol: TransportProtocol) -> Transport | None:
         return next((t for t in self.transports if t.protocol is protocol), None)
@@ -205,8 +225,16 @@ def build_edgeport(document: dict[str, Any], place: Place, environ: Mapping[str,
         limits=_limits(spec.get("limits") or {}),
         health=_health(spec.get("health") or {}),
         workers=int(spec.get("workers", 1)),
+        placement=_placement(spec.get("placement") or {}),
         region=metadata.get("region") if isinstance(metadata.get("region"), str) else None,
     )
+
+
+def _placement(raw: dict[str, Any]) -> Placement:
+    labels = raw.get("labels") or {}
+    resources = raw.get("resources") or {}
+    return Placement(tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+                     tuple(sorted((str(k), float(v)) for k, v in resources.items())))
 
 
 def _processor_token(raw: dict[str, Any], addr: str, at: Place, environ: Mapping[str, str]) -> str | None:

@@ -34,11 +34,13 @@ def has_wildcard_via(request: Request) -> bool:
     return via is not None and via.host in WILDCARD_HOSTS
 
 
-def fill_own_address(request: Request, toward: str, back: str) -> None:
+def fill_own_address(request: Request, toward: str | None, back: str | None) -> None:
     """Replace the wildcard host of the top Via and of the leading Record-Route entries (see the module
-    docstring); ``toward`` and ``back`` are IP literals of this host (IPv6 without brackets)."""
+    docstring); ``toward`` and ``back`` are IP literals of this host (IPv6 without brackets). None leaves that
+    side as it is: across EdgePorts (peers.py) the one sending fills in ``toward`` and the one that received the
+    request ``back``."""
     via = request.top_via
-    if via is not None and via.host in WILDCARD_HOSTS:
+    if toward is not None and via is not None and via.host in WILDCARD_HOSTS:
         via.host = toward
         request.replace_top_via(via)
     try:
@@ -52,12 +54,13 @@ def fill_own_address(request: Request, toward: str, back: str) -> None:
     filled = []
     for index, entry in enumerate(head):
         entry = entry.copy()
-        if not entry.wildcard and entry.uri.host in WILDCARD_HOSTS:
+        if not entry.wildcard and entry.uri.host in WILDCARD_HOSTS and hosts[index] is not None:
             uri = entry.uri.copy()
             uri.host = hosts[index]
             entry.uri = uri
         filled.append(entry)
-    if len(filled) == 2 and "r2" in filled[0].uri.params and str(filled[0]) == str(filled[1]):
+    if len(filled) == 2 and "r2" in filled[0].uri.params and str(filled[0]) == str(filled[1]) and (
+            filled[0].uri.host not in WILDCARD_HOSTS):
         uri = filled[0].uri.copy()
         uri.params.pop("r2", None)
         filled[0].uri = uri

@@ -9,7 +9,9 @@ documented in docs/connect.md "Metadata for the EdgePort". The edge must not imp
 |---|---|
 | ``routr-ray.next-hop`` | ``sip:host:port;transport=x``: send the request there (wins over Route/Request-URI) |
 | ``routr-ray.next-hop.flow`` | ``true``: reuse the open connection to that address (RFC 5626 flow; never open one) |
-| ``routr-ray.next-hop.edge-port-ref`` | the EdgePort the callee registered through |
+| ``routr-ray.next-hop.edge-port-ref`` | the EdgePort the callee registered through: another one sends it (peers.py) |
+| ``routr-ray.next-hop.edge-tag`` | the tag (``util/edge_tag.py``) of the EdgePort that sends it: an in-dialog request \
+whose route set names another EdgePort |
 | ``routr-ray.failover`` | further Request-URIs, comma-separated, tried in order on 503/408/timeout (trunks) |
 | ``routr-ray.trunk-ref`` | the trunk of an outbound call; kept with the branch and sent with its responses |
 | ``routr-ray.gateway-auth`` | ``base64(username:password)`` of the trunk's outbound credentials (Routr's ``X-Gateway-Auth``): the EdgePort answers the trunk's 401/407 itself, once per branch (see gateway_auth.py) |
@@ -31,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from routr_ray.sip import URI, ParseError, parse_uri, split_list
+from routr_ray.util.edge_tag import is_edge_tag
 
 __all__ = [
     "DIRECTION_KEY",
@@ -38,6 +41,7 @@ __all__ = [
     "FAILOVER_KEY",
     "GATEWAY_AUTH_KEY",
     "NEXT_HOP_EDGE_KEY",
+    "NEXT_HOP_EDGE_TAG_KEY",
     "NEXT_HOP_FLOW_KEY",
     "NEXT_HOP_KEY",
     "RESPONSES_ERRORS_ONLY",
@@ -52,6 +56,7 @@ __all__ = [
 NEXT_HOP_KEY = "routr-ray.next-hop"
 NEXT_HOP_FLOW_KEY = "routr-ray.next-hop.flow"
 NEXT_HOP_EDGE_KEY = "routr-ray.next-hop.edge-port-ref"
+NEXT_HOP_EDGE_TAG_KEY = "routr-ray.next-hop.edge-tag"
 FAILOVER_KEY = "routr-ray.failover"
 DIRECTION_KEY = "routr-ray.call-direction"
 # Copied from routr_ray.processors.connect.router (_to_pstn).
@@ -79,6 +84,7 @@ class HopDirective:
     edge_relays_success: bool = False  # routr-ray.responses=errors: 1xx/2xx go upstream without the processor
     gateway_auth: tuple[str, str] | None = field(default=None, repr=False)  # (username, password) for the trunk
     echo: tuple[tuple[str, str], ...] = ()  # routr-ray.echo.* items: sent back with the branch's responses
+    edge_tag: str = ""  # the EdgePort that sends it, by tag (in-dialog requests through another EdgePort)
 
     @property
     def is_empty(self) -> bool:
@@ -130,6 +136,7 @@ def read_directive(metadata: Mapping[str, str] | None) -> HopDirective:
         next_hop=hop,
         flow=hop is not None and (metadata.get(NEXT_HOP_FLOW_KEY) or "").strip().lower() == "true",
         edge_port_ref=(metadata.get(NEXT_HOP_EDGE_KEY) or "").strip(),
+        edge_tag=_tag(metadata.get(NEXT_HOP_EDGE_TAG_KEY)),
         failover=tuple(failover),
         trunk_ref=trunk_ref,
         edge_relays_success=edge_relays,
@@ -142,6 +149,11 @@ def _echo(metadata: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """The ``routr-ray.echo.*`` items, bounded (a processor's label, never a store)."""
     items = [(k, v) for k, v in metadata.items() if k.startswith(ECHO_PREFIX) and len(v) <= MAX_ECHO_VALUE]
     return tuple(sorted(items)[:MAX_ECHO_KEYS])
+
+
+def _tag(text: str | None) -> str:
+    tag = (text or "").strip().lower()
+    return tag if is_edge_tag(tag) else ""
 
 
 def gateway_auth_value(username: str, password: str) -> str:

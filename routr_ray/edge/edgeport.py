@@ -22,7 +22,9 @@ requests only) -> method filter -> Via received/rport (RFC 3261 §18.2.1, RFC 35
   the server transaction. A dispatcher failure never loses a response: it is relayed without the processor.
 
 Next hop of a forwarded request: ``next_hop.py`` (the processor's ``routr-ray.next-hop``, else the top Route,
-else the Request-URI; ``*.invalid`` hosts; names resolved without blocking). ``routr-ray.failover`` URIs are tried
+else the Request-URI; ``*.invalid`` hosts; names resolved without blocking). A hop of another EdgePort of the
+cluster (the callee's flow is there) keeps its transactions here and only its bytes go out there; that EdgePort
+hands the responses back by branch (``peers.py``, docs/distributed.md). ``routr-ray.failover`` URIs are tried
 in order, each as the new Request-URI on a new branch, when a branch ends in 503, 408, a timeout, a transport error
 or has no usable next hop; only the last answer goes upstream. ``routr-ray.trunk-ref`` and ``routr-ray.echo.*``
 stay with the branch and go back to the dispatcher in the metadata of its responses. A trunk's 401/407 is answered
@@ -68,16 +70,18 @@ from routr_ray.edge.metrics import EdgeMetrics
 from routr_ray.edge.nat import (
     LocalAddresses,
     apply_received_rport,
+    is_ip_literal,
     response_address,
 )
 from routr_ray.edge.next_hop import HopFinder, NextHop, NoRoute
-from routr_ray.edge.resolver import Resolver
+from routr_ray.edge.peers import BranchOwner, Peers, owned_branch, owner_of_branch
+from routr_ray.edge.resolver import Resolver, ResolverBusy, families_for
 from routr_ray.edge.source_address import SourceAddresses
 from routr_ray.edge.trace_hooks import client_span, decided, server_span
 from routr_ray.edge.transports import Flow, Listener, TransportLimits, TransportName, create_listener
 from routr_ray.edge.transports.base import normalize_host
 from routr_ray.edge.txn_runner import RunningTransaction
-from routr_ray.edge.workers import Siblings, worker_branch, worker_of_branch
+from routr_ray.edge.workers import Siblings, worker_branch
 from routr_ray.observability import tracing
 from routr_ray.proto.convert import ConversionError, make_message_request, read_message_response
 from routr_ray.proto.gen import processor_pb2
@@ -99,6 +103,7 @@ from routr_ray.sip.transaction_keys import (
     make_branch,
 )
 from routr_ray.sip.transaction_messages import build_ack, build_cancel, client_key_for, server_key_for
+from routr_ray.util.edge_tag import edge_tag
 
 __all__ = ["EdgePort", "EdgePortOptions", "NextHop", "make_response"]
 
@@ -197,6 +202,8 @@ class EdgePortOptions:
     worker: int = 0
     workers: int = 1
     siblings: Siblings | None = None
+    # the other EdgePorts of the cluster (routr_ray/edge/peers.py); None outside a cluster
+    peers: Peers | None = None
     # behind a wildcard listening point: how often the host's addresses are read again (host_networks.py)
     address_refresh: float = 30.0
 
@@ -283,6 +290,8 @@ class EdgePort:
         self.listeners: dict[TransportName, Listener] = {}
         self.worker = opts.worker
         self.siblings = opts.siblings if opts.workers > 1 else None
+        self.peers = opts.peers
+        self.tag = edge_tag(self.ref)  # what names this EdgePort in branches and Record-Route entries (peers.py)
         self.server_txns: TransactionTable[Any, RunningTransaction] = TransactionTable(opts.max_transactions)
         self.client_txns: TransactionTable[ClientKey, RunningTransaction] = TransactionTable(opts.max_transactions)
         # answered non-INVITE server transactions on UDP, as bytes, for Timer J (see completed.py)
@@ -304,7 +313,7 @@ class EdgePort:
         self.routes_from = SourceAddresses()  # our source address toward a destination (mhomed)
         self.resolver = Resolver()
         self.hops = HopFinder(self.ref, self.listeners, self.connections, self.resolver,
-                              has_siblings=self.siblings is not None)
+                              has_siblings=self.siblings is not None, has_peers=self.peers is not None)
         self.hold_down = HoldDown()  # servers that just failed a branch with somewhere else to go (hold_down.py)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -455,8 +464,9 @@ class EdgePort:
             log.error("edgeport task failed", exc_info=task.exception())
 
     # inbound ---------------------------------------------------------------------------------------
-    def on_message(self, data: bytes, flow: Flow) -> None:
-        """The listeners' callback: one whole SIP message from ``flow``."""
+    def on_message(self, data: bytes, flow: Flow, from_peer: bool = False) -> None:
+        """The listeners' callback: one whole SIP message from ``flow``. ``from_peer``: a response another
+        EdgePort received for a transaction of this one (peers.py)."""
         host = flow.remote_host
         if self.sources.is_banned(host):
             self.metrics.reject("banned_source")
@@ -471,9 +481,12 @@ class EdgePort:
             return
         if isinstance(message, Response):
             self.metrics.message(_cseq_method(message), "in", flow.transport, message.status)
-            self._on_response(message, flow, data)
+            self._on_response(message, flow, data, from_peer)
             return
         assert isinstance(message, Request)
+        if from_peer:  # only responses are handed over
+            self.metrics.reject("no_transaction")
+            return
         self.metrics.message(message.method, "in", flow.transport, None)
         if not self.rate.allow(host):
             self.metrics.reject("rate_limited")
@@ -881,7 +894,7 @@ class EdgePort:
             hop = hop._replace(transport=TransportName.TCP, source=None)
         if self.wildcard:
             hop = self._advertise(request, hop, server)
-        branch = make_branch() if self.options.workers == 1 else worker_branch(self.worker)
+        branch = self.new_branch()
         if not self._set_branch(request, branch, hop):
             if server is not None:
                 self._branch_ended(server, None, None, 500)
@@ -974,16 +987,31 @@ class EdgePort:
         log.debug("failing over %s to %s", request.method, uri)
         self._spawn(self._forward(request, server, directive.without_next_hop(rest)))
 
-    def _advertise(self, request: Request, hop: NextHop, server: RunningTransaction | None) -> NextHop:
+    def new_branch(self) -> str:
+        """The branch of a new client transaction (RFC 3261 §8.1.1.7): naming this EdgePort and worker when
+        another one may receive its responses (peers.py, workers.py)."""
+        if self.peers is not None:
+            return owned_branch(self.tag, self.worker)
+        if self.options.workers > 1:
+            return worker_branch(self.worker)
+        return make_branch()
+
+    def _advertise(self, request: Request, hop: NextHop, server: RunningTransaction | None, *,
+                   fill_back: bool = True) -> NextHop:
         """Behind a wildcard listening point: our address toward ``hop`` in the Via and Record-Route the processor
         left for us (advertise.py), and the hop with it as the source of its datagrams (a UDP reply or request
-        then leaves from the address we advertise)."""
+        then leaves from the address we advertise). A hop another EdgePort sends: only the entry naming us (the
+        caller's side); that EdgePort fills in the rest. ``fill_back=False``: a request sent for another EdgePort,
+        whose own entry it filled."""
         back = None
         if server is not None:
             flow = server.context.flow
             back = flow.local_host if flow.local_host not in WILDCARD_HOSTS else self.routes_from.toward(flow.remote_host)
+        if hop.via_edge:
+            fill_own_address(request, None, back)
+            return hop
         toward = self._own_address_toward(hop, back)
-        fill_own_address(request, toward, back or toward)
+        fill_own_address(request, toward, (back or toward) if fill_back else None)
         if hop.transport is TransportName.UDP:
             via = request.top_via  # what the processor advertised, when it is ours: the packets match it
             advertised = normalize_host(via.host) if via is not None else toward
@@ -1016,7 +1044,9 @@ class EdgePort:
             return False
         if via.branch is not None:
             log.debug("processor added no Via; forwarding with a Via of our own")
-            listener = self.listeners[hop.transport]
+            listener = self.listeners.get(hop.transport)
+            if listener is None or hop.via_edge:  # another EdgePort sends it: we have no address to write
+                return False
             host, port = listener.local_address
             if host in WILDCARD_HOSTS:
                 host = hop.source or self._own_address_toward(hop, None)
@@ -1032,6 +1062,15 @@ class EdgePort:
         via.transport = hop.transport.via_name
         request.replace_top_via(via)
         return True
+
+    async def _to_peer(self, owner: BranchOwner, flow: Flow, data: bytes) -> None:
+        assert self.peers is not None and owner.tag is not None
+        try:
+            if await self.peers.hand_back(owner.tag, owner.worker, flow, data):
+                return
+        except Exception as exc:  # noqa: BLE001 - a lost response: the sender retransmits (UDP) or times out
+            log.debug("cannot hand a response to EdgePort %s worker %d: %r", owner.tag, owner.worker, exc)
+        self.metrics.reject("sibling_unreachable")
 
     async def _to_sibling(self, worker: int, flow: Flow, data: bytes) -> None:
         assert self.siblings is not None
@@ -1095,6 +1134,9 @@ class EdgePort:
         *,
         method: str | None = None,
     ) -> None:
+        if hop.via_edge:  # the EdgePort that sends it counts it
+            self._spawn(self._transmit_via_peer(hop, data, txn))
+            return
         listener = self.listeners.get(hop.transport)
         if listener is None:
             self._send_failed(txn)
@@ -1128,6 +1170,66 @@ class EdgePort:
                 txn.context.flow_gone = True  # as when this worker finds the flow closed: 480
             self._send_failed(txn)
 
+    async def _transmit_via_peer(self, hop: NextHop, data: bytes, txn: RunningTransaction | None) -> None:
+        sent = False
+        if self.peers is not None:
+            try:
+                sent = await self.peers.send(hop.via_edge, hop.transport, hop.host, hop.port, data,
+                                             flow=hop.via_edge_flow, server_name=hop.server_name)
+            except Exception as exc:  # noqa: BLE001 - as a closed connection / an unreachable hop
+                log.debug("EdgePort %s could not send to %s:%d: %r", hop.via_edge, hop.host, hop.port, exc)
+        if not sent:
+            if hop.via_edge_flow and txn is not None and isinstance(txn.context, ClientContext):
+                txn.context.flow_gone = True  # the callee's connection is gone (or its EdgePort with it): 480
+            self._send_failed(txn)
+
+    async def send_for_peer(self, transport: TransportName, host: str, port: int, data: bytes, *, flow: bool,
+                            server_name: str | None = None) -> bool:
+        """Another EdgePort's request to put ``data`` on the wire from here (peers.py): over the connection this
+        EdgePort (a worker of it) holds to ``host:port`` when ``flow``, else to that address. Behind a wildcard
+        bind, our address toward it goes into the Via and Record-Route entry the processor left for us. False
+        when it cannot be sent."""
+        listener = self.listeners.get(transport)
+        if listener is None:
+            return False
+        hop = NextHop(transport, host, port, server_name=server_name)
+        conn = None
+        if flow and transport.is_stream:
+            conn = self.connections.by_remote(transport, host, port)
+            if conn is not None and not conn.closed:
+                hop = hop._replace(flow=conn.flow)
+            elif self.siblings is None:
+                return False
+        elif not is_ip_literal(host):
+            try:
+                address = await self.resolver.resolve(host, families_for(listener.local_address[0]))
+            except ResolverBusy:
+                return False
+            if address is None:
+                return False
+            hop = hop._replace(host=address)
+        if self.wildcard and (b"0.0.0.0" in data or b"[::]" in data):
+            try:
+                request = parse(data)
+            except ParseError:
+                return False
+            if isinstance(request, Request):
+                hop = self._advertise(request, hop, None, fill_back=False)
+                data = bytes(request)
+        method = data[:data.find(b" ")].decode("ascii", "replace")
+        self.metrics.message(method, "out", transport, None)
+        if flow and transport.is_stream and hop.flow is None:
+            assert self.siblings is not None  # perhaps accepted by another worker of this EdgePort
+            return await self.siblings.send_on_flow(transport, host, port, data)
+        send_now = getattr(listener, "send_now", None)
+        if send_now is not None:
+            return bool(send_now(hop.target, data, hop.source))
+        return await listener.send(hop.target, data, server_name=hop.server_name)
+
+    def receive_from_peer(self, flow: Flow, data: bytes) -> None:
+        """A response another EdgePort received for a client transaction of this one (peers.py)."""
+        self.on_message(data, flow, from_peer=True)
+
     async def send_for_sibling(self, transport: TransportName, host: str, port: int, data: bytes) -> bool:
         """A sibling's request to send over a connection this worker holds (False: none here)."""
         listener = self.listeners.get(transport)
@@ -1147,17 +1249,25 @@ class EdgePort:
             asyncio.get_running_loop().call_soon(txn.on_transport_error)
 
     # responses -------------------------------------------------------------------------------------
-    def _on_response(self, response: Response, flow: Flow, data: bytes = b"") -> None:
+    def _on_response(self, response: Response, flow: Flow, data: bytes = b"", from_peer: bool = False) -> None:
         try:
             key = client_key_for(response)
         except ParseError as exc:
             self.malformed.record(flow.remote_host, exc.reason)
             return
         txn = self.client_txns.get(key) if key is not None else None
-        if txn is None and self.siblings is not None and data:
-            owner = worker_of_branch(key.branch if key is not None else None)
-            if owner is not None and owner != self.worker:  # another worker's transaction (edge/workers.py)
-                self._spawn(self._to_sibling(owner, flow, data))
+        if txn is None and data and not from_peer and (self.siblings is not None or self.peers is not None):
+            owner = owner_of_branch(key.branch if key is not None else None)
+            if owner is not None and owner.tag is not None and owner.tag != self.tag and self.peers is not None:
+                # another EdgePort's transaction, sent from here (edge/peers.py): ours only if our Via is on top
+                if self._via_is_own(response):
+                    self._spawn(self._to_peer(owner, flow, data))
+                else:
+                    self.metrics.reject("no_transaction")
+                return
+            if (owner is not None and (owner.tag is None or owner.tag == self.tag) and owner.worker != self.worker
+                    and self.siblings is not None):  # another worker's transaction (edge/workers.py)
+                self._spawn(self._to_sibling(owner.worker, flow, data))
                 return
         if txn is None:
             cseq = response.cseq
@@ -1171,7 +1281,7 @@ class EdgePort:
                     self.metrics.reject("overloaded")
                 else:
                     self._stateless_relays += 1
-                    self._spawn(self._relay_stateless(response, flow))
+                    self._spawn(self._relay_stateless(response, flow, from_peer))
             else:
                 self.metrics.reject("no_transaction")
             return
@@ -1260,20 +1370,28 @@ class EdgePort:
         if out.status >= 200:
             self._cancel_wait_done(server)
 
-    async def _relay_stateless(self, response: Response, flow: Flow) -> None:
+    async def _relay_stateless(self, response: Response, flow: Flow, from_peer: bool = False) -> None:
         try:
-            await self._relay_stateless_now(response, flow)
+            await self._relay_stateless_now(response, flow, from_peer)
         finally:
             self._stateless_relays -= 1
 
-    async def _relay_stateless_now(self, response: Response, flow: Flow) -> None:
+    def _via_is_own(self, response: Response) -> bool:
+        try:
+            top = response.top_via
+        except ParseError:
+            return False
+        return top is not None and top.branch is not None and self.local.is_own(top.host, top.port or 5060)
+
+    async def _relay_stateless_now(self, response: Response, flow: Flow, from_peer: bool = False) -> None:
         """A 2xx to an INVITE whose branch has ended, relayed end to end. RFC 3261 §18.1.2: a response whose
-        top Via is not one we would insert is discarded (a stray response never makes us send anything)."""
+        top Via is not one we would insert is discarded (a stray response never makes us send anything). One
+        handed over by another EdgePort names that EdgePort on top (it checked that before handing it over)."""
         try:
             top = response.top_via
         except ParseError:
             return
-        if top is None or top.branch is None or not self.local.is_own(top.host, top.port or 5060):
+        if top is None or top.branch is None or not (from_peer or self.local.is_own(top.host, top.port or 5060)):
             self.metrics.reject("no_transaction")
             return
         out = await self._process_response(response, flow, top.branch, None)

@@ -1,9 +1,11 @@
 """Where a forwarded request goes: the EdgePort's next-hop rules (DESIGN §4; the metadata keys: directives.py).
 
 * The processor's ``routr-ray.next-hop`` wins. With ``routr-ray.next-hop.flow`` the request must reuse the
-  connection the callee registered over (RFC 5626 §5.3: a proxy never re-opens a flow): 480 when it is gone, 503
-  when it belongs to another EdgePort (this one cannot reach it), and over a sibling worker when another worker
-  of this EdgePort may hold it.
+  connection the callee registered over (RFC 5626 §5.3: a proxy never re-opens a flow): 480 when it is gone, and
+  over a sibling worker when another worker of this EdgePort may hold it.
+* ``routr-ray.next-hop.edge-port-ref`` (or ``routr-ray.next-hop.edge-tag``) naming another EdgePort: that EdgePort
+  sends it (``peers.py``; the hop is marked ``via_edge``, its host resolved there). An EdgePort with no peers wired
+  (outside a cluster) answers 503 for a flow another EdgePort holds and sends anything else itself.
 * Without a directive: the top Route (loose routing, RFC 3261 §16.6 step 7), else the Request-URI.
 * Transport: the URI's ``transport`` parameter, else TLS for ``sips:``, else the transport of the processor's
   top Via (it names the egress interface, routr.md §3.6), else UDP.
@@ -28,6 +30,7 @@ from routr_ray.edge.nat import default_port, is_ip_literal
 from routr_ray.edge.resolver import Resolver, ResolverBusy, families_for
 from routr_ray.edge.transports import Flow, Listener, TransportName
 from routr_ray.sip import URI, ParseError, Request
+from routr_ray.util.edge_tag import edge_tag
 
 __all__ = ["HopFinder", "NextHop", "NoRoute"]
 
@@ -48,6 +51,8 @@ class NextHop(NamedTuple):
     via_sibling: bool = False  # a connection another worker of this EdgePort holds (routr_ray/edge/workers.py)
     source: str | None = None  # UDP behind a wildcard bind: the local address the datagrams leave from
     alternates: tuple[NextHop, ...] = ()  # further servers of the same name (RFC 3263 §4.3), tried in order
+    via_edge: str = ""  # the tag of another EdgePort that puts it on the wire (peers.py)
+    via_edge_flow: bool = False  # ... only over a connection it holds (a flow: RFC 5626)
 
     @property
     def target(self) -> Flow | tuple[str, int]:
@@ -67,8 +72,11 @@ class HopFinder:
     """The next hop of the requests one EdgePort (worker) forwards."""
 
     def __init__(self, ref: str, listeners: Mapping[TransportName, Listener], connections: ConnectionTable,
-                 resolver: Resolver, *, has_siblings: bool = False, locator: ServerLocator | None = None) -> None:
+                 resolver: Resolver, *, has_siblings: bool = False, has_peers: bool = False,
+                 locator: ServerLocator | None = None) -> None:
         self.ref = ref
+        self.tag = edge_tag(ref)
+        self.has_peers = has_peers
         self.locator = locator or ServerLocator(DnsRecords.from_env())
         self.listeners = listeners
         self.connections = connections
@@ -111,8 +119,12 @@ class HopFinder:
         return await self.for_uri(uri, via.transport.lower() if via is not None else "udp")
 
     async def _directed(self, uri: URI, directive: HopDirective) -> NextHop:
-        if directive.flow and directive.edge_port_ref and directive.edge_port_ref != self.ref:
-            raise NoRoute(503, f"callee registered through EdgePort {directive.edge_port_ref}")
+        peer = directive.edge_tag or (edge_tag(directive.edge_port_ref) if directive.edge_port_ref else "")
+        if peer and peer != self.tag:
+            if self.has_peers:
+                return self._via_peer(uri, peer, directive.flow)
+            if directive.flow:
+                raise NoRoute(503, f"callee registered through EdgePort {directive.edge_port_ref or peer}")
         if not directive.flow:
             return await self.for_uri(uri, "udp")
         transport = self.transport_of(uri, "udp")
@@ -127,6 +139,22 @@ class HopFinder:
                 return NextHop(transport, host, port, via_sibling=True)
             raise NoRoute(480, "the callee's connection is closed")
         return NextHop(transport, host, port, conn.flow)
+
+    @staticmethod
+    def _via_peer(uri: URI, peer: str, flow: bool) -> NextHop:
+        """A hop another EdgePort sends (we may have no listener of its transport: no check here)."""
+        if uri.scheme not in ("sip", "sips"):
+            raise NoRoute(502, f"unsupported URI scheme {uri.scheme}")
+        param = uri.params.get("transport")
+        name = param.lower() if param else "tls" if uri.scheme == "sips" else "udp"
+        try:
+            transport = TransportName(name)
+        except ValueError:
+            raise NoRoute(502, f"unsupported transport {name}") from None
+        host = uri.host.lower().strip("[]")
+        port = uri.port or default_port(transport.via_name)
+        return NextHop(transport, host, port, server_name=None if is_ip_literal(host) else host, via_edge=peer,
+                       via_edge_flow=flow)
 
     def transport_of(self, uri: URI, default: str) -> TransportName:
         if uri.scheme not in ("sip", "sips"):

@@ -29,11 +29,10 @@ from routr_ray.edge.advertise import WILDCARD_HOSTS
 from routr_ray.edge.next_hop import NextHop, NoRoute
 from routr_ray.edge.transports import TransportName
 from routr_ray.edge.txn_runner import RunningTransaction
-from routr_ray.edge.workers import worker_branch
 from routr_ray.sip import URI, ParseError, Request, Response, parse_uri
 from routr_ray.sip.transaction import NonInviteClientTransaction
 from routr_ray.sip.transaction_effects import Timer
-from routr_ray.sip.transaction_keys import client_key, make_branch
+from routr_ray.sip.transaction_keys import client_key
 
 if TYPE_CHECKING:
     from routr_ray.edge.edgeport import EdgePort
@@ -110,7 +109,7 @@ class Originator:
         advertised = self._advertised(hop.host, local)
         if hop.transport is TransportName.UDP and own_host in WILDCARD_HOSTS:
             hop = hop._replace(source=local)
-        branch = make_branch() if edge.options.workers == 1 else worker_branch(edge.worker)
+        branch = edge.new_branch()
         if not _complete(request, advertised, own_port, hop.transport, branch):
             return None
         machine = NonInviteClientTransaction(request, reliable=hop.transport is not TransportName.UDP,

@@ -274,20 +274,24 @@ def route_uri(intf: Interface, *, r2: bool = False, params: Iterable[tuple[str, 
 
 
 def add_record_route(msg: M, origin: Interface, target: Interface, *,
-                     params: Iterable[tuple[str, str]] = ()) -> M:
+                     params: Iterable[tuple[str, str]] = (), origin_params: Iterable[tuple[str, str]] = (),
+                     target_params: Iterable[tuple[str, str]] = ()) -> M:
     """Record-Route ourselves (RFC 3261 §16.6 step 4, loose routing ``lr``). ``origin`` is our interface
     toward the previous hop, ``target`` toward the next. When they differ (transport or network bridged),
     two entries with ``r2=on``: ``[target, origin]``, so each side's route set starts with the address it can
     reach (double record-routing). Wildcard interfaces (filled in by the EdgePort, which may find two different
-    addresses) always get both entries; the EdgePort makes them one when they are the same. ``params`` are extra URI parameters put into every entry (they come back
-    in the Route headers of the dialog's later requests, RFC 3261 §12.1)."""
+    addresses) always get both entries; the EdgePort makes them one when they are the same. ``params`` are extra
+    URI parameters put into every entry (they come back in the Route headers of the dialog's later requests, RFC
+    3261 §12.1); ``origin_params`` / ``target_params`` only into that side's entry (two EdgePorts: each entry
+    names its own, and two entries are written even for one address)."""
     out = _copy(msg)
     params = tuple(params)
-    if origin == target and not origin.is_wildcard:
-        out.headers.prepend("Record-Route", route_uri(origin, params=params))
+    origin_params, target_params = tuple(origin_params), tuple(target_params)
+    if origin == target and not origin.is_wildcard and origin_params == target_params:
+        out.headers.prepend("Record-Route", route_uri(origin, params=params + origin_params))
     else:
-        out.headers.prepend("Record-Route", route_uri(origin, r2=True, params=params))
-        out.headers.prepend("Record-Route", route_uri(target, r2=True, params=params))
+        out.headers.prepend("Record-Route", route_uri(origin, r2=True, params=params + origin_params))
+        out.headers.prepend("Record-Route", route_uri(target, r2=True, params=params + target_params))
     return out
 
 

@@ -75,7 +75,7 @@ class Profile:
 
 
 EXTRAS_PORTS = {5060: 15060, 5061: 15061, 5062: 15062, 5063: 15063, 8080: 18080, 51901: 51911, 51902: 51912,
-                5080: 15080, 9464: 19464}
+                5080: 15080, 9464: 19464, 6060: 17060, 6062: 17062}  # 6060/6062: its second EdgePort (config/edgeport2.yaml)
 SHIPPED = Profile("shipped", SHIPPED_CONFIG_DIR, SHIPPED_PORTS, 25060, 25061, 25062, 25063, 25080,
                   {"1001": "1234", "1002": "1234", "asterisk": "1234"})
 EXTRAS = Profile("extras", SHIPPED_CONFIG_DIR, EXTRAS_PORTS, 15060, 15061, 15062, 15063, 15080,

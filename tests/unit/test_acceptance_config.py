@@ -77,14 +77,15 @@ def test_the_rewritten_shipped_config_loads_with_the_test_ports(tmp_path: Path) 
     assert trunk.outbound is not None and trunk.outbound.uris[0].port == SHIPPED.trunk_port
 
 
-def test_the_extras_server_differs_from_the_shipped_config_only_where_its_files_say_why() -> None:
+def test_the_extras_server_differs_from_the_shipped_config_only_where_its_files_say_why(tmp_path: Path) -> None:
     overlay_files = sorted(p.relative_to(CONFIG_DIR) for p in CONFIG_DIR.rglob("*.yaml"))
-    assert [str(p) for p in overlay_files] == ["dispatcher.yaml", "edgeport.yaml", "resources/acls.yaml",
-                                               "resources/agents-extra.yaml", "resources/trunks-extra.yaml"]
+    assert [str(p) for p in overlay_files] == ["dispatcher.yaml", "edgeport.yaml", "edgeport2.yaml",
+                                               "resources/acls.yaml", "resources/agents-extra.yaml",
+                                               "resources/trunks-extra.yaml"]
     for relative in overlay_files:
         assert "why" in (CONFIG_DIR / relative).read_text().lower(), f"{relative} must say why it differs"
     differences = {}
-    for relative in overlay_files[:3]:  # agents-extra.yaml is new
+    for relative in (p for p in overlay_files if p.name in ("dispatcher.yaml", "edgeport.yaml", "acls.yaml")):
         for where, before, after in _differences(_documents(SHIPPED_CONFIG_DIR / relative),
                                                  _documents(CONFIG_DIR / relative)):
             differences[f"{relative}{where}"] = (before, after)
@@ -97,6 +98,10 @@ def test_the_extras_server_differs_from_the_shipped_config_only_where_its_files_
     shipped_allow, extras_allow = differences.pop("resources/acls.yaml/0/0/spec/accessControlList/allow")
     assert extras_allow == [*shipped_allow, "192.0.2.0/24"]  # type: ignore[misc]
     assert not differences, differences
+    second = load_config_dir(copy_config(EXTRAS, tmp_path / "config")).edgeports
+    assert [e.ref for e in second] == ["edgeport-01", "edgeport-02"]  # the first stays the trunk registrar's
+    assert {t.protocol: t.port for t in second[1].transports} == {TransportProtocol.TCP: 17060,
+                                                                  TransportProtocol.WS: 17062}
     added = _documents(CONFIG_DIR / "resources" / "agents-extra.yaml")[0]
     assert [d["ref"] for d in added] == ["credentials-1003", "agent-1003"]  # type: ignore[index,union-attr]
     trunks = _documents(CONFIG_DIR / "resources" / "trunks-extra.yaml")[0]

@@ -130,3 +130,56 @@ def test_cluster_readme_warns_about_open_ports() -> None:
         assert port in text
     assert "every interface without TLS" in text
     assert "RAY_AUTH_MODE=token" in text and "ray get-auth-token --generate" in text
+
+
+EDGE_LABEL = "routr-group=edge"
+
+
+@pytest.mark.parametrize("name", RAY_UP_FILES)
+def test_ray_up_files_pin_edgeports_to_the_edge_group(name: str) -> None:
+    """Issue 17: EdgePorts run (and restart) on the edge group only: its nodes carry the label, and the deploy gives
+    every EdgePort without a placement of its own that label (routr_ray/actors/edgeport.py default_placement)."""
+    config = load(name)
+    (deploy,) = [c for c in config["head_start_ray_commands"] if "routr-ray deploy" in c]
+    assert f"ROUTR_RAY_EDGE_LABELS={EDGE_LABEL}" in deploy
+    (head_start,) = [c for c in config["head_start_ray_commands"] if "ray start" in c]
+    assert "routr-group" not in head_start  # the head is not part of the edge group
+    if name == "onprem.yaml":
+        (worker_start,) = [c for c in config["worker_start_ray_commands"] if "ray start" in c]
+        assert f"--labels={EDGE_LABEL}," in worker_start
+    else:
+        edge = config["available_node_types"]["edge"]
+        assert edge["labels"] == {"routr-group": "edge"} and edge["min_workers"] >= 1
+        assert "labels" not in config["available_node_types"]["head"]
+
+
+def test_rayservice_pins_edgeports_to_the_edge_group() -> None:
+    service, job = yaml.safe_load_all((CLUSTER / "rayservice.yaml").read_text())
+    (edge,) = [g for g in service["spec"]["rayClusterConfig"]["workerGroupSpecs"] if g["groupName"] == "edge"]
+    assert edge["rayStartParams"]["labels"] == EDGE_LABEL
+    assert "labels" not in service["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ROUTR_RAY_EDGE_LABELS"] == EDGE_LABEL
+
+
+def test_the_edge_labels_become_the_placement_of_edgeports_without_one() -> None:
+    from routr_ray.actors.edgeport import default_placement, placement_options
+    from routr_ray.config.edgeport import EdgePortConfig, Placement
+
+    pinned = default_placement(EdgePortConfig(), EDGE_LABEL)
+    assert placement_options(pinned) == {"label_selector": {"routr-group": "edge"}}
+    own = EdgePortConfig(placement=Placement(labels=(("routr-host", "sip-a"),)))
+    assert default_placement(own, EDGE_LABEL) is own  # an EdgePort's own placement wins
+    assert default_placement(EdgePortConfig(), "") == EdgePortConfig()
+    with pytest.raises(ValueError, match="ROUTR_RAY_EDGE_LABELS"):
+        default_placement(EdgePortConfig(), "routr-group")
+
+
+def test_the_two_node_example_pins_one_edgeport_per_machine() -> None:
+    from routr_ray.config import load_config_dir
+
+    config = load_config_dir(CLUSTER / "two-node")
+    assert [(e.ref, e.placement.labels) for e in config.edgeports] == [
+        ("edgeport-01", (("routr-host", "sip-a"),)), ("edgeport-02", (("routr-host", "sip-b"),))]
+    readme = (CLUSTER / "README.md").read_text()
+    assert "cluster/two-node" in readme and "routr-host=sip-a" in readme and "routr-host=sip-b" in readme

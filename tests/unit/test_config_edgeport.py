@@ -282,3 +282,31 @@ def test_load_edgeport_reports_all_errors_in_the_exception(tmp_path: Path) -> No
     with pytest.raises(ConfigInvalid) as raised:
         load_edgeport(path)
     assert [e.pointer for e in raised.value.errors] == ["/spec/transport/0/port", "/spec/transport/1/port"]
+
+
+def test_placement_pins_the_edgeport_by_labels_and_resources(tmp_path: Path) -> None:
+    from routr_ray.actors.edgeport import placement_options
+
+    path = edgeport_file(tmp_path, """
+        transport: [{protocol: udp}]
+        placement:
+          labels: {routr-edge: a, zone: eu-1}
+          resources: {edge-a: 0.01}
+    """)
+    config = load_edgeport(path)
+    assert config.placement.labels == (("routr-edge", "a"), ("zone", "eu-1"))
+    assert config.placement.resources == (("edge-a", 0.01),)
+    assert config.placement.describe() == "routr-edge=a, zone=eu-1, edge-a:0.01"
+    assert placement_options(config) == {"label_selector": {"routr-edge": "a", "zone": "eu-1"},
+                                         "resources": {"edge-a": 0.01}}
+    assert not load_edgeport(edgeport_file(tmp_path, "transport: [{protocol: udp}]")).placement
+    assert placement_options(load_edgeport(edgeport_file(tmp_path, "transport: [{protocol: udp}]"))) == {}
+
+
+def test_placement_errors_name_the_field(tmp_path: Path) -> None:
+    path = edgeport_file(tmp_path, """
+        transport: [{protocol: udp}]
+        placement: {labels: {}, resources: {edge-a: 0}, node: x}
+    """)
+    pointers = {pointer for pointer, _ in errors_of(path)}
+    assert {"/spec/placement/labels", "/spec/placement/resources/edge-a"} <= pointers, pointers

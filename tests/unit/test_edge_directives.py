@@ -19,6 +19,7 @@ def test_keys_are_the_ones_connect_writes() -> None:
     assert directives.NEXT_HOP_KEY == connect_processor.NEXT_HOP_KEY
     assert directives.NEXT_HOP_FLOW_KEY == connect_processor.NEXT_HOP_FLOW_KEY
     assert directives.NEXT_HOP_EDGE_KEY == connect_processor.NEXT_HOP_EDGE_KEY
+    assert directives.NEXT_HOP_EDGE_TAG_KEY == connect_processor.NEXT_HOP_EDGE_TAG_KEY
     assert directives.FAILOVER_KEY == connect_processor.FAILOVER_KEY
     assert directives.DIRECTION_KEY == connect_processor.DIRECTION_KEY
 

@@ -88,6 +88,12 @@ class Forward:
     callee_trunk: str | None = None
     caller_trusted: bool = False
     callee_trusted: bool = False
+    # an in-dialog request whose route set names another EdgePort of this dialog (docs/distributed.md): that
+    # EdgePort's tag, the address its Record-Route entry names (our Via toward the next hop: (host, port,
+    # transport)), and how many leading Route values this hop consumed (ours and that EdgePort's)
+    via_edge_tag: str = ""
+    via_address: tuple[str, int, str] | None = None
+    routes_used: int | None = None
 
 
 Decision = Reply | Forward

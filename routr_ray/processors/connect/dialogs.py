@@ -17,6 +17,10 @@ verify it; nothing is stored). It binds:
   the initial request, its Contact or the upstream Record-Route when at that source address, or the Trunk a
   call from the PSTN came from). A hop is an 8-byte keyed hash of `host:port`, a Trunk one of its ref (it
   admits the Trunk's outbound hosts and the networks its inbound ACL allows; see `router.py`);
+* with a call across EdgePorts (docs/distributed.md), the EdgePorts of each side: an 8-byte keyed hash of the
+  EdgePort's tag (`util/edge_tag.py`), on the side whose requests that EdgePort relays. Our Record-Route entries
+  then carry `rre=<tag>`, and an EdgePort that finds the next Route naming another EdgePort of the dialog sends
+  the request through it (`router.py`: `route_in_dialog`);
 * whether each side's identity headers are trusted (RFC 3325: a Peer/Trunk with `trustAssertedIdentity`);
 * an expiry (`DEFAULT_DIALOG_TTL`, 24 h from the initial request: route sets cannot be refreshed within a
   dialog, RFC 3261 §12.2, so a dialog that outlives it gets 403 on its next request, e.g. a subscription
@@ -43,6 +47,8 @@ from functools import lru_cache
 from routr_ray.sip.message import Request
 
 TOKEN_PARAM = "rrk"
+EDGE_PARAM = "rre"
+"""The Record-Route URI parameter naming the EdgePort of that entry (its tag), when a dialog spans two EdgePorts."""
 DEFAULT_DIALOG_TTL = 24 * 3600.0
 MAX_HOPS = 16
 
@@ -142,6 +148,10 @@ class DialogTokens:
 
     def trunk_id(self, ref: str) -> bytes:
         return self._id(b"trunk", ref)
+
+    def edge_id(self, tag: str) -> bytes:
+        """The id of one of our EdgePorts (by tag): the dialog's requests may be relayed through it."""
+        return self._id(b"edge", tag)
 
     # ---- issuing --------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from routr_ray.config import Resources
 from routr_ray.config.trunk_sources import TrunkSourceMatcher
@@ -35,10 +35,12 @@ from routr_ray.location.ops import LocationClient
 from routr_ray.observability import tracing
 from routr_ray.processors.alterations import (
     Interface,
+    NoInterface,
     OwnAddresses,
     add_record_route,
     add_self_via,
     decrease_max_forwards,
+    edge_interface,
     fix_invalid_contact,
     remove_authorization,
     remove_last_route,
@@ -54,6 +56,7 @@ from routr_ray.processors.connect.connect_token import ConnectTokenVerifier, Tok
 from routr_ray.processors.connect.decisions import Branch, Decision, Forward, NextHop, Reply
 from routr_ray.processors.connect.dialogs import (
     DEFAULT_DIALOG_TTL,
+    EDGE_PARAM,
     MAX_HOPS,
     TOKEN_PARAM,
     DialogTokens,
@@ -72,6 +75,7 @@ from routr_ray.sip.fields import NameAddr
 from routr_ray.sip.message import Request
 from routr_ray.sip.uri import URI, format_host
 from routr_ray.trunks.contact_token import TrunkContactTokens
+from routr_ray.util.edge_tag import edge_tag
 
 log = logging.getLogger(__name__)
 MessageRequest = processor_pb2.MessageRequest
@@ -82,7 +86,9 @@ NEXT_HOP_KEY = "routr-ray.next-hop"
 NEXT_HOP_FLOW_KEY = "routr-ray.next-hop.flow"
 """`"true"`: send over the connection/flow the callee registered on (it cannot accept a new one)."""
 NEXT_HOP_EDGE_KEY = "routr-ray.next-hop.edge-port-ref"
-"""The EdgePort the callee registered through (may differ from the ingress one)."""
+"""The EdgePort the callee registered through, when that EdgePort sends the request (docs/distributed.md)."""
+NEXT_HOP_EDGE_TAG_KEY = "routr-ray.next-hop.edge-tag"
+"""The tag (`util/edge_tag.py`) of the EdgePort an in-dialog request goes on through (the dialog's other EdgePort)."""
 FAILOVER_KEY = "routr-ray.failover"
 """Further Request-URIs (comma-separated) to try in order on 503/408/timeout (trunk URIs)."""
 DIRECTION_KEY = "routr-ray.call-direction"
@@ -123,6 +129,15 @@ def _trace_decision(span: object, decision: Decision) -> None:
         span.set_attribute("routr.trunk", trunk)  # type: ignore[attr-defined]
     if decision.branches:
         span.set_attribute("routr.branches", 1 + len(decision.branches))  # type: ignore[attr-defined]
+
+
+class SendingEdge(NamedTuple):
+    """Another EdgePort that sends a request for us (docs/distributed.md): its ref, tag and address toward the
+    target."""
+
+    ref: str
+    tag: str
+    interface: Interface
 
 
 def hop_uri(hop: NextHop) -> str:
@@ -328,7 +343,12 @@ class ConnectProcessor(Processor):
     def render(self, ctx: Context, request: Request, forward: Forward) -> MessageResponse:
         msg = ctx.request
         sender = Interface.of(msg.sender) if msg.HasField("sender") else None
-        out: Request = remove_own_routes(request, OwnAddresses.of_request(msg))
+        if forward.routes_used is not None:  # in-dialog: ours, and another EdgePort's of this dialog (router.py)
+            out: Request = request.copy()  # type: ignore[assignment]
+            for _ in range(forward.routes_used):
+                out.headers.remove_first_value("Route")
+        else:
+            out = remove_own_routes(request, OwnAddresses.of_request(msg))
         if not forward.in_dialog:
             out.headers.remove("Route")  # we chose the target: a client's preloaded route set is not followed
         elif forward.drop_last_route:
@@ -348,11 +368,15 @@ class ConnectProcessor(Processor):
             out.headers.set("From", str(anonymous))
         if not forward.in_dialog:
             out.headers.add("X-Call-Direction", forward.direction)
+        first_branch = Branch(forward.next_hop, forward.request_uri, forward.route, forward.group)
+        # the EdgePort each target is sent from, when not this one (docs/distributed.md)
+        senders = [self._sending_edge(msg, b) for b in (first_branch, *forward.branches)]
         token = ""
         if not forward.in_dialog and out.method.upper() in _RECORD_ROUTE_METHODS:
-            token = self._dialog_token(request, out, forward, sender)  # one for every branch: all their hops
-        first, metadata = self._to_target(ctx, out, forward, Branch(forward.next_hop, forward.request_uri,
-                                                                    forward.route, forward.group), token)
+            # one for every branch: all their hops
+            token = self._dialog_token(request, out, forward, sender, [s for s in senders if s is not None],
+                                       edge_tag(msg.edge_port_ref))
+        first, metadata = self._to_target(ctx, out, forward, first_branch, token, senders[0])
         metadata[DIRECTION_KEY] = forward.direction
         if forward.alternatives:
             metadata[FAILOVER_KEY] = ", ".join(str(uri) for _, uri in forward.alternatives)
@@ -360,36 +384,73 @@ class ConnectProcessor(Processor):
             metadata[FORK_KEY] = json.dumps({"group": forward.group,
                                              "timeouts": {str(g): t for g, t in forward.group_timeouts.items()}})
             branches = []
-            for branch in forward.branches:
-                rendered, hop_metadata = self._to_target(ctx, out, forward, branch, token)
+            for branch, sending in zip(forward.branches, senders[1:], strict=True):
+                rendered, hop_metadata = self._to_target(ctx, out, forward, branch, token, sending)
                 branches.append({"message": bytes(rendered).decode("latin-1"), "group": branch.group,
                                  **hop_metadata})
             metadata[BRANCHES_KEY] = json.dumps(branches)
         metadata.update(forward.metadata)
         return ctx.forward(first, metadata)
 
-    def _to_target(self, ctx: Context, base: Request, forward: Forward, branch: Branch, token: str
-                   ) -> tuple[Request, dict[str, str]]:
-        """``base`` for one target: its Request-URI, our Via and Record-Route toward it, and where to send it."""
+    def _to_target(self, ctx: Context, base: Request, forward: Forward, branch: Branch, token: str,
+                   sending: SendingEdge | None = None) -> tuple[Request, dict[str, str]]:
+        """``base`` for one target: its Request-URI, our Via and Record-Route toward it, and where to send it.
+        ``sending``: another EdgePort sends it (docs/distributed.md): its address goes into the Via and the
+        callee-side Record-Route entry, and each entry names its EdgePort (``rre``)."""
         hop = branch.next_hop
         out = base
         if branch.request_uri is not None:
             out = set_request_uri(out, self._request_uri(branch.request_uri, hop, branch.route))
         if forward.in_dialog:
             out = route_to_strict_router(out)  # RFC 3261 §16.6 step 6: a next hop without `lr`
-        target = ctx.edge_interface(hop.host, hop.transport)
+        if forward.via_address is not None:  # in-dialog through another EdgePort: the address it recorded
+            target = Interface(*forward.via_address)
+        elif sending is not None:
+            target = sending.interface
+        else:
+            target = ctx.edge_interface(hop.host, hop.transport)
         out = add_self_via(out, target)
         if not forward.in_dialog and out.method.upper() in _RECORD_ROUTE_METHODS:
             origin = ctx.origin_interface() if ctx.request.HasField("sender") else target
-            out = add_record_route(out, origin, target, params=((TOKEN_PARAM, token),))
+            if sending is not None:
+                out = add_record_route(out, origin, target, params=((TOKEN_PARAM, token),),
+                                       origin_params=((EDGE_PARAM, edge_tag(ctx.request.edge_port_ref)),),
+                                       target_params=((EDGE_PARAM, sending.tag),))
+            else:
+                out = add_record_route(out, origin, target, params=((TOKEN_PARAM, token),))
         metadata = {NEXT_HOP_KEY: hop_uri(hop)}
         if hop.flow:
             metadata[NEXT_HOP_FLOW_KEY] = "true"
-        if hop.edge_port_ref:
+        if hop.edge_port_ref and (sending is not None or hop.flow or hop.edge_port_ref == ctx.request.edge_port_ref):
+            # (a binding of another EdgePort whose address we do not know, not a flow: sent from here)
             metadata[NEXT_HOP_EDGE_KEY] = hop.edge_port_ref
+        if forward.via_edge_tag:
+            metadata[NEXT_HOP_EDGE_TAG_KEY] = forward.via_edge_tag
         return out, metadata
 
-    def _dialog_token(self, received: Request, out: Request, forward: Forward, sender: Interface | None) -> str:
+    @staticmethod
+    def _sending_edge(msg: MessageRequest, branch: Branch) -> SendingEdge | None:
+        """The EdgePort that sends a request for ``branch``, when it is not the one the request arrived at: the one
+        the callee registered through (it holds the flow, faces the callee's network, and its NAT pinhole or
+        connection is the way in). Its address toward the callee comes from the binding (the listening points,
+        localnets and external addresses it registered with: location.proto Route fields 9-11); a binding without
+        them, or without a listening point of the hop's transport, is sent from here (a flow still through its
+        EdgePort: the EdgePort then names this one's address)."""
+        ref = branch.next_hop.edge_port_ref
+        route = branch.route
+        if not ref or ref == msg.edge_port_ref or not msg.edge_port_ref or route is None or not route.listening_points:
+            return None
+        hop = branch.next_hop
+        try:
+            interface = edge_interface(hop.host, hop.transport,
+                                       listening_points=[Interface.of(lp) for lp in route.listening_points],
+                                       localnets=route.localnets, external_addrs=route.external_addrs)
+        except NoInterface:
+            return None
+        return SendingEdge(ref, edge_tag(ref), interface)
+
+    def _dialog_token(self, received: Request, out: Request, forward: Forward, sender: Interface | None,
+                      sending: list[SendingEdge], own_tag: str) -> str:
         """The `rrk` token of the dialog this request sets up (`dialogs.py`): Call-ID, the caller's From tag,
         and the hops each side's in-dialog requests may go to.
 
@@ -397,9 +458,15 @@ class ConnectProcessor(Processor):
         `.invalid` fix) and the nearest upstream Record-Route only when they name that same source address (a
         client-written address elsewhere, e.g. a trunk's, must not become a place the dialog may send to); the
         Trunk a call from the PSTN came from. Callee side: every next hop chosen (failover and forks included),
-        the Request-URI sent to each when it names that hop's address, the Trunk of a PSTN call."""
+        the Request-URI sent to each when it names that hop's address, the Trunk of a PSTN call. Across EdgePorts
+        (``sending``), this EdgePort on the caller side and each sending one on the callee side (first: they must
+        never be cut off by `MAX_HOPS`)."""
         tokens = self.dialogs
         caller: list[bytes] = []
+        callee: list[bytes] = []
+        if sending:
+            caller.append(tokens.edge_id(own_tag))
+            callee.extend(tokens.edge_id(s.tag) for s in sending)
         if sender is not None:
             caller.append(tokens.hop_id(sender.host, sender.port))
             source = host_key(sender.host)
@@ -414,7 +481,6 @@ class ConnectProcessor(Processor):
                     caller.append(tokens.hop_id(hop.host, hop.port))
         if forward.caller_trunk:
             caller.append(tokens.trunk_id(forward.caller_trunk))
-        callee: list[bytes] = []
         targets = [(forward.next_hop, forward.request_uri), *forward.alternatives,
                    *((branch.next_hop, branch.request_uri) for branch in forward.branches)]
         for hop, uri in targets:

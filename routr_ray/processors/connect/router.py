@@ -42,7 +42,14 @@ from routr_ray.processors.alterations import OwnAddresses
 from routr_ray.processors.connect.access import Access, Principal
 from routr_ray.processors.connect.acl import acl_allows, ip_of
 from routr_ray.processors.connect.decisions import Decision, Direction, Forward, NextHop, Reply
-from routr_ray.processors.connect.dialogs import TOKEN_PARAM, DialogToken, DialogTokens, TokenStatus, host_key
+from routr_ray.processors.connect.dialogs import (
+    EDGE_PARAM,
+    TOKEN_PARAM,
+    DialogToken,
+    DialogTokens,
+    TokenStatus,
+    host_key,
+)
 from routr_ray.processors.connect.forking import branches_of
 from routr_ray.processors.connect.headers import (
     ANONYMOUS_DISPLAY,
@@ -62,6 +69,7 @@ from routr_ray.sip.message import Request
 from routr_ray.sip.uri import URI
 from routr_ray.trunks.contact_token import TOKEN_PARAM as TRUNK_TOKEN_PARAM
 from routr_ray.trunks.contact_token import TrunkContactTokens
+from routr_ray.util.edge_tag import edge_tag, is_edge_tag
 from routr_ray.util.rfc2782 import weighted_order
 
 # Read by the EdgePort (routr_ray/edge/directives.py keeps a copy): base64(username:password) of the trunk's
@@ -415,6 +423,7 @@ class Router:
         is not ours or has no token: the caller routes it as an initial request (authenticated, 403 for a
         destination not served here), never an open relay."""
         own = OwnAddresses.of_request(msg)
+        own_tag = edge_tag(msg.edge_port_ref) if msg.edge_port_ref else ""
         routes = request.routes
         ruri = request.request_uri
         strict_upstream = (bool(routes) and ruri.is_sip and TOKEN_PARAM in ruri.params and own.names_us(ruri))
@@ -426,7 +435,10 @@ class Router:
         else:
             leading_own = 0
             for na in routes:
-                if not own.names_us(na.uri):
+                params = na.uri.params
+                # ours: by address, or an entry we wrote naming this EdgePort (its address as another side sees it)
+                if not (own.names_us(na.uri)
+                        or (own_tag and params.get(EDGE_PARAM) == own_tag and TOKEN_PARAM in params)):
                     break
                 leading_own += 1
             if not leading_own or TOKEN_PARAM not in routes[0].uri.params:
@@ -438,6 +450,17 @@ class Router:
         if token.status is TokenStatus.EXPIRED:
             return Reply(403, "Forbidden (dialog token expired)")
         rest = routes[leading_own:]
+        via_tag, via_address = "", None
+        if rest and TOKEN_PARAM in rest[0].uri.params and rest[0].uri.params.get(EDGE_PARAM):
+            # the entry of the dialog's other EdgePort (docs/distributed.md): the request goes on through it, to
+            # the hop after it; only an EdgePort the token names for the side the request goes to
+            entry = rest[0].uri
+            via_tag = (entry.params.get(EDGE_PARAM) or "").lower()
+            if not is_edge_tag(via_tag) or self.tokens.edge_id(via_tag) not in token.allowed_hops():
+                return Reply(403, "Forbidden (next hop is not a party of this dialog)")
+            entry_hop = next_hop_of(entry)
+            via_address = (entry_hop.host.strip("[]"), entry_hop.port, entry_hop.transport)
+            rest = rest[1:]
         if rest:
             target = rest[0].uri
         else:
@@ -448,7 +471,8 @@ class Router:
         if not self._hop_allowed(index, token, hop):
             return Reply(403, "Forbidden (next hop is not a party of this dialog)")
         forward = Forward(Direction.IN_DIALOG, hop, final_uri if strict_upstream else None, in_dialog=True,
-                          drop_last_route=strict_upstream)
+                          drop_last_route=strict_upstream, via_edge_tag=via_tag, via_address=via_address,
+                          routes_used=len(routes) - len(rest))
         forward.remove_headers.extend(identity_headers_to_remove(
             request, sender_trusted=token.sender_trusted, receiver_trusted=token.receiver_trusted))
         return forward
