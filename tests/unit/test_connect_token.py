@@ -50,6 +50,8 @@ def test_valid_tokens_of_either_algorithm() -> None:
     (lambda: token(exp=None), "exp"),
     (lambda: token(aud="someone-else"), "audience"),
     (lambda: token(aud=None), "aud"),
+    (lambda: token(iat=int(time.time()) + 3600), "not yet valid"),
+    (lambda: token(nbf=int(time.time()) + 3600), "not yet valid"),
     (lambda: token(allowedMethods=["INVITE"]), "allowedMethods"),
     (lambda: token(aor="sip:web-2@sip.local"), "aor"),
     (lambda: token(aor="sip:web-1@other.example", domain="other.example"), "aor"),
