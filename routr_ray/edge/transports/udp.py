@@ -8,6 +8,12 @@ A listener bound to a wildcard address (``0.0.0.0``, ``::``) reads its socket wi
 `Flow` names the local address the datagram was sent to, and sends with ``sendmsg`` from the address it is
 told (a reply leaves from the address its request reached; see ``pktinfo.py``). A concrete bind keeps asyncio's
 datagram transport (the kernel has only one source address to choose).
+
+The wildcard socket reports ICMP errors (``IP_RECVERR``) as ``EPOLLERR`` until its error queue is read. libuv, under
+uvloop (what Ray actors run), stops a watched descriptor for good on ``POLLERR`` (``uv__poll_io``): the first
+unreachable destination would end all reading of the socket. So the loop watches a private epoll descriptor that
+holds the socket (readable while the socket has data or errors; never in error itself), and every wakeup that
+finds no more data reads the error queue, so that it cannot stay set.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import asyncio
 import errno
 import ipaddress
 import logging
+import select
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -65,6 +72,7 @@ class UdpListener(Listener):
 
     _endpoint: asyncio.DatagramTransport | None = None
     _sock: socket.socket | None = None  # a wildcard bind: read and written directly (recvmsg/sendmsg)
+    _watch: Any = None  # select.epoll holding _sock: what the event loop watches (see the module docstring)
     # RFC 3261 §18.4: told the destinations the network refused (ICMP unreachable; wildcard binds, which read
     # their error queue): the transactions waiting on them fail at once instead of at Timer B/F
     on_unreachable: Callable[[list[tuple[str, int]]], None] | None = None
@@ -95,8 +103,13 @@ class UdpListener(Listener):
         if is_wildcard(self.host):
             try:
                 pktinfo.enable(sock)
-                loop.add_reader(sock.fileno(), self._read_ready)
+                self._watch = _error_proof_watch(sock)
+                loop.add_reader(self._watch.fileno() if self._watch is not None else sock.fileno(),
+                                self._read_ready)
             except BaseException:
+                if self._watch is not None:
+                    self._watch.close()
+                    self._watch = None
                 sock.close()
                 raise
             self._sock = sock
@@ -110,9 +123,12 @@ class UdpListener(Listener):
             self._endpoint = None
         if self._sock is not None:
             sock, self._sock = self._sock, None
+            watch, self._watch = self._watch, None
             try:
-                asyncio.get_running_loop().remove_reader(sock.fileno())
+                asyncio.get_running_loop().remove_reader(watch.fileno() if watch is not None else sock.fileno())
             finally:
+                if watch is not None:
+                    watch.close()
                 sock.close()
 
     def _read_ready(self) -> None:
@@ -125,15 +141,19 @@ class UdpListener(Listener):
             try:
                 data, ancillary, _flags, addr = sock.recvmsg(_RECV_SIZE, pktinfo.ANCILLARY_SIZE)
             except (BlockingIOError, InterruptedError):
+                self._read_errors(sock)  # queued ICMP errors whose pending error a send already took
                 return
             except OSError as exc:  # an ICMP error for an earlier send (ConnectionRefusedError), as error_received
                 self.counters.icmp_errors += 1
                 log.debug("udp %s: %s", self._local, exc)
-                refused = pktinfo.unreachable_destinations(sock)
-                if refused and self.on_unreachable is not None:
-                    self.on_unreachable(refused)
+                self._read_errors(sock)
                 continue
             self._on_datagram(data, addr, pktinfo.destination_of(ancillary) or wildcard_host, local_port)
+
+    def _read_errors(self, sock: socket.socket) -> None:
+        refused = pktinfo.unreachable_destinations(sock)
+        if refused and self.on_unreachable is not None:
+            self.on_unreachable(refused)
 
     def _on_datagram(self, data: bytes, addr: tuple, local_host: str | None = None,  # type: ignore[type-arg]
                      local_port: int = 0) -> None:
@@ -235,3 +255,13 @@ class UdpListener(Listener):
                 return str(ip.ipv4_mapped)
             return None
         return str(ip)
+
+
+def _error_proof_watch(sock: socket.socket) -> Any:
+    """A private epoll descriptor holding ``sock`` (level-triggered: readable while the socket has data or queued
+    errors), for the event loop to watch instead of the socket; None where there is no epoll (not Linux)."""
+    if not hasattr(select, "epoll"):
+        return None
+    watch = select.epoll()
+    watch.register(sock.fileno(), select.EPOLLIN | select.EPOLLERR)
+    return watch
