@@ -9,6 +9,10 @@ force on every replica, on every node, a moment after the watcher sees it (polle
 logged and the last good set stays. EdgePorts long-poll the board too, for the source networks of the Trunks and
 Peers only (:meth:`ResourceBoard.trunk_sources_newer_than`: never banned, see routr_ray/config/trunk_sources.py).
 
+Web agents (``X-Connect-Token``): the driver reads the ConnectTokens document of the config directory and its key
+files (:func:`connect_token_options`, ``routr_ray/config/connect_tokens.py``) and hands the public keys' PEM text and
+the audience to every replica (``connect_tokens``), so replicas on other nodes need no copy of the key files.
+
 The nonce/dialog key (digest nonces, ``rrk`` dialog tokens) is resolved once by the driver (``ROUTR_RAY_NONCE_KEY``,
 else kept in the Location's Redis, else in the state directory: ``routr_ray/util/keystore.py``) and given to every
 replica, so any replica verifies any other's nonces and tokens, and a restart keeps live calls.
@@ -24,9 +28,11 @@ import ray
 
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors.location import ShardedLocationClient, shard_handles
-from routr_ray.config import Resources
+from routr_ray.config import Resources, load_config_dir
+from routr_ray.config.connect_tokens import to_options as token_options_of
 from routr_ray.config.trunk_sources import trunk_and_peer_sources
 from routr_ray.processors.connect import ConnectProcessor, StaticResources
+from routr_ray.processors.connect.connect_token import ConnectTokenVerifier
 from routr_ray.processors.connect.reload import (
     FollowedResources,
     ResourceBoardState,
@@ -42,7 +48,7 @@ log = logging.getLogger(__name__)
 BOARD_NAME = "connect-resource-board"
 
 __all__ = ["BOARD_NAME", "ConnectDeploymentProcessor", "ConnectResources", "ResourceBoard", "ResourceWatcher",
-           "connect_options"]
+           "connect_options", "connect_token_options"]
 
 
 @ray.remote(num_cpus=0)
@@ -95,7 +101,8 @@ class ConnectResources:
 
     def options(self, shard_count: int, nonce_key: str) -> dict[str, Any]:
         """Keyword arguments of :class:`ConnectDeploymentProcessor` (``processor_options["connect"]``)."""
-        return {"resources": self.resources, "shard_count": shard_count, "nonce_key": nonce_key, "board": BOARD_NAME}
+        return {"resources": self.resources, "shard_count": shard_count, "nonce_key": nonce_key, "board": BOARD_NAME,
+                "connect_tokens": connect_token_options(self.config_dir)}
 
     def publish(self, resources: Resources) -> None:
         version = ray.get(self.board.publish.remote(resources), timeout=30)
@@ -123,7 +130,14 @@ class ConnectResources:
 def connect_options(config_dir: Path, shard_count: int, nonce_key: str) -> dict[str, Any]:
     """Init arguments for a fixed resource set (no reload): prefer :class:`ConnectResources`."""
     return {"resources": load_resource_dir(resources_dir(config_dir)), "shard_count": shard_count,
-            "nonce_key": nonce_key}
+            "nonce_key": nonce_key, "connect_tokens": connect_token_options(config_dir)}
+
+
+def connect_token_options(config_dir: str | Path) -> dict[str, Any] | None:
+    """The verifier options of the config directory's ConnectTokens document, key files read (None: no document,
+    web agents off). Raises ``ConfigInvalid`` naming the file and field of a bad or unreadable key."""
+    tokens = load_config_dir(config_dir).connect_tokens
+    return token_options_of(tokens) if tokens is not None else None
 
 
 class _BoardFetch:
@@ -146,13 +160,16 @@ class _BoardFetch:
 
 class ConnectDeploymentProcessor:
     """What ``serve://connect`` runs: a ConnectProcessor whose Location is the sharded actors, and whose
-    resources follow the board named ``board`` (None: the fixed set ``resources``)."""
+    resources follow the board named ``board`` (None: the fixed set ``resources``); ``connect_tokens``: the web
+    agents' verifier options (:func:`connect_token_options`; None: the ``X-Connect-Token`` header is ignored)."""
 
-    def __init__(self, resources: Resources, shard_count: int, nonce_key: str, board: str | None = None) -> None:
+    def __init__(self, resources: Resources, shard_count: int, nonce_key: str, board: str | None = None,
+                 connect_tokens: dict[str, Any] | None = None) -> None:
         location = ShardedLocationClient(shard_handles(shard_count))
         self.followed = FollowedResources(resources, _BoardFetch(board)) if board else None
         source: ResourceSource = self.followed or StaticResources(resources)
-        self.processor = ConnectProcessor(source, location, nonce_key=nonce_key.encode())
+        verifier = ConnectTokenVerifier.from_options(connect_tokens) if connect_tokens else None
+        self.processor = ConnectProcessor(source, location, nonce_key=nonce_key.encode(), connect_tokens=verifier)
 
     @property
     def metrics_registry(self) -> Any:

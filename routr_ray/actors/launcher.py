@@ -137,7 +137,21 @@ def load(options: RunOptions) -> ConfigSet:
         if tags.setdefault(edge_tag(ref), ref) != ref:
             raise StartupError(f"{options.config_dir}: EdgePorts {tags[edge_tag(ref)]!r} and {ref!r} have the same "
                                "tag (a one-in-four-billion hash collision): rename one")
+    check_connect_tokens(config)
     return config
+
+
+def check_connect_tokens(config: ConfigSet) -> None:
+    """The web agents' public key files (a ConnectTokens document) read and checked before anything starts."""
+    if config.connect_tokens is None:
+        return
+    from routr_ray.config.connect_tokens import read_public_keys
+
+    try:
+        read_public_keys(config.connect_tokens)
+    except ConfigInvalid as exc:
+        more = f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""
+        raise StartupError(f"{exc.errors[0]}{more}") from exc
 
 
 def check_media(config: ConfigSet, config_dir: Path) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from routr_ray.config.api import ApiServerConfig, build_api_server
+from routr_ray.config.connect_tokens import ConnectTokensConfig, build_connect_tokens
 from routr_ray.config.dispatcher import DispatcherConfig, build_dispatcher
 from routr_ray.config.documents import UNREADABLE, config_files_in, read_document
 from routr_ray.config.edgeport import EdgePortConfig, build_edgeport
@@ -36,7 +37,8 @@ from routr_ray.config.schema import SCHEMA_FILE_BY_KIND, check_against_schema, d
 
 # Routr accepts kind names in lower case too ("agent", "location").
 _KIND_BY_LOWER_NAME = {kind.lower(): kind for kind in SCHEMA_FILE_BY_KIND}
-_SINGLETON_KINDS = ("MessageDispatcher", "Location", "Registry", "APIServer", "Observability", "MediaRelay")
+_SINGLETON_KINDS = ("MessageDispatcher", "Location", "Registry", "APIServer", "Observability", "MediaRelay",
+                   "ConnectTokens")
 _T = TypeVar("_T")
 # Routr kinds for parts routr-ray does not have (none left: Registry drives the trunk registrar, docs/trunks.md).
 _ROUTR_KINDS_NOT_USED: tuple[str, ...] = ()
@@ -54,6 +56,7 @@ class ConfigSet:
     api: ApiServerConfig | None = None  # the provisioning API (routr_ray/api); None: not served
     observability: ObservabilityConfig | None = None
     media: MediaRelayConfig | None = None  # the rtpengine middleware's instances (docs/media.md)
+    connect_tokens: ConnectTokensConfig | None = None  # X-Connect-Token web agents (docs/connect.md); None: off
 
 
 @dataclass
@@ -65,6 +68,7 @@ class _Collected:
     apis: list[tuple[ApiServerConfig, Place]] = field(default_factory=list)
     observabilities: list[tuple[ObservabilityConfig, Place]] = field(default_factory=list)
     media: list[tuple[MediaRelayConfig, Place]] = field(default_factory=list)
+    connect_tokens: list[tuple[ConnectTokensConfig, Place]] = field(default_factory=list)
     resources: list[Built | Unbuilt] = field(default_factory=list)
 
 
@@ -181,7 +185,7 @@ def _check_unit(files: Iterable[Path], problems: Problems) -> ConfigSet:
         else:
             _check_document(data, place, collected)
     singletons = (collected.dispatchers, collected.locations, collected.registries, collected.apis,
-                  collected.observabilities, collected.media)
+                  collected.observabilities, collected.media, collected.connect_tokens)
     for kind, entries in zip(_SINGLETON_KINDS, singletons, strict=True):
         for _, place in entries[1:]:
             first = entries[0][1]
@@ -200,6 +204,7 @@ def _check_unit(files: Iterable[Path], problems: Problems) -> ConfigSet:
         registry=collected.registries[0][0] if collected.registries else None,
         observability=collected.observabilities[0][0] if collected.observabilities else None,
         media=collected.media[0][0] if collected.media else None,
+        connect_tokens=collected.connect_tokens[0][0] if collected.connect_tokens else None,
     )
 
 
@@ -240,5 +245,7 @@ def _check_document(document: Any, place: Place, collected: _Collected) -> None:
         collected.observabilities.append((build_observability(document, place), place))
     elif kind == "MediaRelay":
         collected.media.append((build_media_relay(document, place), place))
+    elif kind == "ConnectTokens":
+        collected.connect_tokens.append((build_connect_tokens(document, place), place))
     else:
         collected.resources.append(RESOURCE_BUILDERS[kind](document, place))

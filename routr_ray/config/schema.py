@@ -33,6 +33,7 @@ SCHEMA_FILE_BY_KIND: Mapping[str, str] = {
     "APIServer": "apiserver.json",
     "Observability": "observability.json",
     "MediaRelay": "mediarelay.json",
+    "ConnectTokens": "connecttokens.json",
     "Agent": "agent.json",
     "Peer": "peer.json",
     "Domain": "domain.json",
@@ -189,15 +190,13 @@ def _reason(finding: ValidationError) -> str:
             return "must not be empty"
         case "minItems" if rule == 1:
             return "must list at least one item"
+        case "maxProperties" if isinstance(value, dict):
+            return f"give at most {rule} of these fields, not all of {', '.join(map(str, value))}"
+        case "minProperties":
+            return f"give at least {rule} field{'s' if rule != 1 else ''}"
         case "minimum" | "exclusiveMinimum" | "maximum" | "exclusiveMaximum" | "maxLength" | "minLength":
             return finding.message
-
-
-def _secret_reason(finding: ValidationError, schema: dict[str, object]) -> str:
-    if finding.validator == "type":
-        return f"expected {_TYPE_WORDS.get(str(finding.validator_value), finding.validator_value)} (not shown here)"
-    return f"expected {schema.get('description', 'another value')} (the value is not shown here)"
-    return finding.message
+    return finding.message  # any other rule (maxItems, maxProperties, ...): jsonschema's own words
 
 
 def _secret_reason(finding: ValidationError, schema: dict[str, object]) -> str:

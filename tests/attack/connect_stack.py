@@ -34,6 +34,7 @@ from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
 from routr_ray.location.local_client import LocalLocationClient
 from routr_ray.location.service import LocationService
 from routr_ray.processors.connect import ConnectProcessor
+from routr_ray.processors.connect.connect_token import ConnectTokenVerifier
 from routr_ray.proto.gen import location_pb2, processor_pb2
 from routr_ray.sip import Request, Response, StreamFramer, parse
 from routr_ray.sip.digest import answer_challenge
@@ -92,11 +93,13 @@ class Stack:
 
 
 @asynccontextmanager
-async def connect_stack() -> AsyncIterator[Stack]:
+async def connect_stack(connect_tokens: ConnectTokenVerifier | None = None) -> AsyncIterator[Stack]:
+    """``connect_tokens``: web agents with X-Connect-Token on (tests/attack/test_connect_token_attacks.py)."""
     carrier = await UdpPeer.open()
     clock = Clock()
     location = LocalLocationClient([LocationService(sweep_interval=0)])
-    connect = ConnectProcessor(resources(carrier.port), location, nonce_key=b"attack-suite-key" * 2, clock=clock)
+    connect = ConnectProcessor(resources(carrier.port), location, nonce_key=b"attack-suite-key" * 2, clock=clock,
+                               connect_tokens=connect_tokens)
     received: list[processor_pb2.MessageRequest] = []
 
     async def dispatch(mreq: processor_pb2.MessageRequest) -> processor_pb2.MessageResponse:

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 
 from routr_ray.config import load_config_dir
+from routr_ray.config.connect_tokens import read_public_keys
 from routr_ray.config.edgeport import TransportProtocol
 from tests.support.acceptance import (
+    ACCEPTANCE,
     CONFIG_DIR,
     EXTRAS,
     MEDIA,
@@ -79,7 +82,7 @@ def test_the_rewritten_shipped_config_loads_with_the_test_ports(tmp_path: Path) 
 
 def test_the_extras_server_differs_from_the_shipped_config_only_where_its_files_say_why(tmp_path: Path) -> None:
     overlay_files = sorted(p.relative_to(CONFIG_DIR) for p in CONFIG_DIR.rglob("*.yaml"))
-    assert [str(p) for p in overlay_files] == ["dispatcher.yaml", "edgeport.yaml", "edgeport2.yaml",
+    assert [str(p) for p in overlay_files] == ["connect-tokens.yaml", "dispatcher.yaml", "edgeport.yaml", "edgeport2.yaml",
                                                "resources/acls.yaml", "resources/agents-extra.yaml",
                                                "resources/trunks-extra.yaml"]
     for relative in overlay_files:
@@ -107,6 +110,14 @@ def test_the_extras_server_differs_from_the_shipped_config_only_where_its_files_
     trunks = _documents(CONFIG_DIR / "resources" / "trunks-extra.yaml")[0]
     assert [d["ref"] for d in trunks] == ["credentials-reg", "trunk-reg", "number-reg", "trunk-fo",  # type: ignore[index,union-attr]
                                           "number-fo", "trunk-ls", "number-ls"]
+    assert load_config_dir(SHIPPED_CONFIG_DIR).connect_tokens is None  # web agents: only here
+    tokens = load_config_dir(copy_config(EXTRAS, tmp_path / "config")).connect_tokens
+    assert tokens is not None and tokens.audience == "routr-ray-acceptance"
+    (key,) = read_public_keys(tokens)  # the public half of the tests' signing key, and nothing else
+    signing_key = (ACCEPTANCE / "webrtc" / "tokens" / "test-signing-key.pem").read_bytes()
+    private = serialization.load_pem_private_key(signing_key, password=None)
+    assert private.public_key().public_bytes(serialization.Encoding.PEM,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode().strip() == key
     shipped_trunks = _documents(SHIPPED_CONFIG_DIR / "resources" / "trunks.yaml")[0]
     assert not any(t["spec"]["outbound"].get("sendRegister") for t in shipped_trunks)  # type: ignore[index,union-attr]
 

@@ -214,7 +214,7 @@ def test_unknown_and_missing_kind(tmp_path: Path) -> None:
             "r.yaml",
             "/0/kind",
             "unknown kind 'Gateway'; expected one of EdgePort, MessageDispatcher, Location, Registry, APIServer, "
-            "Observability, MediaRelay, Agent, Peer, Domain, Number, Trunk, Credentials, AccessControlList",
+            "Observability, MediaRelay, ConnectTokens, Agent, Peer, Domain, Number, Trunk, Credentials, AccessControlList",
         ),
         ("r.yaml", "/1/kind", "required field is missing"),
         (

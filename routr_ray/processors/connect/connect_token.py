@@ -5,8 +5,10 @@ be abused as the secret of).
 
 Claims, as Routr's verifier expects them: ``aor`` (the AOR the token may register or call from), ``domain``,
 ``allowedMethods`` (e.g. ``["REGISTER", "INVITE"]``), optional ``maxContacts``, ``privacy``, ``aorLink``,
-``username``, ``ref``. Unlike Routr, ``exp`` is required and, when an audience is configured, ``aud`` must name
-it; the request's To AOR must be the token's ``aor`` and its host the token's ``domain``.
+``username``, ``ref``. Unlike Routr, ``exp`` is required and, when an audience is configured (the ConnectTokens
+config requires one), ``aud`` must name it; the AOR a request acts for (a REGISTER's To, another request's From)
+must be the token's ``aor`` and its host the token's ``domain``. Keys and audience come from the ConnectTokens
+config document (``routr_ray/config/connect_tokens.py``); who is admitted with a token: ``web_agents.py``.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from routr_ray.config.connect_tokens import ALGORITHMS, load_public_key, pem_blocks
 
 HEADER = "X-Connect-Token"
-ALGORITHMS = ("RS256", "ES256")
 REQUIRED_CLAIMS = ("exp", "aor", "domain", "allowedMethods")
 
 
@@ -47,27 +49,35 @@ def _aor_key(aor: str) -> str:
 
 
 class ConnectTokenVerifier:
+    """Verifies tokens with ``public_keys`` (PEM texts; each may hold several keys). ``audience``: the ``aud`` every
+    token must name (None: not checked, for tests of Routr's behaviour; the ConnectTokens config requires one);
+    ``max_lifetime``: tokens must carry ``iat`` and ``exp - iat`` may not exceed it."""
+
     def __init__(self, public_keys: Sequence[str | bytes], *, audience: str | None = None,
-                 algorithms: Sequence[str] = ALGORITHMS, leeway: float = 5.0,
+                 algorithms: Sequence[str] = ALGORITHMS, leeway: float = 5.0, max_lifetime: float | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        if not public_keys:
-            raise ValueError("a Connect token verifier needs at least one public key")
         unknown = set(algorithms) - set(ALGORITHMS)
         if unknown:
             raise ValueError(f"unsupported token algorithm(s): {', '.join(sorted(unknown))}; use RS256 or ES256")
         self._keys: list[tuple[str, object]] = []  # (algorithm, public key)
         for pem in public_keys:
-            key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
-            if isinstance(key, rsa.RSAPublicKey):
-                self._keys.append(("RS256", key))
-            elif isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-                self._keys.append(("ES256", key))
-            else:
-                raise ValueError("a Connect token key must be an RSA or a P-256 EC public key (PEM)")
+            for block in pem_blocks(pem.encode() if isinstance(pem, str) else pem):
+                self._keys.append(load_public_key(block))  # ValueError: a private key, a weak RSA key, ...
+        if not self._keys:
+            raise ValueError("a Connect token verifier needs at least one public key")
         self.audience = audience
         self.algorithms = list(algorithms)
         self.leeway = leeway
+        self.max_lifetime = max_lifetime
         self.clock = clock
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> ConnectTokenVerifier:
+        """From ``routr_ray.config.connect_tokens.to_options`` (what a Connect replica is given)."""
+        return cls(options["publicKeys"], audience=options["audience"],
+                   algorithms=tuple(options.get("algorithms") or ALGORITHMS),
+                   leeway=float(options.get("leewaySeconds", 5.0)),
+                   max_lifetime=options.get("maxLifetimeSeconds"))
 
     def verify(self, token: str) -> ConnectClaims:
         try:
@@ -82,8 +92,9 @@ class ConnectTokenVerifier:
                 continue
             try:
                 payload = jwt.decode(
-                    token, key, algorithms=self.algorithms, audience=self.audience, leeway=self.leeway,
-                    options={"require": [*REQUIRED_CLAIMS, *(("aud",) if self.audience else ())],
+                    token, key, algorithms=[algorithm], audience=self.audience, leeway=self.leeway,
+                    options={"require": [*REQUIRED_CLAIMS, *(("aud",) if self.audience else ()),
+                                     *(("iat",) if self.max_lifetime is not None else ())],
                              "verify_aud": self.audience is not None},
                 )
                 break
@@ -96,6 +107,8 @@ class ConnectTokenVerifier:
             raise TokenRejected(f"signature not verified by any configured key ({last})")
         if payload.get("exp", 0) + self.leeway < self.clock():  # pyjwt checks against its own clock
             raise TokenRejected("the token has expired")
+        if self.max_lifetime is not None and payload["exp"] - payload["iat"] > self.max_lifetime:
+            raise TokenRejected(f"the token lives longer than maxLifetimeSeconds ({self.max_lifetime:g} s)")
         methods = payload["allowedMethods"]
         if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
             raise TokenRejected("allowedMethods must be a list of method names")
@@ -113,7 +126,8 @@ class ConnectTokenVerifier:
         )
 
     def check(self, token: str, method: str, to_aor: str) -> ConnectClaims:
-        """The claims when the token lets ``method`` act for ``to_aor``; raises :class:`TokenRejected`."""
+        """The claims when the token lets ``method`` act for ``to_aor`` (a REGISTER's To, another request's From);
+        raises :class:`TokenRejected`."""
         claims = self.verify(token)
         if method.upper() not in claims.allowed_methods:
             raise TokenRejected(f"{method} is not in the token's allowedMethods")

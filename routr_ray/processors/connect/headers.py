@@ -23,8 +23,10 @@ ANONYMOUS_DISPLAY = "Anonymous"
 # Identity headers a caller may have written itself: never forwarded as they came (RFC 3325 §5: a proxy
 # removes P-Asserted-Identity it did not assert); Connect writes its own.
 IDENTITY_HEADERS = ("Privacy", "P-Asserted-Identity", "P-Preferred-Identity", "Remote-Party-ID")
-# Headers meaningful only between Connect and its EdgePorts/peers; a client's copy is removed.
-INTERNAL_HEADERS = ("X-Call-Direction", "X-Gateway-Auth", "X-Edgeport-Ref")
+# Headers meaningful only between Connect and its EdgePorts/peers; a client's copy is removed. X-Connect-Token is a
+# web agent's bearer credential (web_agents.py): whoever receives it could act as that agent until it expires, so it
+# never leaves Connect, in-dialog requests included.
+INTERNAL_HEADERS = ("X-Call-Direction", "X-Gateway-Auth", "X-Edgeport-Ref", "X-Connect-Token")
 DOD_HEADERS = ("X-DOD-Number", "X-DOD-Privacy")
 ASSERTED_IDENTITY_HEADERS = ("P-Asserted-Identity", "Remote-Party-ID")
 PREFERRED_IDENTITY_HEADER = "P-Preferred-Identity"

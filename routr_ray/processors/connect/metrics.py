@@ -5,7 +5,8 @@
   for one answered here; ``outcome`` is ``forwarded`` or the class of the answer (``2xx`` ... ``6xx``).
 * ``routr_connect_auth_total{result}``: access decisions: ``ok`` (digest accepted), ``acl`` (admitted by its ACL
   alone), ``challenged`` (no or stale credentials: 401/407), ``failed`` (wrong credentials), ``banned`` (refused:
-  the source is banned), ``acl_denied`` (refused by an ACL).
+  the source is banned), ``acl_denied`` (refused by an ACL), ``token`` (an ``X-Connect-Token`` accepted),
+  ``token_rejected`` (one refused: 403).
 * ``routr_connect_bans_total``: sources banned after repeated failures.
 * ``routr_connect_routing_seconds``: time to decide one request (Location calls included).
 
@@ -27,7 +28,7 @@ from routr_ray.processors.connect.decisions import Direction
 __all__ = ["AUTH_RESULTS", "DIRECTIONS", "ConnectMetrics"]
 
 DIRECTIONS = frozenset(value for name, value in vars(Direction).items() if name.isupper())
-AUTH_RESULTS = frozenset({"ok", "acl", "challenged", "failed", "banned", "acl_denied"})
+AUTH_RESULTS = frozenset({"ok", "acl", "challenged", "failed", "banned", "acl_denied", "token", "token_rejected"})
 ROUTING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
 
 

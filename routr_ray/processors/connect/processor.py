@@ -51,8 +51,7 @@ from routr_ray.processors.alterations import (
 )
 from routr_ray.processors.connect.access import Access, Principal
 from routr_ray.processors.connect.auth import DigestGate, FailureTracker
-from routr_ray.processors.connect.connect_token import HEADER as TOKEN_HEADER
-from routr_ray.processors.connect.connect_token import ConnectTokenVerifier, TokenRejected
+from routr_ray.processors.connect.connect_token import ConnectTokenVerifier
 from routr_ray.processors.connect.decisions import Branch, Decision, Forward, NextHop, Reply
 from routr_ray.processors.connect.dialogs import (
     DEFAULT_DIALOG_TTL,
@@ -67,6 +66,7 @@ from routr_ray.processors.connect.metrics import ConnectMetrics
 from routr_ray.processors.connect.registrar import DEFAULT_EXPIRES, ExpiresPolicy, Registrar, source_of
 from routr_ray.processors.connect.resources_index import ConnectIndex, ResourceSource, StaticResources
 from routr_ray.processors.connect.router import DEFAULT_REALM, Router, next_hop_of, peer_realm
+from routr_ray.processors.connect.web_agents import WebAgentGate, token_of
 from routr_ray.processors.sdk import Context, Processor
 from routr_ray.proto.gen import location_pb2, processor_pb2
 from routr_ray.sip.digest import DEFAULT_MAX_NONCES, DigestAlgorithm, DigestAuthenticator, NonceUses
@@ -171,7 +171,7 @@ class ConnectProcessor(Processor):
         connect_tokens: ConnectTokenVerifier | None = None,
         metrics: ConnectMetrics | None = None,
     ) -> None:
-        self.connect_tokens = connect_tokens  # X-Connect-Token web agents (connect_token.py); None: header ignored
+        self.connect_tokens = connect_tokens  # X-Connect-Token web agents (web_agents.py); None: header ignored
         self.metrics = metrics if metrics is not None else ConnectMetrics()
         self.source: ResourceSource = StaticResources(resources) if isinstance(resources, Resources) else resources
         self._index: ConnectIndex | None = None
@@ -184,6 +184,7 @@ class ConnectProcessor(Processor):
         # the sources of Trunks and Peers in the current resources are never banned (issue 14 item 8)
         failures = failures or FailureTracker(exempt=TrunkSourceMatcher(self.source.current))
         self.access = Access(gate, failures, self.metrics)
+        self.web_agents = WebAgentGate(connect_tokens, self.access) if connect_tokens is not None else None
         self.registrar = Registrar(location, clock=clock)
         self.dialogs = DialogTokens(nonce_key, ttl=dialog_ttl, clock=clock)
         self._algorithms: dict[str, tuple[DigestAlgorithm, ...]] = {}
@@ -192,7 +193,7 @@ class ConnectProcessor(Processor):
         self.default_max_contacts = default_max_contacts
         # trunk_tokens: calls to a trunk's registered Contact (routr_ray/trunks); rng: trunk URI load share
         self.router = Router(location, self.access, self.dialogs, default_realm=default_realm,
-                             trunk_tokens=TrunkContactTokens(nonce_key), rng=rng)
+                             trunk_tokens=TrunkContactTokens(nonce_key), rng=rng, web_agents=self.web_agents)
         self.expires = expires
         self.flow_request_uri = flow_request_uri
 
@@ -271,9 +272,8 @@ class ConnectProcessor(Processor):
         ruri = request.request_uri
         if to_uri is None or not to_uri.is_sip or not to_uri.user:
             return Reply(400, "Bad Request (To must name the address of record)")
-        token = request.headers.get(TOKEN_HEADER) if self.connect_tokens is not None else None
-        if token is not None:
-            return await self._register_with_token(index, request, msg, token, f"sip:{to_uri.user}@{to_uri.host}")
+        if self.web_agents is not None and token_of(request):
+            return await self._register_web_agent(index, request, msg, f"sip:{to_uri.user}@{to_uri.host}")
         domain = index.domain(to_uri.host) or (index.domain(ruri.host) if ruri.is_sip else None)
         agent = index.agent(to_uri.user, domain.domain_uri) if domain is not None else None
         if agent is not None and not agent.enabled:
@@ -307,20 +307,17 @@ class ConnectProcessor(Processor):
             max_contacts=self._max_contacts(agent.max_contacts), policy=self.expires.for_resource(agent.expires),
         )
 
-    async def _register_with_token(self, index: ConnectIndex, request: Request, msg: MessageRequest, token: str,
-                                   aor: str) -> Reply:
+    async def _register_web_agent(self, index: ConnectIndex, request: Request, msg: MessageRequest,
+                                  aor: str) -> Reply:
         """A web agent with an ``X-Connect-Token`` (routr.md §3.2 step 3): a valid token that allows REGISTER for
-        this AOR in a Domain of ours registers it, without digest; anything else is 403 (never a challenge)."""
-        assert self.connect_tokens is not None
-        try:
-            claims = self.connect_tokens.check(token, "REGISTER", aor)
-        except TokenRejected as exc:
-            log.info("X-Connect-Token REGISTER for %s refused: %s", aor, exc)
-            return Reply(403, "Forbidden (X-Connect-Token not accepted)")
-        if index.domain(claims.domain) is None:
-            log.info("X-Connect-Token REGISTER for %s refused: no Domain %s", aor, claims.domain)
-            return Reply(403, "Forbidden (X-Connect-Token not accepted)")
-        return await self.registrar.register(request, msg, aor, max_contacts=self._max_contacts(claims.max_contacts),
+        this AOR in a Domain of ours registers it, without digest; anything else is 403 (never a challenge;
+        ``web_agents.py``)."""
+        assert self.web_agents is not None
+        admitted = self.web_agents.admit(index, request, aor, source_of(request, msg)[0])
+        if isinstance(admitted, Reply):
+            return admitted
+        return await self.registrar.register(request, msg, aor,
+                                             max_contacts=self._max_contacts(admitted.claims.max_contacts),
                                              policy=self.expires.for_resource(None))
 
     def _max_contacts(self, configured: int) -> int:

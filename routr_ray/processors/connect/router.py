@@ -16,6 +16,13 @@ Classification, first match wins:
 5. From claims one of our Domains with an unknown user → the same challenge a known user gets.
 6. Anything else → 403: never an open relay.
 
+With a ConnectTokens config, a request carrying ``X-Connect-Token`` is judged by its token alone, before all of
+the above (``web_agents.py``: the From AOR and domain must be the token's, the method in its ``allowedMethods``;
+403, never a challenge): a **web agent** (Routr's ephemeral agent, routr.md §3.3). Its calls go to the Peer named by
+the token's ``aorLink``, else by the Request-URI to an Agent, a Peer, or another web agent of the token's Domain;
+never to the PSTN. Agents and Peers reach a web agent (an AOR registered with a token) by its AOR when it is no
+Agent and no Peer, before any egress policy.
+
 Agents and Peers are authenticated for every out-of-dialog request (INVITE, MESSAGE, SUBSCRIBE, PUBLISH,
 REFER, OPTIONS, ...), agent-to-peer included. CANCEL never reaches `route_initial` (the processor answers it
 481, see `processor.py`). In-dialog requests are routed by their Route set when its first entry is ours with a
@@ -63,6 +70,7 @@ from routr_ray.processors.connect.headers import (
 from routr_ray.processors.connect.registrar import location_failure, source_of
 from routr_ray.processors.connect.resources_index import ConnectIndex
 from routr_ray.processors.connect.targets import default_port, target_of
+from routr_ray.processors.connect.web_agents import WebAgentGate, token_of
 from routr_ray.proto.gen import location_pb2, processor_pb2
 from routr_ray.sip.digest import DigestParseError, find_credentials
 from routr_ray.sip.message import Request
@@ -130,7 +138,7 @@ DEFAULT_REALM = "routr"
 class Router:
     def __init__(self, location: LocationClient, access: Access, tokens: DialogTokens, *,
                  default_realm: str = DEFAULT_REALM, trunk_tokens: TrunkContactTokens | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, web_agents: WebAgentGate | None = None) -> None:
         self.location = location
         self.access = access
         self.tokens = tokens
@@ -139,6 +147,7 @@ class Router:
         self._trunk_ids_of: ConnectIndex | None = None
         self.trunk_tokens = trunk_tokens
         self.rng = rng or random.Random()
+        self.web_agents = web_agents  # X-Connect-Token callers (web_agents.py); None: the header is ignored
 
     # ---- entry points ---------------------------------------------------------------------------
 
@@ -158,6 +167,8 @@ class Router:
         source = source_of(request, msg)[0]
         callee_user = dialled_user(ruri)
         own = OwnAddresses.of_request(msg)
+        if self.web_agents is not None and token_of(request):
+            return await self._from_web_agent(index, request, msg, from_uri, source, own)
 
         trunk = index.trunk_by_inbound_uri(ruri.host) if ruri.is_sip else None
         if trunk is not None:
@@ -254,6 +265,7 @@ class Router:
         ruri = request.request_uri
         user = dialled_user(ruri)
         callee_domain = None
+        callee = None
         if ruri.is_sip:
             callee_domain = index.domain(ruri.host)
             if callee_domain is None and self._names_us(own, ruri.host):
@@ -270,6 +282,10 @@ class Router:
             peer = index.peer_by_aor(ruri.aor()) or (index.peer_by_username(user) if callee_domain else None)
         if peer is not None and peer.enabled:
             return await self._to_peer(Direction.AGENT_TO_PEER, peer, msg, "")
+        if callee_domain is not None and callee_domain.ref == domain.ref and user and callee is None:
+            web = await self._to_web_agent(Direction.AGENT_TO_AGENT, f"sip:{user}@{domain.domain_uri}", msg)
+            if web is not None:
+                return web
         if user:
             for policy in domain.egress_policies:
                 pattern = _compiled(policy.rule)
@@ -296,6 +312,10 @@ class Router:
             if callee is not None and callee.enabled and domain is not None:
                 aor = f"sip:{callee.username}@{domain.domain_uri}"
                 return await self._to_aor(Direction.PEER_TO_AGENT, aor, msg, None, forking=callee.forking)
+            if callee is None and domain is not None:
+                web = await self._to_web_agent(Direction.PEER_TO_AGENT, f"sip:{user}@{domain.domain_uri}", msg)
+                if web is not None:
+                    return web
         dod = (request.headers.get("X-DOD-Number") or "").strip()
         if not dod:
             return Reply(400, "Bad Request (missing or empty X-DOD-Number header)")
@@ -343,6 +363,60 @@ class Router:
             decision.caller_trunk = trunk.ref if proven else None
             decision.caller_trusted = proven and trunk.trust_asserted_identity
         return decision
+
+    async def _from_web_agent(
+        self, index: ConnectIndex, request: Request, msg: processor_pb2.MessageRequest, from_uri: URI | None,
+        source: str, own: OwnAddresses,
+    ) -> Decision:
+        """A request with an ``X-Connect-Token`` (routr.md §3.3 ephemeral agent): admitted by its token for its
+        From AOR (``web_agents.py``), then to the Peer the token's ``aorLink`` names (Routr), else by the
+        Request-URI: an Agent of the token's Domain, a Peer, or another web agent of that Domain (its bindings).
+        Never to the PSTN: a web agent has no egress (a Peer such as a PBX can give it one)."""
+        assert self.web_agents is not None
+        if from_uri is None or not from_uri.is_sip or not from_uri.user:
+            return Reply(403, "Forbidden (X-Connect-Token not accepted)")
+        admitted = self.web_agents.admit(index, request, f"sip:{from_uri.user}@{from_uri.host}", source)
+        if isinstance(admitted, Reply):
+            return admitted
+        domain = admitted.domain
+        if admitted.claims.aor_link:
+            linked = index.peer_by_aor(admitted.claims.aor_link)
+            if linked is not None and linked.enabled:
+                return await self._to_peer(Direction.AGENT_TO_PEER, linked, msg, "")
+        ruri = request.request_uri
+        user = dialled_user(ruri)
+        callee_domain = None
+        if ruri.is_sip:
+            callee_domain = index.domain(ruri.host)
+            if callee_domain is None and self._names_us(own, ruri.host):
+                callee_domain = domain  # dialled at our address: the web agent's domain
+        callee = None
+        if callee_domain is not None and user:
+            if callee_domain.ref != domain.ref:
+                return Reply(403, "Forbidden (calls between domains are not allowed)")
+            callee = index.agent(user, domain.domain_uri)
+            if callee is not None and callee.enabled:
+                return await self._to_aor(Direction.AGENT_TO_AGENT, f"sip:{callee.username}@{domain.domain_uri}",
+                                          msg, None, forking=callee.forking)
+        peer = None
+        if ruri.is_sip:
+            peer = index.peer_by_aor(ruri.aor()) or (index.peer_by_username(user) if callee_domain else None)
+        if peer is not None and peer.enabled:
+            return await self._to_peer(Direction.AGENT_TO_PEER, peer, msg, "")
+        if callee_domain is not None and user and callee is None:  # another web agent, or nobody (480)
+            return await self._to_aor(Direction.AGENT_TO_AGENT, f"sip:{user}@{domain.domain_uri}", msg, None,
+                                      forking=Forking())
+        if callee_domain is not None:
+            return Reply(404)
+        return Reply(403, "Forbidden (a web agent reaches only its domain's agents and peers)")
+
+    async def _to_web_agent(self, direction: str, aor: str, msg: processor_pb2.MessageRequest) -> Decision | None:
+        """A call to an AOR that is no Agent: a web agent's bindings (registered with a token) when web agents are
+        on and it has any; None otherwise (the caller goes on: egress policies, X-DOD-Number)."""
+        if self.web_agents is None:
+            return None
+        decision = await self._to_aor(direction, aor, msg, None, forking=Forking())
+        return None if isinstance(decision, Reply) and decision.status == 480 else decision
 
     # ---- targets --------------------------------------------------------------------------------
 

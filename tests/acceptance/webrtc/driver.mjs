@@ -6,7 +6,8 @@
 //   node driver.mjs SPEC.json
 //
 // SPEC: { "scenario": "register" | "call", "outDir": "...", "stepTimeoutMs": 15000,
-//         "agents": [{ "name", "uri", "password", "wsUrl" }, ...]                       (register)
+//         "agents": [{ "name", "uri", "password" | "token", "wsUrl" }, ...]             (register)
+//         (a `token` agent is a web agent: X-Connect-Token on its REGISTERs and INVITEs, no password)
 //         "caller": { ...agent }, "callee": { ...agent } | null, "target": "sip:...",
 //         "hangupBy": "caller" | "callee", "holdMs": 500 (how long the call stays up),
 //         "mediaStats": false (true: before hanging up, each page records a `mediaStats` event with its
@@ -109,7 +110,7 @@ async function waitFor(agent, types, fail = []) {
 
 async function registerAgent(agent, opts = {}) {
   await agent.page.evaluate((a) => window.harness.start(a), {
-    name: agent.name, uri: agent.uri, password: agent.password, wsUrl: agent.wsUrl, ...opts });
+    name: agent.name, uri: agent.uri, password: agent.password, token: agent.token, wsUrl: agent.wsUrl, ...opts });
   return waitFor(agent, ['registered'], ['registrationFailed']);
 }
 

@@ -54,8 +54,11 @@ function watchSession(name, session, originator, request) {
 window.harness = {
   events,
 
-  /** Starts a JsSIP UA named `name` on `wsUrl` as `uri` (digest with `password`); `autoAnswer` answers calls. */
-  start({ name, uri, password, wsUrl, register = true, autoAnswer = false }) {
+  /** Starts a JsSIP UA named `name` on `wsUrl` as `uri` (digest with `password`); `autoAnswer` answers calls.
+   * A web agent has a `token` instead of a password: sent as X-Connect-Token on its REGISTERs (the registrator's
+   * extra headers, un-REGISTER included) and on the INVITEs it places (the call's extraHeaders). Not the UA-wide
+   * `extra_headers`: JsSIP would put it in every response too, and a 200 OK would hand it to the caller. */
+  start({ name, uri, password, token, wsUrl, register = true, autoAnswer = false }) {
     const socket = new JsSIP.WebSocketInterface(wsUrl);
     const ua = new JsSIP.UA({
       sockets: [socket],
@@ -73,22 +76,24 @@ window.harness = {
     ua.on('unregistered', (e) => record(name, 'unregistered', { status: e.response ? e.response.status_code : undefined }));
     ua.on('registrationFailed', (e) => record(name, 'registrationFailed', { cause: e.cause,
       status: e.response ? e.response.status_code : undefined, response: e.response ? e.response.data : undefined }));
+    if (token) ua.registrator().setExtraHeaders([`X-Connect-Token: ${token}`]);
     ua.on('newRTCSession', (e) => {
       watchSession(name, e.session, e.originator, e.request);
       if (e.originator === 'remote' && autoAnswer) {
         e.session.answer({ mediaConstraints: { audio: true, video: false }, pcConfig: PC_CONFIG });
       }
     });
-    agents.set(name, { ua, session: null });
+    agents.set(name, { ua, session: null, token });
     ua.start();
   },
 
-  /** Calls `target` from agent `name` with a fake microphone. */
+  /** Calls `target` from agent `name` with a fake microphone (a web agent with its token). */
   call(name, target) {
     const agent = agents.get(name);
     agent.session = agent.ua.call(target, {
       mediaConstraints: { audio: true, video: false },
       pcConfig: PC_CONFIG,
+      extraHeaders: agent.token ? [`X-Connect-Token: ${agent.token}`] : [],
     });
   },
 
