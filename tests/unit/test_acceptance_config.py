@@ -101,7 +101,8 @@ def test_the_extras_server_differs_from_the_shipped_config_only_where_its_files_
     shipped_allow, extras_allow = differences.pop("resources/acls.yaml/0/0/spec/accessControlList/allow")
     assert extras_allow == [*shipped_allow, "192.0.2.0/24"]  # type: ignore[misc]
     assert not differences, differences
-    second = load_config_dir(copy_config(EXTRAS, tmp_path / "config")).edgeports
+    extras = load_config_dir(copy_config(EXTRAS, tmp_path / "config"))
+    second = extras.edgeports
     assert [e.ref for e in second] == ["edgeport-01", "edgeport-02"]  # the first stays the trunk registrar's
     assert {t.protocol: t.port for t in second[1].transports} == {TransportProtocol.TCP: 17060,
                                                                   TransportProtocol.WS: 17062}
@@ -111,7 +112,7 @@ def test_the_extras_server_differs_from_the_shipped_config_only_where_its_files_
     assert [d["ref"] for d in trunks] == ["credentials-reg", "trunk-reg", "number-reg", "trunk-fo",  # type: ignore[index,union-attr]
                                           "number-fo", "trunk-ls", "number-ls"]
     assert load_config_dir(SHIPPED_CONFIG_DIR).connect_tokens is None  # web agents: only here
-    tokens = load_config_dir(copy_config(EXTRAS, tmp_path / "config")).connect_tokens
+    tokens = extras.connect_tokens
     assert tokens is not None and tokens.audience == "routr-ray-acceptance"
     (key,) = read_public_keys(tokens)  # the public half of the tests' signing key, and nothing else
     signing_key = (ACCEPTANCE / "webrtc" / "tokens" / "test-signing-key.pem").read_bytes()
