@@ -33,7 +33,8 @@ from tests.support.acceptance import (
 )
 from tests.support.redis_server import free_port
 
-PORTS = {5060: 15160, 5061: 15161, 5062: 15162, 5063: 15163, 8080: 18180, 51901: 51931, 51902: 51932, 5080: 15180}
+PORTS = {5060: 15160, 5061: 15161, 5062: 15162, 5063: 15163, 8080: 18180, 9464: 15464, 51901: 51931, 51902: 51932,
+         5080: 15180}
 PROXY = ("127.0.0.1", 15160)
 SCENARIO = Path(__file__).resolve().parent / "restart" / "uac_restart.xml"
 

@@ -171,3 +171,42 @@ def test_the_readme_register_a_softphone_section_is_true() -> None:
     uri = trunk.outbound.uris[0]
     assert f"{uri.host}:{uri.port}" in section
     assert re.search(r"\bsip\.local\b", section)
+
+
+def _shipped_ports() -> set[int]:
+    """Every port config/ names (``port:`` values and the ports of ``bindAddr``s): what a test server must move so
+    that it never collides with another server of the same session, nor with the README's own run."""
+    found: set[int] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("port", "bindAddr", "metricsPort") and _port_of(value) is not None:
+                    found.add(_port_of(value))  # type: ignore[arg-type]
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for path in SHIPPED_CONFIG_DIR.rglob("*.yaml"):
+        walk(_documents(path))
+    return found
+
+
+def test_every_test_server_moves_every_port_the_shipped_config_opens() -> None:
+    """Several `routr-ray run`s share one test session (and the README run uses the shipped ports): a port map
+    that forgets one (the metrics export port did) makes two servers collide."""
+    from tests.acceptance.api.test_api_provisioning import API_PORTS
+    from tests.acceptance.observability.test_observability import PORTS as OBSERVABILITY_PORTS
+    from tests.attack.test_restart_keeps_calls import PORTS as RESTART_PORTS
+    from tests.support.acceptance import EXTRAS_PORTS, MEDIA_PORTS, SHIPPED_PORTS
+
+    shipped = _shipped_ports()
+    assert {5060, 8080, 9464, 51901, 51902}.issubset(shipped)
+    maps = {"shipped": SHIPPED_PORTS, "extras": EXTRAS_PORTS, "media": MEDIA_PORTS, "api": API_PORTS,
+            "observability": OBSERVABILITY_PORTS, "restart": RESTART_PORTS}
+    for name, ports in maps.items():
+        assert shipped <= set(ports), f"{name} does not move {sorted(shipped - set(ports))}"
+    targets = [port for ports in maps.values() for port in ports.values()]
+    assert len(targets) == len(set(targets)), "two test servers use the same port"
