@@ -131,12 +131,32 @@ def make_response(
     return Response(status, reason or REASONS.get(status, ""), headers)
 
 
+def _unanswerable(data: bytes) -> str | None:
+    """Why a message that did not parse must get no answer: ``"response"`` (RFC 3261 §18.1.2: a response is
+    never answered), ``"ack"`` (§17.1.1.3, §17.2.1: an ACK is never answered); None for other requests. Read
+    from the raw start line (method names are case-sensitive, §7.1)."""
+    start = data.lstrip(b"\r\n")[:16]
+    if start.startswith(b"SIP/"):
+        return "response"
+    if start.startswith(b"ACK ") or start.startswith(b"ACK\t"):
+        return "ack"
+    return None
+
+
+def _warning(text: str) -> tuple[str, str]:
+    """A ``Warning: 399 routr-ray "..."`` header (RFC 3261 §20.43) saying why a request is refused."""
+    safe = text.encode("ascii", "replace").decode()[:100].replace("\r", " ").replace("\n", " ").replace('"', "'")
+    return "Warning", f'399 routr-ray "{safe}"'
+
+
 def _bad_request_bytes(data: bytes, status: int, reason: str) -> bytes | None:
     """A best-effort error response to a request that did not parse: the raw Via/From/To/Call-ID/CSeq lines
-    copied (RFC 3261 §8.2.6.2); None when the message looks like a response or has no Via."""
+    copied (RFC 3261 §8.2.6.2); None when the message is a response or an ACK (never answered) or has no Via."""
+    if _unanswerable(data) is not None:
+        return None
     head = data.split(b"\r\n\r\n", 1)[0].replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
     lines = head.split(b"\r\n")
-    if not lines or lines[0].startswith(b"SIP/"):
+    if not lines:
         return None
     copied: list[bytes] = []
     for line in lines[1:]:
@@ -420,7 +440,7 @@ class EdgePort:
         decision = self.methods.check(message.method)
         if decision is not MethodDecision.ACCEPT:
             self.metrics.reject("method_not_allowed")
-            if decision is MethodDecision.RESPOND_405:
+            if decision is MethodDecision.RESPOND_405 and message.method != "ACK":  # an ACK is never answered
                 self._reply_stateless(message, flow, 405, extra=[("Allow", self.methods.allow_header)])
             return
         # parse() has already checked what RFC 3261 §8.1.1 makes mandatory (Via, From, To, Call-ID, CSeq with the
@@ -436,9 +456,13 @@ class EdgePort:
         self._on_request(message, flow)
 
     def _malformed(self, data: bytes, flow: Flow, exc: ParseError) -> None:
-        self.metrics.reject("malformed")
+        """A message that did not parse: a request other than ACK gets 400 (or what the parser says) with a
+        Warning; an ACK or a response is dropped and counted (``malformed_ack``, ``malformed_response``), never
+        answered (RFC 3261 §17.1.1.3, §17.2.1, §18.1.2)."""
+        kind = _unanswerable(data)
+        self.metrics.reject("malformed" if kind is None else f"malformed_{kind}")
         self.malformed.record(flow.remote_host, exc.reason)
-        if exc.status is None:
+        if exc.status is None or kind is not None:
             return
         reply = _bad_request_bytes(data, exc.status, exc.reason)
         if reply is not None:
@@ -595,8 +619,9 @@ class EdgePort:
         try:
             mreq = self._message_request(request, ctx.flow, None)
         except (ConversionError, ParseError, ValueError) as exc:
+            self.metrics.reject("malformed")
             self.malformed.record(ctx.flow.remote_host, f"conversion: {exc}")
-            self._answer(txn, 400)
+            self._answer(txn, 400, extra=[_warning(str(exc))])
             return
         try:
             future = self.dispatcher.submit_nowait(mreq)
@@ -661,7 +686,13 @@ class EdgePort:
         """ACK for a 2xx (and any ACK matching no transaction): through the dispatcher, then forwarded without a
         transaction (RFC 3261 §16.11, §17.1.1.3 note). Nothing is ever answered to an ACK."""
         try:
-            resp = await self._submit(self._message_request(request, flow, None))
+            mreq = self._message_request(request, flow, None)
+        except (ConversionError, ParseError, ValueError) as exc:
+            self.metrics.reject("malformed_ack")
+            self.malformed.record(flow.remote_host, f"ACK: {exc}")
+            return
+        try:
+            resp = await self._submit(mreq)
             if not resp.HasField("message"):
                 return
             answer = read_message_response(resp)
@@ -896,6 +927,7 @@ class EdgePort:
         try:
             key = client_key_for(response)
         except ParseError as exc:
+            self.metrics.reject("malformed_response")  # dropped: a response is never answered (§18.1.2)
             self.malformed.record(flow.remote_host, exc.reason)
             return
         txn = self.client_txns.get(key) if key is not None else None
