@@ -69,17 +69,26 @@ BATCHING_ENV = "ROUTR_RAY_EDGE_BATCHING"
 """``max_batch=64,max_wait=0.001,max_in_flight=4``: the EdgePort -> processor (or dispatcher) batching."""
 
 
+def _note(client: Any, why: str | None) -> bool:
+    """Keep why ``client`` is not ready (``not_ready_reason``, "" when ready) and return whether it is."""
+    client.not_ready_reason = (why or "")[:300]
+    if why:
+        log.debug("not ready: %s", why)
+    return not why
+
+
 class ServeDispatcherClient:
     """:class:`DispatcherClient` over the ``routr`` app's ``process_batch`` (bytes in, bytes out)."""
 
     def __init__(self, app_name: str = APP_NAME) -> None:
         self._app_name = app_name
+        self.not_ready_reason = "not probed yet"
         self._handle: Any = None
         self._send = linked(DISPATCHER_LINK_SERVICE, encode_requests, decode_responses, self._by_handle)
 
-    def _get(self) -> Any:
+    def _get(self, found: Any = None) -> Any:
         if self._handle is None:
-            self._handle = serve.get_app_handle(self._app_name).options(_by_reference=False)
+            self._handle = (found or serve.get_app_handle(self._app_name)).options(_by_reference=False)
         return self._handle
 
     async def _by_handle(self, batch: list[processor_pb2.MessageRequest]) -> list[processor_pb2.MessageResponse]:
@@ -92,11 +101,14 @@ class ServeDispatcherClient:
         return list(await self._send(batch))
 
     async def ready(self) -> bool:
+        """The dispatcher deployment answers and every processor behind it answers its readiness probe."""
         try:
-            self._get()
-        except Exception:  # noqa: BLE001 - not deployed (yet)
-            return False
-        return True
+            if self._handle is None:  # blocking calls to the Serve controller: off the loop; the router on it
+                self._get(await asyncio.to_thread(serve.get_app_handle, self._app_name))
+            why = await self._get().probe.remote()
+        except Exception as exc:  # noqa: BLE001 - not deployed (yet), or failing
+            why = f"the {self._app_name} dispatcher does not answer: {exc!r}"
+        return _note(self, why)
 
     async def close(self) -> None:
         self._handle = None
@@ -111,6 +123,7 @@ class EmbeddedDispatcherClient:
 
     def __init__(self, app_name: str = APP_NAME, *, refresh: float = 2.0) -> None:
         self._app_name = app_name
+        self.not_ready_reason = "not probed yet"
         self.refresh = refresh
         self.runtime = DispatchRuntime(self._deployment_send)
         self._document: dict[str, Any] | None = None
@@ -124,8 +137,9 @@ class EmbeddedDispatcherClient:
 
     async def _fetch(self) -> None:
         """Read the dispatcher's config and apply it when it changed."""
-        if self._dispatcher is None:
-            self._dispatcher = serve.get_app_handle(self._app_name).options(_by_reference=False)
+        if self._dispatcher is None:  # blocking calls to the Serve controller: off the loop
+            handle = await asyncio.to_thread(serve.get_app_handle, self._app_name)
+            self._dispatcher = handle.options(_by_reference=False)  # on the loop: the handle's router lives here
         description = await self._dispatcher.describe.remote()
         document = description.get("config")
         if document is None:
@@ -167,11 +181,14 @@ class EmbeddedDispatcherClient:
         return [r if r is not None else processor_pb2.MessageResponse() for r in results]
 
     async def ready(self) -> bool:
+        """The dispatcher's config is here and every processor it names answers its readiness probe (Connect
+        when every Location shard answers): a REGISTER would succeed."""
         try:
             await self._ensure()
-        except Exception:  # noqa: BLE001 - not deployed (yet)
-            return False
-        return True
+            why = await self.runtime.probe()
+        except Exception as exc:  # noqa: BLE001 - not deployed (yet), or failing
+            why = f"the {self._app_name} dispatcher does not answer: {exc!r}"
+        return _note(self, why)
 
     async def close(self) -> None:
         if self._refresher is not None:
@@ -307,6 +324,13 @@ class EdgePortActor:
 
     async def check_health(self) -> bool:
         return self.edge.is_alive()
+
+    async def wait_ready(self, seconds: float) -> tuple[bool, str]:
+        """(True, "") once a REGISTER would succeed (the end-to-end probe answered: edge/readiness.py), else
+        (False, why) after ``seconds``."""
+        if await self.edge.wait_ready(seconds):
+            return True, ""
+        return False, getattr(self.edge.dispatcher.client, "not_ready_reason", "") or "the probe failed"
 
     async def metrics_flushes(self) -> int:
         return self.metrics_bridge.flushes

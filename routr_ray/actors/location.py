@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from routr_ray.location.errors import LocationError, LocationErrorCode
 from routr_ray.location.hashing import shard_for_aor
 from routr_ray.location.metrics import LocationMetrics
 from routr_ray.location.ops import (
+    PING_OP,
     Op,
     OpResult,
     apply_ops,
@@ -94,16 +96,22 @@ def shard_handles(count: int) -> list[Any]:
     return [ray.get_actor(SHARD_NAME.format(index=i), namespace=NAMESPACE) for i in range(count)]
 
 
-def deploy_shards(
-    count: int, provider: str = "memory", parameters: str | None = None, *, timeout: float = 60.0
-) -> list[Any]:
-    """Create (or find) the N detached shard actors and wait until every one has loaded its slice."""
-    handles = [
+def create_shards(count: int, provider: str = "memory", parameters: str | None = None) -> list[Any]:
+    """Create (or find) the N detached shard actors without waiting for them: their names are registered when
+    this returns (named actors are registered synchronously), so others can look them up while they start."""
+    return [
         LocationShardActor.options(  # type: ignore[attr-defined]
             name=SHARD_NAME.format(index=i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
         ).remote(i, count, provider, parameters)
         for i in range(count)
     ]
+
+
+def deploy_shards(
+    count: int, provider: str = "memory", parameters: str | None = None, *, timeout: float = 60.0
+) -> list[Any]:
+    """Create (or find) the N detached shard actors and wait until every one has loaded its slice."""
+    handles = create_shards(count, provider, parameters)
     ray.get([h.ready.remote() for h in handles], timeout=timeout)
     return handles
 
@@ -135,12 +143,18 @@ class ShardedLocationClient:
         return len(self._handles)
 
     async def _call(self, aor: str, op: Op) -> bytes:
-        batcher = self._batchers[shard_for_aor(aor, len(self._handles))]
+        return await self._on_shard(shard_for_aor(aor, len(self._handles)), op)
+
+    async def _on_shard(self, index: int, op: Op) -> bytes:
         try:
-            result = await batcher.submit(op)
+            result = await self._batchers[index].submit(op)
         except (RayActorError, RayError, TimeoutError, BatchQueueFull, LinkError) as exc:
             raise LocationError(LocationErrorCode.UNAVAILABLE, f"location shard unavailable: {exc}") from exc
         return decode_result(result)
+
+    async def ping(self) -> None:
+        """Every shard answers, by the path real operations take (its link, else a Ray call)."""
+        await asyncio.gather(*(self._on_shard(i, PING_OP) for i in range(len(self._handles))))
 
     async def add_route(self, request: location_pb2.AddRouteRequest) -> None:
         await self._call(request.aor, encode_add(request))
@@ -176,11 +190,16 @@ def deploy_api(
     falls back to the ``ROUTR_RAY_LOCATION_TOKEN`` environment variable of this process, and without either
     every caller who reaches `bind_addr` is accepted. An actor that already exists keeps the token it has.
     """
+    handle = create_api(bind_addr, shard_count, token, name=name)
+    ray.get(handle.ready.remote(), timeout=timeout)
+    return handle
+
+
+def create_api(bind_addr: str, shard_count: int, token: str | None = None, *, name: str = API_NAME) -> Any:
+    """:func:`deploy_api` without waiting: ``ray.get(handle.ready.remote())`` says when it listens."""
     token = token or os.environ.get(TOKEN_ENV, "").strip() or None
     if token is None:
         log.warning("the Location gRPC API on %s accepts every caller (no token): keep it private", bind_addr)
-    handle = LocationApiActor.options(  # type: ignore[attr-defined]
+    return LocationApiActor.options(  # type: ignore[attr-defined]
         name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
     ).remote(bind_addr, shard_count, token)
-    ray.get(handle.ready.remote(), timeout=timeout)
-    return handle

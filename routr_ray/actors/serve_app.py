@@ -250,6 +250,11 @@ class DispatcherDeployment:
     async def check_health(self) -> None:
         self._core()
 
+    async def probe(self) -> str | None:
+        """None when every processor of the config answers its readiness probe, else why not (EdgePorts that
+        take the dispatcher hop ask this before they call themselves ready)."""
+        return await self.runtime.probe()
+
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=1000, health_check_period_s=10)
 class ProcessorDeployment:
@@ -398,3 +403,27 @@ def watch_config(config_dir: str | Path, current: DispatcherConfig, *, interval:
 
 def grpc_options(port: int) -> dict[str, Any]:
     return {"port": port, "grpc_servicer_functions": [GRPC_SERVICER]}
+
+
+HTTP_OPTIONS = {"host": "127.0.0.1", "port": 0}  # Serve's HTTP proxy: loopback, any port (routr-ray speaks gRPC)
+
+
+def start_serve(grpc_port: int) -> list[Any]:
+    """Start Serve (gRPC proxy on ``grpc_port``, HTTP proxy on loopback) and return the proxies' readiness refs
+    without waiting for them. ``serve.start`` waits for the proxies (a second or more on 2 cores), but deploying
+    the app needs only the controller: the launcher deploys while the proxies start and waits for them after
+    (issue 13 item 4). Serve's own controller-creation step is used for that (Ray is pinned); where it is missing,
+    or a controller already runs, this is ``serve.start``."""
+    grpc = grpc_options(grpc_port)
+    try:
+        from ray.serve._private.api import _coerce_controller_options, _create_controller_and_proxy_refs
+        from ray.serve.context import _get_global_client
+    except ImportError:  # another Serve: the public, waiting way
+        serve.start(grpc_options=grpc, http_options=HTTP_OPTIONS)
+        return []
+    if _get_global_client(raise_if_no_controller_running=False) is not None:
+        serve.start(grpc_options=grpc, http_options=HTTP_OPTIONS)  # logs that the options are not applied
+        return []
+    _, proxy_ready = _create_controller_and_proxy_refs(dict(HTTP_OPTIONS), grpc, None, None,
+                                                        _coerce_controller_options(None))
+    return list(proxy_ready)

@@ -26,6 +26,7 @@ from routr_ray.dispatch.core import DispatchCore, route_deadline
 from routr_ray.dispatch.matching import Route, Router
 from routr_ray.dispatch.middleware import Middleware, MiddlewareChain
 from routr_ray.dispatch.remote import GrpcProcessorClient
+from routr_ray.processors.sdk import PROBE_KEY, probe_answered_ready, probe_request
 from routr_ray.proto.gen import processor_pb2
 from routr_ray.util.batching import AdaptiveBatcher
 
@@ -166,6 +167,32 @@ class DispatchRuntime:
 
     async def handle_batch(self, requests: Sequence[MessageRequest]) -> list[MessageResponse | None]:
         return await self.current().handle_batch(requests)
+
+    async def probe(self) -> str | None:
+        """Ask every processor and middleware of the config whether it can handle messages now; None when all
+        can, else why not. A ``serve://`` deployment gets a readiness probe by the path messages take (Connect
+        answers it when every Location shard answers); a ``host:port`` one counts as ready unless its health
+        check fails (Routr's processors know no probe)."""
+        if self.config is None:
+            return "the dispatcher has no config yet"
+        names: list[str] = []
+        for entry in (*self.config.processors, *self.config.middlewares):
+            name = serve_name(entry.addr)
+            if name is None:
+                client = self._remote.get(entry.addr)
+                if client is not None and client.healthy is False:
+                    return f"processor {entry.ref} ({entry.addr}) fails its health check: {client.health_reason}"
+            elif name not in names:
+                names.append(name)
+        answers = await asyncio.gather(*(self._send_for(name)([probe_request()]) for name in names),
+                                       return_exceptions=True)
+        for name, answer in zip(names, answers, strict=True):
+            if isinstance(answer, BaseException):
+                return f"serve://{name} does not answer: {answer!r}"[:300]
+            if len(answer) != 1 or not probe_answered_ready(answer[0]):
+                said = answer[0].metadata.get(PROBE_KEY, "no probe answer") if len(answer) == 1 else "no answer"
+                return f"serve://{name}: {said}"[:300]
+        return None
 
     async def close(self) -> None:
         for client in self._remote.values():

@@ -60,6 +60,7 @@ from routr_ray.edge.nat import (
     response_address,
 )
 from routr_ray.edge.next_hop import HopFinder, NextHop, NoRoute
+from routr_ray.edge.readiness import Readiness
 from routr_ray.edge.resolver import Resolver
 from routr_ray.edge.transports import Flow, Listener, TransportLimits, TransportName, create_listener
 from routr_ray.edge.txn_runner import RunningTransaction
@@ -194,6 +195,11 @@ class EdgePortOptions:
     # 2xx to INVITE relayed without a transaction (retransmissions after the branch ended) in progress at once
     max_stateless_relays: int = 1_000
     malformed_log_interval: float = 10.0
+    # readiness (readiness.py): the end-to-end probe every ready_interval s until it succeeds, then every
+    # ready_recheck s, each bounded by ready_timeout s
+    ready_interval: float = 0.1
+    ready_recheck: float = 5.0
+    ready_timeout: float = 5.0
     start_health: bool = True
     # process-wide: gc.freeze() + a larger gen-0 threshold once started (see routr_ray.util.gc_tuning); for a
     # process that runs an EdgePort as its main job (the EdgePortActor), not for tests sharing a process
@@ -285,6 +291,8 @@ class EdgePort:
             max_size=opts.max_completed_transactions,
         )
         self.health: HealthServer | None = None
+        self.readiness = Readiness(self.dispatcher.ready, interval=opts.ready_interval, recheck=opts.ready_recheck,
+                                   timeout=opts.ready_timeout, name=f"EdgePort {self.ref}")
         self.local = LocalAddresses.build(())
         self._listening_points: list[processor_pb2.NetInterface] = []
         self._request_template = processor_pb2.MessageRequest()
@@ -334,7 +342,7 @@ class EdgePort:
                     health_port,
                     registry=self.metrics.registry,
                     liveness=self.is_alive,
-                    readiness=self.dispatcher.ready,
+                    readiness=self.is_ready_now,
                 )
                 await self.health.start()
         except BaseException:
@@ -348,6 +356,7 @@ class EdgePort:
             listening_points=self._listening_points, external_addrs=self._external, localnets=self._localnets
         )
         self.local = LocalAddresses.build(points, self._external, self._localnets)
+        await self.readiness.start()
         if self.options.tune_gc:
             from routr_ray.util.gc_tuning import tune_gc
 
@@ -379,6 +388,7 @@ class EdgePort:
         if self.health is not None:
             await self.health.stop()
             self.health = None
+        await self.readiness.stop()
         await self.dispatcher.close()
         self.malformed.flush(force=True)
 
@@ -394,6 +404,14 @@ class EdgePort:
 
     def is_alive(self) -> bool:
         return bool(self.listeners) and all(lst.is_listening for lst in self.listeners.values())
+
+    async def is_ready_now(self) -> bool:
+        """``/readyz``: not draining, and the end-to-end probe succeeds now (readiness.py)."""
+        return not self.draining and await self.readiness.check()
+
+    async def wait_ready(self, seconds: float | None = None) -> bool:
+        """True once the end-to-end probe has succeeded (a REGISTER would), False after ``seconds``."""
+        return await self.readiness.wait(seconds)
 
     def address(self, protocol: str) -> tuple[str, int]:
         """The bound (host, port) of a transport (the real port when 0 was configured)."""
@@ -504,6 +522,11 @@ class EdgePort:
             # §16.2 / §17.2.1: answer 100 Trying at once so the caller stops retransmitting
             txn.send_response(100, make_response(request, 100))
         if request.method == "OPTIONS" and self._is_for_us(request):
+            if not self.readiness.ready or self.draining:
+                # issue 13 item 4: listening is not ready; a client probing us must not send its REGISTER yet
+                self.metrics.reject("draining" if self.draining else "not_ready")
+                self._answer(txn, 503, extra=[("Retry-After", str(self.options.retry_after))])
+                return
             require = [t.strip() for t in request.headers.get_all("Require") if t.strip()]
             if require:  # RFC 3261 §8.2.2.3: the UAS of this OPTIONS supports no extension
                 self._answer(txn, 420, extra=[("Unsupported", ", ".join(require))])

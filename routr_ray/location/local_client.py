@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from routr_ray.location.hashing import shard_for_aor
-from routr_ray.location.ops import Op, apply_op, decode_result, encode_add, encode_find, encode_remove
+from routr_ray.location.ops import (
+    PING_OP,
+    Op,
+    apply_op,
+    decode_result,
+    encode_add,
+    encode_find,
+    encode_remove,
+)
 from routr_ray.location.service import LocationService
 from routr_ray.proto.gen import location_pb2
 
@@ -32,3 +40,7 @@ class LocalLocationClient:
 
     async def remove_routes(self, request: location_pb2.RemoveRoutesRequest) -> None:
         await self._call(request.aor, encode_remove(request))
+
+    async def ping(self) -> None:
+        for shard in self.shards:
+            decode_result(await apply_op(shard, PING_OP))
