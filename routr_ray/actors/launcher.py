@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -24,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from ray import serve
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors import location as location_actors
 from routr_ray.actors.links import registry as link_registry
-from routr_ray.actors.serve_app import APP_NAME, build_app, deploy_app, grpc_options, serve_name, watch_config
+from routr_ray.actors.serve_app import APP_NAME, build_app, deploy_app, serve_name, start_serve, watch_config
 from routr_ray.config import ConfigInvalid, load_config_dir
 from routr_ray.config.dispatcher import DispatcherConfig, ProcessorConfig
 from routr_ray.config.edgeport import EdgePortConfig, TransportProtocol
@@ -51,6 +52,9 @@ CONFIG_ENV = "ROUTR_RAY_CONFIG"
 NONCE_KEY_ENV = "ROUTR_RAY_NONCE_KEY"
 RUN_ID_ENV = "ROUTR_RAY_RUN_ID"  # inherited by every process Ray starts: how leftovers are found
 LEFTOVER_GRACE_S = 3.0
+START_TIMEOUT_S = 120.0  # each part: actors up, the Serve app running
+READY_TIMEOUT_S = 120.0  # then the EdgePorts' end-to-end probe
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class StartupError(RuntimeError):
@@ -68,6 +72,7 @@ class RunOptions:
     num_cpus: float | None = None  # logical CPUs of a local Ray (default: the machine's)
     watch_config: bool = True  # re-deploy the dispatcher config when dispatcher.yaml changes (run only)
     deploy_serve: bool = True  # False: only the Location and EdgePort actors (the app is managed elsewhere)
+    log_dir: Path | None = None  # run: where this run's logs are kept (else they go with its temporary directory)
     nonce_key: str = field(default_factory=lambda: os.environ.get(NONCE_KEY_ENV) or secrets.token_hex(32))
 
 
@@ -85,6 +90,8 @@ class Deployment:
     watcher: Any = None
     connect_resources: Any = None  # routr_ray.actors.connect.ConnectResources when serve://connect is used
     lines: list[str] = field(default_factory=list)
+    temp_dir: Path | None = None  # a local Ray's directory (sockets, session, logs): removed at stop
+    log_dir: Path | None = None  # where the session's logs are moved at stop (--log-dir)
 
 
 def resolve_config_dir(arg: str | None) -> Path:
@@ -225,9 +232,11 @@ def check_redis(url: str) -> None:
 # -- start --------------------------------------------------------------------------------------------------
 
 
-def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = None) -> Deployment:
+def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = None,
+          wait_ready: bool = False, cancelled: Callable[[], bool] | None = None) -> Deployment:
     """Check, start or join Ray, deploy everything; raises :class:`StartupError` (after stopping what it
-    started) with one line to print."""
+    started) with one line to print. With ``wait_ready``, returns only once every EdgePort is ready: its
+    end-to-end probe (dispatcher, processors, Location shards) answered, so a REGISTER would succeed."""
     config = load(options)
     dispatcher = dispatcher_config(config)
     location, provider, redis_url = location_config(config, options.redis_url)
@@ -236,21 +245,38 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
     if not options.address:
         check_ports(local_ports(config, dispatcher if options.deploy_serve else None, location))
 
-    deployment = Deployment(run_id=os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex), dispatcher=dispatcher)
-    context = _init_ray(options)
+    if options.log_dir is not None:
+        check_log_dir(options.log_dir)
+
+    deployment = Deployment(run_id=os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex), dispatcher=dispatcher,
+                            log_dir=options.log_dir)
+    if not options.address:
+        # Unix socket paths are limited to 107 bytes: a short directory of our own
+        deployment.temp_dir = Path(tempfile.mkdtemp(prefix="routr-ray-", dir="/tmp"))
+    try:
+        context = _init_ray(options, deployment.temp_dir)
+    except StartupError:
+        remove_temp_dir(deployment)
+        raise
     deployment.started_ray = not options.address
     if on_ray_started is not None:
         on_ray_started()
     try:
-        deployment.actors.append(link_registry())  # the data plane's directory (routr_ray/actors/links.py)
+        # Everything starts side by side; what a REGISTER needs (Serve controller -> replicas, shards, EdgePort)
+        # is asked for first, as the raylet starts only as many worker processes at once as there are CPUs.
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="routr-start") as pool:
-            location_done = pool.submit(_start_location, deployment, location, provider, redis_url)
-            steps = [location_done]
-            if options.deploy_serve:
-                steps.append(pool.submit(_start_serve, deployment, dispatcher, location, options, location_done))
-            steps.append(pool.submit(_start_edgeports, deployment, config))
-            for step in steps:
-                deployment.lines.extend(step.result())
+            shards_created: Future[None] = Future()
+            serve_step = (pool.submit(_start_serve, deployment, dispatcher, location, options, shards_created)
+                          if options.deploy_serve else None)
+            location_step = pool.submit(_start_location, deployment, location, provider, redis_url, shards_created)
+            edge_step = pool.submit(_start_edgeports, deployment, config)
+            # the data plane's directory (routr_ray/actors/links.py): nothing waits for it
+            deployment.actors.append(link_registry())
+            for step in (location_step, serve_step, edge_step):
+                if step is not None:
+                    deployment.lines.extend(step.result())
+        if wait_ready:
+            _wait_ready(deployment.edgeports, READY_TIMEOUT_S, cancelled)
     except Exception as exc:
         stop(deployment, drain_seconds=0)
         if isinstance(exc, StartupError):
@@ -258,13 +284,28 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
         raise StartupError(_root_cause(exc)) from exc
     if deployment.started_ray:
         deployment.lines.append(f"Ray address          {context.address_info.get('gcs_address', '?')}")
+        kept = f"moved to {deployment.log_dir} at stop" if deployment.log_dir else "removed at stop; --log-dir keeps them"
+        deployment.lines.append(f"Logs                 {session_logs(deployment)} ({kept})")
     dashboard = getattr(context, "dashboard_url", None)
     if dashboard:
         deployment.lines.append(f"Ray dashboard        http://{dashboard}")
     return deployment
 
 
-def _init_ray(options: RunOptions) -> Any:
+def _wait_ready(edgeports: list[Any], timeout: float, cancelled: Callable[[], bool] | None = None) -> None:
+    """Until every EdgePort's end-to-end probe has answered (routr_ray/edge/readiness.py), or ``cancelled()``."""
+    pending = [e.wait_ready.remote(timeout) for e in edgeports]
+    deadline = time.monotonic() + timeout + 10
+    while pending and not (cancelled is not None and cancelled()):
+        done, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+        for ok, why in ray.get(done):
+            if not ok:
+                raise StartupError(f"not ready after {timeout:.0f}s: {why}")
+        if time.monotonic() > deadline:
+            raise StartupError(f"the EdgePorts did not say whether they are ready within {timeout:.0f}s")
+
+
+def _init_ray(options: RunOptions, temp_dir: Path | None) -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     init_args: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False, "configure_logging": False}
     if options.address:
@@ -274,8 +315,7 @@ def _init_ray(options: RunOptions) -> Any:
             include_dashboard=options.dashboard,
             object_store_memory=options.object_store_mb * 1024 * 1024,
             num_cpus=options.num_cpus,
-            # Unix socket paths are limited to 107 bytes: a short directory of our own
-            _temp_dir=tempfile.mkdtemp(prefix="routr-ray-", dir="/tmp"),
+            _temp_dir=str(temp_dir),
         )
     try:
         return ray.init(**init_args)
@@ -284,14 +324,20 @@ def _init_ray(options: RunOptions) -> Any:
         raise StartupError(f"cannot {where}: {_root_cause(exc)}") from exc
 
 
-def _start_location(deployment: Deployment, location: LocationConfig, provider: str,
-                    redis_url: str | None) -> list[str]:
+def _start_location(deployment: Deployment, location: LocationConfig, provider: str, redis_url: str | None,
+                    shards_created: Future[None]) -> list[str]:
     try:
-        shards = location_actors.deploy_shards(location.shards, provider, redis_url)
+        try:
+            shards = location_actors.create_shards(location.shards, provider, redis_url)
+        except BaseException as exc:
+            shards_created.set_exception(exc)
+            raise
         deployment.actors.extend(shards)
+        shards_created.set_result(None)  # Connect replicas look them up by name: they need not be up yet
         # token: spec.token of the Location config, or $ROUTR_RAY_LOCATION_TOKEN
-        api = location_actors.deploy_api(location.bind_addr, location.shards, location.token)
+        api = location_actors.create_api(location.bind_addr, location.shards, location.token)
         deployment.actors.append(api)
+        ray.get([*(s.ready.remote() for s in shards), api.ready.remote()], timeout=START_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001
         raise StartupError(f"cannot start the Location service on {location.bind_addr}: {_root_cause(exc)}") from exc
     durability = "Redis" if provider == "redis" else "memory: bindings are lost on restart"
@@ -299,18 +345,19 @@ def _start_location(deployment: Deployment, location: LocationConfig, provider: 
 
 
 def _start_serve(deployment: Deployment, dispatcher: DispatcherConfig, location: LocationConfig,
-                 options: RunOptions, location_done: Any) -> list[str]:
+                 options: RunOptions, shards_created: Future[None]) -> list[str]:
     host, port = _split_host_port(dispatcher.bind_addr)
     if host not in ("0.0.0.0", "::"):
         log.warning("Serve's gRPC proxy binds every interface: the host %r of bindAddr is ignored", host)
     try:
-        serve.start(grpc_options=grpc_options(port), http_options={"host": "127.0.0.1", "port": 0})
+        proxies_ready = start_serve(port)  # the controller runs; its proxies are still starting
         deployment.serve_started = True
         deployment.processor_options = processor_options(dispatcher, options.config_dir, location.shards,
                                                          options.nonce_key, deployment=deployment,
                                                          detached=not deployment.started_ray)
-        location_done.result()  # Connect replicas look the shard actors up when they start
+        shards_created.result()  # Connect replicas look the shard actors up when they start
         deploy_app(dispatcher, processor_options=deployment.processor_options)  # token: $ROUTR_RAY_DISPATCHER_TOKEN
+        ray.get(proxies_ready, timeout=START_TIMEOUT_S)
     except StartupError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -402,6 +449,47 @@ def stop(deployment: Deployment, *, drain_seconds: float) -> None:
         killed = reap_processes(ours, grace=LEFTOVER_GRACE_S)
         if killed:
             log.info("killed %d Ray process(es) that outlived ray.shutdown", killed)
+    remove_temp_dir(deployment)
+
+
+# -- the run's directory ------------------------------------------------------------------------------------
+
+
+def check_log_dir(path: Path) -> None:
+    """--log-dir must be a directory we can write (created if missing): checked before Ray starts."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".routr-ray-write-test-")
+        probe.close()
+    except OSError as exc:
+        raise StartupError(f"--log-dir {path}: {exc.strerror or exc}") from exc
+
+
+def session_logs(deployment: Deployment) -> Path | None:
+    """The logs directory of the local Ray's session (every actor's and replica's output)."""
+    if deployment.temp_dir is None:
+        return None
+    sessions = sorted(p for p in deployment.temp_dir.glob("session_*") if p.is_dir() and not p.is_symlink())
+    return sessions[-1] / "logs" if sessions else None
+
+
+def remove_temp_dir(deployment: Deployment) -> None:
+    """Remove the run's temporary directory (after every process of the run has exited), first moving the
+    session's logs to ``log_dir`` when the operator asked to keep them."""
+    temp_dir, deployment.temp_dir = deployment.temp_dir, None
+    if temp_dir is None:
+        return
+    if deployment.log_dir is not None:
+        for session in sorted(p for p in temp_dir.glob("session_*") if p.is_dir() and not p.is_symlink()):
+            logs = session / "logs"
+            if logs.is_dir():
+                target = deployment.log_dir / session.name
+                try:
+                    shutil.move(str(logs), str(target))
+                    log.info("logs of this run kept in %s", target)
+                except OSError as exc:
+                    log.warning("cannot move the logs to %s (%s): they are removed", target, exc)
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 Process = tuple[int, str]  # (pid, start time): a pid alone may be reused
@@ -481,7 +569,16 @@ def reap_processes(processes: set[Process], *, grace: float) -> int:
 
 def run(options: RunOptions) -> int:
     """Start everything, stay in the foreground until SIGINT/SIGTERM, then stop everything."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    if options.log_dir is not None:  # this process's log too (Ray's are moved there at stop)
+        try:
+            options.log_dir.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(options.log_dir / "routr-ray.log")
+        except OSError as exc:
+            print(f"routr-ray: --log-dir {options.log_dir}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+            return 1
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logging.getLogger().addHandler(handler)
     stop_event = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -496,7 +593,7 @@ def run(options: RunOptions) -> int:
     started = time.monotonic()
     try:
         try:
-            deployment = start(options, on_ray_started=install)
+            deployment = start(options, on_ray_started=install, wait_ready=True, cancelled=stop_event.is_set)
         except StartupError as exc:
             print(f"routr-ray: {exc}", file=sys.stderr, flush=True)
             return 1
@@ -532,7 +629,8 @@ def deploy(options: RunOptions) -> int:
         return 2
     started = time.monotonic()
     try:
-        deployment = start(options)
+        # the EdgePorts are ready when this returns, unless the app is managed elsewhere (it may not run yet)
+        deployment = start(options, wait_ready=options.deploy_serve)
     except StartupError as exc:
         print(f"routr-ray: {exc}", file=sys.stderr, flush=True)
         return 1
