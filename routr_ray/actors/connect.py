@@ -2,11 +2,13 @@
 and keeps the replicas' resources up to date when the files change (issue 6 item 1).
 
 The driver loads the resource files (:class:`ConnectResources`) and hands the loaded set to every replica as an
-init argument, so replicas on other nodes need no copy of the files. For reloads it also starts a small named
-actor, the *resource board* (:data:`BOARD_NAME`), and a :class:`ResourceWatcher` thread that publishes every new
-set that loads cleanly to it; each replica long-polls the board (:class:`FollowedResources`), so a change is in
-force on every replica, on every node, a moment after the watcher sees it (polled every 2 s). A bad edit is
-logged and the last good set stays.
+init argument, so replicas on other nodes need no copy of the files. For reloads a :class:`ResourceWatcher` thread
+publishes every new set that loads cleanly to a small named actor, the *resource board* (:data:`BOARD_NAME`); each
+replica long-polls the board (:class:`FollowedResources`), so a change is in force on every replica, on every
+node, a moment after the watcher sees it (polled every 2 s). A bad edit is logged and the last good set stays.
+``run`` creates the board with the first change (until then the init set is the newest: replicas find no board
+and look again every :data:`BOARD_ABSENT_RETRY_S` seconds), so it costs no process at start-up (issue 13 item 4);
+``deploy`` (``detached=True``) creates or updates it at once, as an earlier deploy's replicas follow it.
 
 The digest nonce key is generated once by the driver (or taken from ``ROUTR_RAY_NONCE_KEY``) and given to every
 replica, so any replica verifies any other's nonces.
@@ -14,6 +16,7 @@ replica, so any replica verifies any other's nonces.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ from routr_ray.proto.gen import processor_pb2
 log = logging.getLogger(__name__)
 
 BOARD_NAME = "connect-resource-board"
+BOARD_ABSENT_RETRY_S = 2.0  # how often a replica looks for a board that does not exist (yet)
 
 __all__ = ["BOARD_NAME", "ConnectDeploymentProcessor", "ConnectResources", "ResourceBoard", "ResourceWatcher",
            "connect_options"]
@@ -62,30 +66,38 @@ class ResourceBoard:
 class ConnectResources:
     """Driver side: the resource set Connect replicas run with, loaded from ``<config_dir>/resources``.
 
-    ``ConnectResources(config_dir)`` loads the files (raises ``ConfigInvalid``) and starts (or, with
-    ``detached=True``, reuses) the board actor with that set. :meth:`options` are the init arguments of
-    ``serve://connect``; :meth:`watch` starts the watcher thread; :meth:`stop` stops it (and kills the board
-    unless it is detached).
+    ``ConnectResources(config_dir)`` loads the files (raises ``ConfigInvalid``); with ``detached=True`` it starts
+    (or reuses) the board actor with that set at once, else the board is created by the first :meth:`publish`.
+    :meth:`options` are the init arguments of ``serve://connect``; :meth:`watch` starts the watcher thread;
+    :meth:`stop` stops it (and kills the board unless it is detached).
     """
 
     def __init__(self, config_dir: str | Path, *, detached: bool = False) -> None:
         self.config_dir = Path(config_dir)
         self.resources = load_resource_dir(resources_dir(config_dir))
         self.detached = detached
-        options: dict[str, Any] = {"name": BOARD_NAME, "namespace": NAMESPACE}
-        if detached:
-            options.update(lifetime="detached", get_if_exists=True)
-        self.board = ResourceBoard.options(**options).remote(self.resources)
+        self.board: Any = None
         if detached:  # an existing board (an earlier deploy) gets this set
+            self.board = self._create_board(self.resources)
             ray.get(self.board.publish.remote(self.resources), timeout=30)
         self.watcher: ResourceWatcher | None = None
+
+    def _create_board(self, resources: Resources) -> Any:
+        options: dict[str, Any] = {"name": BOARD_NAME, "namespace": NAMESPACE}
+        if self.detached:
+            options.update(lifetime="detached", get_if_exists=True)
+        return ResourceBoard.options(**options).remote(resources)
 
     def options(self, shard_count: int, nonce_key: str) -> dict[str, Any]:
         """Keyword arguments of :class:`ConnectDeploymentProcessor` (``processor_options["connect"]``)."""
         return {"resources": self.resources, "shard_count": shard_count, "nonce_key": nonce_key, "board": BOARD_NAME}
 
     def publish(self, resources: Resources) -> None:
-        version = ray.get(self.board.publish.remote(resources), timeout=30)
+        if self.board is None:  # the first change: the board starts with it (version 1, newer than the replicas')
+            self.board = self._create_board(resources)
+            version = ray.get(self.board.version.remote(), timeout=30)
+        else:
+            version = ray.get(self.board.publish.remote(resources), timeout=30)
         self.resources = resources
         log.info("Connect resources version %d published to the replicas", version)
 
@@ -100,7 +112,7 @@ class ConnectResources:
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher = None
-        if not self.detached:
+        if not self.detached and self.board is not None:
             try:
                 ray.kill(self.board, no_restart=True)
             except Exception:  # noqa: BLE001 - already gone
@@ -115,15 +127,21 @@ def connect_options(config_dir: Path, shard_count: int, nonce_key: str) -> dict[
 
 class _BoardFetch:
     """``fetch(version, wait_seconds)`` for :class:`FollowedResources`: the board looked up by name (again
-    after a failure, in case it was replaced)."""
+    after a failure, in case it was replaced). No board yet (``run`` creates it with the first change): nothing
+    newer, said after at most :data:`BOARD_ABSENT_RETRY_S` of the wait."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, absent_retry: float = BOARD_ABSENT_RETRY_S) -> None:
         self.name = name
+        self.absent_retry = absent_retry
         self._board: Any = None
 
     async def __call__(self, version: int, wait_seconds: float) -> tuple[int, Resources] | None:
         if self._board is None:
-            self._board = ray.get_actor(self.name, namespace=NAMESPACE)
+            try:
+                self._board = await asyncio.to_thread(ray.get_actor, self.name, namespace=NAMESPACE)
+            except ValueError:  # not created (yet): the set in force is the newest
+                await asyncio.sleep(min(wait_seconds, self.absent_retry))
+                return None
         try:
             return await self._board.newer_than.remote(version, wait_seconds)
         except Exception:
