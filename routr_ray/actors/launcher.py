@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +37,15 @@ from ray import serve
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors import location as location_actors
 from routr_ray.actors.links import registry as link_registry
-from routr_ray.actors.serve_app import APP_NAME, build_app, deploy_app, serve_name, start_serve, watch_config
+from routr_ray.actors.serve_app import (
+    APP_NAME,
+    build_app,
+    deploy_app,
+    serve_name,
+    start_serve,
+    wait_running,
+    watch_config,
+)
 from routr_ray.config import ConfigInvalid, load_config_dir
 from routr_ray.config.dispatcher import DispatcherConfig, ProcessorConfig
 from routr_ray.config.edgeport import EdgePortConfig, TransportProtocol
@@ -262,14 +270,16 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
     if on_ray_started is not None:
         on_ray_started()
     try:
-        # Everything starts side by side; what a REGISTER needs (Serve controller -> replicas, shards, EdgePort)
-        # is asked for first, as the raylet starts only as many worker processes at once as there are CPUs.
+        # The order of creation is the order of start-up: the raylet starts only as many worker processes at once
+        # as there are CPUs. First the Serve controller (the longest chain: controller -> replicas), then the
+        # shards, then the EdgePorts; each part then waits in a thread of its own, side by side.
+        proxies_ready = _create_serve(deployment, dispatcher) if options.deploy_serve else None
+        shards = _create_shards(deployment, location, provider, redis_url)
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="routr-start") as pool:
-            shards_created: Future[None] = Future()
-            serve_step = (pool.submit(_start_serve, deployment, dispatcher, location, options, shards_created)
-                          if options.deploy_serve else None)
-            location_step = pool.submit(_start_location, deployment, location, provider, redis_url, shards_created)
             edge_step = pool.submit(_start_edgeports, deployment, config)
+            serve_step = (pool.submit(_start_serve, deployment, dispatcher, location, options, proxies_ready)
+                          if proxies_ready is not None else None)
+            location_step = pool.submit(_start_location, deployment, location, provider, shards)
             # the data plane's directory (routr_ray/actors/links.py): nothing waits for it
             deployment.actors.append(link_registry())
             for step in (location_step, serve_step, edge_step):
@@ -324,16 +334,18 @@ def _init_ray(options: RunOptions, temp_dir: Path | None) -> Any:
         raise StartupError(f"cannot {where}: {_root_cause(exc)}") from exc
 
 
-def _start_location(deployment: Deployment, location: LocationConfig, provider: str, redis_url: str | None,
-                    shards_created: Future[None]) -> list[str]:
+def _create_shards(deployment: Deployment, location: LocationConfig, provider: str, redis_url: str | None) -> list[Any]:
+    """The shard actors, created (their names registered: Connect replicas look them up) but not waited for."""
     try:
-        try:
-            shards = location_actors.create_shards(location.shards, provider, redis_url)
-        except BaseException as exc:
-            shards_created.set_exception(exc)
-            raise
-        deployment.actors.extend(shards)
-        shards_created.set_result(None)  # Connect replicas look them up by name: they need not be up yet
+        shards = location_actors.create_shards(location.shards, provider, redis_url)
+    except Exception as exc:  # noqa: BLE001
+        raise StartupError(f"cannot start the Location service on {location.bind_addr}: {_root_cause(exc)}") from exc
+    deployment.actors.extend(shards)
+    return shards
+
+
+def _start_location(deployment: Deployment, location: LocationConfig, provider: str, shards: list[Any]) -> list[str]:
+    try:
         # token: spec.token of the Location config, or $ROUTR_RAY_LOCATION_TOKEN
         api = location_actors.create_api(location.bind_addr, location.shards, location.token)
         deployment.actors.append(api)
@@ -344,20 +356,32 @@ def _start_location(deployment: Deployment, location: LocationConfig, provider: 
     return [f"Location gRPC API    {location.bind_addr} ({location.shards} shards, {durability})"]
 
 
-def _start_serve(deployment: Deployment, dispatcher: DispatcherConfig, location: LocationConfig,
-                 options: RunOptions, shards_created: Future[None]) -> list[str]:
+def _create_serve(deployment: Deployment, dispatcher: DispatcherConfig) -> Callable[[float], None]:
+    """Serve's controller, created (see serve_app.start_serve); returns the wait for its proxies."""
     host, port = _split_host_port(dispatcher.bind_addr)
     if host not in ("0.0.0.0", "::"):
         log.warning("Serve's gRPC proxy binds every interface: the host %r of bindAddr is ignored", host)
     try:
-        proxies_ready = start_serve(port)  # the controller runs; its proxies are still starting
-        deployment.serve_started = True
+        proxies_ready = start_serve(port)
+    except Exception as exc:  # noqa: BLE001
+        raise StartupError(f"cannot deploy the dispatcher on gRPC port {port}: {_root_cause(exc)}") from exc
+    deployment.serve_started = True
+    return proxies_ready
+
+
+def _start_serve(deployment: Deployment, dispatcher: DispatcherConfig, location: LocationConfig,
+                 options: RunOptions, proxies_ready: Callable[[float], None]) -> list[str]:
+    _, port = _split_host_port(dispatcher.bind_addr)
+    try:
         deployment.processor_options = processor_options(dispatcher, options.config_dir, location.shards,
                                                          options.nonce_key, deployment=deployment,
                                                          detached=not deployment.started_ray)
-        shards_created.result()  # Connect replicas look the shard actors up when they start
-        deploy_app(dispatcher, processor_options=deployment.processor_options)  # token: $ROUTR_RAY_DISPATCHER_TOKEN
-        ray.get(proxies_ready, timeout=START_TIMEOUT_S)
+        # serve.run finds the controller by name and waits for it; the shards it names exist (Connect replicas
+        # look them up when they start) and answer when they are up
+        deploy_app(dispatcher, processor_options=deployment.processor_options,  # token: $ROUTR_RAY_DISPATCHER_TOKEN
+                   wait=False)
+        wait_running(START_TIMEOUT_S)
+        proxies_ready(START_TIMEOUT_S)
     except StartupError:
         raise
     except Exception as exc:  # noqa: BLE001

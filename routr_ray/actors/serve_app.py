@@ -38,6 +38,7 @@ import importlib
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from pathlib import Path
@@ -383,13 +384,36 @@ def _digest(secret: str | None) -> str | None:
     return None if secret is None else hashlib.blake2s(secret.encode()).hexdigest()
 
 
-def deploy_app(config: DispatcherConfig, **kwargs: Any) -> DeploymentHandle:
-    """Deploy (or update) the ``routr`` app and wait until it runs; ``kwargs`` as for :func:`build_app`.
+def deploy_app(config: DispatcherConfig, *, wait: bool = True, **kwargs: Any) -> DeploymentHandle:
+    """Deploy (or update) the ``routr`` app and wait until it runs (``wait=False``: return once Serve has it,
+    see :func:`wait_running`); ``kwargs`` as for :func:`build_app`.
 
     Called again with a changed config it re-routes without restarting replicas (see the module docstring):
     this is the reload the launcher does when dispatcher.yaml changes.
     """
-    return serve.run(build_app(config, **kwargs), name=APP_NAME, route_prefix=ROUTE_PREFIX)
+    app = build_app(config, **kwargs)
+    if wait:
+        return serve.run(app, name=APP_NAME, route_prefix=ROUTE_PREFIX)
+    (handle,) = serve.run_many([serve.RunTarget(app, name=APP_NAME, route_prefix=ROUTE_PREFIX)],
+                               wait_for_applications_running=False)
+    return handle
+
+
+def wait_running(timeout: float, interval: float = 0.1) -> None:
+    """Until the ``routr`` app runs, asking every ``interval`` seconds (``serve.run`` asks once a second: up to a
+    second lost at start-up, issue 13 item 4); RuntimeError when its deployment failed, TimeoutError after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        app = serve.status().applications.get(APP_NAME)
+        status = str(app.status) if app is not None else ""
+        if status.endswith("RUNNING"):
+            return
+        if status.endswith("DEPLOY_FAILED"):
+            raise RuntimeError(f"deploying the {APP_NAME} app failed: {app.message if app else ''}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the {APP_NAME} app is not running after {timeout:.0f}s ({status or 'not deployed'})")
+        time.sleep(interval)
 
 
 def watch_config(config_dir: str | Path, current: DispatcherConfig, *, interval: float = 2.0,
@@ -408,22 +432,42 @@ def grpc_options(port: int) -> dict[str, Any]:
 HTTP_OPTIONS = {"host": "127.0.0.1", "port": 0}  # Serve's HTTP proxy: loopback, any port (routr-ray speaks gRPC)
 
 
-def start_serve(grpc_port: int) -> list[Any]:
-    """Start Serve (gRPC proxy on ``grpc_port``, HTTP proxy on loopback) and return the proxies' readiness refs
-    without waiting for them. ``serve.start`` waits for the proxies (a second or more on 2 cores), but deploying
-    the app needs only the controller: the launcher deploys while the proxies start and waits for them after
-    (issue 13 item 4). Serve's own controller-creation step is used for that (Ray is pinned); where it is missing,
-    or a controller already runs, this is ``serve.start``."""
+def start_serve(grpc_port: int) -> Callable[[float], None]:
+    """Create Serve's controller (gRPC proxy on ``grpc_port``, HTTP proxy on loopback) and return at once, with a
+    function that waits until its proxies are up (``wait(timeout)``).
+
+    ``serve.start`` creates the controller and then waits for it and for its proxies (a second or more on 2
+    cores); but deploying the app needs only the controller, and ``serve.run`` finds it by name and waits for it
+    itself. So the launcher creates the controller first (the longest start-up chain, controller -> replicas,
+    begins at once), deploys, and waits for the proxies last (issue 13 item 4). This is what Serve's
+    ``serve.start`` does, in two halves (Ray is pinned); where Serve's internals differ, or a controller already
+    runs, it is ``serve.start`` itself."""
     grpc = grpc_options(grpc_port)
+
+    def started(_timeout: float) -> None:
+        return None
+
     try:
-        from ray.serve._private.api import _coerce_controller_options, _create_controller_and_proxy_refs
+        from ray.serve._private.api import _coerce_controller_options
+        from ray.serve._private.default_impl import get_controller_impl
+        from ray.serve.config import HTTPOptions, ProxyLocation, gRPCOptions
         from ray.serve.context import _get_global_client
-    except ImportError:  # another Serve: the public, waiting way
-        serve.start(grpc_options=grpc, http_options=HTTP_OPTIONS)
-        return []
-    if _get_global_client(raise_if_no_controller_running=False) is not None:
-        serve.start(grpc_options=grpc, http_options=HTTP_OPTIONS)  # logs that the options are not applied
-        return []
-    _, proxy_ready = _create_controller_and_proxy_refs(dict(HTTP_OPTIONS), grpc, None, None,
-                                                        _coerce_controller_options(None))
-    return list(proxy_ready)
+        from ray.serve.schema import LoggingConfig
+
+        if _get_global_client(raise_if_no_controller_running=False) is not None:
+            raise LookupError("a Serve controller runs already")
+        controller = get_controller_impl(_coerce_controller_options(None)).remote(
+            http_options=HTTPOptions.model_validate(HTTP_OPTIONS), grpc_options=gRPCOptions(**grpc),
+            global_logging_config=LoggingConfig(), proxy_location=ProxyLocation._normalize(None),
+            global_tracing_config=None)
+    except (ImportError, AttributeError, TypeError, LookupError):
+        serve.start(grpc_options=grpc, http_options=HTTP_OPTIONS)  # logs when the options are not applied
+        return started
+
+    def wait(timeout: float) -> None:
+        import ray
+
+        proxies = ray.get(controller.get_proxies.remote(), timeout=timeout)
+        ray.get([proxy.ready.remote() for proxy in proxies.values()], timeout=timeout)
+
+    return wait
