@@ -69,6 +69,30 @@ BATCHING_ENV = "ROUTR_RAY_EDGE_BATCHING"
 """``max_batch=64,max_wait=0.001,max_in_flight=4``: the EdgePort -> processor (or dispatcher) batching."""
 
 
+class _AppLookup:
+    """``serve.get_app_handle(app)`` off the event loop (it blocks on the Serve controller, which may still be
+    starting), one lookup at a time: a probe that gives up does not leave another blocked thread behind."""
+
+    def __init__(self, app_name: str) -> None:
+        self.app_name = app_name
+        self._pending: asyncio.Future[Any] | None = None
+
+    async def handle(self) -> Any:
+        """The app's ingress handle, by value (``.options`` on the loop: the handle's router lives there)."""
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(asyncio.to_thread(serve.get_app_handle, self.app_name))
+        pending = self._pending
+        try:
+            found = await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._pending = None  # failed (no app yet): the next call asks again
+            raise
+        self._pending = None
+        return found.options(_by_reference=False)
+
+
 def _note(client: Any, why: str | None) -> bool:
     """Keep why ``client`` is not ready (``not_ready_reason``, "" when ready) and return whether it is."""
     client.not_ready_reason = (why or "")[:300]
@@ -83,12 +107,13 @@ class ServeDispatcherClient:
     def __init__(self, app_name: str = APP_NAME) -> None:
         self._app_name = app_name
         self.not_ready_reason = "not probed yet"
+        self._lookup = _AppLookup(app_name)
         self._handle: Any = None
         self._send = linked(DISPATCHER_LINK_SERVICE, encode_requests, decode_responses, self._by_handle)
 
-    def _get(self, found: Any = None) -> Any:
+    def _get(self) -> Any:
         if self._handle is None:
-            self._handle = (found or serve.get_app_handle(self._app_name)).options(_by_reference=False)
+            self._handle = serve.get_app_handle(self._app_name).options(_by_reference=False)
         return self._handle
 
     async def _by_handle(self, batch: list[processor_pb2.MessageRequest]) -> list[processor_pb2.MessageResponse]:
@@ -103,8 +128,8 @@ class ServeDispatcherClient:
     async def ready(self) -> bool:
         """The dispatcher deployment answers and every processor behind it answers its readiness probe."""
         try:
-            if self._handle is None:  # blocking calls to the Serve controller: off the loop; the router on it
-                self._get(await asyncio.to_thread(serve.get_app_handle, self._app_name))
+            if self._handle is None:
+                self._handle = await self._lookup.handle()
             why = await self._get().probe.remote()
         except Exception as exc:  # noqa: BLE001 - not deployed (yet), or failing
             why = f"the {self._app_name} dispatcher does not answer: {exc!r}"
@@ -130,6 +155,7 @@ class EmbeddedDispatcherClient:
         self._lock = asyncio.Lock()
         self._refresher: asyncio.Task[None] | None = None
         self._dispatcher: Any = None
+        self._lookup = _AppLookup(app_name)
 
     def _deployment_send(self, name: str) -> BatchSend:
         return deployment_send(serve.get_deployment_handle(deployment_name(name), app_name=self._app_name),
@@ -137,9 +163,8 @@ class EmbeddedDispatcherClient:
 
     async def _fetch(self) -> None:
         """Read the dispatcher's config and apply it when it changed."""
-        if self._dispatcher is None:  # blocking calls to the Serve controller: off the loop
-            handle = await asyncio.to_thread(serve.get_app_handle, self._app_name)
-            self._dispatcher = handle.options(_by_reference=False)  # on the loop: the handle's router lives here
+        if self._dispatcher is None:
+            self._dispatcher = await self._lookup.handle()
         description = await self._dispatcher.describe.remote()
         document = description.get("config")
         if document is None:

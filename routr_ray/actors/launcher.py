@@ -32,25 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray import serve
 
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors import location as location_actors
 from routr_ray.actors.links import registry as link_registry
-from routr_ray.actors.serve_app import (
-    APP_NAME,
-    build_app,
-    deploy_app,
-    serve_name,
-    start_serve,
-    wait_running,
-    watch_config,
-)
 from routr_ray.config import ConfigInvalid, load_config_dir
 from routr_ray.config.dispatcher import DispatcherConfig, ProcessorConfig
 from routr_ray.config.edgeport import EdgePortConfig, TransportProtocol
 from routr_ray.config.loader import ConfigSet
 from routr_ray.config.location import CacheProvider, LocationConfig, parse_redis_parameters
+from routr_ray.dispatch.runtime import serve_name
 
 log = logging.getLogger("routr_ray.run")
 
@@ -261,6 +252,7 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
     if not options.address:
         # Unix socket paths are limited to 107 bytes: a short directory of our own
         deployment.temp_dir = Path(tempfile.mkdtemp(prefix="routr-ray-", dir="/tmp"))
+    _import_in_background()
     try:
         context = _init_ray(options, deployment.temp_dir)
     except StartupError:
@@ -315,6 +307,30 @@ def _wait_ready(edgeports: list[Any], timeout: float, cancelled: Callable[[], bo
             raise StartupError(f"the EdgePorts did not say whether they are ready within {timeout:.0f}s")
 
 
+def _serve_app() -> Any:
+    """routr_ray.actors.serve_app (it imports Ray Serve: about a second, done while Ray starts, see
+    :func:`_import_in_background`)."""
+    from routr_ray.actors import serve_app
+
+    return serve_app
+
+
+def _import_in_background() -> threading.Thread:
+    """Import Serve and the actors' modules while ``ray.init`` runs: they take about a second of the driver's
+    start-up, and ``ray.init`` mostly waits for the processes it starts (issue 13 item 4). An import that fails
+    fails again where the module is used, with its error."""
+
+    def work() -> None:
+        try:
+            import routr_ray.actors.edgeport  # noqa: F401 - with serve_app and Ray Serve
+        except Exception:  # noqa: BLE001 - see above
+            pass
+
+    thread = threading.Thread(target=work, name="routr-import", daemon=True)
+    thread.start()
+    return thread
+
+
 def _init_ray(options: RunOptions, temp_dir: Path | None) -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     init_args: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False, "configure_logging": False}
@@ -362,7 +378,7 @@ def _create_serve(deployment: Deployment, dispatcher: DispatcherConfig) -> Calla
     if host not in ("0.0.0.0", "::"):
         log.warning("Serve's gRPC proxy binds every interface: the host %r of bindAddr is ignored", host)
     try:
-        proxies_ready = start_serve(port)
+        proxies_ready = _serve_app().start_serve(port)
     except Exception as exc:  # noqa: BLE001
         raise StartupError(f"cannot deploy the dispatcher on gRPC port {port}: {_root_cause(exc)}") from exc
     deployment.serve_started = True
@@ -378,9 +394,10 @@ def _start_serve(deployment: Deployment, dispatcher: DispatcherConfig, location:
                                                          detached=not deployment.started_ray)
         # serve.run finds the controller by name and waits for it; the shards it names exist (Connect replicas
         # look them up when they start) and answer when they are up
-        deploy_app(dispatcher, processor_options=deployment.processor_options,  # token: $ROUTR_RAY_DISPATCHER_TOKEN
-                   wait=False)
-        wait_running(START_TIMEOUT_S)
+        app = _serve_app()
+        app.deploy_app(dispatcher, processor_options=deployment.processor_options,  # token: $ROUTR_RAY_DISPATCHER_TOKEN
+                       wait=False)
+        app.wait_running(START_TIMEOUT_S)
         proxies_ready(START_TIMEOUT_S)
     except StartupError:
         raise
@@ -460,10 +477,13 @@ def stop(deployment: Deployment, *, drain_seconds: float) -> None:
             except Exception:  # noqa: BLE001
                 pass
         if deployment.serve_started:
+            from ray import serve
+
+            app_name = _serve_app().APP_NAME
             try:
-                serve.delete(APP_NAME)
+                serve.delete(app_name)
             except Exception as exc:  # noqa: BLE001
-                log.warning("serve.delete(%s) failed: %s", APP_NAME, exc)
+                log.warning("serve.delete(%s) failed: %s", app_name, exc)
     # With a local Ray, ray.shutdown() stops every actor and replica with it (no Serve teardown needed).
     ours = ray_processes(deployment.run_id) if deployment.started_ray else set()
     if ray.is_initialized():
@@ -622,8 +642,8 @@ def run(options: RunOptions) -> int:
             print(f"routr-ray: {exc}", file=sys.stderr, flush=True)
             return 1
         if options.watch_config and deployment.dispatcher is not None:
-            deployment.watcher = watch_config(options.config_dir, deployment.dispatcher,
-                                              processor_options=deployment.processor_options)
+            deployment.watcher = _serve_app().watch_config(options.config_dir, deployment.dispatcher,
+                                                           processor_options=deployment.processor_options)
         if deployment.connect_resources is not None:
             deployment.connect_resources.watch()
         if not stop_event.is_set():
@@ -675,5 +695,5 @@ def serve_config_app(args: dict[str, str]) -> Any:
     config = load(options)
     dispatcher = dispatcher_config(config)
     location, _, _ = location_config(config, None)
-    return build_app(dispatcher, processor_options=processor_options(dispatcher, config_dir, location.shards,
+    return _serve_app().build_app(dispatcher, processor_options=processor_options(dispatcher, config_dir, location.shards,
                                                                      options.nonce_key))
