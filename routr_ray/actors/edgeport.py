@@ -34,6 +34,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors.links import directory, linked, serve_link
 from routr_ray.actors.metrics import RayMetricsBridge
+from routr_ray.actors.one_loop import one_loop, one_loop_env
 from routr_ray.actors.serve_app import (
     APP_NAME,
     DISPATCHER_LINK_SERVICE,
@@ -42,7 +43,6 @@ from routr_ray.actors.serve_app import (
     deployment_send,
     encode_requests,
     link_service_of,
-    one_loop,
 )
 from routr_ray.config.dispatcher import from_document
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig
@@ -394,9 +394,8 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
     dispatch = dispatch_mode(dispatch)
     batching = os.environ.get(BATCHING_ENV, "")
     edge_options(batching)  # a bad setting fails here, in the driver
-    extra: dict[str, Any] = {}
-    if one_loop():  # Serve's request router on the actor's own loop: no thread hop per dispatcher call
-        extra["runtime_env"] = {"env_vars": {"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}}
+    # Serve's request router on the actor's own loop: no thread hop per dispatcher call
+    extra: dict[str, Any] = one_loop_env("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP") if one_loop() else {}
     if health_port_offset and config.health.enabled:
         health = dataclasses.replace(config.health, port=config.health.port + health_port_offset)
         config = dataclasses.replace(config, health=health)

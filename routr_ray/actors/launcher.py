@@ -252,6 +252,7 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
     if not options.address:
         # Unix socket paths are limited to 107 bytes: a short directory of our own
         deployment.temp_dir = Path(tempfile.mkdtemp(prefix="routr-ray-", dir="/tmp"))
+        _serve_settings_inherited()
     _import_in_background()
     try:
         context = _init_ray(options, deployment.temp_dir)
@@ -313,6 +314,15 @@ def _serve_app() -> Any:
     from routr_ray.actors import serve_app
 
     return serve_app
+
+
+def _serve_settings_inherited() -> None:
+    """The local Ray's processes get Serve's one-loop settings from our environment (one_loop.inherit_one_loop),
+    so that our actors need no runtime_env and take the raylet's idle workers (issue 13 item 4). Set before Serve
+    is imported here (it reads them at import)."""
+    from routr_ray.actors.one_loop import inherit_one_loop
+
+    inherit_one_loop()
 
 
 def _import_in_background() -> threading.Thread:

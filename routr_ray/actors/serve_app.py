@@ -49,6 +49,7 @@ from ray.serve.handle import DeploymentHandle
 
 from routr_ray.actors.links import REFRESH_S as LINK_REFRESH_S
 from routr_ray.actors.links import linked, serve_link
+from routr_ray.actors.one_loop import ONE_LOOP_ENV, one_loop, one_loop_env  # noqa: F401 - ONE_LOOP_ENV re-exported
 from routr_ray.config.dispatcher import AutoscalingConfig, DispatcherConfig, from_document, to_document
 from routr_ray.dispatch.core import DispatchCore
 from routr_ray.dispatch.matching import Router
@@ -66,13 +67,6 @@ ROUTE_PREFIX = f"/{APP_NAME}"
 DISPATCHER_DEPLOYMENT = "dispatcher"
 DISPATCHER_LINK_SERVICE = "dispatcher"
 TOKEN_ENV = "ROUTR_RAY_DISPATCHER_TOKEN"
-ONE_LOOP_ENV = "ROUTR_RAY_SERVE_ONE_LOOP"
-"""``1`` (default): our Serve replicas run our code on their main event loop, and EdgePort actors run Serve's
-request router on theirs: no thread hop and no cross-loop future per call (measured: -20 % CPU per call on the hot
-path, p50 16 -> 12 ms at 40 calls/s). ``0``: Serve's defaults (a separate thread and loop each), e.g. for a
-processor whose steps block. Read in the driver (``routr-ray run``'s environment). Two settings of Serve's
-experimental THROUGHPUT_OPTIMIZED mode, taken alone; the mode itself (direct ingress, GC freeze, buffered logs)
-is not used."""
 GRPC_SERVICER = "routr_ray.proto.gen.processor_pb2_grpc.add_ProcessorServicer_to_server"
 BUILTIN_PROCESSORS = {
     "echo": "routr_ray.processors.echo:EchoProcessor",
@@ -111,19 +105,13 @@ def dispatcher_token(config: DispatcherConfig, explicit: str | None = None) -> s
     return explicit or os.environ.get(TOKEN_ENV) or config.token or None
 
 
-def one_loop(explicit: bool | None = None) -> bool:
-    if explicit is not None:
-        return explicit
-    return os.environ.get(ONE_LOOP_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
 def replica_actor_options(same_loop: bool | None = None) -> dict[str, Any]:
     """``ray_actor_options`` of our deployments: a tenth of a CPU; with :func:`one_loop`, user code on the
     replica's main loop (``RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0``, one of the settings of Serve's
-    experimental THROUGHPUT_OPTIMIZED mode, taken alone)."""
+    experimental THROUGHPUT_OPTIMIZED mode, taken alone; as a ``runtime_env`` unless the Ray's processes have it)."""
     options: dict[str, Any] = {"num_cpus": 0.1}
     if one_loop(same_loop):
-        options["runtime_env"] = {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}}
+        options.update(one_loop_env("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"))
     return options
 
 
