@@ -2,12 +2,17 @@
 EdgePorts.
 
 Startup: the config is loaded and every local port and Redis are checked *before* Ray starts, so the common
-mistakes (bad config, port taken, Redis down) cost no Ray startup and print one line. Then, after ``ray.init``,
-three steps run side by side: Location (shards, then the gRPC API), Serve (``serve.start``, then ``serve.run``
-once the shards exist, because Connect replicas look them up) and the EdgePorts (they reach the dispatcher
-lazily). Shutdown on SIGINT/SIGTERM: EdgePorts drain (new requests get 503) for at most ``drain_seconds``, then
+mistakes (bad config, port taken, Redis down) cost no Ray startup and print one line. Ray Serve is imported while
+``ray.init`` runs. Then the parts are created in the order the longest chain needs them (the raylet starts only as
+many worker processes at once as there are CPUs): the Serve controller (controller -> replicas), the Location
+shards, the EdgePorts, the Location gRPC API; each part is then waited for in a thread of its own, side by side.
+The app is deployed as soon as the controller answers (Connect replicas look the shards up by name; they need not
+be up yet) and its state is asked every 0.1 s. ``run`` prints "ready" only once every EdgePort's end-to-end
+probe (dispatcher -> every processor -> every Location shard) has answered: then a REGISTER succeeds (issue 13
+item 4). Shutdown on SIGINT/SIGTERM: EdgePorts drain (new requests get 503) for at most ``drain_seconds``, then
 everything this command started is stopped, Ray included when it was started here; Ray processes that outlive
-``ray.shutdown`` (its agents exit a moment after the raylet) are waited for and killed, so none is left behind.
+``ray.shutdown`` (its agents exit a moment after the raylet) are waited for and killed, so none is left behind,
+and the run's temporary directory is removed (its logs moved to ``--log-dir`` first when given).
 """
 
 from __future__ import annotations
