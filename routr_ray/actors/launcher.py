@@ -237,10 +237,13 @@ def check_redis(url: str) -> None:
 
 
 def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = None,
-          wait_ready: bool = False, cancelled: Callable[[], bool] | None = None) -> Deployment:
+          wait_ready: bool = False, cancelled: Callable[[], bool] | None = None,
+          not_ready_is_error: bool = True) -> Deployment:
     """Check, start or join Ray, deploy everything; raises :class:`StartupError` (after stopping what it
     started) with one line to print. With ``wait_ready``, returns only once every EdgePort is ready: its
-    end-to-end probe (dispatcher, processors, Location shards) answered, so a REGISTER would succeed."""
+    end-to-end probe (dispatcher, processors, Location shards) answered, so a REGISTER would succeed; one that is
+    not ready within READY_TIMEOUT_S is a StartupError, or with ``not_ready_is_error=False`` a warning (``deploy``
+    onto a shared cluster keeps what it deployed: a processor elsewhere may come later)."""
     config = load(options)
     dispatcher = dispatcher_config(config)
     location, provider, redis_url = location_config(config, options.redis_url)
@@ -284,7 +287,12 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
                 if step is not None:
                     deployment.lines.extend(step.result())
         if wait_ready:
-            _wait_ready(deployment.edgeports, READY_TIMEOUT_S, cancelled)
+            try:
+                _wait_ready(deployment.edgeports, READY_TIMEOUT_S, cancelled)
+            except StartupError as exc:
+                if not_ready_is_error:
+                    raise
+                log.warning("%s", exc)
     except Exception as exc:
         stop(deployment, drain_seconds=0)
         if isinstance(exc, StartupError):
@@ -689,7 +697,7 @@ def deploy(options: RunOptions) -> int:
     started = time.monotonic()
     try:
         # the EdgePorts are ready when this returns, unless the app is managed elsewhere (it may not run yet)
-        deployment = start(options, wait_ready=options.deploy_serve)
+        deployment = start(options, wait_ready=options.deploy_serve, not_ready_is_error=False)
     except StartupError as exc:
         print(f"routr-ray: {exc}", file=sys.stderr, flush=True)
         return 1
