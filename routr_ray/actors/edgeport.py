@@ -355,7 +355,8 @@ class EdgePortActor:
         (False, why) after ``seconds``."""
         if await self.edge.wait_ready(seconds):
             return True, ""
-        return False, getattr(self.edge.dispatcher.client, "not_ready_reason", "") or "the probe failed"
+        why = getattr(self.edge.dispatcher.client, "not_ready_reason", "") or "its probe failed"
+        return False, f"EdgePort {self.config.ref}: {why}"
 
     async def metrics_flushes(self) -> int:
         return self.metrics_bridge.flushes
