@@ -57,7 +57,8 @@ NONCE_KEY_ENV = "ROUTR_RAY_NONCE_KEY"
 RUN_ID_ENV = "ROUTR_RAY_RUN_ID"  # inherited by every process Ray starts: how leftovers are found
 LEFTOVER_GRACE_S = 3.0
 START_TIMEOUT_S = 120.0  # each part: actors up, the Serve app running
-READY_TIMEOUT_S = 120.0  # then the EdgePorts' end-to-end probe
+READY_TIMEOUT_S = 120.0  # deploy: how long it waits for the EdgePorts' end-to-end probe
+READY_REPORT_S = 15.0  # run: how often it says why it is not ready yet
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -241,9 +242,9 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
           not_ready_is_error: bool = True) -> Deployment:
     """Check, start or join Ray, deploy everything; raises :class:`StartupError` (after stopping what it
     started) with one line to print. With ``wait_ready``, returns only once every EdgePort is ready: its
-    end-to-end probe (dispatcher, processors, Location shards) answered, so a REGISTER would succeed; one that is
-    not ready within READY_TIMEOUT_S is a StartupError, or with ``not_ready_is_error=False`` a warning (``deploy``
-    onto a shared cluster keeps what it deployed: a processor elsewhere may come later)."""
+    end-to-end probe (dispatcher, processors, Location shards) answered, so a REGISTER would succeed (meanwhile a
+    warning every READY_REPORT_S says why not); with ``not_ready_is_error=False`` (``deploy``) it gives up after
+    READY_TIMEOUT_S with a warning and keeps what it deployed (a processor elsewhere may come later)."""
     config = load(options)
     dispatcher = dispatcher_config(config)
     location, provider, redis_url = location_config(config, options.redis_url)
@@ -288,10 +289,8 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
                     deployment.lines.extend(step.result())
         if wait_ready:
             try:
-                _wait_ready(deployment.edgeports, READY_TIMEOUT_S, cancelled)
-            except StartupError as exc:
-                if not_ready_is_error:
-                    raise
+                _wait_ready(deployment.edgeports, cancelled, None if not_ready_is_error else READY_TIMEOUT_S)
+            except StartupError as exc:  # deploy: what was deployed stays
                 log.warning("%s", exc)
     except Exception as exc:
         stop(deployment, drain_seconds=0)
@@ -308,17 +307,25 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
     return deployment
 
 
-def _wait_ready(edgeports: list[Any], timeout: float, cancelled: Callable[[], bool] | None = None) -> None:
-    """Until every EdgePort's end-to-end probe has answered (routr_ray/edge/readiness.py), or ``cancelled()``."""
-    pending = [e.wait_ready.remote(timeout) for e in edgeports]
-    deadline = time.monotonic() + timeout + 10
+def _wait_ready(edgeports: list[Any], cancelled: Callable[[], bool] | None = None,
+                timeout: float | None = None) -> None:
+    """Until every EdgePort's end-to-end probe has answered (routr_ray/edge/readiness.py), or ``cancelled()``;
+    every READY_REPORT_S seconds a warning says which EdgePort is not ready and why (e.g. a ``host:port`` processor
+    that is not up yet). With ``timeout``, a StartupError once that many seconds have passed."""
+    started = time.monotonic()
+    pending = {e.wait_ready.remote(READY_REPORT_S): e for e in edgeports}
     while pending and not (cancelled is not None and cancelled()):
-        done, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
-        for ok, why in ray.get(done):
-            if not ok:
-                raise StartupError(f"not ready after {timeout:.0f}s: {why}")
-        if time.monotonic() > deadline:
-            raise StartupError(f"the EdgePorts did not say whether they are ready within {timeout:.0f}s")
+        done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.5)
+        for ref in done:
+            edge = pending.pop(ref)
+            ok, why = ray.get(ref)
+            if ok:
+                continue
+            waited = time.monotonic() - started
+            if timeout is not None and waited >= timeout:
+                raise StartupError(f"not ready after {waited:.0f}s: {why}")
+            log.warning("not ready yet after %.0fs (waiting): %s", waited, why)
+            pending[edge.wait_ready.remote(READY_REPORT_S)] = edge
 
 
 def _serve_app() -> Any:

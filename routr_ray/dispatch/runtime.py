@@ -172,7 +172,7 @@ class DispatchRuntime:
         """Ask every processor and middleware of the config whether it can handle messages now; None when all
         can, else why not. A ``serve://`` deployment gets a readiness probe by the path messages take (Connect
         answers it when every Location shard answers); a ``host:port`` one counts as ready unless its health
-        check fails (Routr's processors know no probe)."""
+        check fails (Routr's processors know no probe; one without the Health service counts as ready)."""
         if self.config is None:
             return "the dispatcher has no config yet"
         names: list[str] = []
@@ -180,7 +180,11 @@ class DispatchRuntime:
             name = serve_name(entry.addr)
             if name is None:
                 client = self._remote.get(entry.addr)
-                if client is not None and client.healthy is False:
+                if client is None:
+                    continue
+                if client.healthy is None and client.has_health_service:
+                    await client.check_health()  # not checked yet: ask now (bounded by its health timeout)
+                if client.healthy is False:
                     return f"processor {entry.ref} ({entry.addr}) fails its health check: {client.health_reason}"
             elif name not in names:
                 names.append(name)

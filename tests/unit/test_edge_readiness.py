@@ -200,11 +200,13 @@ async def test_the_dispatcher_runtime_probes_every_processor_of_its_config() -> 
 
 async def test_a_remote_processor_is_ready_unless_its_health_check_fails() -> None:
     runtime = _runtime({})
-    runtime.apply(_config("127.0.0.1:9"))  # nothing listens there; no health check has run yet
-    assert await runtime.probe() is None
+    runtime.apply(_config("127.0.0.1:9"))  # nothing listens there
     client = runtime.remote["127.0.0.1:9"]
-    client.healthy, client.health_reason = False, "UNAVAILABLE: connection refused"
+    client.health_timeout = 0.5
+    assert client.healthy is None  # no health check has run yet: the probe runs one
     assert "fails its health check" in (await runtime.probe() or "")
+    client.healthy, client.has_health_service = None, False  # a server without the Health service: calls tell
+    assert await runtime.probe() is None
     await runtime.close()
 
 
