@@ -3,14 +3,16 @@
 Pure asyncio, no Ray (``routr_ray/actors`` wraps it). One message's path:
 
 inbound bytes -> source ACL / ban check (before parsing: a banned flood costs nothing) -> parse (malformed:
-400 for requests, drop for responses, one summary log line per interval) -> per-source rate limit (well-formed
-requests only) -> method filter -> Via received/rport (RFC 3261 §18.2.1, RFC 3581) ->
+400 with a Warning for requests, dropped and counted for ACKs and responses, never answered; one summary log line
+per interval) -> per-source rate limit (well-formed requests only) -> method filter -> Via received/rport (RFC 3261
+§18.2.1, RFC 3581) ->
 
 * request: ACK matched to an INVITE server transaction is absorbed (hop by hop, §17.2.1); other ACKs go through
   the dispatcher statelessly (§16.11 for the 2xx ACK). CANCEL is answered here (200, or 481 when it matches
   nothing, §9.2) and cancels the pending branch itself (§16.10); it never reaches the dispatcher. A
   retransmission is absorbed by its server transaction (§17.2.3 matching). A new request gets a server
-  transaction (100 Trying at once for INVITE, §16.2), then OPTIONS to ourselves -> 200, a loop -> 482, Max-
+  transaction (100 Trying at once for INVITE, §16.2), then OPTIONS to ourselves -> 200 (503 + Retry-After until
+  the end-to-end probe says a REGISTER would succeed, ``readiness.py``), a loop -> 482, Max-
   Forwards 0 -> 483 (§16.3), else a MessageRequest to the dispatcher. Its answer is a response (sent on the
   server transaction) or a request forwarded on a new client transaction: the branch of the top Via (added by
   the processor, without branch) is set here (z9hG4bK + random, §16.6 step 8); no Record-Route is added here.
