@@ -168,15 +168,27 @@ class DispatchRuntime:
     async def handle_batch(self, requests: Sequence[MessageRequest]) -> list[MessageResponse | None]:
         return await self.current().handle_batch(requests)
 
+    def probed_entries(self) -> list[Any]:
+        """What a REGISTER needs (issue 13 item 4): every processor whose ``methods`` hold REGISTER (its matchFunc
+        may pick any of them), and every middleware that is not ``optional``; a config that routes no REGISTER:
+        every processor. A processor for other methods that is down (e.g. a MESSAGE service elsewhere) does not
+        make the EdgePorts unready: the requests it handles get 503 on their own."""
+        if self.config is None:
+            return []
+        processors = [p for p in self.config.processors if "REGISTER" in tuple(getattr(p, "methods", ()))]
+        middlewares = [m for m in self.config.middlewares if not getattr(m, "optional", False)]
+        return [*(processors or self.config.processors), *middlewares]
+
     async def probe(self) -> str | None:
-        """Ask every processor and middleware of the config whether it can handle messages now; None when all
-        can, else why not. A ``serve://`` deployment gets a readiness probe by the path messages take (Connect
-        answers it when every Location shard answers); a ``host:port`` one counts as ready unless its health
-        check fails (Routr's processors know no probe; one without the Health service counts as ready)."""
+        """Ask the processors and middlewares a REGISTER needs (:meth:`probed_entries`) whether they can handle
+        messages now; None when all can, else why not. A ``serve://`` deployment gets a readiness probe by the path
+        messages take (Connect answers it when every Location shard answers); a ``host:port`` one counts as ready
+        unless its health check fails (Routr's processors know no probe; one without the Health service counts as
+        ready)."""
         if self.config is None:
             return "the dispatcher has no config yet"
         names: list[str] = []
-        for entry in (*self.config.processors, *self.config.middlewares):
+        for entry in self.probed_entries():
             name = serve_name(entry.addr)
             if name is None:
                 client = self._remote.get(entry.addr)

@@ -169,9 +169,9 @@ def _runtime(sends: dict[str, Any]) -> DispatchRuntime:
     return DispatchRuntime(deployment_send)
 
 
-def _config(*addrs: str) -> DispatcherConfig:
+def _config(*addrs: str, methods: tuple[str, ...] = ("REGISTER",)) -> DispatcherConfig:
     return DispatcherConfig(processors=tuple(
-        ProcessorConfig(ref=f"p{i}", addr=addr, methods=("REGISTER",)) for i, addr in enumerate(addrs)))
+        ProcessorConfig(ref=f"p{i}", addr=addr, methods=methods) for i, addr in enumerate(addrs)))
 
 
 async def test_the_dispatcher_runtime_probes_every_processor_of_its_config() -> None:
@@ -194,6 +194,29 @@ async def test_the_dispatcher_runtime_probes_every_processor_of_its_config() -> 
     runtime.apply(_config("serve://echo", "serve://down"))
     assert "serve://down" in (await runtime.probe() or "")
     runtime.apply(_config("serve://echo", "serve://gone"))
+    assert "does not answer" in (await runtime.probe() or "")
+    await runtime.close()
+
+
+async def test_only_what_a_register_needs_is_probed() -> None:
+    """A processor for other methods that is down (the acceptance config's MESSAGE service at a dead address)
+    leaves the EdgePorts ready; a config that routes no REGISTER is probed whole."""
+    echo = EchoProcessor()
+
+    async def to_echo(batch: list[processor_pb2.MessageRequest]) -> Sequence[processor_pb2.MessageResponse]:
+        return await echo.process_batch(batch)
+
+    async def unreachable(batch: list[processor_pb2.MessageRequest]) -> Sequence[processor_pb2.MessageResponse]:
+        raise ConnectionError("no replica")
+
+    runtime = _runtime({"echo": to_echo, "gone": unreachable})
+    runtime.apply(DispatcherConfig(processors=(
+        ProcessorConfig(ref="message-service", addr="serve://gone", methods=("MESSAGE",)),
+        ProcessorConfig(ref="connect", addr="serve://echo", methods=("REGISTER", "MESSAGE")),
+    )))
+    assert [e.ref for e in runtime.probed_entries()] == ["connect"]
+    assert await runtime.probe() is None
+    runtime.apply(_config("serve://echo", "serve://gone", methods=("OPTIONS",)))
     assert "does not answer" in (await runtime.probe() or "")
     await runtime.close()
 
