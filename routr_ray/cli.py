@@ -52,6 +52,7 @@ def _run_options(args: argparse.Namespace, config_dir: Path) -> object:
         num_cpus=getattr(args, "num_cpus", None),
         deploy_serve=not getattr(args, "skip_serve", False),
         state_dir=Path(args.state_dir).expanduser() if getattr(args, "state_dir", None) else None,
+        log_dir=Path(args.log_dir) if getattr(args, "log_dir", None) else None,
     )
 
 
@@ -258,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="object store size of the local Ray (default: 256)")
     run.add_argument("--drain-seconds", type=float, default=5.0, metavar="S",
                      help="how long EdgePorts drain on shutdown (default: 5)")
+    run.add_argument("--log-dir", metavar="DIR",
+                     help="keep this run's logs in DIR: routr-ray.log (this process) and, at stop, Ray's session logs "
+                     "(every EdgePort, processor and shard) in DIR/session_*; without it they live in the run's "
+                     "temporary directory, which a stop removes")
     run.set_defaults(func=_cmd_run)
 
     deploy = sub.add_parser(

@@ -43,6 +43,7 @@ from routr_ray.actors.edge_peers import (
 )
 from routr_ray.actors.links import directory, link_enabled, linked, serve_link
 from routr_ray.actors.metrics import RayMetricsBridge, observe_process
+from routr_ray.actors.one_loop import one_loop, one_loop_env
 from routr_ray.actors.serve_app import (
     APP_NAME,
     DISPATCHER_LINK_SERVICE,
@@ -51,7 +52,6 @@ from routr_ray.actors.serve_app import (
     deployment_send,
     encode_requests,
     link_service_of,
-    one_loop,
 )
 from routr_ray.config.dispatcher import from_document
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig, Placement
@@ -82,11 +82,45 @@ BATCHING_ENV = "ROUTR_RAY_EDGE_BATCHING"
 """``max_batch=64,max_wait=0.001,max_in_flight=4``: the EdgePort -> processor (or dispatcher) batching."""
 
 
+class _AppLookup:
+    """``serve.get_app_handle(app)`` off the event loop (it blocks on the Serve controller, which may still be
+    starting), one lookup at a time: a probe that gives up does not leave another blocked thread behind."""
+
+    def __init__(self, app_name: str) -> None:
+        self.app_name = app_name
+        self._pending: asyncio.Future[Any] | None = None
+
+    async def handle(self) -> Any:
+        """The app's ingress handle, by value (``.options`` on the loop: the handle's router lives there)."""
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(asyncio.to_thread(serve.get_app_handle, self.app_name))
+        pending = self._pending
+        try:
+            found = await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._pending = None  # failed (no app yet): the next call asks again
+            raise
+        self._pending = None
+        return found.options(_by_reference=False)
+
+
+def _note(client: Any, why: str | None) -> bool:
+    """Keep why ``client`` is not ready (``not_ready_reason``, "" when ready) and return whether it is."""
+    client.not_ready_reason = (why or "")[:300]
+    if why:
+        log.debug("not ready: %s", why)
+    return not why
+
+
 class ServeDispatcherClient:
     """:class:`DispatcherClient` over the ``routr`` app's ``process_batch`` (bytes in, bytes out)."""
 
     def __init__(self, app_name: str = APP_NAME) -> None:
         self._app_name = app_name
+        self.not_ready_reason = "not probed yet"
+        self._lookup = _AppLookup(app_name)
         self._handle: Any = None
         self._send = linked(DISPATCHER_LINK_SERVICE, encode_requests, decode_responses, self._by_handle)
 
@@ -105,11 +139,14 @@ class ServeDispatcherClient:
         return list(await self._send(batch))
 
     async def ready(self) -> bool:
+        """The dispatcher deployment answers and every processor behind it answers its readiness probe."""
         try:
-            self._get()
-        except Exception:  # noqa: BLE001 - not deployed (yet)
-            return False
-        return True
+            if self._handle is None:
+                self._handle = await self._lookup.handle()
+            why = await self._get().probe.remote()
+        except Exception as exc:  # noqa: BLE001 - not deployed (yet), or failing
+            why = f"the {self._app_name} dispatcher does not answer: {exc!r}"
+        return _note(self, why)
 
     async def close(self) -> None:
         self._handle = None
@@ -125,12 +162,14 @@ class EmbeddedDispatcherClient:
     def __init__(self, app_name: str = APP_NAME, *, refresh: float = 2.0, metrics: DispatchMetrics | None = None
                  ) -> None:
         self._app_name = app_name
+        self.not_ready_reason = "not probed yet"
         self.refresh = refresh
         self.runtime = DispatchRuntime(self._deployment_send, metrics=metrics)
         self._document: tuple[dict[str, Any], Any] | None = None  # (config document, outbound tokens)
         self._lock = asyncio.Lock()
         self._refresher: asyncio.Task[None] | None = None
         self._dispatcher: Any = None
+        self._lookup = _AppLookup(app_name)
 
     def _deployment_send(self, name: str) -> BatchSend:
         return deployment_send(serve.get_deployment_handle(deployment_name(name), app_name=self._app_name),
@@ -139,7 +178,7 @@ class EmbeddedDispatcherClient:
     async def _fetch(self) -> None:
         """Read the dispatcher's config and apply it when it changed."""
         if self._dispatcher is None:
-            self._dispatcher = serve.get_app_handle(self._app_name).options(_by_reference=False)
+            self._dispatcher = await self._lookup.handle()
         description = await self._dispatcher.describe.remote()
         document = description.get("config")
         if document is None:
@@ -183,11 +222,14 @@ class EmbeddedDispatcherClient:
         return [r if r is not None else processor_pb2.MessageResponse() for r in results]
 
     async def ready(self) -> bool:
+        """The dispatcher's config is here and every processor it names answers its readiness probe (Connect
+        when every Location shard answers): a REGISTER would succeed."""
         try:
             await self._ensure()
-        except Exception:  # noqa: BLE001 - not deployed (yet)
-            return False
-        return True
+            why = await self.runtime.probe()
+        except Exception as exc:  # noqa: BLE001 - not deployed (yet), or failing
+            why = f"the {self._app_name} dispatcher does not answer: {exc!r}"
+        return _note(self, why)
 
     async def close(self) -> None:
         if self._refresher is not None:
@@ -404,6 +446,14 @@ class EdgePortActor:
     async def check_health(self) -> bool:
         return self.edge.is_alive()
 
+    async def wait_ready(self, seconds: float) -> tuple[bool, str]:
+        """(True, "") once a REGISTER would succeed (the end-to-end probe answered: edge/readiness.py), else
+        (False, why) after ``seconds``."""
+        if await self.edge.wait_ready(seconds):
+            return True, ""
+        why = getattr(self.edge.dispatcher.client, "not_ready_reason", "") or "its probe failed"
+        return False, f"EdgePort {self.config.ref}: {why}"
+
     async def metrics_flushes(self) -> int:
         return self.metrics_bridge.flushes
 
@@ -500,9 +550,8 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
     batching = os.environ.get(BATCHING_ENV, "")
     edge_options(batching)  # a bad setting fails here, in the driver
     config = default_placement(config)
-    extra: dict[str, Any] = {}
-    if one_loop():  # Serve's request router on the actor's own loop: no thread hop per dispatcher call
-        extra["runtime_env"] = {"env_vars": {"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}}
+    # Serve's request router on the actor's own loop: no thread hop per dispatcher call
+    extra: dict[str, Any] = one_loop_env("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP") if one_loop() else {}
     if health_port_offset and config.health.enabled:
         health = dataclasses.replace(config.health, port=config.health.port + health_port_offset)
         config = dataclasses.replace(config, health=health)

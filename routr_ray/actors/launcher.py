@@ -3,12 +3,18 @@ EdgePorts.
 
 Startup: the config is loaded and every local port and Redis are checked *before* Ray starts, so the common
 mistakes (bad config, port taken, Redis down, a gRPC port open to the network without a token) cost no Ray
-startup and print one line. Then, after ``ray.init``, four steps run side by side: Location (shards, then the
-gRPC API), Serve (``serve.start`` without its gRPC proxy, then ``serve.run`` once the shards exist, because
-Connect replicas look them up), the dispatcher's gRPC port for outside callers (the front actor,
-``routr_ray/actors/front.py``) and the EdgePorts (they reach the dispatcher lazily). Shutdown on SIGINT/SIGTERM: EdgePorts drain (new requests get 503) for at most ``drain_seconds``, then
+startup and print one line. Ray Serve is imported while ``ray.init`` runs. Then the parts are created in the order
+the longest chain needs them (the raylet starts only as many worker processes at once as there are CPUs): the Serve
+controller (controller -> replicas; no gRPC proxy: the dispatcher's port for outside callers is the front actor,
+``routr_ray/actors/front.py``), the Location shards, the EdgePorts, the Location gRPC API; each part is then waited
+for in a thread of its own, side by side. The app is deployed as soon as the controller answers (Connect replicas
+look the shards up by name; they need not be up yet) and its state is asked every 0.1 s. ``run`` prints "ready"
+only once every EdgePort's end-to-end probe (dispatcher -> every processor -> every Location shard) has answered:
+then a REGISTER succeeds (issue 13 item 4). Shutdown on SIGINT/SIGTERM: EdgePorts drain (new requests get 503) for
+at most ``drain_seconds``, then
 everything this command started is stopped, Ray included when it was started here; Ray processes that outlive
-``ray.shutdown`` (its agents exit a moment after the raylet) are waited for and killed, so none is left behind.
+``ray.shutdown`` (its agents exit a moment after the raylet) are waited for and killed, so none is left behind,
+and the run's temporary directory is removed (its logs moved to ``--log-dir`` first when given).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import dataclasses
 import errno
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -32,27 +39,19 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray import serve
 
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors import location as location_actors
 from routr_ray.actors.links import registry as link_registry
-from routr_ray.actors.serve_app import (
-    APP_NAME,
-    build_app,
-    deploy_app,
-    dispatcher_token,
-    serve_name,
-    watch_config,
-)
 from routr_ray.config import ConfigInvalid, load_config_dir
-from routr_ray.config.dispatcher import DispatcherConfig, ProcessorConfig
+from routr_ray.config.dispatcher import DispatcherConfig, ProcessorConfig, dispatcher_token
 from routr_ray.config.edgeport import EdgePortConfig, TransportProtocol
 from routr_ray.config.loader import ConfigSet
 from routr_ray.config.location import TOKEN_ENV as LOCATION_TOKEN_ENV
 from routr_ray.config.location import CacheProvider, LocationConfig, parse_redis_parameters
 from routr_ray.config.observability import ObservabilityConfig
 from routr_ray.dispatch.front import TOKEN_HINT as DISPATCHER_TOKEN_HINT
+from routr_ray.dispatch.runtime import serve_name
 from routr_ray.grpcutil.auth import OpenPortRefused, refuse_open_port, split_host_port
 from routr_ray.location.grpc_api import TOKEN_HINT as LOCATION_TOKEN_HINT
 from routr_ray.util import keystore
@@ -67,6 +66,10 @@ CONFIG_ENV = "ROUTR_RAY_CONFIG"
 NONCE_KEY_ENV = keystore.NONCE_KEY_ENV
 RUN_ID_ENV = "ROUTR_RAY_RUN_ID"  # inherited by every process Ray starts: how leftovers are found
 LEFTOVER_GRACE_S = 3.0
+START_TIMEOUT_S = 120.0  # each part: actors up, the Serve app running
+READY_TIMEOUT_S = 120.0  # deploy: how long it waits for the EdgePorts' end-to-end probe
+READY_REPORT_S = 15.0  # run: how often it says why it is not ready yet
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class StartupError(RuntimeError):
@@ -88,6 +91,7 @@ class RunOptions:
     # it) or in state_dir (routr_ray/util/keystore.py), so that live calls survive a restart
     nonce_key: str | None = None
     state_dir: Path | None = None  # None: $XDG_STATE_HOME/routr-ray (~/.local/state/routr-ray)
+    log_dir: Path | None = None  # run: where this run's logs are kept (else they go with its temporary directory)
 
 
 @dataclass
@@ -105,6 +109,8 @@ class Deployment:
     connect_resources: Any = None  # routr_ray.actors.connect.ConnectResources when serve://connect is used
     database_resources: Any = None  # the provisioning API's database set (None: Connect follows the files)
     lines: list[str] = field(default_factory=list)
+    temp_dir: Path | None = None  # a local Ray's directory (sockets, session, logs): removed at stop
+    log_dir: Path | None = None  # where the session's logs are moved at stop (--log-dir)
 
 
 def resolve_config_dir(arg: str | None) -> Path:
@@ -322,9 +328,14 @@ def check_redis(url: str) -> None:
 # -- start --------------------------------------------------------------------------------------------------
 
 
-def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = None) -> Deployment:
+def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = None,
+          wait_ready: bool = False, cancelled: Callable[[], bool] | None = None,
+          not_ready_is_error: bool = True) -> Deployment:
     """Check, start or join Ray, deploy everything; raises :class:`StartupError` (after stopping what it
-    started) with one line to print."""
+    started) with one line to print. With ``wait_ready``, returns only once every EdgePort is ready: its
+    end-to-end probe (dispatcher, processors, Location shards) answered, so a REGISTER would succeed (meanwhile a
+    warning every READY_REPORT_S says why not); with ``not_ready_is_error=False`` (``deploy``) it gives up after
+    READY_TIMEOUT_S with a warning and keeps what it deployed (a processor elsewhere may come later)."""
     config = load(options)
     dispatcher = dispatcher_config(config)
     location, provider, redis_url = location_config(config, options.redis_url)
@@ -336,7 +347,11 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
     key_origin = resolve_key(options, redis_url if provider == "redis" else None)
     api_plan = _plan_api(config)  # after the cheap checks: it may migrate the database
 
-    deployment = Deployment(run_id=os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex), dispatcher=dispatcher)
+    if options.log_dir is not None:
+        check_log_dir(options.log_dir)
+
+    deployment = Deployment(run_id=os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex), dispatcher=dispatcher,
+                            log_dir=options.log_dir)
     if api_plan is not None and api_plan.database_url:
         deployment.database_resources = api_plan.resources
         config = dataclasses.replace(config, resources=api_plan.resources)
@@ -344,26 +359,45 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
     tracing_env = tracing_environment(observability, os.environ)
     if not options.address:
         os.environ.update(tracing_env)  # inherited by every process of the local Ray
-    context = _init_ray(options, metrics_port=observability.metrics_port if observability else None,
-                        env_vars=tracing_env if options.address else None)
+        # Unix socket paths are limited to 107 bytes: a short directory of our own
+        deployment.temp_dir = Path(tempfile.mkdtemp(prefix="routr-ray-", dir="/tmp"))
+        _serve_settings_inherited()
+    _import_in_background()
+    try:
+        context = _init_ray(options, deployment.temp_dir,
+                            metrics_port=observability.metrics_port if observability else None,
+                            env_vars=tracing_env if options.address else None)
+    except StartupError:
+        remove_temp_dir(deployment)
+        raise
     deployment.started_ray = not options.address
     if on_ray_started is not None:
         on_ray_started()
     try:
-        deployment.actors.append(link_registry())  # the data plane's directory (routr_ray/actors/links.py)
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="routr-start") as pool:
-            location_done = pool.submit(_start_location, deployment, location, provider, redis_url)
-            steps = [location_done]
-            if options.deploy_serve:
-                steps.append(pool.submit(_start_serve, deployment, dispatcher, location, options, location_done))
-            steps.append(pool.submit(_start_front, deployment, dispatcher))
-            steps.append(pool.submit(_start_edgeports, deployment, config))
-            if api_plan is not None:
-                steps.append(pool.submit(_start_api, deployment, api_plan, options.config_dir, location.shards,
-                                         location_done))
-            for step in steps:
-                deployment.lines.extend(step.result())
+        # The order of creation is the order of start-up: the raylet starts only as many worker processes at once
+        # as there are CPUs. First the Serve controller (the longest chain: controller -> replicas), then the
+        # shards, then the EdgePorts; each part then waits in a thread of its own, side by side.
+        proxies_ready = _create_serve(deployment) if options.deploy_serve else None
+        shards = _create_shards(deployment, location, provider, redis_url)
+        with ThreadPoolExecutor(max_workers=5, thread_name_prefix="routr-start") as pool:
+            edge_step = pool.submit(_start_edgeports, deployment, config)
+            serve_step = (pool.submit(_start_serve, deployment, dispatcher, location, options, proxies_ready)
+                          if proxies_ready is not None else None)
+            location_step = pool.submit(_start_location, deployment, location, provider, shards)
+            front_step = pool.submit(_start_front, deployment, dispatcher)
+            api_step = (pool.submit(_start_api, deployment, api_plan, options.config_dir, location.shards,
+                                    location_step) if api_plan is not None else None)
+            # the data plane's directory (routr_ray/actors/links.py): nothing waits for it
+            deployment.actors.append(link_registry())
+            for step in (location_step, serve_step, front_step, edge_step, api_step):
+                if step is not None:
+                    deployment.lines.extend(step.result())
         deployment.lines.extend(_start_trunk_registrar(deployment, config, options))
+        if wait_ready:
+            try:
+                _wait_ready(deployment.edgeports, cancelled, None if not_ready_is_error else READY_TIMEOUT_S)
+            except StartupError as exc:  # deploy: what was deployed stays
+                log.warning("%s", exc)
     except Exception as exc:
         stop(deployment, drain_seconds=0)
         if isinstance(exc, StartupError):
@@ -377,6 +411,8 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
         if export:
             deployment.lines.append(f"Metrics (Prometheus) http://{context.address_info.get('node_ip_address', '?')}:"
                                     f"{export}/metrics (Ray's export: routr_* series as ray_routr_*)")
+        kept = f"moved to {deployment.log_dir} at stop" if deployment.log_dir else "removed at stop; --log-dir keeps them"
+        deployment.lines.append(f"Logs                 {session_logs(deployment)} ({kept})")
     deployment.lines.append(f"Tracing              {_tracing_line({**os.environ, **tracing_env})}")
     dashboard = getattr(context, "dashboard_url", None)
     if dashboard:
@@ -408,8 +444,62 @@ def _tracing_line(environ: Mapping[str, str]) -> str:
         f"on: {settings.exporter}, sample ratio {settings.sample_ratio:g}"
 
 
-def _init_ray(options: RunOptions, *, metrics_port: int | None = None, env_vars: dict[str, str] | None = None
-              ) -> Any:
+def _wait_ready(edgeports: list[Any], cancelled: Callable[[], bool] | None = None,
+                timeout: float | None = None) -> None:
+    """Until every EdgePort's end-to-end probe has answered (routr_ray/edge/readiness.py), or ``cancelled()``;
+    every READY_REPORT_S seconds a warning says which EdgePort is not ready and why (e.g. a ``host:port`` processor
+    that is not up yet). With ``timeout``, a StartupError once that many seconds have passed."""
+    started = time.monotonic()
+    pending = {e.wait_ready.remote(READY_REPORT_S): e for e in edgeports}
+    while pending and not (cancelled is not None and cancelled()):
+        done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.5)
+        for ref in done:
+            edge = pending.pop(ref)
+            ok, why = ray.get(ref)
+            if ok:
+                continue
+            waited = time.monotonic() - started
+            if timeout is not None and waited >= timeout:
+                raise StartupError(f"not ready after {waited:.0f}s: {why}")
+            log.warning("not ready yet after %.0fs (waiting): %s", waited, why)
+            pending[edge.wait_ready.remote(READY_REPORT_S)] = edge
+
+
+def _serve_app() -> Any:
+    """routr_ray.actors.serve_app (it imports Ray Serve: about a second, done while Ray starts, see
+    :func:`_import_in_background`)."""
+    from routr_ray.actors import serve_app
+
+    return serve_app
+
+
+def _serve_settings_inherited() -> None:
+    """The local Ray's processes get Serve's one-loop settings from our environment (one_loop.inherit_one_loop),
+    so that our actors need no runtime_env and take the raylet's idle workers (issue 13 item 4). Set before Serve
+    is imported here (it reads them at import)."""
+    from routr_ray.actors.one_loop import inherit_one_loop
+
+    inherit_one_loop()
+
+
+def _import_in_background() -> threading.Thread:
+    """Import Serve and the actors' modules while ``ray.init`` runs: they take about a second of the driver's
+    start-up, and ``ray.init`` mostly waits for the processes it starts (issue 13 item 4). An import that fails
+    fails again where the module is used, with its error."""
+
+    def work() -> None:
+        try:
+            import routr_ray.actors.edgeport  # noqa: F401 - with serve_app and Ray Serve
+        except Exception:  # noqa: BLE001 - see above
+            pass
+
+    thread = threading.Thread(target=work, name="routr-import", daemon=True)
+    thread.start()
+    return thread
+
+
+def _init_ray(options: RunOptions, temp_dir: Path | None, *, metrics_port: int | None = None,
+              env_vars: dict[str, str] | None = None) -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     init_args: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False, "configure_logging": False}
     if env_vars:  # a cluster's processes do not inherit this one's environment: the job's runtime_env carries it
@@ -423,8 +513,7 @@ def _init_ray(options: RunOptions, *, metrics_port: int | None = None, env_vars:
             include_dashboard=options.dashboard,
             object_store_memory=options.object_store_mb * 1024 * 1024,
             num_cpus=options.num_cpus,
-            # Unix socket paths are limited to 107 bytes: a short directory of our own
-            _temp_dir=tempfile.mkdtemp(prefix="routr-ray-", dir="/tmp"),
+            _temp_dir=str(temp_dir),
         )
     try:
         return ray.init(**init_args)
@@ -433,33 +522,53 @@ def _init_ray(options: RunOptions, *, metrics_port: int | None = None, env_vars:
         raise StartupError(f"cannot {where}: {_root_cause(exc)}") from exc
 
 
-def _start_location(deployment: Deployment, location: LocationConfig, provider: str,
-                    redis_url: str | None) -> list[str]:
+def _create_shards(deployment: Deployment, location: LocationConfig, provider: str, redis_url: str | None) -> list[Any]:
+    """The shard actors, created (their names registered: Connect replicas look them up) but not waited for."""
     try:
-        shards = location_actors.deploy_shards(location.shards, provider, redis_url)
-        deployment.actors.extend(shards)
+        shards = location_actors.create_shards(location.shards, provider, redis_url)
+    except Exception as exc:  # noqa: BLE001
+        raise StartupError(f"cannot start the Location service on {location.bind_addr}: {_root_cause(exc)}") from exc
+    deployment.actors.extend(shards)
+    return shards
+
+
+def _start_location(deployment: Deployment, location: LocationConfig, provider: str, shards: list[Any]) -> list[str]:
+    try:
         # token: spec.token of the Location config, or $ROUTR_RAY_LOCATION_TOKEN
-        api = location_actors.deploy_api(location.bind_addr, location.shards, location.token)
+        api = location_actors.create_api(location.bind_addr, location.shards, location.token)
         deployment.actors.append(api)
+        ray.get([*(s.ready.remote() for s in shards), api.ready.remote()], timeout=START_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001
         raise StartupError(f"cannot start the Location service on {location.bind_addr}: {_root_cause(exc)}") from exc
     durability = "Redis" if provider == "redis" else "memory: bindings are lost on restart"
     return [f"Location gRPC API    {location.bind_addr} ({location.shards} shards, {durability})"]
 
 
-def _start_serve(deployment: Deployment, dispatcher: DispatcherConfig, location: LocationConfig,
-                 options: RunOptions, location_done: Any) -> list[str]:
+def _create_serve(deployment: Deployment) -> Callable[[float], None]:
+    """Serve's controller, created (see serve_app.start_serve; no gRPC proxy: Serve's would bind [::] whatever
+    bindAddr says, the front actor serves bindAddr); returns the wait for its proxies."""
     try:
-        # No gRPC proxy (no servicer functions: Serve starts none; it would bind [::] whatever bindAddr says): the
-        # front actor serves bindAddr. Serve's HTTP proxy has no routes of ours and stays on loopback.
-        serve.start(http_options={"host": "127.0.0.1", "port": 0})
-        deployment.serve_started = True
+        proxies_ready = _serve_app().start_serve()
+    except Exception as exc:  # noqa: BLE001
+        raise StartupError(f"cannot start Ray Serve: {_root_cause(exc)}") from exc
+    deployment.serve_started = True
+    return proxies_ready
+
+
+def _start_serve(deployment: Deployment, dispatcher: DispatcherConfig, location: LocationConfig,
+                 options: RunOptions, proxies_ready: Callable[[float], None]) -> list[str]:
+    try:
         assert options.nonce_key is not None  # resolve_key ran in start()
         deployment.processor_options = processor_options(dispatcher, options.config_dir, location.shards,
                                                          options.nonce_key, deployment=deployment,
                                                          detached=not deployment.started_ray)
-        location_done.result()  # Connect replicas look the shard actors up when they start
-        deploy_app(dispatcher, processor_options=deployment.processor_options)  # processorToken: $ROUTR_RAY_PROCESSOR_TOKEN
+        # serve.run finds the controller by name and waits for it; the shards it names exist (Connect replicas
+        # look them up when they start) and answer when they are up
+        app = _serve_app()
+        app.deploy_app(dispatcher, processor_options=deployment.processor_options,  # processorToken: $ROUTR_RAY_PROCESSOR_TOKEN
+                       wait=False)
+        app.wait_running(START_TIMEOUT_S)
+        proxies_ready(START_TIMEOUT_S)
     except StartupError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -634,10 +743,13 @@ def stop(deployment: Deployment, *, drain_seconds: float) -> None:
             except Exception:  # noqa: BLE001
                 pass
         if deployment.serve_started:
+            from ray import serve
+
+            app_name = _serve_app().APP_NAME
             try:
-                serve.delete(APP_NAME)
+                serve.delete(app_name)
             except Exception as exc:  # noqa: BLE001
-                log.warning("serve.delete(%s) failed: %s", APP_NAME, exc)
+                log.warning("serve.delete(%s) failed: %s", app_name, exc)
     # With a local Ray, ray.shutdown() stops every actor and replica with it (no Serve teardown needed).
     ours = ray_processes(deployment.run_id) if deployment.started_ray else set()
     if ray.is_initialized():
@@ -647,6 +759,47 @@ def stop(deployment: Deployment, *, drain_seconds: float) -> None:
         killed = reap_processes(ours, grace=LEFTOVER_GRACE_S)
         if killed:
             log.info("killed %d Ray process(es) that outlived ray.shutdown", killed)
+    remove_temp_dir(deployment)
+
+
+# -- the run's directory ------------------------------------------------------------------------------------
+
+
+def check_log_dir(path: Path) -> None:
+    """--log-dir must be a directory we can write (created if missing): checked before Ray starts."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".routr-ray-write-test-")
+        probe.close()
+    except OSError as exc:
+        raise StartupError(f"--log-dir {path}: {exc.strerror or exc}") from exc
+
+
+def session_logs(deployment: Deployment) -> Path | None:
+    """The logs directory of the local Ray's session (every actor's and replica's output)."""
+    if deployment.temp_dir is None:
+        return None
+    sessions = sorted(p for p in deployment.temp_dir.glob("session_*") if p.is_dir() and not p.is_symlink())
+    return sessions[-1] / "logs" if sessions else None
+
+
+def remove_temp_dir(deployment: Deployment) -> None:
+    """Remove the run's temporary directory (after every process of the run has exited), first moving the
+    session's logs to ``log_dir`` when the operator asked to keep them."""
+    temp_dir, deployment.temp_dir = deployment.temp_dir, None
+    if temp_dir is None:
+        return
+    if deployment.log_dir is not None:
+        for session in sorted(p for p in temp_dir.glob("session_*") if p.is_dir() and not p.is_symlink()):
+            logs = session / "logs"
+            if logs.is_dir():
+                target = deployment.log_dir / session.name
+                try:
+                    shutil.move(str(logs), str(target))
+                    log.info("logs of this run kept in %s", target)
+                except OSError as exc:
+                    log.warning("cannot move the logs to %s (%s): they are removed", target, exc)
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 Process = tuple[int, str]  # (pid, start time): a pid alone may be reused
@@ -726,7 +879,16 @@ def reap_processes(processes: set[Process], *, grace: float) -> int:
 
 def run(options: RunOptions) -> int:
     """Start everything, stay in the foreground until SIGINT/SIGTERM, then stop everything."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    if options.log_dir is not None:  # this process's log too (Ray's are moved there at stop)
+        try:
+            options.log_dir.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(options.log_dir / "routr-ray.log")
+        except OSError as exc:
+            print(f"routr-ray: --log-dir {options.log_dir}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+            return 1
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logging.getLogger().addHandler(handler)
     stop_event = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -741,14 +903,14 @@ def run(options: RunOptions) -> int:
     started = time.monotonic()
     try:
         try:
-            deployment = start(options, on_ray_started=install)
+            deployment = start(options, on_ray_started=install, wait_ready=True, cancelled=stop_event.is_set)
         except StartupError as exc:
             print(f"routr-ray: {exc}", file=sys.stderr, flush=True)
             return 1
         if options.watch_config and deployment.dispatcher is not None:
-            deployment.watcher = watch_config(options.config_dir, deployment.dispatcher,
-                                              processor_options=deployment.processor_options,
-                                              then=redeploy_front)
+            deployment.watcher = _serve_app().watch_config(options.config_dir, deployment.dispatcher,
+                                                           processor_options=deployment.processor_options,
+                                                           then=redeploy_front)
         if deployment.connect_resources is not None:
             deployment.connect_resources.watch()
         if not stop_event.is_set():
@@ -778,7 +940,8 @@ def deploy(options: RunOptions) -> int:
         return 2
     started = time.monotonic()
     try:
-        deployment = start(options)
+        # the EdgePorts are ready when this returns, unless the app is managed elsewhere (it may not run yet)
+        deployment = start(options, wait_ready=options.deploy_serve, not_ready_is_error=False)
     except StartupError as exc:
         print(f"routr-ray: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -804,5 +967,5 @@ def serve_config_app(args: dict[str, str]) -> Any:
     location, provider, redis_url = location_config(config, None)
     resolve_key(options, redis_url if provider == "redis" else None)
     assert options.nonce_key is not None
-    return build_app(dispatcher, processor_options=processor_options(dispatcher, config_dir, location.shards,
+    return _serve_app().build_app(dispatcher, processor_options=processor_options(dispatcher, config_dir, location.shards,
                                                                      options.nonce_key))

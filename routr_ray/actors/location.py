@@ -35,6 +35,7 @@ from routr_ray.location.errors import LocationError, LocationErrorCode
 from routr_ray.location.hashing import shard_for_aor
 from routr_ray.location.metrics import LocationMetrics
 from routr_ray.location.ops import (
+    PING_OP,
     Op,
     OpResult,
     apply_ops,
@@ -115,19 +116,25 @@ def shard_handles(count: int) -> list[Any]:
     return [ray.get_actor(SHARD_NAME.format(index=i), namespace=NAMESPACE) for i in range(count)]
 
 
-def deploy_shards(
-    count: int, provider: str = "memory", parameters: str | None = None, *, timeout: float = 60.0
-) -> list[Any]:
-    """Create (or find) the N detached shard actors and wait until every one has loaded its slice. They are
-    spread over the nodes (Ray's SPREAD: best effort, so one node still takes them all): losing a node loses the
-    fewest shards at once, each reloading its slice from Redis where Ray restarts it."""
-    handles = [
+def create_shards(count: int, provider: str = "memory", parameters: str | None = None) -> list[Any]:
+    """Create (or find) the N detached shard actors without waiting for them: their names are registered when
+    this returns (named actors are registered synchronously), so others can look them up while they start. They
+    are spread over the nodes (Ray's SPREAD: best effort, so one node still takes them all): losing a node loses
+    the fewest shards at once, each reloading its slice from Redis where Ray restarts it."""
+    return [
         LocationShardActor.options(  # type: ignore[attr-defined]
             name=SHARD_NAME.format(index=i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
             scheduling_strategy="SPREAD",
         ).remote(i, count, provider, parameters)
         for i in range(count)
     ]
+
+
+def deploy_shards(
+    count: int, provider: str = "memory", parameters: str | None = None, *, timeout: float = 60.0
+) -> list[Any]:
+    """Create (or find) the N detached shard actors and wait until every one has loaded its slice."""
+    handles = create_shards(count, provider, parameters)
     ray.get([h.ready.remote() for h in handles], timeout=timeout)
     return handles
 
@@ -159,16 +166,22 @@ class ShardedLocationClient:
         return len(self._handles)
 
     async def _call(self, aor: str, op: Op) -> bytes:
-        shard = shard_for_aor(aor, len(self._handles))
-        batcher = self._batchers[shard]
+        return await self._on_shard(shard_for_aor(aor, len(self._handles)), op)
+
+    async def _on_shard(self, index: int, op: Op) -> bytes:
+        batcher = self._batchers[index]
         try:
             if tracing.ON:  # a client span, its traceparent carried by the operation to the shard
-                result = await submit_traced(shard, op, batcher.submit)
+                result = await submit_traced(index, op, batcher.submit)
             else:
                 result = await batcher.submit(op)
         except (RayActorError, RayError, TimeoutError, BatchQueueFull, LinkError) as exc:
             raise LocationError(LocationErrorCode.UNAVAILABLE, f"location shard unavailable: {exc}") from exc
         return decode_result(result)
+
+    async def ping(self) -> None:
+        """Every shard answers, by the path real operations take (its link, else a Ray call)."""
+        await asyncio.gather(*(self._on_shard(i, PING_OP) for i in range(len(self._handles))))
 
     async def add_route(self, request: location_pb2.AddRouteRequest) -> None:
         await self._call(request.aor, encode_add(request))
@@ -225,19 +238,26 @@ def deploy_api(
     falls back to the ``ROUTR_RAY_LOCATION_TOKEN`` environment variable of this process. Without either the API
     only listens on a loopback address: :class:`~routr_ray.grpcutil.auth.OpenPortRefused` otherwise.
     """
-    from routr_ray.grpcutil.auth import refuse_open_port
-    from routr_ray.location.grpc_api import TOKEN_HINT
-
-    token = token or os.environ.get(TOKEN_ENV, "").strip() or None
-    refuse_open_port(bind_addr, token, what="the Location gRPC API", how=TOKEN_HINT)  # before any actor starts
-    replace_if_changed(name, api_fingerprint(bind_addr, shard_count, token), timeout=timeout)
-    handle = LocationApiActor.options(  # type: ignore[attr-defined]
-        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        scheduling_strategy=driver_node_strategy(),
-    ).remote(bind_addr, shard_count, token)
+    handle = create_api(bind_addr, shard_count, token, name=name, timeout=timeout)
     try:
         ray.get(handle.ready.remote(), timeout=timeout)
     except Exception:
         ray.kill(handle, no_restart=True)  # an API that cannot bind would be restarted forever
         raise
     return handle
+
+
+def create_api(bind_addr: str, shard_count: int, token: str | None = None, *, name: str = API_NAME,
+               timeout: float = 60.0) -> Any:
+    """:func:`deploy_api` without waiting: ``ray.get(handle.ready.remote())`` says when it listens (a running API
+    with other settings is replaced first, which waits up to ``timeout``)."""
+    from routr_ray.grpcutil.auth import refuse_open_port
+    from routr_ray.location.grpc_api import TOKEN_HINT
+
+    token = token or os.environ.get(TOKEN_ENV, "").strip() or None
+    refuse_open_port(bind_addr, token, what="the Location gRPC API", how=TOKEN_HINT)  # before any actor starts
+    replace_if_changed(name, api_fingerprint(bind_addr, shard_count, token), timeout=timeout)
+    return LocationApiActor.options(  # type: ignore[attr-defined]
+        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        scheduling_strategy=driver_node_strategy(),
+    ).remote(bind_addr, shard_count, token)

@@ -40,6 +40,7 @@ import importlib
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from pathlib import Path
@@ -51,7 +52,15 @@ from ray.serve.handle import DeploymentHandle
 from routr_ray.actors.links import REFRESH_S as LINK_REFRESH_S
 from routr_ray.actors.links import linked, serve_link
 from routr_ray.actors.metrics import RayMetricsBridge, observe_process
-from routr_ray.config.dispatcher import AutoscalingConfig, DispatcherConfig, from_document, to_document
+from routr_ray.actors.one_loop import ONE_LOOP_ENV, one_loop, one_loop_env  # noqa: F401 - ONE_LOOP_ENV re-exported
+from routr_ray.config.dispatcher import (  # noqa: F401 - re-exported
+    TOKEN_ENV,
+    AutoscalingConfig,
+    DispatcherConfig,
+    dispatcher_token,
+    from_document,
+    to_document,
+)
 from routr_ray.dispatch.core import DispatchCore
 from routr_ray.dispatch.matching import Router
 from routr_ray.dispatch.metrics import DispatchMetrics
@@ -74,15 +83,7 @@ APP_NAME = "routr"
 ROUTE_PREFIX = f"/{APP_NAME}"
 DISPATCHER_DEPLOYMENT = "dispatcher"
 DISPATCHER_LINK_SERVICE = "dispatcher"
-TOKEN_ENV = "ROUTR_RAY_DISPATCHER_TOKEN"
 PROCESSOR_TOKEN_ENV = "ROUTR_RAY_PROCESSOR_TOKEN"  # also what `routr-ray processor serve` asks callers for
-ONE_LOOP_ENV = "ROUTR_RAY_SERVE_ONE_LOOP"
-"""``1`` (default): our Serve replicas run our code on their main event loop, and EdgePort actors run Serve's
-request router on theirs: no thread hop and no cross-loop future per call (measured: -20 % CPU per call on the hot
-path, p50 16 -> 12 ms at 40 calls/s). ``0``: Serve's defaults (a separate thread and loop each), e.g. for a
-processor whose steps block. Read in the driver (``routr-ray run``'s environment). Two settings of Serve's
-experimental THROUGHPUT_OPTIMIZED mode, taken alone; the mode itself (direct ingress, GC freeze, buffered logs)
-is not used."""
 BUILTIN_PROCESSORS = {
     "echo": "routr_ray.processors.echo:EchoProcessor",
     "connect": "routr_ray.actors.connect:ConnectDeploymentProcessor",
@@ -116,30 +117,19 @@ def import_processor(name: str) -> type:
     return getattr(importlib.import_module(module_name), attr)
 
 
-def dispatcher_token(config: DispatcherConfig, explicit: str | None = None) -> str | None:
-    """The token outside callers must send: ``explicit``, else ``$ROUTR_RAY_DISPATCHER_TOKEN``, else ``spec.token``."""
-    return explicit or os.environ.get(TOKEN_ENV, "").strip() or config.token or None
-
-
 def outbound_tokens(config: DispatcherConfig, explicit: str | None = None) -> OutboundTokens:
     """The tokens sent to ``host:port`` processors and middlewares: each entry's ``token``, else ``explicit``,
     else ``$ROUTR_RAY_PROCESSOR_TOKEN``, else ``spec.processorToken``."""
     return OutboundTokens.of(config, explicit or os.environ.get(PROCESSOR_TOKEN_ENV, "").strip() or None)
 
 
-def one_loop(explicit: bool | None = None) -> bool:
-    if explicit is not None:
-        return explicit
-    return os.environ.get(ONE_LOOP_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
 def replica_actor_options(same_loop: bool | None = None) -> dict[str, Any]:
     """``ray_actor_options`` of our deployments: a tenth of a CPU; with :func:`one_loop`, user code on the
     replica's main loop (``RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0``, one of the settings of Serve's
-    experimental THROUGHPUT_OPTIMIZED mode, taken alone)."""
+    experimental THROUGHPUT_OPTIMIZED mode, taken alone; as a ``runtime_env`` unless the Ray's processes have it)."""
     options: dict[str, Any] = {"num_cpus": 0.1}
     if one_loop(same_loop):
-        options["runtime_env"] = {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}}
+        options.update(one_loop_env("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"))
     return options
 
 
@@ -260,6 +250,11 @@ class DispatcherDeployment:
 
     async def check_health(self) -> None:
         self._core()
+
+    async def probe(self) -> str | None:
+        """None when every processor of the config answers its readiness probe, else why not (EdgePorts that
+        take the dispatcher hop ask this before they call themselves ready)."""
+        return await self.runtime.probe()
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=1000, health_check_period_s=10)
@@ -404,13 +399,36 @@ def _digest(secret: str | None) -> str | None:
     return None if secret is None else hashlib.blake2s(secret.encode()).hexdigest()
 
 
-def deploy_app(config: DispatcherConfig, **kwargs: Any) -> DeploymentHandle:
-    """Deploy (or update) the ``routr`` app and wait until it runs; ``kwargs`` as for :func:`build_app`.
+def deploy_app(config: DispatcherConfig, *, wait: bool = True, **kwargs: Any) -> DeploymentHandle:
+    """Deploy (or update) the ``routr`` app and wait until it runs (``wait=False``: return once Serve has it,
+    see :func:`wait_running`); ``kwargs`` as for :func:`build_app`.
 
     Called again with a changed config it re-routes without restarting replicas (see the module docstring):
     this is the reload the launcher does when dispatcher.yaml changes.
     """
-    return serve.run(build_app(config, **kwargs), name=APP_NAME, route_prefix=ROUTE_PREFIX)
+    app = build_app(config, **kwargs)
+    if wait:
+        return serve.run(app, name=APP_NAME, route_prefix=ROUTE_PREFIX)
+    (handle,) = serve.run_many([serve.RunTarget(app, name=APP_NAME, route_prefix=ROUTE_PREFIX)],
+                               wait_for_applications_running=False)
+    return handle
+
+
+def wait_running(timeout: float, interval: float = 0.1) -> None:
+    """Until the ``routr`` app runs, asking every ``interval`` seconds (``serve.run`` asks once a second: up to a
+    second lost at start-up, issue 13 item 4); RuntimeError when its deployment failed, TimeoutError after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        app = serve.status().applications.get(APP_NAME)
+        status = str(app.status) if app is not None else ""
+        if status.endswith("RUNNING"):
+            return
+        if status.endswith("DEPLOY_FAILED"):
+            raise RuntimeError(f"deploying the {APP_NAME} app failed: {app.message if app else ''}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the {APP_NAME} app is not running after {timeout:.0f}s ({status or 'not deployed'})")
+        time.sleep(interval)
 
 
 def watch_config(config_dir: str | Path, current: DispatcherConfig, *, interval: float = 2.0,
@@ -425,3 +443,43 @@ def watch_config(config_dir: str | Path, current: DispatcherConfig, *, interval:
 
     return DispatcherConfigWatcher(config_dir, apply, current=current, interval=interval).start()
 
+HTTP_OPTIONS = {"host": "127.0.0.1", "port": 0}  # Serve's HTTP proxy: loopback, any port (routr-ray speaks gRPC)
+
+
+def start_serve() -> Callable[[float], None]:
+    """Create Serve's controller (no gRPC proxy: the front actor serves 51901; HTTP proxy on loopback) and return at
+    once, with a function that waits until its proxies are up (``wait(timeout)``).
+
+    ``serve.start`` creates the controller and then waits for it and for its proxies (a second or more on 2
+    cores); but deploying the app needs only the controller, and ``serve.run`` finds it by name and waits for it
+    itself. So the launcher creates the controller first (the longest start-up chain, controller -> replicas,
+    begins at once), deploys, and waits for the proxies last (issue 13 item 4). This is what Serve's
+    ``serve.start`` does, in two halves (Ray is pinned); where Serve's internals differ, or a controller already
+    runs, it is ``serve.start`` itself."""
+    def started(_timeout: float) -> None:
+        return None
+
+    try:
+        from ray.serve._private.api import _coerce_controller_options
+        from ray.serve._private.default_impl import get_controller_impl
+        from ray.serve.config import HTTPOptions, ProxyLocation, gRPCOptions
+        from ray.serve.context import _get_global_client
+        from ray.serve.schema import LoggingConfig
+
+        if _get_global_client(raise_if_no_controller_running=False) is not None:
+            raise LookupError("a Serve controller runs already")
+        controller = get_controller_impl(_coerce_controller_options(None)).remote(
+            http_options=HTTPOptions.model_validate(HTTP_OPTIONS), grpc_options=gRPCOptions(),
+            global_logging_config=LoggingConfig(), proxy_location=ProxyLocation._normalize(None),
+            global_tracing_config=None)
+    except (ImportError, AttributeError, TypeError, LookupError):
+        serve.start(http_options=HTTP_OPTIONS)  # logs when the options are not applied
+        return started
+
+    def wait(timeout: float) -> None:
+        import ray
+
+        proxies = ray.get(controller.get_proxies.remote(), timeout=timeout)
+        ray.get([proxy.ready.remote() for proxy in proxies.values()], timeout=timeout)
+
+    return wait

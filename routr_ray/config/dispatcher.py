@@ -19,7 +19,7 @@ middleware altogether, routr.md §6; we do not copy that). A middleware with `op
 (pass-through) when it fails; any other failing middleware gets the request answered 500.
 
 `token` may also come from the environment (`ROUTR_RAY_DISPATCHER_TOKEN`, which wins): see
-`routr_ray.actors.serve_app.dispatcher_token`. A `host:port` processor or middleware is sent its entry's `token`,
+`dispatcher_token` below. A `host:port` processor or middleware is sent its entry's `token`,
 else `processorToken` (`ROUTR_RAY_PROCESSOR_TOKEN` wins over it: the variable `routr-ray processor serve` reads
 on the other side). Middlewares and `host:port` processors get no `routr-ray.*` metadata (internal directives
 such as trunk credentials) unless their entry says `internalMetadata: true` (a middleware with it may also change
@@ -31,6 +31,7 @@ the plain JSON-able document and back (Serve's `user_config`, so a changed confi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,3 +258,12 @@ def from_document(document: Any, source: str = "<dispatcher document>") -> Dispa
     if problems.errors or config is None:
         raise ConfigInvalid(problems.errors)
     return config
+
+
+TOKEN_ENV = "ROUTR_RAY_DISPATCHER_TOKEN"
+
+
+def dispatcher_token(config: DispatcherConfig, explicit: str | None = None) -> str | None:
+    """The token outside callers of the dispatcher's port must send: ``explicit``, else
+    ``$ROUTR_RAY_DISPATCHER_TOKEN``, else ``spec.token``."""
+    return explicit or os.environ.get(TOKEN_ENV, "").strip() or config.token or None

@@ -34,6 +34,7 @@ from routr_ray.dispatch.middleware import Middleware, MiddlewareChain
 from routr_ray.dispatch.outside import without_internal
 from routr_ray.dispatch.remote import GrpcProcessorClient
 from routr_ray.observability import tracing
+from routr_ray.processors.sdk import PROBE_KEY, probe_answered_ready, probe_request
 from routr_ray.proto.gen import processor_pb2
 from routr_ray.util.batching import AdaptiveBatcher
 
@@ -220,6 +221,48 @@ class DispatchRuntime:
 
     async def handle_batch(self, requests: Sequence[MessageRequest]) -> list[MessageResponse | None]:
         return await self.current().handle_batch(requests)
+
+    def probed_entries(self) -> list[Any]:
+        """What a REGISTER needs (issue 13 item 4): every processor whose ``methods`` hold REGISTER (its matchFunc
+        may pick any of them), and every middleware that is not ``optional``; a config that routes no REGISTER:
+        every processor. A processor for other methods that is down (e.g. a MESSAGE service elsewhere) does not
+        make the EdgePorts unready: the requests it handles get 503 on their own."""
+        if self.config is None:
+            return []
+        processors = [p for p in self.config.processors if "REGISTER" in tuple(getattr(p, "methods", ()))]
+        middlewares = [m for m in self.config.middlewares if not getattr(m, "optional", False)]
+        return [*(processors or self.config.processors), *middlewares]
+
+    async def probe(self) -> str | None:
+        """Ask the processors and middlewares a REGISTER needs (:meth:`probed_entries`) whether they can handle
+        messages now; None when all can, else why not. A ``serve://`` deployment gets a readiness probe by the path
+        messages take (Connect answers it when every Location shard answers); a ``host:port`` one counts as ready
+        unless its health check fails (Routr's processors know no probe; one without the Health service counts as
+        ready)."""
+        if self.config is None:
+            return "the dispatcher has no config yet"
+        names: list[str] = []
+        for entry in self.probed_entries():
+            name = serve_name(entry.addr)
+            if name is None:
+                client = self._remote.get(entry.addr)
+                if client is None:
+                    continue
+                if client.healthy is None and client.has_health_service:
+                    await client.check_health()  # not checked yet: ask now (bounded by its health timeout)
+                if client.healthy is False:
+                    return f"processor {entry.ref} ({entry.addr}) fails its health check: {client.health_reason}"
+            elif name not in names:
+                names.append(name)
+        answers = await asyncio.gather(*(self._send_for(name)([probe_request()]) for name in names),
+                                       return_exceptions=True)
+        for name, answer in zip(names, answers, strict=True):
+            if isinstance(answer, BaseException):
+                return f"serve://{name} does not answer: {answer!r}"[:300]
+            if len(answer) != 1 or not probe_answered_ready(answer[0]):
+                said = answer[0].metadata.get(PROBE_KEY, "no probe answer") if len(answer) == 1 else "no answer"
+                return f"serve://{name}: {said}"[:300]
+        return None
 
     async def close(self) -> None:
         for client in self._remote.values():

@@ -3,14 +3,16 @@
 Pure asyncio, no Ray (``routr_ray/actors`` wraps it). One message's path:
 
 inbound bytes -> source ACL / ban check (before parsing: a banned flood costs nothing) -> parse (malformed:
-400 for requests, drop for responses, one summary log line per interval) -> per-source rate limit (well-formed
-requests only) -> method filter -> Via received/rport (RFC 3261 §18.2.1, RFC 3581) ->
+400 with a Warning for requests, dropped and counted for ACKs and responses, never answered; one summary log line
+per interval) -> per-source rate limit (well-formed requests only) -> method filter -> Via received/rport (RFC 3261
+§18.2.1, RFC 3581) ->
 
 * request: ACK matched to an INVITE server transaction is absorbed (hop by hop, §17.2.1); other ACKs go through
   the dispatcher statelessly (§16.11 for the 2xx ACK). CANCEL is answered here (200, or 481 when it matches
   nothing, §9.2) and cancels the pending branch itself (§16.10); it never reaches the dispatcher. A
   retransmission is absorbed by its server transaction (§17.2.3 matching). A new request gets a server
-  transaction (100 Trying at once for INVITE, §16.2), then OPTIONS to ourselves -> 200, a loop -> 482, Max-
+  transaction (100 Trying at once for INVITE, §16.2), then OPTIONS to ourselves -> 200 (503 + Retry-After until
+  the end-to-end probe says a REGISTER would succeed, ``readiness.py``), a loop -> 482, Max-
   Forwards 0 -> 483 (§16.3), else a MessageRequest to the dispatcher. Its answer is a response (sent on the
   server transaction) or a request forwarded on a new client transaction: the branch of the top Via (added by
   the processor, without branch) is set here (z9hG4bK + random, §16.6 step 8); no Record-Route is added here.
@@ -75,6 +77,7 @@ from routr_ray.edge.nat import (
 )
 from routr_ray.edge.next_hop import HopFinder, NextHop, NoRoute
 from routr_ray.edge.peers import BranchOwner, Peers, owned_branch, owner_of_branch
+from routr_ray.edge.readiness import Readiness
 from routr_ray.edge.resolver import Resolver, ResolverBusy, families_for
 from routr_ray.edge.source_address import SourceAddresses
 from routr_ray.edge.trace_hooks import client_span, decided, server_span
@@ -151,12 +154,32 @@ def make_response(
     return Response(status, reason or REASONS.get(status, ""), headers)
 
 
+def _unanswerable(data: bytes) -> str | None:
+    """Why a message that did not parse must get no answer: ``"response"`` (RFC 3261 §18.1.2: a response is
+    never answered), ``"ack"`` (§17.1.1.3, §17.2.1: an ACK is never answered); None for other requests. Read
+    from the raw start line (method names are case-sensitive, §7.1)."""
+    start = data.lstrip(b"\r\n")[:16]
+    if start.startswith(b"SIP/"):
+        return "response"
+    if start.startswith(b"ACK ") or start.startswith(b"ACK\t"):
+        return "ack"
+    return None
+
+
+def _warning(text: str) -> tuple[str, str]:
+    """A ``Warning: 399 routr-ray "..."`` header (RFC 3261 §20.43) saying why a request is refused."""
+    safe = text.encode("ascii", "replace").decode()[:100].replace("\r", " ").replace("\n", " ").replace('"', "'")
+    return "Warning", f'399 routr-ray "{safe}"'
+
+
 def _bad_request_bytes(data: bytes, status: int, reason: str) -> bytes | None:
     """A best-effort error response to a request that did not parse: the raw Via/From/To/Call-ID/CSeq lines
-    copied (RFC 3261 §8.2.6.2); None when the message looks like a response or has no Via."""
+    copied (RFC 3261 §8.2.6.2); None when the message is a response or an ACK (never answered) or has no Via."""
+    if _unanswerable(data) is not None:
+        return None
     head = data.split(b"\r\n\r\n", 1)[0].replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
     lines = head.split(b"\r\n")
-    if not lines or lines[0].startswith(b"SIP/"):
+    if not lines:
         return None
     copied: list[bytes] = []
     for line in lines[1:]:
@@ -194,6 +217,11 @@ class EdgePortOptions:
     # 2xx to INVITE relayed without a transaction (retransmissions after the branch ended) in progress at once
     max_stateless_relays: int = 1_000
     malformed_log_interval: float = 10.0
+    # readiness (readiness.py): the end-to-end probe every ready_interval s until it succeeds, then every
+    # ready_recheck s, each bounded by ready_timeout s
+    ready_interval: float = 0.1
+    ready_recheck: float = 5.0
+    ready_timeout: float = 5.0
     start_health: bool = True
     # process-wide: gc.freeze() + a larger gen-0 threshold once started (see routr_ray.util.gc_tuning); for a
     # process that runs an EdgePort as its main job (the EdgePortActor), not for tests sharing a process
@@ -300,6 +328,8 @@ class EdgePort:
             max_size=opts.max_completed_transactions,
         )
         self.health: HealthServer | None = None
+        self.readiness = Readiness(self.dispatcher.ready, interval=opts.ready_interval, recheck=opts.ready_recheck,
+                                   timeout=opts.ready_timeout, name=f"EdgePort {self.ref}")
         self.local = LocalAddresses.build(())
         self._listening_points: list[processor_pb2.NetInterface] = []
         self._request_template = processor_pb2.MessageRequest()
@@ -357,7 +387,7 @@ class EdgePort:
                     health_port,
                     registry=self.metrics.registry,
                     liveness=self.is_alive,
-                    readiness=self.dispatcher.ready,
+                    readiness=self.is_ready_now,
                 )
                 await self.health.start()
         except BaseException:
@@ -371,6 +401,7 @@ class EdgePort:
         self._refresh_addresses()
         if self.wildcard:
             self._spawn(self._keep_addresses_current())
+        await self.readiness.start()
         if self.options.tune_gc:
             from routr_ray.util.gc_tuning import tune_gc
 
@@ -424,6 +455,7 @@ class EdgePort:
         if self.health is not None:
             await self.health.stop()
             self.health = None
+        await self.readiness.stop()
         await self.dispatcher.close()
         self.malformed.flush(force=True)
 
@@ -444,6 +476,14 @@ class EdgePort:
         """The source networks of Trunks and Peers (``routr_ray/config/trunk_sources.py``): never banned by the
         rate limiter (their own limit, ``rateLimit.trunksAndPeers``) and their connections never evicted."""
         self.rate.protect(networks)
+
+    async def is_ready_now(self) -> bool:
+        """``/readyz``: not draining, and the end-to-end probe succeeds now (readiness.py)."""
+        return not self.draining and await self.readiness.check()
+
+    async def wait_ready(self, seconds: float | None = None) -> bool:
+        """True once the end-to-end probe has succeeded (a REGISTER would), False after ``seconds``."""
+        return await self.readiness.wait(seconds)
 
     def address(self, protocol: str) -> tuple[str, int]:
         """The bound (host, port) of a transport (the real port when 0 was configured)."""
@@ -494,7 +534,7 @@ class EdgePort:
         decision = self.methods.check(message.method)
         if decision is not MethodDecision.ACCEPT:
             self.metrics.reject("method_not_allowed")
-            if decision is MethodDecision.RESPOND_405:
+            if decision is MethodDecision.RESPOND_405 and message.method != "ACK":  # an ACK is never answered
                 self._reply_stateless(message, flow, 405, extra=[("Allow", self.methods.allow_header)])
             return
         # parse() has already checked what RFC 3261 §8.1.1 makes mandatory (Via, From, To, Call-ID, CSeq with the
@@ -510,9 +550,13 @@ class EdgePort:
         self._on_request(message, flow)
 
     def _malformed(self, data: bytes, flow: Flow, exc: ParseError) -> None:
-        self.metrics.reject("malformed")
+        """A message that did not parse: a request other than ACK gets 400 (or what the parser says) with a
+        Warning; an ACK or a response is dropped and counted (``malformed_ack``, ``malformed_response``), never
+        answered (RFC 3261 §17.1.1.3, §17.2.1, §18.1.2)."""
+        kind = _unanswerable(data)
+        self.metrics.reject("malformed" if kind is None else f"malformed_{kind}")
         self.malformed.record(flow.remote_host, exc.reason)
-        if exc.status is None:
+        if exc.status is None or kind is not None:
             return
         reply = _bad_request_bytes(data, exc.status, exc.reason)
         if reply is not None:
@@ -555,6 +599,11 @@ class EdgePort:
             txn.send_response(100, make_response(request, 100))
         # §16.3 step 2: an OPTIONS with Max-Forwards 0 is not forwarded; the proxy answers it as its UAS (§11)
         if request.method == "OPTIONS" and (self._is_for_us(request, flow) or request.max_forwards == 0):
+            if not self.readiness.ready or self.draining:
+                # issue 13 item 4: listening is not ready; a client probing us must not send its REGISTER yet
+                self.metrics.reject("draining" if self.draining else "not_ready")
+                self._answer(txn, 503, extra=[("Retry-After", str(self.options.retry_after))])
+                return
             require = [t.strip() for t in request.headers.get_all("Require") if t.strip()]
             if require:  # RFC 3261 §8.2.2.3: the UAS of this OPTIONS supports no extension
                 self._answer(txn, 420, extra=[("Unsupported", ", ".join(require))])
@@ -680,8 +729,9 @@ class EdgePort:
         try:
             mreq = self._message_request(request, ctx.flow, None)
         except (ConversionError, ParseError, ValueError) as exc:
+            self.metrics.reject("malformed")
             self.malformed.record(ctx.flow.remote_host, f"conversion: {exc}")
-            self._answer(txn, 400)
+            self._answer(txn, 400, extra=[_warning(str(exc))])
             return
         if ctx.span is not None:
             tracing.inject(ctx.span, mreq.metadata)
@@ -834,7 +884,13 @@ class EdgePort:
         """ACK for a 2xx (and any ACK matching no transaction): through the dispatcher, then forwarded without a
         transaction (RFC 3261 §16.11, §17.1.1.3 note). Nothing is ever answered to an ACK."""
         try:
-            resp = await self._submit(self._message_request(request, flow, None))
+            mreq = self._message_request(request, flow, None)
+        except (ConversionError, ParseError, ValueError) as exc:
+            self.metrics.reject("malformed_ack")
+            self.malformed.record(flow.remote_host, f"ACK: {exc}")
+            return
+        try:
+            resp = await self._submit(mreq)
             if not resp.HasField("message"):
                 return
             answer = read_message_response(resp)
@@ -1253,6 +1309,7 @@ class EdgePort:
         try:
             key = client_key_for(response)
         except ParseError as exc:
+            self.metrics.reject("malformed_response")  # dropped: a response is never answered (§18.1.2)
             self.malformed.record(flow.remote_host, exc.reason)
             return
         txn = self.client_txns.get(key) if key is not None else None

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from routr_ray.location.hashing import shard_for_aor
 from routr_ray.location.ops import (
+    PING_OP,
     Op,
     OpResult,
     apply_op,
@@ -49,3 +50,7 @@ class LocalLocationClient:
 
     async def remove_routes(self, request: location_pb2.RemoveRoutesRequest) -> None:
         await self._call(request.aor, encode_remove(request))
+
+    async def ping(self) -> None:
+        for shard in self.shards:
+            decode_result(await apply_op(shard, PING_OP))

@@ -32,6 +32,8 @@ Op = tuple[str, bytes]
 OpResult = tuple[str, bytes]
 
 ADD, FIND, REMOVE = "add", "find", "remove"
+PING = "ping"  # answered OK by any shard, whatever it holds: "this shard answers" (readiness probes)
+PING_OP: Op = (PING, b"")
 OK = "OK"
 TRACE_SEP = "|"
 _LONGEST_KIND = len(REMOVE)
@@ -67,6 +69,10 @@ class LocationClient(Protocol):
     async def find_routes(self, request: location_pb2.FindRoutesRequest) -> location_pb2.FindRoutesResponse: ...
 
     async def remove_routes(self, request: location_pb2.RemoveRoutesRequest) -> None: ...
+
+    async def ping(self) -> None:
+        """Return when every shard answers (raise LocationError UNAVAILABLE otherwise): a readiness probe."""
+        ...
 
 
 def encode_add(request: location_pb2.AddRouteRequest) -> Op:
@@ -137,6 +143,8 @@ async def _apply(service: LocationService, kind: str, payload: bytes) -> OpResul
             return OK, reply.SerializeToString()
         if kind == REMOVE:
             await service.handle_remove_routes(location_pb2.RemoveRoutesRequest.FromString(payload))
+            return OK, b""
+        if kind == PING:
             return OK, b""
         return LocationErrorCode.INVALID_ARGUMENT.name, f"unknown location operation {kind!r}".encode()
     except LocationError as exc:

@@ -66,6 +66,14 @@ ACTION_METADATA_KEY = "routr-ray.action"
 response swallowed). Routr has no such answer; it is only ever returned for ACK and responses."""
 DROP_ACTION = "drop"
 
+PROBE_KEY = "routr-ray.probe"
+"""Metadata key of a readiness probe (a MessageRequest without ``message``, :func:`probe_request`): the processor
+answers it with :meth:`Processor.ready` instead of running its pipeline; the answer carries ``PROBE_KEY`` =
+:data:`PROBE_READY` or ``not-ready: <why>`` (:func:`probe_answered_ready`). EdgePorts send one through the
+dispatcher before they call themselves ready (issue 13 item 4)."""
+PROBE_ASK = "ask"
+PROBE_READY = "ready"
+
 log = logging.getLogger(__name__)
 
 _ACK = processor_pb2.Method.Value("ACK")
@@ -82,6 +90,21 @@ def drop() -> MessageResponse:
 
 def is_drop(resp: MessageResponse) -> bool:
     return not resp.HasField("message") and resp.metadata.get(ACTION_METADATA_KEY) == DROP_ACTION
+
+
+def probe_request() -> MessageRequest:
+    """A readiness probe: no SIP message, only ``metadata[PROBE_KEY]``."""
+    request = MessageRequest(ref="routr-ray-probe")
+    request.metadata[PROBE_KEY] = PROBE_ASK
+    return request
+
+
+def is_probe(request: MessageRequest) -> bool:
+    return bool(request.metadata) and request.metadata.get(PROBE_KEY) == PROBE_ASK and not request.HasField("message")
+
+
+def probe_answered_ready(resp: MessageResponse | None) -> bool:
+    return resp is not None and resp.metadata.get(PROBE_KEY) == PROBE_READY
 
 
 class Context:
@@ -263,10 +286,29 @@ class Processor:
         added a Via on the way out removes it here: ``ctx.forward(remove_top_via(ctx.message))``)."""
         return ctx.pass_through()
 
+    def ready(self) -> bool | Awaitable[bool]:
+        """Whether this processor can handle messages now (e.g. Connect: every Location shard answers). Asked by
+        readiness probes (:data:`PROBE_KEY`); an exception counts as not ready. Default: True."""
+        return True
+
+    async def answer_probe(self) -> MessageResponse:
+        """The answer to a readiness probe (:func:`probe_request`)."""
+        try:
+            ok = bool(await _value(self.ready()))  # type: ignore[arg-type]
+            why = "" if ok else "not ready"
+        except Exception as exc:  # noqa: BLE001 - the probe's answer says why
+            ok, why = False, repr(exc)[:200]
+        resp = MessageResponse()
+        resp.metadata[PROBE_KEY] = PROBE_READY if ok else f"not-ready: {why}"
+        return resp
+
     # entry points ------------------------------------------------------------------------------
     async def process(self, request: MessageRequest) -> MessageResponse:
         """One MessageRequest -> its MessageResponse. Never raises for a bad message or a failing step. A traced
-        message (``routr-ray.traceparent``) gets a span here, current while the steps run (docs/observability.md)."""
+        message (``routr-ray.traceparent``) gets a span here, current while the steps run (docs/observability.md).
+        A readiness probe (readiness.py, issue 13) is answered without the steps."""
+        if request.metadata and is_probe(request):
+            return await self.answer_probe()
         if tracing.ON and request.metadata:
             span = tracing.span_from_metadata(f"{self.name or type(self).__name__} {self._method_of(request)}",
                                               request.metadata, {"sip.method": self._method_of(request),
@@ -397,5 +439,5 @@ async def _value(result: StepResult) -> Result:
     return result
 
 
-__all__ = ["ACTION_METADATA_KEY", "DROP_ACTION", "RESPONSES_ERRORS_ONLY", "RESPONSES_KEY", "Context", "Processor",
-           "Result", "drop", "is_drop"]
+__all__ = ["ACTION_METADATA_KEY", "DROP_ACTION", "PROBE_KEY", "RESPONSES_ERRORS_ONLY", "RESPONSES_KEY", "Context",
+           "Processor", "Result", "drop", "is_drop", "is_probe", "probe_answered_ready", "probe_request"]

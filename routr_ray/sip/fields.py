@@ -90,6 +90,8 @@ def parse_via(text: str) -> Via:
         if port > 65535:
             raise ParseError(f"invalid Via port in {text!r}")
     params = parse_params(param_text) if param_text is not None else {}
+    if params.get("rport") == "":
+        params["rport"] = None  # "rport=" asks for rport as a bare "rport" does (RFC 3581 §3)
     return Via(transport, host, port, params, f"{name.upper()}/{version}")
 
 

@@ -119,7 +119,8 @@ def parse_params(text: str, sep: str = ";") -> dict[str, str | None]:
     lower-cased (parameter names are case-insensitive, §7.3.1); values are kept exactly, quoted-strings
     with their quotes (use :func:`unquote`); a flag parameter maps to ``None``. LWS around ``=`` and
     separators is allowed. With ``sep=","`` this also reads digest challenge/credential parameters
-    (RFC 3261 §25.1 digest-cln / auth-param). Raises ParseError(400) on empty or malformed parameters.
+    (RFC 3261 §25.1 digest-cln / auth-param). Liberal where the meaning is plain: ``name=`` gives ``""``,
+    an empty ``;`` piece is skipped. Raises ParseError(400) on malformed parameters.
     """
     params: dict[str, str | None] = {}
     if sep == ";" and _SIMPLE_PARAMS_RE.fullmatch(text):
@@ -136,6 +137,8 @@ def parse_params(text: str, sep: str = ";") -> dict[str, str | None]:
     for piece in pieces:
         name, eq, value = piece.partition("=")
         name = name.strip(_WSP)
+        if not name and not eq and sep == ";":
+            continue  # an empty parameter (";;", a trailing ";"): nothing to misread, skipped as Kamailio does
         if not TOKEN_RE.fullmatch(name):
             raise ParseError(f"malformed parameter {piece.strip()!r}")
         if eq:
@@ -143,7 +146,7 @@ def parse_params(text: str, sep: str = ";") -> dict[str, str | None]:
             if value[:1] == '"':
                 if scan_quoted(value, 0) != len(value):
                     raise ParseError(f"malformed quoted parameter value {value!r}")
-            elif not _GEN_VALUE_RE.fullmatch(value):
+            elif value and not _GEN_VALUE_RE.fullmatch(value):  # "name=" is an empty value, kept as ""
                 raise ParseError(f"malformed value of parameter {name!r}")
             params[name.lower()] = value
         else:

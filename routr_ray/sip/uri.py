@@ -75,13 +75,18 @@ def format_host(host: str) -> str:
 
 
 def _parse_uri_params(text: str) -> dict[str, str | None]:
+    """``;``-separated uri-parameters. Liberal where the meaning is plain (as Kamailio is): an empty value
+    (``;transport=``, sent by SIPp scenarios) is kept as ``""`` (no transport named), and an empty piece
+    (``;;lr``, a trailing ``;``) is skipped; the text of the URI is kept as received."""
     params: dict[str, str | None] = {}
     for piece in text.split(";"):
+        if not piece:
+            continue
         name, eq, value = piece.partition("=")
         if not _PARAMCHARS_RE.fullmatch(name):
             raise ParseError(f"malformed URI parameter {piece!r}")
         if eq:
-            if not _PARAMCHARS_RE.fullmatch(value):
+            if value and not _PARAMCHARS_RE.fullmatch(value):
                 raise ParseError(f"malformed URI parameter value {piece!r}")
             params[name.lower()] = value
         else:

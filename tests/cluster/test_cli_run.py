@@ -172,10 +172,10 @@ def test_unreachable_redis_is_one_line(tmp_path: Path, ports: dict[str, int]) ->
 class Server:
     """`routr-ray run` in its own session; stdout is collected by a thread."""
 
-    def __init__(self, config: Path, marker: str) -> None:
+    def __init__(self, config: Path, marker: str, log_dir: Path) -> None:
         self.marker = marker
-        self.proc = subprocess.Popen(
-            cli("run", "--config", str(config), "--num-cpus", "4"),  # dashboard on: the most processes to stop
+        self.proc = subprocess.Popen(  # dashboard on: the most processes to stop
+            cli("run", "--config", str(config), "--num-cpus", "4", "--log-dir", str(log_dir)),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
             env=env(**{MARKER: marker}))
         self.out: list[str] = []
@@ -229,7 +229,7 @@ def server(tmp_path: Path, ports: dict[str, int]) -> Iterator[tuple[Server, dict
     # what `routr-ray deploy` adds to the running cluster: a third EdgePort (same dispatcher and Location)
     write_config(tmp_path / "config-c", [("ep-c", ports["udp_c"])], health_port=ports["health_c"],
                  location_port=ports["location"], grpc_port=ports["grpc"])
-    running = Server(config, uuid.uuid4().hex)
+    running = Server(config, uuid.uuid4().hex, tmp_path / "kept-logs")
     try:
         yield running, ports
     finally:
@@ -275,6 +275,10 @@ def test_run_deploy_status_locate_then_sigterm_leaves_nothing(
     running, ports = server
     running.wait_ready()
     address = running.value("Ray address")
+    logs_line = next(line for line in running.out if line.strip().startswith("Logs"))
+    session_logs = Path(logs_line.split()[1])
+    temp_dir = session_logs.parents[1]
+    assert temp_dir.name.startswith("routr-ray-") and session_logs.is_dir()
 
     deployed = subprocess.run(cli("deploy", "--address", address, str(tmp_path / "config-c")), capture_output=True,
                               text=True, timeout=120, env=env())
@@ -315,6 +319,12 @@ def test_run_deploy_status_locate_then_sigterm_leaves_nothing(
     assert time.monotonic() - stopping <= 15
     assert "routr-ray: stopping" in running.out
     assert marked_processes(running.marker, running.proc.pid) == []
+    # issue 13 item 6: the run's temporary directory is gone; the logs asked for are kept in --log-dir
+    assert not temp_dir.exists()
+    kept = tmp_path / "kept-logs"
+    assert (kept / "routr-ray.log").is_file()
+    assert (kept / session_logs.parent.name / "raylet.out").is_file()
+    assert any((kept / session_logs.parent.name).glob("worker-*")), "every actor's output is kept"
 
 
 def test_status_of_an_unreachable_cluster_is_one_line() -> None:

@@ -55,3 +55,53 @@ def metric_value(samples: Samples, name: str, **labels: str) -> float:
     """The sum of the samples of ``name`` whose labels include ``labels``."""
     wanted = set(labels.items())
     return sum(v for (n, lbls), v in samples.items() if n == name and wanted <= lbls)
+
+
+def _register(sock: socket.socket, target: tuple[str, int], user: str, domain: str, call_id: str, cseq: int,
+              authorization: str | None) -> bytes:
+    local_host, local_port = sock.getsockname()[:2]
+    branch = "z9hG4bK" + uuid.uuid4().hex[:12]
+    auth = f"Authorization: {authorization}\r\n" if authorization else ""
+    message = (
+        f"REGISTER sip:{domain} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {local_host}:{local_port};branch={branch};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:{user}@{domain}>;tag={call_id[:8]}\r\n"
+        f"To: <sip:{user}@{domain}>\r\n"
+        f"Call-ID: {call_id}\r\n"
+        f"CSeq: {cseq} REGISTER\r\n"
+        f"Contact: <sip:{user}@{local_host}:{local_port}>\r\n"
+        f"{auth}"
+        "Expires: 60\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    sock.sendto(message, target)
+    return sock.recv(65535)
+
+
+def register_with_digest(port: int, user: str = "1001", password: str = "1234", domain: str = "sip.local",
+                         host: str = "127.0.0.1", timeout: float = 2.0) -> int | None:
+    """REGISTER over UDP, answering a 401 challenge once (RFC 3261 §22.2); the final status (200 when it
+    worked), or None when an answer did not come within ``timeout``."""
+    from routr_ray.sip import Response, parse
+    from routr_ray.sip.digest import answer_challenge
+
+    call_id = uuid.uuid4().hex
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        s.settimeout(timeout)
+        try:
+            first = parse(_register(s, (host, port), user, domain, call_id, 1, None))
+            assert isinstance(first, Response)
+            if first.status != 401:
+                return first.status
+            challenge = first.headers.get("WWW-Authenticate") or ""
+            authorization = answer_challenge(challenge, method="REGISTER", uri=f"sip:{domain}", username=user,
+                                             password=password)
+            if authorization is None:
+                return first.status
+            second = parse(_register(s, (host, port), user, domain, call_id, 2, authorization))
+        except TimeoutError:
+            return None
+    assert isinstance(second, Response)
+    return second.status

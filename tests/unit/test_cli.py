@@ -151,3 +151,48 @@ def test_status_shows_users_calls_and_trunks_from_the_metrics() -> None:
     assert "cannot read http://10.0.0.3:9464/metrics: timed out" in text
     empty = "\n".join(format_metrics(summarize([])))
     assert "Registered users:  ? " in empty and "Calls in progress: ?" in empty and "(no trunk registers)" in empty
+
+
+def test_log_dir_reaches_the_run_options(tmp_path: Path) -> None:
+    from routr_ray.cli import _run_options
+
+    args = build_parser().parse_args(["run", "--no-dashboard", "--log-dir", str(tmp_path / "logs")])
+    options = _run_options(args, Path("config"))
+    assert options.log_dir == tmp_path / "logs"  # type: ignore[attr-defined]
+    assert _run_options(build_parser().parse_args(["run"]), Path("config")).log_dir is None  # type: ignore[attr-defined]
+
+
+def test_a_stop_removes_the_temp_dir_and_moves_the_logs_asked_for(tmp_path: Path) -> None:
+    """Issue 13 item 6, the file side of it: Ray's session logs go to --log-dir, the rest of the run's temporary
+    directory (sockets, session files) is removed; without --log-dir everything goes."""
+    from routr_ray.actors.launcher import Deployment, remove_temp_dir, session_logs
+
+    def fake_run(name: str) -> Path:
+        temp = tmp_path / name
+        logs = temp / "session_2026-12-07_10-00-00_1_2" / "logs"
+        logs.mkdir(parents=True)
+        (logs / "raylet.out").write_text("raylet")
+        (temp / "session_2026-12-07_10-00-00_1_2" / "sockets").mkdir()
+        (temp / "session_latest").symlink_to(temp / "session_2026-12-07_10-00-00_1_2")
+        return temp
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    deployment = Deployment(temp_dir=fake_run("run1"), log_dir=kept)
+    assert session_logs(deployment) == tmp_path / "run1" / "session_2026-12-07_10-00-00_1_2" / "logs"
+    remove_temp_dir(deployment)
+    assert not (tmp_path / "run1").exists() and deployment.temp_dir is None
+    assert (kept / "session_2026-12-07_10-00-00_1_2" / "raylet.out").read_text() == "raylet"
+    remove_temp_dir(Deployment(temp_dir=fake_run("run2")))
+    assert not (tmp_path / "run2").exists()
+
+
+def test_an_unwritable_log_dir_is_one_line_before_ray_starts(tmp_path: Path) -> None:
+    from routr_ray.actors.launcher import StartupError, check_log_dir
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StartupError, match=r"^--log-dir .*file/logs: "):
+        check_log_dir(blocker / "logs")
+    check_log_dir(tmp_path / "new" / "logs")
+    assert (tmp_path / "new" / "logs").is_dir()

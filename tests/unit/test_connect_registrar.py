@@ -202,3 +202,15 @@ async def test_options_to_the_server_requiring_an_extension_gets_420() -> None:
     assert resp.status == 420 and resp.headers.get_all("Unsupported") == ["100rel"]
     resp = await h.answer(sip("OPTIONS", "sip:sip.local", from_="sip:1001@sip.local", to="sip:sip.local"))
     assert resp.status == 200
+
+
+async def test_a_contact_with_an_empty_transport_parameter_registers() -> None:
+    """Issue 13 item 5: SIPp scenarios (Routr's among them) write ``;transport=`` with nothing after it; the binding
+    is stored as sent and its transport is the one the REGISTER came over."""
+    h = Harness()
+    resp = await h.register("1001", "<sip:1001@192.168.1.20:5060;transport=>", sender=("10.0.0.5", 40000, "UDP"),
+                            via="SIP/2.0/UDP 192.168.1.20:5060")
+    assert resp.status == 200
+    assert contacts_of(resp) == {"sip:1001@192.168.1.20:5060;transport=": 3600}
+    [route] = await bindings(h, "sip:1001@sip.local")
+    assert route.contact_uri == "sip:1001@192.168.1.20:5060;transport=" and route.transport == 0

@@ -62,3 +62,19 @@ def test_edge_batching_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in ("max_flights=2", "max_batch=0", "max_wait=-1"):
         with pytest.raises(ValueError, match=BATCHING_ENV):
             edge_options(bad)
+
+
+def test_a_local_ray_that_inherits_the_one_loop_settings_needs_no_runtime_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """routr-ray run puts the settings in the environment of the Ray it starts: our actors then take any idle worker
+    process (a runtime_env needs one started for it)."""
+    from routr_ray.actors import one_loop
+
+    for name in (*one_loop.ONE_LOOP_SETTINGS, one_loop.INHERITED_ENV, one_loop.ONE_LOOP_ENV):
+        monkeypatch.delenv(name, raising=False)
+    assert "runtime_env" in serve_app.replica_actor_options()
+    assert one_loop.one_loop_env("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP") != {}
+    one_loop.inherit_one_loop()
+    assert serve_app.replica_actor_options() == {"num_cpus": 0.1}
+    assert one_loop.one_loop_env("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP") == {}
+    monkeypatch.setenv("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "1")  # changed after: the runtime_env again
+    assert one_loop.one_loop_env("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP") != {}

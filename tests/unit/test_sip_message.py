@@ -300,18 +300,23 @@ def test_via_forms() -> None:
     assert v.params == {"branch": "z9hG4bKx", "received": "10.0.0.1", "rport": "5070"}
     assert str(v) == "SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bKx;received=10.0.0.1;rport=5070"
     assert parse_via("SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK1").transport == "WSS"
-    for bad in ("SIP/2.0/UDP", "SIP/2.0 host", "SIP/2.0/UDP host:99999", "SIP/2.0/UDP host;;branch=1",
-                "SIP/2.0/UDP [::1", "SIP/2.0/UDP host junk"):
+    for bad in ("SIP/2.0/UDP", "SIP/2.0 host", "SIP/2.0/UDP host:99999", "SIP/2.0/UDP host;branch=1;=x",
+                "SIP/2.0/UDP [::1", "SIP/2.0/UDP host junk", "SIP/2.0/UDP host;branch=a b"):
         with pytest.raises(ParseError):
             parse_via(bad)
+    # liberal where the meaning is plain (issue 13 item 5): empty pieces skipped, empty values kept as ""
+    assert parse_via("SIP/2.0/UDP host;;branch=1;").params == {"branch": "1"}
+    assert parse_via("SIP/2.0/UDP host;branch=1;received=;x=").params == {"branch": "1", "received": "", "x": ""}
+    assert parse_via("SIP/2.0/UDP host;branch=1;rport=").rport is None  # "rport=" asks as a bare rport does
 
 
 def test_parse_params_is_reusable_for_digest() -> None:
     params = parse_params('username="bob", realm="a,b", nonce="n", uri="sip:x", response="r", qop=auth, nc=00000001',
                           sep=",")
     assert params["realm"] == '"a,b"' and params["qop"] == "auth" and params["nc"] == "00000001"
+    assert parse_params("a=1;;b=2;c=") == {"a": "1", "b": "2", "c": ""}
     with pytest.raises(ParseError):
-        parse_params("a=1;;b=2")
+        parse_params("a=1;b=2 3")
 
 
 def test_tel_uri_in_request_line() -> None:

@@ -59,7 +59,7 @@ def test_opaque_and_tel() -> None:
     "text",
     [
         "", "sip", "sip:", ":x", "1sip:a@b", "sip:2001:db8::10", "sip:[2001:db8:::1]", "sip:[::1",
-        "sip:a@b:99999", "sip:a@b:x", "sip:a b@c", "sip:a@b;", "sip:a@b;=x", "sip:a@b?x",
+        "sip:a@b:99999", "sip:a@b:x", "sip:a b@c", "sip:a@b;=x", "sip:a@b?x",
         "sip:a@b?=1", "sip:%zz@b", "sip:a@", "sip:a@b c", "tel:", "tel:+1 2", "<sip:a@b>",
         "sip:a@b;p=v w", "http:a b",
     ],
@@ -68,6 +68,17 @@ def test_invalid(text: str) -> None:
     with pytest.raises(ParseError) as info:
         parse_uri(text)
     assert info.value.status == 400
+
+
+def test_empty_parameters_are_accepted_as_kamailio_does() -> None:
+    """Issue 13 item 5: SIPp scenarios send ``;transport=``; an empty value names nothing, an empty piece is
+    skipped, and the URI text is what was received."""
+    u = parse_uri("sip:1002@127.0.0.1:5099;transport=")
+    assert u.params == {"transport": ""} and u.transport is None and str(u) == "sip:1002@127.0.0.1:5099;transport="
+    assert parse_uri("sip:a@b;").params == {}
+    assert parse_uri("sip:a@b;;lr;").params == {"lr": None}
+    assert parse_uri("sip:a@b;maddr=;foo").params == {"maddr": "", "foo": None}
+    assert parse_uri("tel:+123;phone-context=").params == {"phone-context": ""}
 
 
 def test_copy_is_independent() -> None:

@@ -205,6 +205,13 @@ class ConnectProcessor(Processor):
             self._index = ConnectIndex(current)
         return self._index
 
+    async def ready(self) -> bool:
+        """Every Location shard answers (a REGISTER needs the shard of its AOR, which may be any of them)."""
+        ping = getattr(self.location, "ping", None)
+        if ping is not None:
+            await ping()
+        return True
+
     # ---- SDK steps ------------------------------------------------------------------------------
 
     async def handle(self, ctx: Context) -> MessageResponse | None:

@@ -1,6 +1,10 @@
 """The README's run command on the default config (issue 7, "Done when"): `routr-ray run` from the repository
 root (./config: local Ray, memory Location), a SIPp REGISTER with digest to the example agent 1001@sip.local gets
-200, and SIGTERM leaves no process of that run behind."""
+200, and SIGTERM leaves no process of that run behind.
+
+Issue 13: ready means ready (item 4): from the moment the server starts, OPTIONS to the EdgePort is sent until it
+answers 200; right after that first 200, a REGISTER with digest gets 200 at its first try (no 503); and "ready" is
+printed only once a REGISTER succeeds. A stop removes the run's temporary directory (item 6)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.probes import options_ping, register_with_digest
 
 REPO = Path(__file__).resolve().parents[3]
 SCENARIO = REPO / "tests" / "acceptance" / "register" / "register.xml"
@@ -45,10 +51,28 @@ def test_readme_run_registers_the_example_agent_and_stops_clean(tmp_path: Path) 
                                   stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + READY_TIMEOUT
-        while "ready in" not in log_path.read_text(errors="replace"):
+        while True:  # OPTIONS to the EdgePort itself (503 until it is ready, ICMP unreachable before it listens)
             assert server.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "OPTIONS never got 200"
+            printed = "ready in" in log_path.read_text(errors="replace")
+            try:
+                answer = options_ping(5060, timeout=0.2)
+            except OSError:
+                answer = None
+            if answer is not None and answer.startswith(b"SIP/2.0 200 "):
+                break
+            assert not printed, f"'ready' was printed, then OPTIONS got {answer[:40] if answer else 'nothing'!r}"
+            if answer is not None:
+                assert answer.startswith(b"SIP/2.0 503 ") and b"Retry-After:" in answer, answer[:200]
+            time.sleep(0.05)
+        assert register_with_digest(5060) == 200  # right after the first 200 to OPTIONS: no 503
+        while "ready in" not in log_path.read_text(errors="replace"):
             assert time.monotonic() < deadline, "not ready in time"
             time.sleep(0.2)
+        logs_line = next(line for line in log_path.read_text(errors="replace").splitlines()
+                         if line.strip().startswith("Logs "))
+        temp_dir = Path(logs_line.split()[1]).parents[1]
+        assert temp_dir.name.startswith("routr-ray-") and temp_dir.is_dir()
         sipp = subprocess.run(
             ["sipp", "127.0.0.1:5060", "-sf", str(SCENARIO), "-m", "1", "-t", "u1", "-i", "127.0.0.1", "-p", "0",
              "-au", "1001", "-ap", "1234", "-key", "aor_user", "1001", "-key", "contact_port", "5099", "-key", "contact_params", "", "-key", "contact_q", "",
@@ -70,3 +94,4 @@ def test_readme_run_registers_the_example_agent_and_stops_clean(tmp_path: Path) 
     assert time.monotonic() - started < 15
     time.sleep(1.0)
     assert _session_processes(server.pid) == []
+    assert not temp_dir.exists(), "a stop removes the run's temporary directory (issue 13 item 6)"
