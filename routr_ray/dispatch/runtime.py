@@ -245,7 +245,7 @@ class DispatchRuntime:
         for entry in self.probed_entries():
             name = serve_name(entry.addr)
             if name is None:
-                client = self._remote.get(entry.addr)
+                client = self.remote.get(entry.addr)
                 if client is None:
                     continue
                 if client.healthy is None and client.has_health_service:
