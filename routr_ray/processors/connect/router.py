@@ -56,6 +56,7 @@ from routr_ray.processors.connect.headers import (
 from routr_ray.processors.connect.registrar import location_failure, source_of
 from routr_ray.processors.connect.resources_index import ConnectIndex
 from routr_ray.processors.connect.targets import default_port, target_of
+from routr_ray.processors.connect.uri_format import request_user
 from routr_ray.proto.gen import location_pb2, processor_pb2
 from routr_ray.sip.digest import DigestParseError, find_credentials
 from routr_ray.sip.message import Request
@@ -101,9 +102,13 @@ def ordered_trunk_uris(trunk: Trunk, rng: random.Random | None = None) -> list[T
     return weighted_order(enabled, priority=lambda u: u.priority, weight=lambda u: u.weight, rng=rng)
 
 
-def trunk_request_uri(dialled: str, uri: TrunkUri) -> tuple[NextHop, URI]:
+def trunk_request_uri(dialled: str, uri: TrunkUri, *, phone: bool = False) -> tuple[NextHop, URI]:
+    """The next hop and Request-URI of a call to ``dialled`` through one trunk URI; ``phone``: the user part is a
+    telephone number (``uri_format.py``), marked ``;user=phone`` (RFC 3261 §19.1.6)."""
     transport = uri.transport.upper()
     request_uri = URI("sip", dialled, uri.host, uri.port)
+    if phone:
+        request_uri.params["user"] = "phone"
     if transport != "UDP":
         request_uri.params["transport"] = transport.lower()
     return NextHop(uri.host, uri.port or default_port(transport), transport), request_uri
@@ -385,7 +390,12 @@ class Router:
         uris = ordered_trunk_uris(trunk, self.rng) if trunk is not None else []
         if trunk is None or not uris:
             return Reply(503, "Service Unavailable (no trunk for this number)", (("Retry-After", "30"),))
-        hops = [trunk_request_uri(dialled, u) for u in uris]
+        assert trunk.outbound is not None
+        written = request_user(dialled, trunk.outbound.uri_format)
+        if written is None:
+            return Reply(484, "Address Incomplete (not an E.164 number, as this trunk requires)")
+        user, phone = written
+        hops = [trunk_request_uri(user, u, phone=phone) for u in uris]
         hop, request_uri = hops[0]
         metadata = {"routr-ray.trunk-ref": trunk.ref}
         credentials = index.credentials(trunk.outbound.credentials_ref) if trunk.outbound is not None else None
