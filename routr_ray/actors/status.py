@@ -65,6 +65,21 @@ class TrunkRegistrationStatus:
 
 
 @dataclass(frozen=True)
+class KeepaliveStatus:
+    """One target of the OPTIONS keepalive (docs/trunks.md "Keepalive")."""
+
+    kind: str  # trunk | peer
+    ref: str
+    target: str  # transport:host:port
+    state: str  # up | down
+    pinged: bool = False
+    failures: int = 0
+    last_status: int = 0
+    last_error: str = ""
+    seconds: int = 0  # in this state for
+
+
+@dataclass(frozen=True)
 class DeploymentStatus:
     app: str
     name: str
@@ -86,6 +101,7 @@ class ClusterStatus:
     trunks: tuple[TrunkRegistrationStatus, ...] = ()
     trunk_registrar_error: str | None = None  # the registrar exists but did not answer
     metrics: MetricsSummary = field(default_factory=MetricsSummary)
+    keepalives: tuple[KeepaliveStatus, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -167,8 +183,9 @@ def collect_status(*, timeout: float = 5.0) -> ClusterStatus:
             replicas = {_text(state): int(count) for state, count in dep.replica_states.items()}
             deployments.append(DeploymentStatus(app_name, name, _text(dep.status), replicas))
     trunks, registrar_error = _trunks(timeout) if TRUNK_REGISTRAR in names else ((), None)
+    keepalives = _keepalives(timeout) if TRUNK_REGISTRAR in names and registrar_error is None else ()
     return ClusterStatus(edgeports, shards, api, applications, tuple(deployments), trunks, registrar_error,
-                         read_metrics(timeout))
+                         read_metrics(timeout), keepalives)
 
 
 def _trunks(timeout: float) -> tuple[tuple[TrunkRegistrationStatus, ...], str | None]:
@@ -179,6 +196,16 @@ def _trunks(timeout: float) -> tuple[tuple[TrunkRegistrationStatus, ...], str | 
     return tuple(TrunkRegistrationStatus(str(r["trunk"]), str(r["state"]), r.get("expires_in"),
                                          str(r.get("last_error") or ""), int(r.get("failures") or 0))
                  for r in rows), None
+
+
+def _keepalives(timeout: float) -> tuple[KeepaliveStatus, ...]:
+    try:
+        rows = _get(ray.get_actor(TRUNK_REGISTRAR, namespace=NAMESPACE).keepalives.remote(), timeout)
+    except Exception:  # noqa: BLE001 - an older registrar without keepalives, or gone meanwhile
+        return ()
+    return tuple(KeepaliveStatus(str(r["kind"]), str(r["ref"]), str(r["target"]), str(r["state"]), bool(r["pinged"]),
+                                 int(r.get("failures") or 0), int(r.get("last_status") or 0),
+                                 str(r.get("last_error") or ""), int(r.get("for") or 0)) for r in rows)
 
 
 def read_metrics(timeout: float) -> MetricsSummary:
@@ -240,8 +267,24 @@ def format_status(status: ClusterStatus) -> list[str]:
             else:
                 detail = trunk.state + (f" ({trunk.failures} in a row): {trunk.last_error}" if trunk.last_error else "")
             lines.append(f"  {_mark(trunk.state == 'registered')} {trunk.trunk:<24} {detail}")
+    if status.keepalives:
+        lines.append("Keepalive (OPTIONS pings):")
+        lines.extend(_keepalive_line(k) for k in status.keepalives)
     lines.extend(format_metrics(status.metrics))
     return lines
+
+
+def _keepalive_line(k: KeepaliveStatus) -> str:
+    if k.state == "down":
+        detail = f"down for {k.seconds} s ({k.failures} pings failed: {k.last_error})" if k.failures else \
+            f"down for {k.seconds} s (last answer {k.last_status})"
+    elif not k.pinged:
+        detail = "up (not pinged yet)"
+    elif k.failures:
+        detail = f"up ({k.failures} pings failed: {k.last_error})"
+    else:
+        detail = f"up ({k.last_status} to the last ping)"
+    return f"  {_mark(k.state == 'up')} {k.kind + ' ' + k.ref:<24} {k.target:<28} {detail}"
 
 
 def _count(value: int | None) -> str:
