@@ -79,7 +79,7 @@ async def test_the_pinger_pings_at_its_interval_and_reports_changes() -> None:
     sent: list[tuple[str, float]] = []
     changes: list[set[tuple[str, str, int]]] = []
 
-    async def send(request: Request, target: str, timeout: float) -> Response | None:
+    async def send(request: Request, target: str, timeout: float) -> Response | None:  # noqa: ASYNC109
         sent.append((target, timeout))
         return request.make_response(200) if answering[target] else None
 
@@ -113,7 +113,7 @@ async def test_a_hung_ping_is_a_failure_and_never_blocks_another_target() -> Non
     clock = Clock()
     hang = asyncio.Event()
 
-    async def send(request: Request, target: str, timeout: float) -> Response | None:
+    async def send(request: Request, target: str, timeout: float) -> Response | None:  # noqa: ASYNC109
         if target.startswith("sip:203.0.113.7"):
             await hang.wait()
         raise OSError("unreachable")
