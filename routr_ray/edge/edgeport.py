@@ -1154,9 +1154,9 @@ class EdgePort:
             self._loop.call_later(1.0, self._reset_unreachable_budget)
         refused = {(normalize_host(host), port) for host, port in destinations}
         for txn in self.client_txns.values():
-            ctx = txn.context
-            if (not txn.done and ctx.hop.transport is TransportName.UDP and txn.machine.last_status is None
-                    and (ctx.hop.host, ctx.hop.port) in refused):
+            hop = getattr(txn.context, "hop", None)  # a ClientContext, or the requests we send ourselves (originate.py)
+            if (hop is not None and not txn.done and hop.transport is TransportName.UDP
+                    and txn.machine.last_status is None and (hop.host, hop.port) in refused):
                 self.metrics.reject("unreachable")
                 asyncio.get_running_loop().call_soon(txn.on_transport_error)
 

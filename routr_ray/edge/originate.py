@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from routr_ray.edge.advertise import WILDCARD_HOSTS
@@ -77,6 +78,14 @@ class _Waiter:
         self._done(None)
 
 
+@dataclass(frozen=True)
+class _Origin:
+    """The context of an originated transaction: where it went (an ICMP unreachable from there fails it,
+    ``EdgePort._on_unreachable``)."""
+
+    hop: NextHop
+
+
 class Originator:
     def __init__(self, edge: EdgePort) -> None:
         self.edge = edge
@@ -125,7 +134,7 @@ class Originator:
         def send(txn: RunningTransaction, message: Any, retransmission: bool) -> None:
             edge._transmit(hop, bytes(message), txn, None, method=message.method)
 
-        txn = RunningTransaction(machine, key, send=send, tu=_Waiter(edge, future))
+        txn = RunningTransaction(machine, key, send=send, tu=_Waiter(edge, future), context=_Origin(hop))
         if not edge.client_txns.add(key, txn):
             return None
         txn.start()
