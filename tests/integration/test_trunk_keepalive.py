@@ -156,13 +156,13 @@ async def test_a_trunk_uri_that_stops_answering_options_is_skipped_until_it_answ
         async with shipped_edge(edit=edit, health=view) as edge, keepalive_on(edge, edit, view) as pinger:
             await until(lambda: first.options >= 1 and second.options >= 1)
             assert (await call_out(edge, caller, "ka-1")).status == 603
-            assert (await first.invites.get()).uri == f"sip:17065550100@127.0.0.1:{first_port}"
+            assert (await asyncio.wait_for(first.invites.get(), 5)).uri == f"sip:17065550100@127.0.0.1:{first_port}"
 
             first.mute = True  # stops answering: its pings time out (1 s each), two in a row mark it down
             await until(lambda: state_of(pinger, first_port) is ProbeState.DOWN)
             await until(lambda: view.server_down("udp", "127.0.0.1", first_port))
             assert (await call_out(edge, caller, "ka-2")).status == 603
-            assert (await second.invites.get()).uri == f"sip:17065550100@127.0.0.1:{second_port}"
+            assert (await asyncio.wait_for(second.invites.get(), 5)).uri == f"sip:17065550100@127.0.0.1:{second_port}"
             assert first.invites.empty()  # not tried at all: no Timer B to wait for before the next URI
             (status,) = [s for s in pinger.statuses() if s.target.endswith(f":{first_port}")]
             assert status.failures >= 2 and status.state is ProbeState.DOWN
@@ -171,7 +171,7 @@ async def test_a_trunk_uri_that_stops_answering_options_is_skipped_until_it_answ
             await until(lambda: state_of(pinger, first_port) is ProbeState.UP)
             await until(lambda: not view.server_down("udp", "127.0.0.1", first_port))
             assert (await call_out(edge, caller, "ka-3")).status == 603
-            assert (await first.invites.get()).uri == f"sip:17065550100@127.0.0.1:{first_port}"
+            assert (await asyncio.wait_for(first.invites.get(), 5)).uri == f"sip:17065550100@127.0.0.1:{first_port}"
             assert second.invites.empty()
 
             first.close()  # gone: its port answers ICMP port unreachable, which fails a ping at once

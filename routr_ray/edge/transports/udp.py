@@ -8,6 +8,12 @@ A listener bound to a wildcard address (``0.0.0.0``, ``::``) reads its socket wi
 `Flow` names the local address the datagram was sent to, and sends with ``sendmsg`` from the address it is
 told (a reply leaves from the address its request reached; see ``pktinfo.py``). A concrete bind keeps asyncio's
 datagram transport (the kernel has only one source address to choose).
+
+Its ICMP errors are queued (``IP_RECVERR``), and a socket with a queued error reports ``POLLERR``. libuv (uvloop, on
+which Ray runs the EdgePort actors) then stops polling it and never calls its reader again: the listener would
+receive nothing more. So the listener takes any error its reader has not taken, and starts its reader again, when
+a send finds an error pending and every :data:`ERROR_WATCH` seconds (a quiet socket: one non-blocking
+``recvmsg(MSG_ERRQUEUE)``); what arrived meanwhile waits in the socket's buffer.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ log = logging.getLogger(__name__)
 _UNKNOWN = object()
 _RECV_SIZE = 65536  # the largest UDP payload is 65,507 bytes
 _READS_PER_WAKEUP = 64  # datagrams read in one go before the loop runs other callbacks
+ERROR_WATCH = 0.2  # seconds between two looks for ICMP errors the reader did not take (see the module docstring)
 # errors a UDP socket with IP_RECVERR reports for an earlier datagram's ICMP message (RFC 3261 §18.4)
 _PENDING_ICMP_ERRORS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN,
                                   errno.ENETDOWN, errno.EPROTO})
@@ -65,6 +72,7 @@ class UdpListener(Listener):
 
     _endpoint: asyncio.DatagramTransport | None = None
     _sock: socket.socket | None = None  # a wildcard bind: read and written directly (recvmsg/sendmsg)
+    _watch: asyncio.TimerHandle | None = None  # the look for errors the reader did not take (wildcard binds)
     # RFC 3261 §18.4: told the destinations the network refused (ICMP unreachable; wildcard binds, which read
     # their error queue): the transactions waiting on them fail at once instead of at Timer B/F
     on_unreachable: Callable[[list[tuple[str, int]]], None] | None = None
@@ -100,6 +108,7 @@ class UdpListener(Listener):
                 sock.close()
                 raise
             self._sock = sock
+            self._watch = loop.call_later(ERROR_WATCH, self._watch_errors)
         else:
             self._endpoint, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=sock)
         log.info("udp listening on %s:%d", *self._local)
@@ -108,6 +117,9 @@ class UdpListener(Listener):
         if self._endpoint is not None:
             self._endpoint.close()
             self._endpoint = None
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self._sock is not None:
             sock, self._sock = self._sock, None
             try:
@@ -130,10 +142,32 @@ class UdpListener(Listener):
                 self.counters.icmp_errors += 1
                 log.debug("udp %s: %s", self._local, exc)
                 refused = pktinfo.unreachable_destinations(sock)
-                if refused and self.on_unreachable is not None:
-                    self.on_unreachable(refused)
+                if refused:
+                    asyncio.get_running_loop().call_soon(self._errors_taken, refused)
+                    return
                 continue
             self._on_datagram(data, addr, pktinfo.destination_of(ancillary) or wildcard_host, local_port)
+
+    def _watch_errors(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        self._watch = asyncio.get_running_loop().call_later(ERROR_WATCH, self._watch_errors)
+        refused = pktinfo.unreachable_destinations(sock)
+        if refused:
+            self._errors_taken(refused)
+
+    def _errors_taken(self, refused: list[tuple[str, int]]) -> None:
+        """ICMP errors taken off the queue outside the reader: the reader may have been stopped (libuv), so it is
+        started again and runs once for what arrived meanwhile; then the refused destinations are reported."""
+        sock = self._sock
+        if sock is not None:
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(sock.fileno())
+            loop.add_reader(sock.fileno(), self._read_ready)
+            loop.call_soon(self._read_ready)
+        if self.on_unreachable is not None:
+            self.on_unreachable(refused)
 
     def _on_datagram(self, data: bytes, addr: tuple, local_host: str | None = None,  # type: ignore[type-arg]
                      local_port: int = 0) -> None:
@@ -197,8 +231,8 @@ class UdpListener(Listener):
                     raise
                 self.counters.icmp_errors += 1
                 refused = pktinfo.unreachable_destinations(sock)
-                if refused and self.on_unreachable is not None:
-                    self.on_unreachable(refused)
+                if refused:
+                    self._errors_taken(refused)
 
     def _source_ancillary(self, source: str) -> list[tuple[int, int, bytes]]:
         ancillary = self._sources.get(source)

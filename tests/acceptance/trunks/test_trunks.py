@@ -196,7 +196,7 @@ def test_keepalive_skips_a_provider_that_stops_answering_and_e164(sipp_extras, e
                             capture_output=True, text=True, timeout=120, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
     assert re.search(rf"BAD trunk trunk-ka\s+udp:127\.0\.0\.1:{first}\s+down for \d+ s", status.stdout), (
         status.stdout + status.stderr)
-    assert re.search(rf"ok  trunk trunk-ka\s+udp:127\.0\.0\.1:{second}\s+up", status.stdout)
+    assert re.search(rf"ok  trunk trunk-ka\s+udp:127\.0\.0\.1:{second}\s+up", status.stdout), status.stdout
     caller = ka_call(sipp_extras)
     sipp_extras.assert_ok(caller)
     ignored = silent.result(timeout=0)
