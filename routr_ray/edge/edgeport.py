@@ -68,6 +68,8 @@ from routr_ray.edge.metrics import EdgeMetrics
 from routr_ray.edge.nat import (
     LocalAddresses,
     apply_received_rport,
+    default_port,
+    is_ip_literal,
     response_address,
 )
 from routr_ray.edge.next_hop import HopFinder, NextHop, NoRoute
@@ -81,7 +83,7 @@ from routr_ray.edge.workers import Siblings, worker_branch, worker_of_branch
 from routr_ray.observability import tracing
 from routr_ray.proto.convert import ConversionError, make_message_request, read_message_response
 from routr_ray.proto.gen import processor_pb2
-from routr_ray.sip import Headers, ParseError, Request, Response, Via, parse
+from routr_ray.sip import URI, Headers, ParseError, Request, Response, Via, parse
 from routr_ray.sip.timers import TimerConfig
 from routr_ray.sip.transaction import (
     InviteClientTransaction,
@@ -871,7 +873,7 @@ class EdgePort:
                                                                                  hop.port):
             if hop.alternates:  # a server of this name that is not held down first (hold_down.py)
                 hop = up_first(hop, self.hold_down)
-            elif directive.failover:  # a trunk URI that just failed: the next one at once
+            elif directive.failover and self._any_up(directive.failover):  # a trunk URI that failed: the next
                 self._failover_from(server, template or request, directive)
                 return
         if template is None and (directive.failover or directive.gateway_auth is not None or hop.alternates):
@@ -926,6 +928,21 @@ class EdgePort:
                 self.events.invite_forwarded(request)
             except Exception:  # noqa: BLE001 - an event must never break the SIP path
                 log.debug("call event failed", exc_info=True)
+
+    def _any_up(self, uris: tuple[URI, ...]) -> bool:
+        """One of these failover URIs is not held down (a host name counts as up: it may name a server that is).
+        With every one down, a request goes to its servers in order after all, never only to the last."""
+        for uri in uris:
+            host = uri.host.strip("[]").lower()
+            if not is_ip_literal(host):
+                return True
+            try:
+                transport = self.hops.transport_of(uri, "udp")
+            except NoRoute:
+                continue
+            if not self.hold_down.is_down(transport.value, host, uri.port or default_port(transport.via_name)):
+                return True
+        return False
 
     def _too_large_for_udp(self, request: Request, hop: NextHop, directive: HopDirective) -> bool:
         """A request for a UDP next hop that is not a flow (a NAT binding must stay on UDP), larger than

@@ -222,3 +222,39 @@ async def test_a_server_held_down_by_one_edgeport_is_skipped_by_another() -> Non
             await edge.stop()
         for peer in (down, up, caller):
             peer.close()
+
+
+async def test_with_every_uri_down_a_call_still_tries_them_in_order() -> None:
+    """Down means tried last, never dropped: with every trunk URI down (a provider that ignores OPTIONS), the first
+    still gets the call, and the second after its 503."""
+    router = Router()
+    edge = EdgePort(config(), FakeDispatcher(router), options=EdgePortOptions(timers=FAST, cancel_wait=0.4))
+    first, second, caller = await UdpPeer.open(), await UdpPeer.open(), await UdpPeer.open()
+    try:
+        await edge.start()
+        edge.hold_down.apply_shared([], [("udp", "127.0.0.1", first.port), ("udp", "127.0.0.1", second.port)])
+        router.routes["+15551234"] = {NEXT_HOP_KEY: f"sip:127.0.0.1:{first.port}",
+                                      FAILOVER_KEY: f"sip:+15551234@127.0.0.1:{second.port}"}
+        caller.send(request("INVITE", f"sip:+15551234@127.0.0.1:{first.port}", caller.port), edge.address("udp"))
+        invite = await first.recv()
+        assert isinstance(invite, Request) and invite.method == "INVITE"
+        first.send(make_response(invite, 503, to_tag="d"), edge.address("udp"))
+        assert isinstance(ack := await first.recv(), Request) and ack.method == "ACK"
+        retried = await second.recv()
+        assert isinstance(retried, Request) and retried.method == "INVITE"
+        # one of them up again: a call skips the one still down and goes there first
+        edge.hold_down.apply_shared([], [("udp", "127.0.0.1", first.port)])
+        caller.send(request("INVITE", f"sip:+15551234@127.0.0.1:{first.port}", caller.port, branch="z9hG4bKtwo",
+                            call_id="two"), edge.address("udp"))
+        while True:  # the first call's retransmissions and its ACK aside
+            message = await second.recv()
+            if isinstance(message, Request) and message.headers.get("Call-ID") == "two":
+                break
+        with pytest.raises(TimeoutError):
+            while True:
+                message = await asyncio.wait_for(first.recv(), 0.3)
+                assert not (isinstance(message, Request) and message.headers.get("Call-ID") == "two")
+    finally:
+        await edge.stop()
+        for peer in (first, second, caller):
+            peer.close()
