@@ -110,6 +110,7 @@ class TrunkRegistrarActor:
         self._location_shards = location_shards
         self._location: Any = None
         self._resources_changed = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()  # pushes in flight (kept referenced until done)
         self.registrar.update(registration_specs(resources, self.tokens, self.settings))
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.registrar.run()), loop.create_task(self.pinger.run()),
@@ -140,7 +141,7 @@ class TrunkRegistrarActor:
             for peer in peers:
                 targets.extend(await self._peer_targets(peer))
             if self.pinger.update(targets):
-                asyncio.get_running_loop().create_task(self._push_keepalive())
+                self._spawn(self._push_keepalive())
             try:
                 await asyncio.wait_for(self._resources_changed.wait(), PEER_BINDINGS_EVERY if peers else 3600.0)
             except TimeoutError:
@@ -169,9 +170,13 @@ class TrunkRegistrarActor:
         return _response(data)
 
     def _keepalive_changed(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.create_task(self.health.set_down(self.pinger.down_servers(), self.pinger.down_contacts()))
-        loop.create_task(self._push_keepalive())
+        self._spawn(self.health.set_down(self.pinger.down_servers(), self.pinger.down_contacts()))
+        self._spawn(self._push_keepalive())
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _push_keepalive(self) -> None:
         try:
@@ -211,7 +216,7 @@ class TrunkRegistrarActor:
         if status.state is not previous and status.state in (RegState.REGISTERED, RegState.FAILED):
             self.events.publish(trunk_registration(status.trunk_ref, status.state.value, status.granted,
                                                    status.last_error))
-        asyncio.get_running_loop().create_task(self._push_metrics())
+        self._spawn(self._push_metrics())
 
     async def _push_metrics(self) -> None:
         try:
