@@ -37,9 +37,9 @@ import ray
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors.connect import _BoardFetch
 from routr_ray.actors.edgeport import worker_name
+from routr_ray.actors.location import ShardedLocationClient, shard_handles
 from routr_ray.config import Resources
 from routr_ray.config.registry import RegistryConfig
-from routr_ray.location.errors import LocationError
 from routr_ray.observability.events import trunk_registration
 from routr_ray.observability.publisher import EventPublisher
 from routr_ray.observability.sinks import sinks_from_env
@@ -150,23 +150,25 @@ class TrunkRegistrarActor:
 
     async def _peer_targets(self, peer: Any) -> list[PingTarget]:
         """The peer's live bindings; those pinged now when Location cannot say (it keeps their state)."""
+        if not self._location_shards:
+            return []
         try:
             if self._location is None:
-                from routr_ray.actors.location import ShardedLocationClient, shard_handles
-
-                if not self._location_shards:
-                    return []
                 self._location = ShardedLocationClient(shard_handles(self._location_shards))
             found = await self._location.find_routes(location_pb2.FindRoutesRequest(aor=peer.aor))
-        except (LocationError, Exception) as exc:  # noqa: BLE001 - a shard restarting: try again next time
+        except Exception as exc:  # noqa: BLE001 - a shard restarting (LocationError, Ray): try again next time
             log.debug("keepalive: cannot list the bindings of peer %s: %r", peer.ref, exc)
             return [p.target for p in self.pinger.probes.values() if p.target.kind == "peer" and
                     p.target.ref == peer.ref and p.target.settings == peer.keepalive]
         return peer_targets(peer, found.routes)
 
     async def _ping(self, request: Request, target: str, timeout: float) -> Response | None:  # noqa: ASYNC109
-        data = await asyncio.wait_for(self._edgeport().send_request.remote(bytes(request), target, timeout),
-                                      timeout + 10.0)
+        try:
+            data = await asyncio.wait_for(self._edgeport().send_request.remote(bytes(request), target, timeout),
+                                          timeout + 10.0)
+        except Exception:
+            self._edge = None  # restarted or replaced: look it up again next time
+            raise
         return _response(data)
 
     def _keepalive_changed(self) -> None:
