@@ -28,6 +28,7 @@ import ray
 
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors.location import ShardedLocationClient, shard_handles
+from routr_ray.actors.server_health import RegistrarHealth
 from routr_ray.config import Resources, load_config_dir
 from routr_ray.config.connect_tokens import to_options as token_options_of
 from routr_ray.config.trunk_sources import trunk_and_peer_sources
@@ -42,6 +43,7 @@ from routr_ray.processors.connect.reload import (
 )
 from routr_ray.processors.connect.resources_index import ResourceSource
 from routr_ray.proto.gen import processor_pb2
+from routr_ray.util.server_health import HealthFollower, HealthView
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +163,9 @@ class _BoardFetch:
 class ConnectDeploymentProcessor:
     """What ``serve://connect`` runs: a ConnectProcessor whose Location is the sharded actors, and whose
     resources follow the board named ``board`` (None: the fixed set ``resources``); ``connect_tokens``: the web
-    agents' verifier options (:func:`connect_token_options`; None: the ``X-Connect-Token`` header is ignored)."""
+    agents' verifier options (:func:`connect_token_options`; None: the ``X-Connect-Token`` header is ignored).
+    With a board it also follows the cluster's server health (``actors/server_health.py``: trunk URIs and peer
+    bindings down by keepalive or held down by an EdgePort are tried last)."""
 
     def __init__(self, resources: Resources, shard_count: int, nonce_key: str, board: str | None = None,
                  connect_tokens: dict[str, Any] | None = None) -> None:
@@ -169,7 +173,11 @@ class ConnectDeploymentProcessor:
         self.followed = FollowedResources(resources, _BoardFetch(board)) if board else None
         source: ResourceSource = self.followed or StaticResources(resources)
         verifier = ConnectTokenVerifier.from_options(connect_tokens) if connect_tokens else None
-        self.processor = ConnectProcessor(source, location, nonce_key=nonce_key.encode(), connect_tokens=verifier)
+        self.health = HealthView()
+        self.health_follower = (HealthFollower(RegistrarHealth().fetch, self.health.apply, name="Connect server health")
+                                if board else None)
+        self.processor = ConnectProcessor(source, location, nonce_key=nonce_key.encode(), connect_tokens=verifier,
+                                          health=self.health)
 
     @property
     def metrics_registry(self) -> Any:
@@ -179,6 +187,8 @@ class ConnectDeploymentProcessor:
     async def _follow(self) -> None:
         if self.followed is not None:
             await self.followed.ensure_following()
+        if self.health_follower is not None:
+            self.health_follower.start()  # once (a no-op while it runs)
 
     async def start(self) -> None:
         """Called by the replica before its first message: take the board's newest set and index it now, so

@@ -53,6 +53,7 @@ from routr_ray.actors.serve_app import (
     encode_requests,
     link_service_of,
 )
+from routr_ray.actors.server_health import RegistrarHealth
 from routr_ray.config.dispatcher import from_document
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig, Placement
 from routr_ray.dispatch.metrics import DispatchMetrics
@@ -61,6 +62,7 @@ from routr_ray.edge.dispatcher_client import DispatcherClient, client_for_addr
 from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
 from routr_ray.edge.metrics import EdgeMetrics
 from routr_ray.edge.originate import Originator
+from routr_ray.edge.shared_hold_down import SharedHoldDown
 from routr_ray.edge.transports import Flow, TransportName
 from routr_ray.edge.trunk_metrics import TrunkMetrics
 from routr_ray.link import unpack_list
@@ -361,7 +363,11 @@ class EdgePortActor:
         await self.edge.start()
         # requests this EdgePort sends itself (the trunk registrar's REGISTERs) and the trunks' state on /metrics
         self.originator = Originator(self.edge)
-        self.trunk_metrics = TrunkMetrics(self.edge.metrics.registry, lambda: len(self.edge.hold_down))
+        self.trunk_metrics = TrunkMetrics(self.edge.metrics.registry, self.edge.hold_down.count)
+        # servers held down here are skipped by every EdgePort, and theirs here (edge/shared_hold_down.py)
+        health = RegistrarHealth()
+        self.shared_hold_down = SharedHoldDown(self.edge.hold_down, health.fetch, health.publish)
+        self.shared_hold_down.start()
         self.peer_link = await serve_link(edge_service(peers.tag, worker), self.peer_call)
         # The same series as the EdgePort's own /metrics, exported through Ray's metrics pipeline.
         tags = {"edgeport": config.ref} if config.workers == 1 else {"edgeport": config.ref, "worker": str(worker)}
@@ -427,21 +433,31 @@ class EdgePortActor:
         """``embedded`` or ``dispatcher`` (how this EdgePort reaches the processors)."""
         return self.dispatch
 
-    async def send_request(self, data: bytes, target: str) -> bytes | None:
+    async def send_request(self, data: bytes, target: str,
+                           timeout: float | None = None) -> bytes | None:  # noqa: ASYNC109
         """Send an out-of-dialog request from this EdgePort (``edge/originate.py``: its top Via and Contact host
-        ``0.0.0.0`` become our address toward ``target``) and return its final response; None without one."""
+        ``0.0.0.0`` become our address toward ``target``) and return its final response; None without one (within
+        ``timeout`` seconds when given: the keepalive's OPTIONS)."""
         try:
             request = parse(data)
         except ParseError:
             return None
         if not isinstance(request, Request):
             return None
-        response = await self.originator.send(request, target)
+        response = await self.originator.send(request, target, timeout)
         return bytes(response) if response is not None else None
 
     async def trunk_registrations(self, rows: list[dict[str, Any]]) -> None:
         """The trunk registrar's latest state of every registration (``edge/trunk_metrics.py``)."""
         self.trunk_metrics.update(rows)
+
+    async def keepalive_targets(self, rows: list[dict[str, Any]]) -> None:
+        """The keepalive's state of every target it pings (``edge/trunk_metrics.py``)."""
+        self.trunk_metrics.update_keepalive(rows)
+
+    async def held_down(self) -> list[tuple[str, str, int, float]]:
+        """The servers this EdgePort skips first now (``edge/hold_down.py``; tests, operators)."""
+        return self.edge.hold_down.down()
 
     async def check_health(self) -> bool:
         return self.edge.is_alive()
@@ -466,6 +482,7 @@ class EdgePortActor:
 
     async def stop(self) -> None:
         await self.trunk_sources.stop()
+        await self.shared_hold_down.stop()
         if self.peer_link is not None:
             await self.peer_link.close()
         await self.metrics_bridge.stop()

@@ -691,21 +691,28 @@ def _start_trunk_registrar(deployment: Deployment, config: ConfigSet, options: R
     if connect is None or not config.edgeports:
         return []
     from routr_ray.actors.connect import BOARD_NAME
-    from routr_ray.actors.trunk_registrar import deploy_trunk_registrar, has_registration_trunks
+    from routr_ray.actors.trunk_registrar import (
+        deploy_trunk_registrar,
+        has_keepalives,
+        has_registration_trunks,
+    )
 
     settings = config.registry
     edge_ref = settings.edge_port_ref if settings is not None and settings.edge_port_ref else config.edgeports[0].ref
     if edge_ref not in {edge.ref for edge in config.edgeports}:
         raise StartupError(f"Registry edgePortRef {edge_ref!r} names no EdgePort of this config")
     try:
+        shards = int(deployment.processor_options.get("connect", {}).get("shard_count", 0))  # keepalive of Peers
         handle = deploy_trunk_registrar(connect.resources, options.nonce_key, edge_ref, settings=settings,
-                                        board=BOARD_NAME, detached=not deployment.started_ray, wait=False)
+                                        board=BOARD_NAME, location_shards=shards,
+                                        detached=not deployment.started_ray, wait=False)
     except Exception as exc:  # noqa: BLE001
         raise StartupError(f"cannot start the trunk registrar: {_root_cause(exc)}") from exc
     deployment.actors.append(handle)
-    if not has_registration_trunks(connect.resources):
+    if not has_registration_trunks(connect.resources) and not has_keepalives(connect.resources):
         return []
-    return [f"Trunk registrar      via EdgePort {edge_ref} (routr-ray status shows the registrations)"]
+    return [f"Trunk registrar      via EdgePort {edge_ref} (routr-ray status shows the registrations and "
+            "keepalives)"]
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -97,6 +97,21 @@ class TrunkRegistrationStatus:
 
 
 @dataclass(frozen=True)
+class KeepaliveStatus:
+    """One target of the OPTIONS keepalive (docs/trunks.md "Keepalive")."""
+
+    kind: str  # trunk | peer
+    ref: str
+    target: str  # transport:host:port
+    state: str  # up | down
+    pinged: bool = False
+    failures: int = 0
+    last_status: int = 0
+    last_error: str = ""
+    seconds: int = 0  # in this state for
+
+
+@dataclass(frozen=True)
 class DeploymentStatus:
     app: str
     name: str
@@ -121,6 +136,7 @@ class ClusterStatus:
     metrics: MetricsSummary = field(default_factory=MetricsSummary)
     nodes: tuple[NodeStatus, ...] = ()
     links: tuple[LinkServiceStatus, ...] = ()
+    keepalives: tuple[KeepaliveStatus, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -263,8 +279,9 @@ def collect_status(*, timeout: float = 5.0) -> ClusterStatus:
             deployments.append(DeploymentStatus(app_name, name, _text(dep.status), replicas,
                                                 replica_nodes.get((app_name, name), {})))
     trunks, registrar_error = _trunks(timeout) if TRUNK_REGISTRAR in names else ((), None)
+    keepalives = _keepalives(timeout) if TRUNK_REGISTRAR in names and registrar_error is None else ()
     return ClusterStatus(edgeports, shards, api, applications, tuple(deployments), trunks, registrar_error,
-                         metrics=read_metrics(timeout), nodes=_nodes(), links=_links(timeout))
+                         metrics=read_metrics(timeout), nodes=_nodes(), links=_links(timeout), keepalives=keepalives)
 
 
 def _trunks(timeout: float) -> tuple[tuple[TrunkRegistrationStatus, ...], str | None]:
@@ -275,6 +292,16 @@ def _trunks(timeout: float) -> tuple[tuple[TrunkRegistrationStatus, ...], str | 
     return tuple(TrunkRegistrationStatus(str(r["trunk"]), str(r["state"]), r.get("expires_in"),
                                          str(r.get("last_error") or ""), int(r.get("failures") or 0))
                  for r in rows), None
+
+
+def _keepalives(timeout: float) -> tuple[KeepaliveStatus, ...]:
+    try:
+        rows = _get(ray.get_actor(TRUNK_REGISTRAR, namespace=NAMESPACE).keepalives.remote(), timeout)
+    except Exception:  # noqa: BLE001 - an older registrar without keepalives, or gone meanwhile
+        return ()
+    return tuple(KeepaliveStatus(str(r["kind"]), str(r["ref"]), str(r["target"]), str(r["state"]), bool(r["pinged"]),
+                                 int(r.get("failures") or 0), int(r.get("last_status") or 0),
+                                 str(r.get("last_error") or ""), int(r.get("for") or 0)) for r in rows)
 
 
 def read_metrics(timeout: float) -> MetricsSummary:
@@ -371,8 +398,24 @@ def format_status(status: ClusterStatus) -> list[str]:
             else:
                 detail = trunk.state + (f" ({trunk.failures} in a row): {trunk.last_error}" if trunk.last_error else "")
             lines.append(f"  {_mark(trunk.state == 'registered')} {trunk.trunk:<24} {detail}")
+    if status.keepalives:
+        lines.append("Keepalive (OPTIONS pings):")
+        lines.extend(_keepalive_line(k) for k in status.keepalives)
     lines.extend(format_metrics(status.metrics))
     return lines
+
+
+def _keepalive_line(k: KeepaliveStatus) -> str:
+    if k.state == "down":
+        detail = f"down for {k.seconds} s ({k.failures} pings failed: {k.last_error})" if k.failures else \
+            f"down for {k.seconds} s (last answer {k.last_status})"
+    elif not k.pinged:
+        detail = "up (not pinged yet)"
+    elif k.failures:
+        detail = f"up ({k.failures} pings failed: {k.last_error})"
+    else:
+        detail = f"up ({k.last_status} to the last ping)"
+    return f"  {_mark(k.state == 'up')} {k.kind + ' ' + k.ref:<24} {k.target:<28} {detail}"
 
 
 def _count(value: int | None) -> str:

@@ -1,5 +1,6 @@
 """The trunk registrar: one detached actor per cluster that keeps every ``sendRegister`` trunk registered
-(issue 15 item 1; the SIP logic is ``routr_ray/trunks``, sans-I/O plus an asyncio driver).
+(issue 15 item 1; the SIP logic is ``routr_ray/trunks``, sans-I/O plus an asyncio driver), pings the trunks and
+peers that ask for a keepalive, and holds the cluster's server health table.
 
 ``trunk-registrar`` in namespace ``routr``, ``max_restarts=-1``: Ray restarts it where it can, and a restarted
 registrar registers every trunk again at once (new Call-IDs, RFC 3261 §10.2.4 allows it). Only one exists
@@ -15,6 +16,13 @@ registrar registers every trunk again at once (new Call-IDs, RFC 3261 §10.2.4 a
 * **What it shows**: :meth:`statuses` (``routr-ray status``), the EdgePort's ``/metrics``
   (``routr_trunk_registration_*``, pushed after every round) and a ``trunk.registration`` event on each change of
   state (the sinks of ``ROUTR_RAY_EVENTS``, as the EdgePort's call events).
+* **Keepalive** (``trunks/keepalive.py``, ``trunks/pinger.py``): OPTIONS to every enabled URI of a Trunk with
+  ``keepalive`` and every binding of a Peer with ``keepalive`` (listed from the Location shards every few
+  seconds), through the same EdgePort (one Ray call per ping); :meth:`keepalives` for ``routr-ray status``, the
+  EdgePort's ``/metrics`` (``routr_trunk_target_up``, ``routr_peer_keepalive_targets``).
+* **Server health** (``util/server_health.py``): the hold-downs every EdgePort publishes (:meth:`health_mark`)
+  and the keepalive's down targets; EdgePorts and Connect replicas follow it (:meth:`health_newer_than`,
+  ``actors/server_health.py``). Soft state: a restarted registrar starts with an empty table and a new epoch.
 """
 
 from __future__ import annotations
@@ -29,24 +37,31 @@ import ray
 from routr_ray.actors import NAMESPACE
 from routr_ray.actors.connect import _BoardFetch
 from routr_ray.actors.edgeport import worker_name
+from routr_ray.actors.location import ShardedLocationClient, shard_handles
 from routr_ray.config import Resources
 from routr_ray.config.registry import RegistryConfig
 from routr_ray.observability.events import trunk_registration
 from routr_ray.observability.publisher import EventPublisher
 from routr_ray.observability.sinks import sinks_from_env
 from routr_ray.processors.connect.reload import FollowedResources
+from routr_ray.proto.gen import location_pb2
 from routr_ray.sip import ParseError, Request, Response, parse
 from routr_ray.trunks.contact_token import TrunkContactTokens
+from routr_ray.trunks.keepalive import PingTarget, ProbeStatus
+from routr_ray.trunks.pinger import KeepalivePinger
 from routr_ray.trunks.registrar import TrunkRegistrar
 from routr_ray.trunks.registration import RegistrationStatus, RegState
 from routr_ray.trunks.specs import registration_specs
+from routr_ray.trunks.targets import keepalive_peers, peer_targets, trunk_targets
+from routr_ray.util.server_health import ServerHealth
 
-__all__ = ["NAME", "TrunkRegistrarActor", "deploy_trunk_registrar", "has_registration_trunks"]
+__all__ = ["NAME", "TrunkRegistrarActor", "deploy_trunk_registrar", "has_keepalives", "has_registration_trunks"]
 
 log = logging.getLogger(__name__)
 
 NAME = "trunk-registrar"
 SEND_TIMEOUT = 40.0  # Timer F (32 s) plus the Ray call
+PEER_BINDINGS_EVERY = 5.0  # seconds between two listings of the keepalive Peers' bindings
 
 
 def status_row(status: RegistrationStatus, now: float, wall: float) -> dict[str, Any]:
@@ -64,10 +79,19 @@ def status_row(status: RegistrationStatus, now: float, wall: float) -> dict[str,
     }
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=100)
+def keepalive_row(status: ProbeStatus, now: float) -> dict[str, Any]:
+    """One keepalive target as plain data (status, metrics)."""
+    return {"kind": status.kind, "ref": status.ref, "target": status.target, "state": status.state.value,
+            "pinged": status.pinged, "failures": status.failures, "last_status": status.last_status,
+            "last_error": status.last_error, "for": max(0, int(now - status.since))}
+
+
+# max_concurrency: every EdgePort worker and Connect replica keeps one long poll of the health table open
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=1000)
 class TrunkRegistrarActor:
     async def __init__(self, resources: Resources, nonce_key: str, edge_port_ref: str,
-                       settings: RegistryConfig | None = None, board: str | None = None) -> None:
+                       settings: RegistryConfig | None = None, board: str | None = None,
+                       location_shards: int = 0) -> None:
         logging.basicConfig(level=logging.INFO)
         self.settings = settings or RegistryConfig()
         self.edge_port_ref = edge_port_ref
@@ -81,9 +105,16 @@ class TrunkRegistrarActor:
         self._last_state: dict[str, RegState] = {}
         self.events = EventPublisher(sinks_from_env())
         await self.events.start()
+        self.health = ServerHealth()
+        self.pinger = KeepalivePinger(self._ping, on_change=self._keepalive_changed)
+        self._location_shards = location_shards
+        self._location: Any = None
+        self._resources_changed = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()  # pushes in flight (kept referenced until done)
         self.registrar.update(registration_specs(resources, self.tokens, self.settings))
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self.registrar.run())]
+        self._tasks = [loop.create_task(self.registrar.run()), loop.create_task(self.pinger.run()),
+                       loop.create_task(self._keepalive_targets())]
         if self.followed is not None:
             self._tasks.append(loop.create_task(self._follow()))
 
@@ -96,7 +127,76 @@ class TrunkRegistrarActor:
             if current is not self._resources:
                 self._resources = current
                 self.registrar.update(registration_specs(current, self.tokens, self.settings))
+                self._resources_changed.set()
             await asyncio.sleep(1.0)
+
+    # -- keepalive ------------------------------------------------------------------------------------------
+    async def _keepalive_targets(self) -> None:
+        """What the pinger pings: the trunks' URIs at once after every change of the resources, the keepalive
+        Peers' bindings every :data:`PEER_BINDINGS_EVERY` seconds."""
+        while True:
+            resources = self._resources
+            targets = trunk_targets(resources)
+            peers = keepalive_peers(resources)
+            for peer in peers:
+                targets.extend(await self._peer_targets(peer))
+            if self.pinger.update(targets):
+                self._spawn(self._push_keepalive())
+            try:
+                await asyncio.wait_for(self._resources_changed.wait(), PEER_BINDINGS_EVERY if peers else 3600.0)
+            except TimeoutError:
+                pass
+            self._resources_changed.clear()
+
+    async def _peer_targets(self, peer: Any) -> list[PingTarget]:
+        """The peer's live bindings; those pinged now when Location cannot say (it keeps their state)."""
+        if not self._location_shards:
+            return []
+        try:
+            if self._location is None:
+                self._location = ShardedLocationClient(shard_handles(self._location_shards))
+            found = await self._location.find_routes(location_pb2.FindRoutesRequest(aor=peer.aor))
+        except Exception as exc:  # noqa: BLE001 - a shard restarting (LocationError, Ray): try again next time
+            log.debug("keepalive: cannot list the bindings of peer %s: %r", peer.ref, exc)
+            return [p.target for p in self.pinger.probes.values() if p.target.kind == "peer" and
+                    p.target.ref == peer.ref and p.target.settings == peer.keepalive]
+        return peer_targets(peer, found.routes)
+
+    async def _ping(self, request: Request, target: str, timeout: float) -> Response | None:  # noqa: ASYNC109
+        try:
+            data = await asyncio.wait_for(self._edgeport().send_request.remote(bytes(request), target, timeout),
+                                          timeout + 10.0)
+        except Exception:
+            self._edge = None  # restarted or replaced: look it up again next time
+            raise
+        return _response(data)
+
+    def _keepalive_changed(self) -> None:
+        self._spawn(self.health.set_down(self.pinger.down_servers(), self.pinger.down_contacts()))
+        self._spawn(self._push_keepalive())
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _push_keepalive(self) -> None:
+        try:
+            await self._edgeport().keepalive_targets.remote(await self.keepalives())
+        except Exception as exc:  # noqa: BLE001 - metrics are best effort; the next change pushes again
+            log.debug("cannot push keepalive metrics to EdgePort %s: %r", self.edge_port_ref, exc)
+
+    async def keepalives(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [keepalive_row(s, now) for s in self.pinger.statuses()]
+
+    # -- server health (util/server_health.py) --------------------------------------------------------------
+    async def health_newer_than(self, epoch: str, version: int, wait_seconds: float) -> dict[str, Any] | None:
+        found = await self.health.newer_than(epoch, version, wait_seconds)
+        return found.plain() if found is not None else None
+
+    async def health_mark(self, marks: list[list[Any]]) -> int:
+        return await self.health.mark((str(t), str(h), int(p), float(s)) for t, h, p, s in marks)
 
     def _edgeport(self) -> Any:
         if self._edge is None:
@@ -110,13 +210,7 @@ class TrunkRegistrarActor:
         except Exception:
             self._edge = None  # restarted or replaced: look it up again next time
             raise
-        if data is None:
-            return None
-        try:
-            response = parse(data)
-        except ParseError:
-            return None
-        return response if isinstance(response, Response) else None
+        return _response(data)
 
     def _changed(self, status: RegistrationStatus) -> None:
         previous = self._last_state.get(status.trunk_ref)
@@ -124,7 +218,7 @@ class TrunkRegistrarActor:
         if status.state is not previous and status.state in (RegState.REGISTERED, RegState.FAILED):
             self.events.publish(trunk_registration(status.trunk_ref, status.state.value, status.granted,
                                                    status.last_error))
-        asyncio.get_running_loop().create_task(self._push_metrics())
+        self._spawn(self._push_metrics())
 
     async def _push_metrics(self) -> None:
         try:
@@ -145,20 +239,37 @@ class TrunkRegistrarActor:
         await self.events.stop()
 
 
+def _response(data: bytes | None) -> Response | None:
+    if data is None:
+        return None
+    try:
+        response = parse(data)
+    except ParseError:
+        return None
+    return response if isinstance(response, Response) else None
+
+
 def has_registration_trunks(resources: Resources) -> bool:
     return any(t.outbound is not None and t.outbound.send_register for t in resources.trunks)
 
 
+def has_keepalives(resources: Resources) -> bool:
+    return bool(trunk_targets(resources) or keepalive_peers(resources))
+
+
 def deploy_trunk_registrar(resources: Resources, nonce_key: str, edge_port_ref: str, *,
                            settings: RegistryConfig | None = None, board: str | None = None,
-                           detached: bool = True, timeout: float = 60.0, wait: bool = True) -> Any:
-    """Start (or find) the registrar; with ``board``, it follows the resource files' reloads. ``wait=False``
-    returns at once (``routr-ray run``: the registrar registers in the background; Ray restarts it if it fails)."""
+                           location_shards: int = 0, detached: bool = True, timeout: float = 60.0,
+                           wait: bool = True) -> Any:
+    """Start (or find) the registrar; with ``board``, it follows the resource files' reloads; ``location_shards``:
+    how many Location shards there are (the keepalive lists the Peers' bindings there; 0: Peers are not pinged).
+    ``wait=False`` returns at once (``routr-ray run``: the registrar registers in the background; Ray restarts it
+    if it fails)."""
     options: dict[str, Any] = {"name": NAME, "namespace": NAMESPACE, "get_if_exists": True}
     if detached:
         options["lifetime"] = "detached"
     handle = TrunkRegistrarActor.options(**options).remote(  # type: ignore[attr-defined]
-        resources, nonce_key, edge_port_ref, settings, board)
+        resources, nonce_key, edge_port_ref, settings, board, location_shards)
     if wait:
         ray.get(handle.ready.remote(), timeout=timeout)
     return handle

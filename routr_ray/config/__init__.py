@@ -52,6 +52,7 @@ from routr_ray.config.resources import (
     EgressPolicy,
     ExtraHeader,
     GeoInfo,
+    Keepalive,
     LoadBalancing,
     Number,
     Peer,
@@ -61,6 +62,7 @@ from routr_ray.config.resources import (
     TrunkInbound,
     TrunkOutbound,
     TrunkUri,
+    UriFormat,
 )
 from routr_ray.config.values import IPNetwork
 
@@ -84,6 +86,7 @@ __all__ = [
     "EgressPolicy",
     "ExtraHeader",
     "GeoInfo",
+    "Keepalive",
     "HealthConfig",
     "IPNetwork",
     "LoadBalancing",
@@ -107,6 +110,7 @@ __all__ = [
     "TrunkInbound",
     "TrunkOutbound",
     "TrunkUri",
+    "UriFormat",
     "UnknownMethodAction",
     "load_config_dir",
     "load_dispatcher",

@@ -87,6 +87,18 @@ class Agent:
 
 
 @dataclass(frozen=True)
+class Keepalive:
+    """routr-ray: OPTIONS pings of a Trunk's outbound URIs or a Peer's bindings, like Kamailio's dispatcher
+    (docs/trunks.md "Keepalive"): a target that fails ``failures_before_down`` pings in a row is down (skipped
+    while anything else is left) until it answers ``successes_before_up`` in a row; any final answer is one."""
+
+    interval: float = 30.0  # seconds between two pings of one target
+    failures_before_down: int = 2
+    successes_before_up: int = 1
+    timeout: float = 5.0  # seconds without a final answer: the ping failed
+
+
+@dataclass(frozen=True)
 class LoadBalancing:
     algorithm: BalancingAlgorithm = BalancingAlgorithm.ROUND_ROBIN
     with_session_affinity: bool = False
@@ -106,6 +118,7 @@ class Peer:
     expires: int | None = None
     enabled: bool = True
     trust_asserted_identity: bool = False  # routr-ray: keep its P-Asserted-Identity / Remote-Party-ID (RFC 3325)
+    keepalive: Keepalive | None = None  # routr-ray: OPTIONS pings of its bindings
 
 
 @dataclass(frozen=True)
@@ -151,11 +164,20 @@ class TrunkInbound:
     credentials_ref: str | None = None
 
 
+class UriFormat(StrEnum):
+    """How the dialled number is written in the Request-URI of a call out through a Trunk (routr-ray extension)."""
+
+    DIALLED = "dialled"  # the user part as dialled
+    E164 = "e164"  # ``+<digits>`` and ``;user=phone`` (RFC 3261 §19.1.6)
+
+
 @dataclass(frozen=True)
 class TrunkOutbound:
     uris: tuple[TrunkUri, ...]
     send_register: bool = False
     credentials_ref: str | None = None
+    uri_format: UriFormat = UriFormat.DIALLED  # routr-ray
+    keepalive: Keepalive | None = None  # routr-ray: OPTIONS pings of every enabled URI
 
 
 @dataclass(frozen=True)
@@ -272,6 +294,21 @@ def _forking(raw: dict[str, Any]) -> Forking:
     return Forking(ForkingMode(raw.get("mode", "parallel")), float(timeout) if timeout is not None else None)
 
 
+def _keepalive(raw: dict[str, Any] | None, place: Place) -> Keepalive | None:
+    if raw is None or raw.get("enabled", True) is False:
+        return None
+    keepalive = Keepalive(
+        interval=float(raw.get("interval", Keepalive.interval)),
+        failures_before_down=int(raw.get("failuresBeforeDown", Keepalive.failures_before_down)),
+        successes_before_up=int(raw.get("successesBeforeUp", Keepalive.successes_before_up)),
+        timeout=float(raw.get("timeout", Keepalive.timeout)),
+    )
+    if keepalive.timeout > keepalive.interval:
+        place.child("timeout").warn(f"longer than the interval ({keepalive.interval:g} s): a target is pinged "
+                                    "again only once its last ping is over")
+    return keepalive
+
+
 def build_peer(document: dict[str, Any], place: Place) -> Built:
     ref, name = _envelope(document)
     spec = document["spec"]
@@ -294,6 +331,7 @@ def build_peer(document: dict[str, Any], place: Place) -> Built:
         expires=spec.get("expires"),
         enabled=spec.get("enabled", True),
         trust_asserted_identity=spec.get("trustAssertedIdentity", False),
+        keepalive=_keepalive(spec.get("keepalive"), place.child("spec", "keepalive")),
     )
     built = Built(peer, place)
     built.refer(peer.credentials_ref, Credentials, "spec", "credentialsRef")
@@ -346,7 +384,9 @@ def build_trunk(document: dict[str, Any], place: Place) -> Built:
             for entry in outbound_raw["uris"]
         )
         outbound = TrunkOutbound(
-            uris, outbound_raw.get("sendRegister", False), outbound_raw.get("credentialsRef")
+            uris, outbound_raw.get("sendRegister", False), outbound_raw.get("credentialsRef"),
+            uri_format=UriFormat(outbound_raw.get("uriFormat", UriFormat.DIALLED.value)),
+            keepalive=_keepalive(outbound_raw.get("keepalive"), place.child("spec", "outbound", "keepalive")),
         )
     region = document["metadata"].get("region")
     trunk = Trunk(ref, name, inbound, outbound, region if isinstance(region, str) else None,

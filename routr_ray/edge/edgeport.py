@@ -72,6 +72,7 @@ from routr_ray.edge.metrics import EdgeMetrics
 from routr_ray.edge.nat import (
     LocalAddresses,
     apply_received_rport,
+    default_port,
     is_ip_literal,
     response_address,
 )
@@ -88,7 +89,7 @@ from routr_ray.edge.workers import Siblings, worker_branch
 from routr_ray.observability import tracing
 from routr_ray.proto.convert import ConversionError, make_message_request, read_message_response
 from routr_ray.proto.gen import processor_pb2
-from routr_ray.sip import Headers, ParseError, Request, Response, Via, parse
+from routr_ray.sip import URI, Headers, ParseError, Request, Response, Via, parse
 from routr_ray.sip.timers import TimerConfig
 from routr_ray.sip.transaction import (
     InviteClientTransaction,
@@ -349,6 +350,7 @@ class EdgePort:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.draining = False
         self._stateless_relays = 0  # 2xx relayed without a transaction, in progress
+        self._unreachable_budget = _UNREACHABLE_EVENTS  # ICMP unreachable events handled per second
         # dialogs whose INVITE was re-sent with a trunk's credentials: the caller's ACK gets the same CSeq offset
         self.cseq_offsets = CSeqOffsets(lifetime=64 * opts.timers.t1)
         self.metrics.track_transactions(
@@ -376,6 +378,8 @@ class EdgePort:
                     options["ssl_context"] = self._server_ssl_context()
                 listener = create_listener(name.value, transport.bind_addr, transport.port, self.on_message, **options)
                 listener.reuse_port = self.options.workers > 1
+                if name is TransportName.UDP:
+                    listener.on_unreachable = self._on_unreachable  # type: ignore[attr-defined]
                 await listener.start()
                 self.listeners[name] = listener
             if self.options.start_health and self.config.health.enabled:
@@ -937,7 +941,7 @@ class EdgePort:
                                                                                  hop.port):
             if hop.alternates:  # a server of this name that is not held down first (hold_down.py)
                 hop = up_first(hop, self.hold_down)
-            elif directive.failover:  # a trunk URI that just failed: the next one at once
+            elif directive.failover and self._any_up(directive.failover):  # a trunk URI that failed: the next
                 self._failover_from(server, template or request, directive)
                 return
         if template is None and (directive.failover or directive.gateway_auth is not None or hop.alternates):
@@ -992,6 +996,21 @@ class EdgePort:
                 self.events.invite_forwarded(request)
             except Exception:  # noqa: BLE001 - an event must never break the SIP path
                 log.debug("call event failed", exc_info=True)
+
+    def _any_up(self, uris: tuple[URI, ...]) -> bool:
+        """One of these failover URIs is not held down (a host name counts as up: it may name a server that is).
+        With every one down, a request goes to its servers in order after all, never only to the last."""
+        for uri in uris:
+            host = uri.host.strip("[]").lower()
+            if not is_ip_literal(host):
+                return True
+            try:
+                transport = self.hops.transport_of(uri, "udp")
+            except NoRoute:
+                continue
+            if not self.hold_down.is_down(transport.value, host, uri.port or default_port(transport.via_name)):
+                return True
+        return False
 
     def _too_large_for_udp(self, request: Request, hop: NextHop, directive: HopDirective) -> bool:
         """A request for a UDP next hop that is not a flow (a NAT binding must stay on UDP), larger than
@@ -1297,6 +1316,26 @@ class EdgePort:
     def receive_from_sibling(self, flow: Flow, data: bytes) -> None:
         """A message another worker received for a transaction of this one: handled as if received here."""
         self.on_message(data, flow)
+
+    def _on_unreachable(self, destinations: list[tuple[str, int]]) -> None:
+        """RFC 3261 §18.4: an ICMP unreachable for a datagram is a transport error for the client transactions
+        that sent to that address and have had no answer: a contact that is gone ends its branch now (a fork's
+        other branches decide), not at Timer B. At most a few hundred transactions are looked at per event."""
+        if self._unreachable_budget <= 0:
+            return
+        self._unreachable_budget -= 1
+        if self._loop is not None and self._unreachable_budget == _UNREACHABLE_EVENTS - 1:
+            self._loop.call_later(1.0, self._reset_unreachable_budget)
+        refused = {(normalize_host(host), port) for host, port in destinations}
+        for txn in self.client_txns.values():
+            hop = getattr(txn.context, "hop", None)  # a ClientContext, or the requests we send ourselves (originate.py)
+            if (hop is not None and not txn.done and hop.transport is TransportName.UDP
+                    and txn.machine.last_status is None and (hop.host, hop.port) in refused):
+                self.metrics.reject("unreachable")
+                asyncio.get_running_loop().call_soon(txn.on_transport_error)
+
+    def _reset_unreachable_budget(self) -> None:
+        self._unreachable_budget = _UNREACHABLE_EVENTS
 
     def _send_failed(self, txn: RunningTransaction | None) -> None:
         self.metrics.reject("send_failed")
@@ -1698,6 +1737,9 @@ def _cseq_method(message: Response) -> str | None:
         return None
     return cseq.method if cseq is not None else None
 
+
+# ICMP unreachable events looked at per second (each scans the client transactions): a flood costs little
+_UNREACHABLE_EVENTS = 100
 
 # RFC 3261 §18.1.1: larger requests go over TCP when the path MTU is unknown
 UDP_MTU_LIMIT = 1300

@@ -30,7 +30,7 @@ __all__ = ["KNOWN_METHODS", "LATENCY_BUCKETS", "REJECT_REASONS", "EdgeMetrics", 
 REJECT_REASONS = frozenset({
     "banned_source", "rate_limited", "malformed", "method_not_allowed", "too_many_hops", "loop_detected",
     "no_transaction", "dispatcher_failure", "table_full", "unroutable", "send_failed", "draining", "no_via",
-    "bad_extension", "overloaded", "invalid_host_taken", "not_ready", "malformed_ack", "malformed_response",
+    "bad_extension", "overloaded", "invalid_host_taken", "unreachable", "not_ready", "malformed_ack", "malformed_response",
 })  # fmt: skip
 
 MESSAGE_LABELS = ("method", "direction", "transport", "status_class")

@@ -13,8 +13,9 @@ convention processors use, ``advertise.py``) and whose Contact host may be ``0.0
 * fills in our address toward it: the first external address when the server is in none of our localnets (a
   provider on the Internet), else the address our packets to it leave from; the port of our listener for the
   transport; sets the branch (RFC 3261 §8.1.1.7) and the Via transport;
-* runs a non-INVITE client transaction (§17.1.2: Timer E retransmissions over UDP, Timer F) and returns the
-  final response; None when there is none (timeout, transport error, no route). A server that fails that way
+* runs a non-INVITE client transaction (§17.1.2: Timer E retransmissions over UDP, Timer F, or the caller's
+  shorter ``timeout``) and returns the final response; None when there is none (timeout, an ICMP or transport
+  error, no route). A server that fails that way
   or with 503 / 408 is followed by the next server of the name (§4.3), if any.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from routr_ray.edge.advertise import WILDCARD_HOSTS
@@ -75,11 +77,21 @@ class _Waiter:
         self._done(None)
 
 
+@dataclass(frozen=True)
+class _Origin:
+    """The context of an originated transaction: where it went (an ICMP unreachable from there fails it,
+    ``EdgePort._on_unreachable``)."""
+
+    hop: NextHop
+
+
 class Originator:
     def __init__(self, edge: EdgePort) -> None:
         self.edge = edge
 
-    async def send(self, request: Request, target: str | URI) -> Response | None:
+    async def send(self, request: Request, target: str | URI,
+                   timeout: float | None = None) -> Response | None:  # noqa: ASYNC109
+        """``timeout``: give up on each server after this many seconds (an OPTIONS keepalive), not Timer F."""
         uri = parse_uri(target) if isinstance(target, str) else target
         try:
             hop: NextHop | None = await self.edge.hops.for_uri(uri, (uri.transport or "udp"))
@@ -88,7 +100,7 @@ class Originator:
             return None
         response: Response | None = None
         while hop is not None:
-            response = await self._send_to(request.copy(), hop)  # type: ignore[arg-type]
+            response = await self._send_to(request.copy(), hop, timeout)  # type: ignore[arg-type]
             if response is not None and response.status not in (408, 503):
                 return response
             if not hop.alternates:
@@ -97,7 +109,8 @@ class Originator:
             hop = hop.alternates[0]._replace(alternates=hop.alternates[1:])
         return response
 
-    async def _send_to(self, request: Request, hop: NextHop) -> Response | None:
+    async def _send_to(self, request: Request, hop: NextHop,
+                       timeout: float | None = None) -> Response | None:  # noqa: ASYNC109
         edge = self.edge
         listener = edge.listeners.get(hop.transport)
         if listener is None:
@@ -120,12 +133,14 @@ class Originator:
         def send(txn: RunningTransaction, message: Any, retransmission: bool) -> None:
             edge._transmit(hop, bytes(message), txn, None, method=message.method)
 
-        txn = RunningTransaction(machine, key, send=send, tu=_Waiter(edge, future))
+        txn = RunningTransaction(machine, key, send=send, tu=_Waiter(edge, future), context=_Origin(hop))
         if not edge.client_txns.add(key, txn):
             return None
         txn.start()
         # Timer F ends the transaction (64*T1); the margin covers a transaction abandoned at shutdown
         wait = (edge.options.timers.initial(Timer.F, False) or 32.0) + 2.0
+        if timeout is not None:
+            wait = min(wait, timeout)
         try:
             return await asyncio.wait_for(future, wait)
         except TimeoutError:

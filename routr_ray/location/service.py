@@ -303,13 +303,16 @@ class LocationService:
         session_affinity_ref: str = "",
         backend: Backend | None = None,
         labels: Mapping[str, str] | None = None,
+        avoid_contact_uris: Iterable[str] = (),
     ) -> list[Route]:
         """Live routes of `aor` whose labels contain `labels`.
 
         Without `backend`: all of them, most recent first (for forking). With `backend`: one
         route chosen by its algorithm, pinned per Call-ID and per `session_affinity_ref` when
-        `backend.with_session_affinity`. Returns [] when nothing matches (the gRPC layer answers
-        NOT_FOUND). Returned messages are copies the caller may change.
+        `backend.with_session_affinity`; the bindings whose Contact is in `avoid_contact_uris` (a Peer's
+        bindings that failed their OPTIONS keepalive) only when no other is left, and a pin to one of them
+        moves to another. Returns [] when nothing matches (the gRPC layer answers NOT_FOUND). Returned
+        messages are copies the caller may change.
         """
         aor = self._checked_aor(aor)
         now_ms = self._now_ms()
@@ -319,10 +322,11 @@ class LocationService:
             live = self._live(aor, now_ms, wanted)[::-1]  # dict order is registration order
             live.sort(key=lambda b: b.route.registered_on, reverse=True)  # stable: ties stay newest first
             return [copy_route(b.route) for b in live] if live else self._none_found(aor)
+        avoid = frozenset(canonical_contact(uri) for uri in avoid_contact_uris)
         if backend.with_session_affinity and (call_id or session_affinity_ref):
             async with self._lock(aor):
-                return await self._find_with_affinity(aor, call_id, session_affinity_ref, backend, wanted)
-        live = self._live(aor, now_ms, wanted)
+                return await self._find_with_affinity(aor, call_id, session_affinity_ref, backend, wanted, avoid)
+        live = _preferred(self._live(aor, now_ms, wanted), avoid)
         if not live:
             return self._none_found(aor)
         choice = await self._next(aor, backend.algorithm, live)
@@ -413,7 +417,8 @@ class LocationService:
     async def handle_find_routes(self, request: location_pb2.FindRoutesRequest) -> location_pb2.FindRoutesResponse:
         backend = request.backend if request.HasField("backend") else None
         routes = await self.find_routes(
-            request.aor, request.call_id, request.session_affinity_ref, backend, dict(request.labels)
+            request.aor, request.call_id, request.session_affinity_ref, backend, dict(request.labels),
+            request.avoid_contact_uris,
         )
         return location_pb2.FindRoutesResponse(routes=routes)
 
@@ -512,11 +517,12 @@ class LocationService:
         return by_route[id(choice)], counter + 1
 
     async def _find_with_affinity(
-        self, aor: str, call_id: str, ref: str, backend: Backend, wanted: Mapping[str, str]
+        self, aor: str, call_id: str, ref: str, backend: Backend, wanted: Mapping[str, str],
+        avoid: frozenset[str] = frozenset(),
     ) -> list[Route]:
         now_ms = self._now_ms()  # re-read: the lock may have been contended
         now = now_ms / 1000
-        live = self._live(aor, now_ms, wanted)
+        live = _preferred(self._live(aor, now_ms, wanted), avoid)
         if not live:
             return self._none_found(aor)
         by_id = {b.route_id: b for b in live}
@@ -571,3 +577,11 @@ def _log_load_failure(task: asyncio.Task[int]) -> None:
 def _log_sweep_failure(task: asyncio.Task[int]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("location sweep failed", exc_info=task.exception())
+
+
+def _preferred(live: list[_Binding], avoid: frozenset[str]) -> list[_Binding]:
+    """``live`` without the bindings whose Contact is avoided; all of them when every one is."""
+    if not avoid:
+        return live
+    kept = [b for b in live if not b.route.contact_uri or canonical_contact(b.route.contact_uri) not in avoid]
+    return kept or live

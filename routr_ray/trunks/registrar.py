@@ -6,42 +6,37 @@ transport error). In production ``send`` is the EdgePort actor's ``send_request`
 why an EdgePort sends them: docs/trunks.md). :meth:`update` takes the current set of specs (a trunk added,
 changed or removed), :meth:`run` is the loop: it sleeps until the earliest ``due``, runs every due round (one at
 a time per trunk, trunks side by side, each in its own task: a trunk whose provider does not answer never
-delays another, nor a trunk re-registered after a reload) and reports each change of status to ``on_change``.
-
-Tests drive it with a fake clock: :meth:`step` runs the rounds due at ``clock()`` and returns when they are over.
+delays another, nor a trunk re-registered after a reload; ``rounds.py``) and reports each change of status to
+``on_change``. Tests drive it with a fake clock: :meth:`step` runs the rounds due at ``clock()``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from routr_ray.sip import Request, Response
 from routr_ray.trunks.registration import Registration, RegistrationSpec, RegistrationStatus, RegState
+from routr_ray.trunks.rounds import DueRounds
 
 __all__ = ["Sender", "TrunkRegistrar"]
 
 log = logging.getLogger(__name__)
 
 Sender = Callable[[Request, str], Awaitable[Response | None]]
-IDLE_WAIT = 60.0  # nothing to register: look again after this long (or at the next update)
 
 
-class TrunkRegistrar:
+class TrunkRegistrar(DueRounds[Registration]):
     def __init__(self, send: Sender, *, clock: Callable[[], float] = time.monotonic,
                  on_change: Callable[[RegistrationStatus], None] | None = None,
                  base_backoff: float = 30.0, max_backoff: float = 1800.0) -> None:
+        super().__init__(clock)
         self.send = send
-        self.clock = clock
         self.on_change = on_change
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
         self.registrations: dict[str, Registration] = {}
-        self._wake = asyncio.Event()
-        self._rounds: dict[int, asyncio.Task[None]] = {}  # id(registration) -> its round in progress
 
     # -- configuration --------------------------------------------------------------------------------------
     def update(self, specs: Iterable[RegistrationSpec]) -> None:
@@ -57,45 +52,14 @@ class TrunkRegistrar:
             if current is None or current.spec != spec:
                 self.registrations[ref] = Registration(spec, now=self.clock(), base_backoff=self.base_backoff,
                                                        max_backoff=self.max_backoff)
-        self._wake.set()
+        self.wake()
 
     def statuses(self) -> list[RegistrationStatus]:
         return [r.status() for r in self.registrations.values()]
 
-    # -- the loop -------------------------------------------------------------------------------------------
-    async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            self._start_due()
-            now = self.clock()
-            dues = [r.due for r in self.registrations.values() if id(r) not in self._rounds]
-            wait = max(0.0, min(dues) - now) if dues else IDLE_WAIT
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
-            except TimeoutError:
-                pass
-
-    async def step(self) -> None:
-        """Run every round due now, side by side, and wait for them."""
-        started = self._start_due()
-        if started:
-            await asyncio.gather(*started)
-
-    def _start_due(self) -> list[asyncio.Task[None]]:
-        now = self.clock()
-        started = []
-        for registration in self.registrations.values():
-            if registration.due <= now and id(registration) not in self._rounds:
-                key = id(registration)
-                task = asyncio.get_running_loop().create_task(self._round(registration))
-                self._rounds[key] = task
-                task.add_done_callback(functools.partial(self._round_done, key))
-                started.append(task)
-        return started
-
-    def _round_done(self, key: int, _task: asyncio.Task[None]) -> None:
-        self._rounds.pop(key, None)
-        self._wake.set()
+    # -- the loop (rounds.py) -------------------------------------------------------------------------------
+    def items(self) -> Iterable[Registration]:
+        return self.registrations.values()
 
     async def _round(self, registration: Registration) -> None:
         ref = registration.spec.trunk_ref

@@ -14,6 +14,7 @@ import pytest
 from routr_ray.config.resources import Forking, ForkingMode
 from routr_ray.edge.edgeport import EdgePort
 from routr_ray.sip import Request, Response
+from routr_ray.sip.timers import TimerConfig
 from routr_ray.sip.transaction_messages import build_ack
 from tests.support.phones import Phone, shipped_edge
 
@@ -315,3 +316,26 @@ async def test_a_branch_that_loops_back_gets_482_and_the_others_still_ring() -> 
             assert final.status == 200 and edge.metrics.reject_counts.get("loop_detected", 0) >= 1
         finally:
             close(caller, callee.phone, loop_phone)
+
+
+async def test_a_contact_that_is_gone_ends_its_branch_at_once() -> None:
+    """RFC 3261 §18.4: the ICMP port unreachable for a branch's INVITE is a transport error: with a stale binding
+    (nothing listens there) and a phone that answers 486, the caller gets the 486 in well under Timer B (32 s with
+    RFC timers, used here)."""
+    async with shipped_edge(timers=TimerConfig()) as edge:
+        caller, (callee,) = await setup(edge, 1)
+        gone = await Phone.open("127.0.0.1")
+        port = edge.address("udp")[1]
+        try:
+            assert (await gone.register("1002", ("127.0.0.1", port))).status == 200
+            gone.close()  # its port is closed now: the binding is stale
+            started = asyncio.get_running_loop().time()
+            await dial(edge, caller)
+            await callee.ringing()
+            callee.reply(486)
+            final, _ = await caller.final(timeout=10)
+            assert final.status == 486
+            assert asyncio.get_running_loop().time() - started < 5
+            assert edge.metrics.reject_counts.get("unreachable", 0) >= 1
+        finally:
+            close(caller, callee.phone)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from routr_ray.config import load_config_dir
+from routr_ray.config import Resources, load_config_dir
 from routr_ray.config.edgeport import HealthConfig, RateLimit, Transport, TransportProtocol
 from routr_ray.config.resources import Forking
 from routr_ray.edge.dispatcher_client import FakeDispatcher, Handler
@@ -24,6 +24,7 @@ from routr_ray.location.service import LocationService
 from routr_ray.processors.connect import ConnectProcessor
 from routr_ray.sip import Request, Response, parse
 from routr_ray.sip.timers import TimerConfig
+from routr_ray.util.server_health import HealthView
 from tests.unit.test_connect_support import authorize
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config"
@@ -121,11 +122,14 @@ class Phone(asyncio.DatagramProtocol):
 @asynccontextmanager
 async def shipped_edge(*, allow: tuple[str, ...] = ("192.0.2.0/24",), timers: TimerConfig = FAST,
                        cancel_wait: float = 4.0, forking: Forking | None = None,
-                       dispatch: Callable[[ConnectProcessor], Handler] | None = None) -> AsyncIterator[EdgePort]:
+                       dispatch: Callable[[ConnectProcessor], Handler] | None = None,
+                       edit: Callable[[Resources], Resources] | None = None,
+                       health: HealthView | None = None) -> AsyncIterator[EdgePort]:
     """The shipped EdgePort (wildcard UDP and TCP on free ports) and Connect on the shipped resources; `allow`
     joins the example ACL (TEST-NET-1 is no private range; the tests' phones use it); `forking` replaces the
     agents' forking setting; `dispatch(connect)` gives what the EdgePort calls instead of Connect alone (e.g. a
-    dispatcher with middlewares, tests/support/media.py)."""
+    dispatcher with middlewares, tests/support/media.py); `edit` changes the resources; `health`: the server health
+    Connect reads (routr_ray/util/server_health.py)."""
     shipped = load_config_dir(SHIPPED)
     (config,) = shipped.edgeports
     assert config.bind_addr == "0.0.0.0"  # what ships; only the ports move
@@ -142,8 +146,10 @@ async def shipped_edge(*, allow: tuple[str, ...] = ("192.0.2.0/24",), timers: Ti
     if forking is not None:
         resources = dataclasses.replace(
             resources, agents=tuple(dataclasses.replace(a, forking=forking) for a in resources.agents))
+    if edit is not None:
+        resources = edit(resources)
     location = LocalLocationClient([LocationService(sweep_interval=0)])
-    connect = ConnectProcessor(resources, location, nonce_key=b"k" * 32)
+    connect = ConnectProcessor(resources, location, nonce_key=b"k" * 32, health=health)
     edge = EdgePort(config, FakeDispatcher(dispatch(connect) if dispatch is not None else connect.process),
                     options=EdgePortOptions(timers=timers, cancel_wait=cancel_wait))
     await edge.start()

@@ -110,7 +110,7 @@ def test_the_extras_server_differs_from_the_shipped_config_only_where_its_files_
     assert [d["ref"] for d in added] == ["credentials-1003", "agent-1003"]  # type: ignore[index,union-attr]
     trunks = _documents(CONFIG_DIR / "resources" / "trunks-extra.yaml")[0]
     assert [d["ref"] for d in trunks] == ["credentials-reg", "trunk-reg", "number-reg", "trunk-fo",  # type: ignore[index,union-attr]
-                                          "number-fo", "trunk-ls", "number-ls"]
+                                          "number-fo", "trunk-ls", "number-ls", "trunk-ka", "number-ka"]
     assert load_config_dir(SHIPPED_CONFIG_DIR).connect_tokens is None  # web agents: only here
     tokens = extras.connect_tokens
     assert tokens is not None and tokens.audience == "routr-ray-acceptance"

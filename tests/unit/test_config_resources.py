@@ -17,6 +17,7 @@ from routr_ray.config import (
     EgressPolicy,
     ExtraHeader,
     GeoInfo,
+    Keepalive,
     LoadBalancing,
     Number,
     Peer,
@@ -25,6 +26,7 @@ from routr_ray.config import (
     TrunkInbound,
     TrunkOutbound,
     TrunkUri,
+    UriFormat,
     load_resources,
     validate_paths,
 )
@@ -329,3 +331,25 @@ def test_routr_ray_security_extensions(routr_set: Path) -> None:
     edit(routr_set, "peers.yaml", "trustAssertedIdentity: true", "trustAssertedIdentity: yes please")
     assert {(f, p) for f, p, _ in errors_of(routr_set)} == {
         ("domains.yaml", "/0/spec/digestAlgorithms/0"), ("peers.yaml", "/0/spec/trustAssertedIdentity")}
+
+
+def test_routr_ray_trunk_extensions(routr_set: Path) -> None:
+    """issue 15: a Trunk's `uriFormat` and the `keepalive` of Trunks and Peers (OPTIONS pings)."""
+    edit(routr_set, "trunks.yaml", "      sendRegister: true\n",
+         "      sendRegister: true\n      uriFormat: e164\n      keepalive: { interval: 10, failuresBeforeDown: 3 }\n")
+    edit(routr_set, "peers.yaml", "    username: asterisk\n",
+         "    username: asterisk\n    keepalive: { successesBeforeUp: 2, timeout: 2.5 }\n")
+    resources = load_resources(routr_set)
+    outbound = resources.trunks[0].outbound
+    assert outbound is not None and outbound.uri_format is UriFormat.E164
+    assert outbound.keepalive == Keepalive(interval=10, failures_before_down=3, successes_before_up=1, timeout=5)
+    assert resources.peers[0].keepalive == Keepalive(30, 2, 2, 2.5)
+    plain = load_resources(ROUTR_RESOURCES)  # off unless asked for
+    assert plain.trunks[0].outbound.uri_format is UriFormat.DIALLED and plain.trunks[0].outbound.keepalive is None
+    assert plain.peers[0].keepalive is None
+    edit(routr_set, "peers.yaml", "successesBeforeUp: 2,", "enabled: false, successesBeforeUp: 2,")
+    assert load_resources(routr_set).peers[0].keepalive is None
+    edit(routr_set, "trunks.yaml", "uriFormat: e164", "uriFormat: E.164")
+    edit(routr_set, "trunks.yaml", "interval: 10", "interval: 0")
+    assert {(f, p) for f, p, _ in errors_of(routr_set)} == {
+        ("trunks.yaml", "/0/spec/outbound/uriFormat"), ("trunks.yaml", "/0/spec/outbound/keepalive/interval")}

@@ -10,9 +10,10 @@ from collections import Counter
 
 from test_connect_support import KEY, Harness, resources, sip
 
-from routr_ray.config.resources import Trunk, TrunkOutbound, TrunkUri
+from routr_ray.config.resources import Trunk, TrunkOutbound, TrunkUri, UriFormat
 from routr_ray.processors.connect import FAILOVER_KEY, StaticResources
 from routr_ray.processors.connect.router import ordered_trunk_uris
+from routr_ray.processors.connect.uri_format import e164
 from routr_ray.sip.message import Request, Response
 from routr_ray.trunks.contact_token import TrunkContactTokens
 from routr_ray.util.rfc2782 import weighted_order
@@ -120,3 +121,46 @@ async def test_diversion_and_history_info_pass_to_the_trunk() -> None:
     assert isinstance(out, Request)
     assert out.headers.get("Diversion") == "<sip:1002@sip.local>;reason=unconditional"
     assert out.headers.get("History-Info") == "<sip:1002@sip.local>;index=1"
+
+
+def e164_trunk(h: Harness) -> None:
+    """trunk-01 of the test set asking for E.164 Request-URIs."""
+    res = resources()
+    trunks = tuple(dataclasses.replace(t, outbound=dataclasses.replace(t.outbound, uri_format=UriFormat.E164))
+                   if t.ref == "trunk-01" and t.outbound is not None else t for t in res.trunks)
+    h.processor.source = StaticResources(dataclasses.replace(res, trunks=trunks))
+
+
+def test_e164_numbers() -> None:
+    assert e164("17066041487") == "+17066041487"
+    assert e164("+1 (706) 604-1487") == "+17066041487"  # RFC 3966 visual separators
+    assert e164("+4930.1234.5678") == "+493012345678"
+    for bad in ("", "+", "1234567890123456", "*67 7066041487", "1002#", "++17066041487", "١٢٣"):
+        assert e164(bad) is None, bad
+
+
+async def test_an_e164_trunk_gets_plus_digits_and_user_phone_on_every_uri() -> None:
+    """RFC 3261 §19.1.6: a telephone number as the user part is marked user=phone; the failover URIs too."""
+    h = Harness()
+    e164_trunk(h)
+    out, resp = await h.authed(sip("INVITE", "sip:17066041499@sip.local", from_="sip:1002@sip.local",
+                                   to="sip:17066041499@sip.local", contact="<sip:caller@10.0.0.5:5060>"),
+                               "1002", "1234")
+    assert isinstance(out, Request)
+    assert out.uri == "sip:+17066041499@primary.provider.net:5060;user=phone;transport=tcp"
+    assert resp.metadata[FAILOVER_KEY] == "sip:+17066041499@sip.provider.net:5070;user=phone"
+    # the default trunk format keeps the number as dialled
+    h2 = Harness()
+    out, _ = await h2.authed(sip("INVITE", "sip:17066041499@sip.local", from_="sip:1002@sip.local",
+                                 to="sip:17066041499@sip.local", contact="<sip:caller@10.0.0.5:5060>"),
+                             "1002", "1234")
+    assert isinstance(out, Request) and out.uri == "sip:17066041499@primary.provider.net:5060;transport=tcp"
+
+
+async def test_a_dod_number_that_is_no_e164_number_is_refused_484() -> None:
+    h = Harness()
+    e164_trunk(h)
+    req = sip("INVITE", "sip:*67@sip.local", from_="sip:asterisk@sip.local", to="sip:*67@sip.local",
+              contact="<sip:asterisk@10.0.0.5:5060>", extra=("X-DOD-Number: +17066041487",))
+    out, _ = await h.authed(req, "asterisk", "secret")
+    assert isinstance(out, Response) and out.status == 484

@@ -361,6 +361,23 @@ class LocationRules:
             counts[found[0].host] = counts.get(found[0].host, 0) + 1
         assert counts == {"10.0.0.1": 20, "10.0.0.2": 20, "10.0.0.3": 20}
 
+    async def test_avoided_contacts_are_picked_only_when_nothing_else_is_left(self, service: LocationService) -> None:
+        """routr-ray extension (issue 15): a Peer's bindings that failed their OPTIONS keepalive."""
+        for host in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+            await service.add_route(POOL, route(host, contact_uri=f"sip:pbx@{host}:5060;transport=udp"))
+        down = ["<SIP:pbx@10.0.0.2:5060;transport=UDP>"]  # any spelling of the same Contact (RFC 3261 §19.1.4)
+        picks = [hosts(await service.find_routes(POOL, call_id=f"c{i}", backend=rr(), avoid_contact_uris=down))[0]
+                 for i in range(6)]
+        assert sorted(set(picks)) == ["10.0.0.1", "10.0.0.3"] and picks.count("10.0.0.1") == 3
+        # a pin of the call and of the affinity value moves off a binding that went down
+        pinned = hosts(await service.find_routes(POOL, call_id="x", session_affinity_ref="room", backend=rr(True)))
+        moved = hosts(await service.find_routes(POOL, call_id="y", session_affinity_ref="room", backend=rr(True),
+                                                avoid_contact_uris=[f"sip:pbx@{pinned[0]}:5060;transport=udp"]))
+        assert moved != pinned
+        everything = [f"sip:pbx@10.0.0.{i}:5060;transport=udp" for i in (1, 2, 3)]
+        assert len(await service.find_routes(POOL, backend=rr(), avoid_contact_uris=everything)) == 1
+        assert len(await service.find_routes(POOL, avoid_contact_uris=down)) == 3  # no backend: all of them
+
     async def test_round_robin_counter_survives_a_reload(
         self, service: LocationService, make_service: Callable[..., LocationService]
     ) -> None:

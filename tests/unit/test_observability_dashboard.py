@@ -50,8 +50,10 @@ def known_series() -> dict[str, set[str]]:
     location = LocationMetrics(0, registry)
     location.watch(lambda: 1, lambda: 1, ready=lambda: True, by_domain=lambda limit: {"sip.local": 1})
     location.observe("find", "OK", 0.001)
-    TrunkMetrics(registry, lambda: 0).update([{"trunk": "trunk-01", "state": "registered",
-                                              "expires_at": None, "failures": 0}])
+    trunks = TrunkMetrics(registry, lambda: 0)
+    trunks.update([{"trunk": "trunk-01", "state": "registered", "expires_at": None, "failures": 0}])
+    trunks.update_keepalive([{"kind": "trunk", "ref": "trunk-01", "target": "udp:192.0.2.7:5060", "state": "up"},
+                             {"kind": "peer", "ref": "asterisk", "target": "udp:192.0.2.8:5060", "state": "down"}])
     found: dict[str, set[str]] = {}
     for source in (registry, process_registry()):
         for family in source.collect():
@@ -85,7 +87,8 @@ def test_every_query_uses_existing_series_and_labels() -> None:
     assert {"routr_sip_messages_total", "routr_location_bindings", "routr_location_domain_bindings",
             "routr_location_operations_total", "routr_connect_requests_total", "routr_connect_auth_total",
             "routr_dispatcher_messages_total", "routr_link_calls_total", "routr_calls_active",
-            "routr_call_duration_seconds_bucket", "routr_trunk_registration_state",
+            "routr_call_duration_seconds_bucket", "routr_trunk_registration_state", "routr_trunk_target_up",
+            "routr_peer_keepalive_targets", "routr_edge_servers_held_down",
             "routr_process_resident_memory_bytes", "routr_process_cpu_seconds_total"} <= used
 
 

@@ -18,9 +18,11 @@ import ipaddress
 import socket
 import struct
 
-__all__ = ["ANCILLARY_SIZE", "enable", "destination_of", "source_ancillary"]
+__all__ = ["ANCILLARY_SIZE", "destination_of", "enable", "source_ancillary", "unreachable_destinations"]
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
 IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
 IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 
@@ -31,11 +33,34 @@ _ZERO4 = bytes(4)
 
 
 def enable(sock: socket.socket) -> None:
-    """Ask the kernel for the destination address of every datagram ``sock`` receives."""
+    """Ask the kernel for the destination address of every datagram ``sock`` receives, and to queue ICMP errors
+    with the destination they are about (``IP_RECVERR``: read with :func:`unreachable_destinations`)."""
     if sock.family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+        sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)  # IPv4 peers of a dual-stack socket
     else:
         sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+
+
+def unreachable_destinations(sock: socket.socket, limit: int = 64) -> list[tuple[str, int]]:
+    """The destinations of datagrams the network refused (ICMP unreachable, RFC 3261 §18.4), from the socket's
+    error queue (``MSG_ERRQUEUE``; never blocks). IPv4-mapped addresses are reported as IPv4."""
+    found: list[tuple[str, int]] = []
+    for _ in range(limit):
+        try:
+            _data, _ancillary, _flags, address = sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError:
+            break
+        if address:
+            host = str(address[0])
+            if host.startswith("::ffff:"):
+                host = host[7:]
+            found.append((host, int(address[1])))
+    return found
 
 
 def destination_of(ancillary: list[tuple[int, int, bytes]]) -> str | None:

@@ -8,14 +8,22 @@ A listener bound to a wildcard address (``0.0.0.0``, ``::``) reads its socket wi
 `Flow` names the local address the datagram was sent to, and sends with ``sendmsg`` from the address it is
 told (a reply leaves from the address its request reached; see ``pktinfo.py``). A concrete bind keeps asyncio's
 datagram transport (the kernel has only one source address to choose).
+
+Its ICMP errors are queued (``IP_RECVERR``), and a socket with a queued error reports ``POLLERR``. libuv (uvloop, on
+which Ray runs the EdgePort actors) then stops polling it and never calls its reader again: the listener would
+receive nothing more. So the listener takes any error its reader has not taken, and starts its reader again, when
+a send finds an error pending and every :data:`ERROR_WATCH` seconds (a quiet socket: one non-blocking
+``recvmsg(MSG_ERRQUEUE)``); what arrived meanwhile waits in the socket's buffer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from routr_ray.edge.transports import pktinfo
@@ -36,6 +44,10 @@ log = logging.getLogger(__name__)
 _UNKNOWN = object()
 _RECV_SIZE = 65536  # the largest UDP payload is 65,507 bytes
 _READS_PER_WAKEUP = 64  # datagrams read in one go before the loop runs other callbacks
+ERROR_WATCH = 0.2  # seconds between two looks for ICMP errors the reader did not take (see the module docstring)
+# errors a UDP socket with IP_RECVERR reports for an earlier datagram's ICMP message (RFC 3261 §18.4)
+_PENDING_ICMP_ERRORS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN,
+                                  errno.ENETDOWN, errno.EPROTO})
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -60,6 +72,10 @@ class UdpListener(Listener):
 
     _endpoint: asyncio.DatagramTransport | None = None
     _sock: socket.socket | None = None  # a wildcard bind: read and written directly (recvmsg/sendmsg)
+    _watch: asyncio.TimerHandle | None = None  # the look for errors the reader did not take (wildcard binds)
+    # RFC 3261 §18.4: told the destinations the network refused (ICMP unreachable; wildcard binds, which read
+    # their error queue): the transactions waiting on them fail at once instead of at Timer B/F
+    on_unreachable: Callable[[list[tuple[str, int]]], None] | None = None
     _family: int = socket.AF_INET
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -92,6 +108,7 @@ class UdpListener(Listener):
                 sock.close()
                 raise
             self._sock = sock
+            self._watch = loop.call_later(ERROR_WATCH, self._watch_errors)
         else:
             self._endpoint, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=sock)
         log.info("udp listening on %s:%d", *self._local)
@@ -100,6 +117,9 @@ class UdpListener(Listener):
         if self._endpoint is not None:
             self._endpoint.close()
             self._endpoint = None
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self._sock is not None:
             sock, self._sock = self._sock, None
             try:
@@ -121,8 +141,33 @@ class UdpListener(Listener):
             except OSError as exc:  # an ICMP error for an earlier send (ConnectionRefusedError), as error_received
                 self.counters.icmp_errors += 1
                 log.debug("udp %s: %s", self._local, exc)
+                refused = pktinfo.unreachable_destinations(sock)
+                if refused:
+                    asyncio.get_running_loop().call_soon(self._errors_taken, refused)
+                    return
                 continue
             self._on_datagram(data, addr, pktinfo.destination_of(ancillary) or wildcard_host, local_port)
+
+    def _watch_errors(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        self._watch = asyncio.get_running_loop().call_later(ERROR_WATCH, self._watch_errors)
+        refused = pktinfo.unreachable_destinations(sock)
+        if refused:
+            self._errors_taken(refused)
+
+    def _errors_taken(self, refused: list[tuple[str, int]]) -> None:
+        """ICMP errors taken off the queue outside the reader: the reader may have been stopped (libuv), so it is
+        started again and runs once for what arrived meanwhile; then the refused destinations are reported."""
+        sock = self._sock
+        if sock is not None:
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(sock.fileno())
+            loop.add_reader(sock.fileno(), self._read_ready)
+            loop.call_soon(self._read_ready)
+        if self.on_unreachable is not None:
+            self.on_unreachable(refused)
 
     def _on_datagram(self, data: bytes, addr: tuple, local_host: str | None = None,  # type: ignore[type-arg]
                      local_port: int = 0) -> None:
@@ -162,15 +207,32 @@ class UdpListener(Listener):
         try:
             if sock is None:
                 self._endpoint.sendto(data, sockaddr)  # type: ignore[union-attr]
-            elif source:
-                sock.sendmsg([data], self._source_ancillary(source), 0, sockaddr)
             else:
-                sock.sendto(data, sockaddr)
+                self._send_direct(sock, data, sockaddr, source)
         except OSError as exc:
             self.counters.send_failures += 1
             log.debug("udp send to %s failed: %s", address, exc)
             return False
         return True
+
+    def _send_direct(self, sock: socket.socket, data: bytes, sockaddr: Address, source: str | None) -> None:
+        ancillary = self._source_ancillary(source) if source else None
+        for attempt in (1, 2):
+            try:
+                if ancillary is not None:
+                    sock.sendmsg([data], ancillary, 0, sockaddr)
+                else:
+                    sock.sendto(data, sockaddr)
+                return
+            except (ConnectionRefusedError, ConnectionResetError, OSError) as exc:
+                # with IP_RECVERR the socket reports a pending ICMP error of an *earlier* datagram on the next
+                # call, whatever its destination: take it from the error queue and send again, once
+                if attempt == 2 or exc.errno not in _PENDING_ICMP_ERRORS:
+                    raise
+                self.counters.icmp_errors += 1
+                refused = pktinfo.unreachable_destinations(sock)
+                if refused:
+                    self._errors_taken(refused)
 
     def _source_ancillary(self, source: str) -> list[tuple[int, int, bytes]]:
         ancillary = self._sources.get(source)

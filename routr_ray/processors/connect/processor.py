@@ -76,6 +76,7 @@ from routr_ray.sip.message import Request
 from routr_ray.sip.uri import URI, format_host
 from routr_ray.trunks.contact_token import TrunkContactTokens
 from routr_ray.util.edge_tag import edge_tag
+from routr_ray.util.server_health import HealthView
 
 log = logging.getLogger(__name__)
 MessageRequest = processor_pb2.MessageRequest
@@ -170,6 +171,7 @@ class ConnectProcessor(Processor):
         rng: random.Random | None = None,
         connect_tokens: ConnectTokenVerifier | None = None,
         metrics: ConnectMetrics | None = None,
+        health: HealthView | None = None,
     ) -> None:
         self.connect_tokens = connect_tokens  # X-Connect-Token web agents (web_agents.py); None: header ignored
         self.metrics = metrics if metrics is not None else ConnectMetrics()
@@ -191,9 +193,11 @@ class ConnectProcessor(Processor):
         self._algorithms_of: ConnectIndex | None = None
         self.default_realm = default_realm
         self.default_max_contacts = default_max_contacts
-        # trunk_tokens: calls to a trunk's registered Contact (routr_ray/trunks); rng: trunk URI load share
+        # trunk_tokens: calls to a trunk's registered Contact (routr_ray/trunks); rng: trunk URI load share;
+        # health: trunk URIs and peer bindings down by keepalive or held down, tried last (util/server_health.py)
         self.router = Router(location, self.access, self.dialogs, default_realm=default_realm,
-                             trunk_tokens=TrunkContactTokens(nonce_key), rng=rng, web_agents=self.web_agents)
+                             trunk_tokens=TrunkContactTokens(nonce_key), rng=rng, web_agents=self.web_agents,
+                             health=health)
         self.expires = expires
         self.flow_request_uri = flow_request_uri
 

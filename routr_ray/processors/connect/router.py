@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import random
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 from routr_ray.config.resources import Agent, Domain, Forking, Number, Peer, Privacy, Trunk, TrunkUri
@@ -70,6 +71,7 @@ from routr_ray.processors.connect.headers import (
 from routr_ray.processors.connect.registrar import location_failure, source_of
 from routr_ray.processors.connect.resources_index import ConnectIndex
 from routr_ray.processors.connect.targets import default_port, target_of
+from routr_ray.processors.connect.uri_format import request_user
 from routr_ray.processors.connect.web_agents import WebAgentGate, token_of
 from routr_ray.proto.gen import location_pb2, processor_pb2
 from routr_ray.sip.digest import DigestParseError, find_credentials
@@ -79,6 +81,7 @@ from routr_ray.trunks.contact_token import TOKEN_PARAM as TRUNK_TOKEN_PARAM
 from routr_ray.trunks.contact_token import TrunkContactTokens
 from routr_ray.util.edge_tag import edge_tag, is_edge_tag
 from routr_ray.util.rfc2782 import weighted_order
+from routr_ray.util.server_health import HealthView
 
 # Read by the EdgePort (routr_ray/edge/directives.py keeps a copy): base64(username:password) of the trunk's
 # outbound credentials, for answering the trunk's digest challenges.
@@ -106,20 +109,33 @@ def dialled_user(uri: URI) -> str | None:
     return None
 
 
-def ordered_trunk_uris(trunk: Trunk, rng: random.Random | None = None) -> list[TrunkUri]:
+def ordered_trunk_uris(trunk: Trunk, rng: random.Random | None = None,
+                       down: Callable[[TrunkUri], bool] | None = None) -> list[TrunkUri]:
     """Enabled outbound URIs for one call: lowest `priority` first; within a priority a random order weighted by
     `weight` (RFC 2782, `util/rfc2782.py`: weights 3 and 1 share the calls 3:1). The first is the next hop, the
     rest are failover targets the EdgePort tries on 503/408/timeout. Routr only ever uses `uris[0]` (routr.md
-    §3.5)."""
+    §3.5). `down`: URIs that failed their OPTIONS keepalive or are held down after a failed call
+    (`util/server_health.py`) come after all the others, in their order: tried only when nothing else is left."""
     if trunk.outbound is None:
         return []
     enabled = [u for u in trunk.outbound.uris if u.enabled]
-    return weighted_order(enabled, priority=lambda u: u.priority, weight=lambda u: u.weight, rng=rng)
+    ordered = weighted_order(enabled, priority=lambda u: u.priority, weight=lambda u: u.weight, rng=rng)
+    if down is None or len(ordered) < 2:
+        return ordered
+    up: list[TrunkUri] = []
+    skipped: list[TrunkUri] = []
+    for uri in ordered:
+        (skipped if down(uri) else up).append(uri)
+    return up + skipped
 
 
-def trunk_request_uri(dialled: str, uri: TrunkUri) -> tuple[NextHop, URI]:
+def trunk_request_uri(dialled: str, uri: TrunkUri, *, phone: bool = False) -> tuple[NextHop, URI]:
+    """The next hop and Request-URI of a call to ``dialled`` through one trunk URI; ``phone``: the user part is a
+    telephone number (``uri_format.py``), marked ``;user=phone`` (RFC 3261 §19.1.6)."""
     transport = uri.transport.upper()
     request_uri = URI("sip", dialled, uri.host, uri.port)
+    if phone:
+        request_uri.params["user"] = "phone"
     if transport != "UDP":
         request_uri.params["transport"] = transport.lower()
     return NextHop(uri.host, uri.port or default_port(transport), transport), request_uri
@@ -138,7 +154,8 @@ DEFAULT_REALM = "routr"
 class Router:
     def __init__(self, location: LocationClient, access: Access, tokens: DialogTokens, *,
                  default_realm: str = DEFAULT_REALM, trunk_tokens: TrunkContactTokens | None = None,
-                 rng: random.Random | None = None, web_agents: WebAgentGate | None = None) -> None:
+                 rng: random.Random | None = None, web_agents: WebAgentGate | None = None,
+                 health: HealthView | None = None) -> None:
         self.location = location
         self.access = access
         self.tokens = tokens
@@ -148,6 +165,7 @@ class Router:
         self.trunk_tokens = trunk_tokens
         self.rng = rng or random.Random()
         self.web_agents = web_agents  # X-Connect-Token callers (web_agents.py); None: the header is ignored
+        self.health = health  # the cluster's server health (keepalive, hold-downs): trunk URIs and peer bindings
 
     # ---- entry points ---------------------------------------------------------------------------
 
@@ -429,14 +447,15 @@ class Router:
             with_session_affinity=balancing.with_session_affinity,
             algorithm=Backend.Algorithm.Value(balancing.algorithm.value),
         )
-        decision = await self._to_aor(direction, aor or peer.aor, msg, backend, affinity)
+        avoid = self.health.down_contacts(peer.aor) if self.health is not None else ()
+        decision = await self._to_aor(direction, aor or peer.aor, msg, backend, affinity, avoid=avoid)
         if isinstance(decision, Forward):
             decision.callee_trusted = peer.trust_asserted_identity
         return decision
 
     async def _to_aor(
         self, direction: str, aor: str, msg: processor_pb2.MessageRequest, backend: Backend | None,
-        affinity: str = "", *, forking: Forking | None = None,
+        affinity: str = "", *, forking: Forking | None = None, avoid: tuple[str, ...] = (),
     ) -> Decision:
         """The backend's pick (peers); for an agent (`forking` given), every live binding as branches of an
         INVITE (`forking.py`: the agent's policy; the EdgePort rings them), the most recent one for other
@@ -444,6 +463,7 @@ class Router:
         find = location_pb2.FindRoutesRequest(aor=aor, call_id=msg.ref, session_affinity_ref=affinity)
         if backend is not None:
             find.backend.CopyFrom(backend)
+            find.avoid_contact_uris.extend(avoid)  # bindings down by keepalive: Location picks another first
         try:
             found = await self.location.find_routes(find)
         except LocationError as exc:
@@ -464,10 +484,15 @@ class Router:
         private: bool, display: str | None,
     ) -> Decision:
         trunk = index.trunk(number.trunk_ref)
-        uris = ordered_trunk_uris(trunk, self.rng) if trunk is not None else []
+        uris = ordered_trunk_uris(trunk, self.rng, self._uri_down) if trunk is not None else []
         if trunk is None or not uris:
             return Reply(503, "Service Unavailable (no trunk for this number)", (("Retry-After", "30"),))
-        hops = [trunk_request_uri(dialled, u) for u in uris]
+        assert trunk.outbound is not None
+        written = request_user(dialled, trunk.outbound.uri_format)
+        if written is None:
+            return Reply(484, "Address Incomplete (not an E.164 number, as this trunk requires)")
+        user, phone = written
+        hops = [trunk_request_uri(user, u, phone=phone) for u in uris]
         hop, request_uri = hops[0]
         metadata = {"routr-ray.trunk-ref": trunk.ref}
         credentials = index.credentials(trunk.outbound.credentials_ref) if trunk.outbound is not None else None
@@ -485,6 +510,9 @@ class Router:
         if private:
             forward.set_from = (ANONYMOUS_DISPLAY, ANONYMOUS_FROM_URI.copy())
         return forward
+
+    def _uri_down(self, uri: TrunkUri) -> bool:
+        return self.health is not None and self.health.server_down(uri.transport, uri.host, uri.port)
 
     # ---- in-dialog ------------------------------------------------------------------------------
 

@@ -74,7 +74,7 @@ class AddRouteRequest(_message.Message):
     def __init__(self, aor: _Optional[str] = ..., route: _Optional[_Union[Route, _Mapping]] = ..., max_contacts: _Optional[int] = ...) -> None: ...
 
 class FindRoutesRequest(_message.Message):
-    __slots__ = ("call_id", "aor", "session_affinity_ref", "backend", "labels")
+    __slots__ = ("call_id", "aor", "session_affinity_ref", "backend", "labels", "avoid_contact_uris")
     class Backend(_message.Message):
         __slots__ = ("ref", "with_session_affinity", "algorithm")
         class Algorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
@@ -102,12 +102,14 @@ class FindRoutesRequest(_message.Message):
     SESSION_AFFINITY_REF_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    AVOID_CONTACT_URIS_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     aor: str
     session_affinity_ref: str
     backend: FindRoutesRequest.Backend
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, call_id: _Optional[str] = ..., aor: _Optional[str] = ..., session_affinity_ref: _Optional[str] = ..., backend: _Optional[_Union[FindRoutesRequest.Backend, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    avoid_contact_uris: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, call_id: _Optional[str] = ..., aor: _Optional[str] = ..., session_affinity_ref: _Optional[str] = ..., backend: _Optional[_Union[FindRoutesRequest.Backend, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., avoid_contact_uris: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FindRoutesResponse(_message.Message):
     __slots__ = ("routes",)

@@ -9,12 +9,20 @@
 * Failover: ``trunk-fo``'s first URI answers 503, its second 200: one call, through Connect.
 * Load share: ``trunk-ls``'s two URIs of one priority, weights 3 and 1, over 400 calls: within 4 sigma of 3:1.
 * DOD (shipped config): from Agent 1002 (privacy None) and from the Peer asterisk with X-DOD-Privacy id / none.
+* Keepalive and E.164, on the extras server's ``trunk-ka`` (OPTIONS every second, down after 2 failures, up after
+  1 answer; ``uriFormat: e164``): both URIs answer the pings; the first stops answering (a SIPp that takes the
+  pings and says nothing) and is marked down (``routr_trunk_target_up`` 0, ``routr-ray status``): a call goes to
+  the second URI, with ``sip:+<digits>@...;user=phone``, and none to the first; the first answers again and is
+  marked up: the next call goes to it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from datetime import datetime
@@ -26,6 +34,7 @@ from tests.support.acceptance import CONTACT_PORTS, TRUNK_UAS_PORT, SippResult
 
 FAILOVER_PORTS = (15091, 15092)  # trunk-fo's URIs (tests/acceptance/config/resources/trunks-extra.yaml)
 LOAD_SHARE_PORTS = (15093, 15094)  # trunk-ls's URIs, weights 3 and 1
+KEEPALIVE_PORTS = (15095, 15096)  # trunk-ka's URIs, priorities 10 and 20
 
 
 def free_udp_port() -> int:
@@ -143,3 +152,65 @@ def test_dod_from_a_peer_with_each_privacy(sipp) -> None:  # type: ignore[no-unt
         anonymous = re.search(r"^From: \"?Anonymous\"? <sip:anonymous@anonymous\.invalid>", invite, re.M)
         assert bool(anonymous) == (privacy == "id")
         assert "X-Call-Direction: peer-to-pstn" in invite
+
+
+def target_up(port: int, target_port: int) -> float | None:
+    """``routr_trunk_target_up`` of one trunk-ka URI on the extras server's /metrics (None: not there yet)."""
+    line = f'routr_trunk_target_up{{target="udp:127.0.0.1:{target_port}",trunk="trunk-ka"}} '
+    found = re.search("^" + re.escape(line) + r"(\S+)$", metrics(port), re.M)
+    return float(found.group(1)) if found else None
+
+
+def wait_for_target(port: int, target_port: int, value: float, seconds: float = 12.0) -> float:
+    started = time.monotonic()
+    while target_up(port, target_port) != value:
+        assert time.monotonic() - started < seconds, f"{target_port} not {value} within {seconds:.0f}s"
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
+def ka_call(sipp_extras):  # type: ignore[no-untyped-def]
+    return sipp_extras.run("trunks/peer_dod_uac.xml", service="17065550100",
+                           keys={"caller": "asterisk", "dod": "+17066041493", "privacy": "none"},
+                           auth=("asterisk", sipp_extras.password("asterisk")))
+
+
+def test_keepalive_skips_a_provider_that_stops_answering_and_e164(sipp_extras, extras_server) -> None:  # type: ignore[no-untyped-def]
+    health = extras_server.profile.ports[8080]
+    first, second = KEEPALIVE_PORTS
+    answering = sipp_extras.uas("trunks/provider_keepalive.xml", first, keys={"me": "provider"}, calls=1000,
+                                timeout_s=60)
+    backup = sipp_extras.uas("trunks/provider_keepalive.xml", second, keys={"me": "provider"}, calls=1000,
+                             timeout_s=60)
+    wait_for_target(health, first, 1.0)
+    wait_for_target(health, second, 1.0)
+    time.sleep(1.5)  # at least one ping answered since this SIPp listens (the URIs start up, as Kamailio's do)
+    wait_for_target(health, first, 1.0)
+    stopped = answering.result(timeout=0)  # stops answering: a silent provider takes its place on the port
+    silent = sipp_extras.uas("trunks/provider_silent.xml", first, calls=1000, timeout_s=60)
+    took = wait_for_target(health, first, 0.0)
+    assert took < 8  # two pings of 1 s without an answer
+    address = re.search(r"Ray address\s+(\S+)", extras_server.log_path.read_text(errors="replace"))
+    assert address is not None
+    status = subprocess.run([sys.executable, "-m", "routr_ray.cli", "status", "--address", address.group(1)],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    assert re.search(rf"BAD trunk trunk-ka\s+udp:127\.0\.0\.1:{first}\s+down for \d+ s", status.stdout), (
+        status.stdout + status.stderr)
+    assert re.search(rf"ok  trunk trunk-ka\s+udp:127\.0\.0\.1:{second}\s+up", status.stdout), status.stdout
+    caller = ka_call(sipp_extras)
+    sipp_extras.assert_ok(caller)
+    ignored = silent.result(timeout=0)
+    assert ignored.received("OPTIONS") and not ignored.received("INVITE")  # down: no call sent to it at all
+    answering = sipp_extras.uas("trunks/provider_keepalive.xml", first, keys={"me": "provider"}, calls=1000,
+                                timeout_s=60)
+    wait_for_target(health, first, 1.0)  # one answer brings it back
+    time.sleep(0.5)  # the metric and Connect's copy of the table change together; give the latter a moment
+    sipp_extras.assert_ok(ka_call(sipp_extras))
+    back, backed_up = answering.result(timeout=0), backup.result(timeout=0)
+    (to_backup,) = backed_up.received("INVITE")
+    assert to_backup.startswith(f"INVITE sip:+17065550100@127.0.0.1:{second};user=phone SIP/2.0")
+    (to_first,) = back.received("INVITE")
+    assert to_first.startswith(f"INVITE sip:+17065550100@127.0.0.1:{first};user=phone SIP/2.0")
+    pings = stopped.received("OPTIONS")
+    assert pings and pings[0].startswith(f"OPTIONS sip:127.0.0.1:{first} SIP/2.0")
+    assert "Failed regexp" not in back.errors + backed_up.errors
