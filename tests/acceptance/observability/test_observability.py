@@ -157,8 +157,10 @@ def test_one_trace_links_the_edgeport_connect_and_the_location_shard(call: dict[
 
 
 # Dashboard series a feature this server does not run makes: a trunk registration (config/ ships trunk-01 with
-# `sendRegister: false`; tests/acceptance/trunks checks the series on a registering trunk's EdgePort).
-ONLY_WHEN_CONFIGURED = {"routr_trunk_registration_state"}
+# `sendRegister: false`) and OPTIONS keepalives (config/ ships no trunk or peer with `keepalive`).
+# tests/acceptance/trunks checks the registration and `routr_trunk_target_up` series on the extras server
+# (trunk-reg, trunk-ka); tests/cluster/test_trunk_registrar.py checks `routr_peer_keepalive_targets`.
+ONLY_WHEN_CONFIGURED = {"routr_trunk_registration_state", "routr_trunk_target_up", "routr_peer_keepalive_targets"}
 
 
 def test_every_dashboard_metric_has_samples_after_the_run(call: dict[str, object]) -> None:
