@@ -84,6 +84,7 @@ ROUTE_PREFIX = f"/{APP_NAME}"
 DISPATCHER_DEPLOYMENT = "dispatcher"
 DISPATCHER_LINK_SERVICE = "dispatcher"
 PROCESSOR_TOKEN_ENV = "ROUTR_RAY_PROCESSOR_TOKEN"  # also what `routr-ray processor serve` asks callers for
+RELEASE_ENV = "ROUTR_RAY_RELEASE"  # an operator's release label, part of every deployment version
 BUILTIN_PROCESSORS = {
     "echo": "routr_ray.processors.echo:EchoProcessor",
     "connect": "routr_ray.actors.connect:ConnectDeploymentProcessor",
@@ -324,9 +325,11 @@ def _autoscaling_options(autoscaling: AutoscalingConfig | None) -> dict[str, Any
 
 @cache
 def code_fingerprint() -> str:
-    """A digest of routr_ray's Python sources: new code gets new replicas even when nothing else changed."""
+    """A digest of routr_ray's Python sources and of ``ROUTR_RAY_RELEASE`` (a release label of the operator's, e.g.
+    an image tag): new code, or a new release label, gets new replicas (Serve's rolling update, one replica at a
+    time) even when nothing else changed."""
     root = Path(__file__).resolve().parents[1]
-    digest = hashlib.blake2s()
+    digest = hashlib.blake2s(os.environ.get(RELEASE_ENV, "").encode())
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
