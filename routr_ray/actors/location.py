@@ -31,6 +31,7 @@ from routr_ray.actors.links import linked, serve_link
 from routr_ray.actors.metrics import RayMetricsBridge, observe_process
 from routr_ray.config.location import TOKEN_ENV
 from routr_ray.link import LinkError
+from routr_ray.link.client import LinkRemoteError
 from routr_ray.location.errors import LocationError, LocationErrorCode
 from routr_ray.location.hashing import shard_for_aor
 from routr_ray.location.metrics import LocationMetrics
@@ -59,6 +60,13 @@ log = logging.getLogger(__name__)
 SHARD_NAME = "location-shard-{index}"
 API_NAME = "location-api"
 CALL_TIMEOUT_S = 5.0
+# How long an operation waits for a shard that died to be back (under the dispatcher's 5 s deadline: the request
+# still gets its 503 from Connect, not a dispatcher timeout, when the shard does not come back).
+SHARD_HOLD_S = 3.0
+
+
+class ShardGone(Exception):
+    """The call to a shard failed because the shard is gone (dead, restarting): it may come back."""
 
 
 @ray.remote(num_cpus=0.05, max_restarts=-1, max_task_retries=0, max_concurrency=1000)
@@ -143,10 +151,12 @@ class ShardedLocationClient:
     """LocationClient over the shard actors, batching per shard."""
 
     def __init__(
-        self, handles: Sequence[Any], *, max_batch: int = 64, max_wait: float = 0.001, timeout: float = CALL_TIMEOUT_S
+        self, handles: Sequence[Any], *, max_batch: int = 64, max_wait: float = 0.001, timeout: float = CALL_TIMEOUT_S,
+        hold: float = SHARD_HOLD_S,
     ) -> None:
         if not handles:
             raise ValueError("at least one shard handle is needed")
+        self.hold = hold
         self._handles = list(handles)
         self._batchers = [
             AdaptiveBatcher(self._sender(h, i), max_batch=max_batch, max_wait=max_wait, timeout=timeout)
@@ -169,14 +179,37 @@ class ShardedLocationClient:
         return await self._on_shard(shard_for_aor(aor, len(self._handles)), op)
 
     async def _on_shard(self, index: int, op: Op) -> bytes:
+        """``op`` on shard ``index``. A shard that died (its process killed or crashed: the Ray call or its link
+        fails) is restarted by Ray within seconds and reloads its slice: the operation is held and sent again
+        (pauses from 50 ms doubling to 0.5 s) for up to ``SHARD_HOLD_S``, then UNAVAILABLE (issue 18 item 5).
+        Sending it twice is harmless: every Location operation is idempotent (an AddRoute binds the same route,
+        a RemoveRoutes of what is gone does nothing). A store that is down is not held: the shard answers
+        UNAVAILABLE itself, at once."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.hold
+        pause = 0.05
+        while True:
+            try:
+                return await self._once(index, op)
+            except ShardGone as exc:
+                if loop.time() + pause > give_up:
+                    raise LocationError(LocationErrorCode.UNAVAILABLE, f"location shard unavailable: {exc}") from exc
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, 0.5)
+
+    async def _once(self, index: int, op: Op) -> bytes:
         batcher = self._batchers[index]
         try:
             if tracing.ON:  # a client span, its traceparent carried by the operation to the shard
                 result = await submit_traced(index, op, batcher.submit)
             else:
                 result = await batcher.submit(op)
-        except (RayActorError, RayError, TimeoutError, BatchQueueFull, LinkError) as exc:
-            raise LocationError(LocationErrorCode.UNAVAILABLE, f"location shard unavailable: {exc}") from exc
+        except LinkRemoteError as exc:  # the shard is there and answered ERROR: not a restart to wait for
+            raise LocationError(LocationErrorCode.UNAVAILABLE, f"location shard unavailable: {exc!r}") from exc
+        except (RayActorError, LinkError) as exc:
+            raise ShardGone(repr(exc)) from exc
+        except (RayError, TimeoutError, BatchQueueFull) as exc:
+            raise LocationError(LocationErrorCode.UNAVAILABLE, f"location shard unavailable: {exc!r}") from exc
         return decode_result(result)
 
     async def ping(self) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from routr_ray.dispatch import errors
 from routr_ray.dispatch.matching import Route, Router, is_response, method_name, stamp_processor
@@ -43,6 +44,11 @@ MessageRequest = processor_pb2.MessageRequest
 MessageResponse = processor_pb2.MessageResponse
 ProcessorCall = Callable[[Route, MessageRequest], Awaitable[MessageResponse]]
 BatchCall = Callable[[Route, list[MessageRequest]], Awaitable[Sequence[MessageResponse]]]
+T = TypeVar("T")
+
+SERVE_SCHEME = "serve://"
+HOLD_FIRST_PAUSE = 0.1  # seconds before the first retry of a failed call to a serve:// processor
+HOLD_MAX_PAUSE = 1.0
 
 
 def middlewares_apply(req: MessageRequest) -> bool:
@@ -52,6 +58,13 @@ def middlewares_apply(req: MessageRequest) -> bool:
         return True
     status = errors.response_status(req.message)
     return status is not None and 101 <= status < 300
+
+
+def _holds(route: Route) -> bool:
+    """Whether a failed call to ``route`` is held and tried again (:meth:`DispatchCore._held`): in-cluster
+    processors only. A ``host:port`` processor may not be idempotent, and its failures are answered 503 at once
+    (its health check, ``remote.py``)."""
+    return str(getattr(route.spec, "addr", "")).startswith(SERVE_SCHEME)
 
 
 def route_deadline(route: Route, default: float | None) -> float | None:
@@ -103,7 +116,7 @@ class DispatchCore:
                 result = await self.call_processor(route, req)
             else:
                 async with asyncio.timeout(deadline):
-                    result = await self.call_processor(route, req)
+                    result = await self._held(route, lambda: self.call_processor(route, req))
             if not self._usable(result):
                 self._count(route.ref, "dropped", span=span)
                 return None
@@ -121,6 +134,28 @@ class DispatchCore:
                 return errors.server_internal_error(req)
         self._count(route.ref, "processed", span=span)
         return result
+
+    async def _held(self, route: Route, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``; when it fails and the route is an in-cluster processor (``serve://``), the request is held
+        and the call tried again after a pause (``HOLD_FIRST_PAUSE`` doubling to ``HOLD_MAX_PAUSE``), until it
+        succeeds or the deadline the caller put around this runs out (then 503 as before). A replica that dies
+        (killed, crashed, its node lost) takes the calls it was running with it; Serve starts another within
+        seconds, and the requests wait for it instead of being answered 503 (issue 18 item 5: with one replica
+        the dispatcher holds and retries while it restarts). A processor's answer is never retried, only a call
+        that raised; a ``serve://`` processor is ours, and running a message twice there is harmless (Connect
+        keeps no per-request state: a REGISTER binds the same contact again, an INVITE is routed again)."""
+        if not _holds(route):
+            return await attempt()
+        pause = HOLD_FIRST_PAUSE
+        while True:
+            try:
+                return await attempt()
+            except Exception as exc:  # noqa: BLE001 - unreachable or failing: hold and try again
+                self._log.warning(route.ref, "processor %r failed (%r): holding its requests and retrying",
+                                  route.ref, exc)
+                self._count(route.ref, "retried")
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, HOLD_MAX_PAUSE)
 
     def _count(self, processor: str, outcome: str, amount: int = 1, span: object = None) -> None:
         if self.metrics is not None:
@@ -181,7 +216,7 @@ class DispatchCore:
                 answers = await self.call_batch(route, batch)
             else:
                 async with asyncio.timeout(deadline):
-                    answers = await self.call_batch(route, batch)
+                    answers = await self._held(route, lambda: self.call_batch(route, batch))
             if len(answers) != len(batch):
                 raise ValueError(f"sent {len(batch)} messages, got {len(answers)} results")
         except Exception as exc:  # the whole call failed: every message of it gets 503

@@ -5,7 +5,8 @@ matched (``none`` when none did: a closed set, from the config); ``outcome`` one
 
 * ``processed``: the processor's result goes on; ``dropped``: the processor chose to send nothing (ACK, responses);
 * ``no_match``: no processor matched (405 with Allow); ``unavailable``: unreachable, failing or late (503 with
-  Retry-After); ``middleware_failed``: a non-optional middleware failed (500); ``middleware_answered``: a
+  Retry-After); ``retried``: a call to a ``serve://`` processor failed and its messages were held and sent again
+  (counted per failed call; ``routr_ray/dispatch/core.py``); ``middleware_failed``: a non-optional middleware failed (500); ``middleware_answered``: a
   middleware answered the request itself.
 
 Counts are a plain dict updated on the event loop and turned into a counter family only when the registry is
@@ -23,7 +24,8 @@ from prometheus_client.registry import Collector
 
 __all__ = ["NO_PROCESSOR", "OUTCOMES", "DispatchMetrics"]
 
-OUTCOMES = frozenset({"processed", "dropped", "no_match", "unavailable", "middleware_failed", "middleware_answered"})
+OUTCOMES = frozenset({"processed", "dropped", "no_match", "unavailable", "retried", "middleware_failed",
+                      "middleware_answered"})
 NO_PROCESSOR = "none"
 
 

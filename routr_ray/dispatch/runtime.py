@@ -27,7 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from routr_ray.dispatch.core import DispatchCore, route_deadline
+from routr_ray.dispatch.core import SERVE_SCHEME, DispatchCore, route_deadline
 from routr_ray.dispatch.matching import Route, Router
 from routr_ray.dispatch.metrics import DispatchMetrics
 from routr_ray.dispatch.middleware import Middleware, MiddlewareChain
@@ -45,8 +45,6 @@ MessageResponse = processor_pb2.MessageResponse
 Call = Callable[[MessageRequest, float | None], Awaitable[MessageResponse]]
 BatchSend = Callable[[list[MessageRequest]], Awaitable[Sequence[MessageResponse]]]
 BatchCall = Callable[[list[MessageRequest], float | None], Awaitable[Sequence[MessageResponse | None]]]
-
-SERVE_SCHEME = "serve://"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -96,6 +96,28 @@ def test_killed_shard_reloads_every_binding_from_redis(location: int) -> None:
     assert owned > 100  # the killed shard really held a share of them
 
 
+def test_an_operation_sent_as_a_shard_dies_waits_for_it_instead_of_failing(location: int) -> None:
+    """Issue 18 item 5: the shard is killed (Ray restarts it) and an AddRoute for an AOR it owns is sent at once;
+    the client holds it until the shard is back (ShardedLocationClient's hold) instead of answering UNAVAILABLE,
+    and the binding is found after."""
+    aor = next(a for a in (f"sip:held{i}@sip.local" for i in range(1000)) if shard_for_aor(a, SHARDS) == 2)
+
+    async def scenario() -> tuple[float, list[str]]:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{location}") as channel:
+            stub = location_pb2_grpc.LocationStub(channel)
+            await stub.FindRoutes(location_pb2.FindRoutesRequest(aor=aor))  # the API's link to shard 2 is up
+            ray.kill(ray.get_actor(SHARD_NAME.format(index=2), namespace="routr"), no_restart=False)
+            started = time.monotonic()
+            await stub.AddRoute(location_pb2.AddRouteRequest(aor=aor, route=_route(7, port=5099)), timeout=10)
+            took = time.monotonic() - started
+            reply = await stub.FindRoutes(location_pb2.FindRoutesRequest(aor=aor), timeout=10)
+            return took, [f"{r.host}:{r.port}" for r in reply.routes]
+
+    took, found = asyncio.run(scenario())
+    assert found == [f"{_route(7).host}:5099"]
+    assert took < 8.0
+
+
 def test_round_robin_is_fair_across_two_callers(location: int) -> None:
     aor = "backend:voice"
 
