@@ -49,6 +49,10 @@ T = TypeVar("T")
 SERVE_SCHEME = "serve://"
 HOLD_FIRST_PAUSE = 0.1  # seconds before the first retry of a failed call to a serve:// processor
 HOLD_MAX_PAUSE = 1.0
+# Retries of one call at most: most of the wait for a new replica happens inside one call (Serve queues a call
+# until a replica can take it); the bound is for a message that kills every replica it reaches (a poison
+# message crashes at most 1 + HOLD_MAX_RETRIES replicas, not one every pause until the deadline).
+HOLD_MAX_RETRIES = 5
 
 
 def middlewares_apply(req: MessageRequest) -> bool:
@@ -138,7 +142,8 @@ class DispatchCore:
     async def _held(self, route: Route, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()``; when it fails and the route is an in-cluster processor (``serve://``), the request is held
         and the call tried again after a pause (``HOLD_FIRST_PAUSE`` doubling to ``HOLD_MAX_PAUSE``), until it
-        succeeds or the deadline the caller put around this runs out (then 503 as before). A replica that dies
+        succeeds, the deadline the caller put around this runs out, or ``HOLD_MAX_RETRIES`` retries failed (then
+        503 as before). A replica that dies
         (killed, crashed, its node lost) takes the calls it was running with it; Serve starts another within
         seconds, and the requests wait for it instead of being answered 503 (issue 18 item 5: with one replica
         the dispatcher holds and retries while it restarts). A processor's answer is never retried, only a call
@@ -147,7 +152,7 @@ class DispatchCore:
         if not _holds(route):
             return await attempt()
         pause = HOLD_FIRST_PAUSE
-        while True:
+        for _ in range(HOLD_MAX_RETRIES):
             try:
                 return await attempt()
             except Exception as exc:  # noqa: BLE001 - unreachable or failing: hold and try again
@@ -156,6 +161,7 @@ class DispatchCore:
                 self._count(route.ref, "retried")
                 await asyncio.sleep(pause)
                 pause = min(2 * pause, HOLD_MAX_PAUSE)
+        return await attempt()
 
     def _count(self, processor: str, outcome: str, amount: int = 1, span: object = None) -> None:
         if self.metrics is not None:

@@ -11,7 +11,7 @@ import time
 from test_dispatch_support import message_request, sip_request
 
 from routr_ray.config.dispatcher import ProcessorConfig
-from routr_ray.dispatch.core import DispatchCore
+from routr_ray.dispatch.core import HOLD_MAX_RETRIES, DispatchCore
 from routr_ray.dispatch.matching import Route, Router
 from routr_ray.dispatch.metrics import DispatchMetrics
 from routr_ray.dispatch.middleware import MiddlewareChain
@@ -101,3 +101,12 @@ async def test_a_late_processor_is_not_called_twice() -> None:
     core = DispatchCore(router, MiddlewareChain([]), slow, deadline=0.3)
     out = await core.handle(message_request(sip_request("INVITE")))
     assert out is not None and out.message.status_code == 503 and calls == 1
+
+
+async def test_a_call_that_keeps_failing_is_retried_a_bounded_number_of_times() -> None:
+    """A message that kills every replica it reaches must not kill one per pause until the deadline."""
+    processor = Restarting(down_for=60.0)
+    core = core_for("serve://connect", processor, deadline=30.0)
+    out = await core.handle(message_request(sip_request("INVITE")))
+    assert out is not None and out.message.status_code == 503
+    assert processor.calls == 1 + HOLD_MAX_RETRIES
