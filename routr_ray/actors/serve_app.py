@@ -93,6 +93,10 @@ BUILTIN_PROCESSORS = {
 
 # No access-log line per request (a file write per Ray call on the hot path); warnings and errors still logged.
 QUIET_LOGGING = {"enable_access_log": False}
+# A rolling update (new code, a new ROUTR_RAY_RELEASE, new options) starts each replacement replica before the
+# replica it replaces stops (Serve's max_surge_percent): the deployment never runs below its replica count, even
+# at one replica; the old replica then drains (ProcessorDeployment.__del__) and goes (issue 18 item 3).
+ROLLING_SURGE_PERCENT = 100
 
 MessageRequest = processor_pb2.MessageRequest
 MessageResponse = processor_pb2.MessageResponse
@@ -386,14 +390,14 @@ def build_app(
         bound[name] = ProcessorDeployment.options(  # type: ignore[attr-defined]
             name=deployment_name(name), version=_version("processor", name, options, actor_options, link),
             _internal=True, ray_actor_options=actor_options, logging_config=QUIET_LOGGING,
-            **_autoscaling_options(autoscaling),
+            max_surge_percent=ROLLING_SURGE_PERCENT, **_autoscaling_options(autoscaling),
         ).bind(name, options, link)
     tokens = outbound_tokens(config, outbound_token).to_plain()
     version = _version("dispatcher", sorted(bound), _digest(json.dumps(tokens, sort_keys=True)),
                        dataclasses.astuple(batching), health_period, actor_options, config.autoscaling is None)
     return DispatcherDeployment.options(  # type: ignore[attr-defined]
         user_config=to_document(config), version=version, _internal=True, ray_actor_options=actor_options,
-        logging_config=QUIET_LOGGING,
+        logging_config=QUIET_LOGGING, max_surge_percent=ROLLING_SURGE_PERCENT,
         **_autoscaling_options(config.autoscaling),
     ).bind(bound, tokens=tokens, batching=batching, health_period=health_period, link=config.autoscaling is None)
 
