@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -123,7 +124,7 @@ class Chaos:
     def write_config(self, replicas: int) -> None:
         """benchmarks/config copied once, with Connect at ``replicas`` replicas."""
         if not self.config.exists():
-            subprocess.run(["cp", "-r", str(self.args.config), str(self.config)], check=True)
+            shutil.copytree(self.args.config, self.config)  # resources/ is a symlink: its files are copied
         path = self.config / "dispatcher.yaml"
         document = yaml.safe_load(path.read_text())
         for entry in document["spec"]["processors"]:
@@ -253,9 +254,11 @@ class Chaos:
     def run(self) -> list[Phase]:
         results = []
         self.start()
-        uas = start_uas(self.workdir, UAS_PORT)
+        uas = None
         try:
-            self.preload()
+            self.preload()  # registers the UAS from its port: SIPp's UAS starts listening there after
+            uas = start_uas(self.workdir, UAS_PORT)
+            time.sleep(0.5)
             for name in self.args.phases:
                 print(f"phase {name}: {self.args.call_rate:.0f} calls/s + {self.args.register_rate:.0f} "
                       f"REGISTER/s for {self.args.seconds:.0f}s", flush=True)
@@ -268,11 +271,12 @@ class Chaos:
                 results.append(result)
                 time.sleep(self.args.settle)
         finally:
-            uas.terminate()
-            try:
-                uas.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                uas.kill()
+            if uas is not None:
+                uas.terminate()
+                try:
+                    uas.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    uas.kill()
             self.stop()
         return results
 
