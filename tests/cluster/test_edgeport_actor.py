@@ -84,7 +84,7 @@ def test_workers_share_the_port_and_each_answers(ray_session: None) -> None:
 
 def test_a_redeploy_keeps_an_unchanged_edgeport_and_gives_a_new_token_to_the_running_one(ray_session: None) -> None:
     """A rotated ``processor.token`` is applied in place (issue 18 item 4): the actor, its flows and transactions
-    stay, and its fingerprint says it runs the new config (tests/cluster/test_edgeport_reconfigure.py)."""
+    stay, and its fingerprint says it runs the new config (tests/cluster/test_edgeport_redeploy.py)."""
     import dataclasses
 
     port = udp_port()

@@ -87,11 +87,15 @@ def test_methods_limits_addresses_and_log_level_apply_to_the_edge(routr_logger: 
     assert edge.config is new
 
 
-def test_a_rotated_processor_token_is_sent_by_the_host_port_client() -> None:
+async def test_a_rotated_processor_token_is_sent_by_the_host_port_client() -> None:
     config = EdgePortConfig(processor_addr="127.0.0.1:9", processor_token="old-token-0123456789")
-    edge = EdgePort(config, client_for_addr(config.processor_addr, token=config.processor_token))
-    reconfigure(edge, dataclasses.replace(config, processor_token="new-token-0123456789"))
-    assert edge.dispatcher.client.metadata == bearer_metadata("new-token-0123456789")  # type: ignore[attr-defined]
+    client = client_for_addr(config.processor_addr, token=config.processor_token)  # a grpc.aio channel: on a loop
+    edge = EdgePort(config, client)
+    try:
+        reconfigure(edge, dataclasses.replace(config, processor_token="new-token-0123456789"))
+        assert client.metadata == bearer_metadata("new-token-0123456789")  # type: ignore[attr-defined]
+    finally:
+        await client.close()
 
 
 def test_a_refused_change_applies_nothing_even_its_in_place_parts() -> None:
