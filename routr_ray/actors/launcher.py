@@ -378,7 +378,8 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
         # The order of creation is the order of start-up: the raylet starts only as many worker processes at once
         # as there are CPUs. First the Serve controller (the longest chain: controller -> replicas), then the
         # shards, then the EdgePorts; each part then waits in a thread of its own, side by side.
-        check_running(config, location, provider, redis_url)  # refused changes: before anything is changed
+        if not deployment.started_ray:  # a Ray of our own runs nothing yet
+            check_running(config, location, provider, redis_url)  # refused changes: before anything is changed
         proxies_ready = _create_serve(deployment) if options.deploy_serve else None
         shards = _create_shards(deployment, location, provider, redis_url)
         with ThreadPoolExecutor(max_workers=5, thread_name_prefix="routr-start") as pool:
