@@ -560,8 +560,9 @@ def forget_config() -> None:
 
 
 def edge_fingerprint(config: EdgePortConfig, dispatch: str | None, batching: str | None) -> str:
-    """What a running EdgePort was started with (its secrets only hashed): a redeploy with anything else, e.g. a
-    rotated ``processor.token``, replaces it (routr_ray/actors/detached.py)."""
+    """What a running EdgePort runs with (its secrets only hashed; after an in-place change, the new config's): an
+    EdgePort of an older version, which cannot say its config, is replaced when this differs
+    (routr_ray/actors/detached.py)."""
     return fingerprint("edgeport", dataclasses.asdict(config), dispatch, batching)
 
 
@@ -643,7 +644,8 @@ def running_edgeport_diff(config: EdgePortConfig, *, dispatch: str | None = None
 
 def _reconfigure_workers(config: EdgePortConfig, file: str, timeout: float) -> str:
     """Apply ``config`` in place to every worker of the running EdgePort (its worker count is unchanged: another
-    one is refused); raises :class:`ConfigRefused`-like ValueError with the worker's reason."""
+    one is refused) and return what changed; ValueError with a worker's reason (file: field: reason) when one
+    cannot take it (e.g. a certificate file missing on its node)."""
     handles = [ray.get_actor(worker_name(config.ref, i), namespace=NAMESPACE) for i in range(config.workers)]
     results = ray.get([h.reconfigure.remote(config, file) for h in handles], timeout=timeout)
     for ok, text in results:
@@ -672,8 +674,8 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
     EdgePort already running with another config is updated in place when every change can be (issue 18:
     config/changes.py, edge/reconfigure.py; its flows, transactions and registrations stay), and
     :class:`ConfigRefused` (``file``: field: reason; nothing changed) when one cannot; with the same config it is
-    kept; one that cannot say what it runs (an older version) is replaced. ``trunk_sources``: the source networks of the Trunks and Peers (``routr_ray/config/trunk_sources.py``), never
-    banned; each worker then follows the Connect resource board for changes (:class:`TrunkSourcesFollower`)."""
+    kept; one that cannot say what it runs (an older version) is replaced. ``trunk_sources``: the source networks
+    of the Trunks and Peers (``routr_ray/config/trunk_sources.py``), never banned; each worker then follows the Connect resource board for changes (:class:`TrunkSourcesFollower`)."""
     dispatch = dispatch_mode(dispatch)
     batching = os.environ.get(BATCHING_ENV, "")
     edge_options(batching)  # a bad setting fails here, in the driver
