@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import pickle
 from typing import Any
 
 import ray
@@ -54,6 +55,7 @@ from routr_ray.actors.serve_app import (
     link_service_of,
 )
 from routr_ray.actors.server_health import RegistrarHealth
+from routr_ray.config.changes import ConfigDiff, edgeport_diff
 from routr_ray.config.dispatcher import from_document
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig, Placement
 from routr_ray.dispatch.metrics import DispatchMetrics
@@ -62,7 +64,10 @@ from routr_ray.edge.dispatcher_client import DispatcherClient, client_for_addr
 from routr_ray.edge.edgeport import EdgePort, EdgePortOptions
 from routr_ray.edge.metrics import EdgeMetrics
 from routr_ray.edge.originate import Originator
+from routr_ray.edge.reconfigure import ConfigRefused, apply_log_level
+from routr_ray.edge.reconfigure import reconfigure as reconfigure_edge
 from routr_ray.edge.shared_hold_down import SharedHoldDown
+from routr_ray.edge.tlsutil import TlsConfigError
 from routr_ray.edge.transports import Flow, TransportName
 from routr_ray.edge.trunk_metrics import TrunkMetrics
 from routr_ray.link import unpack_list
@@ -336,7 +341,12 @@ class EdgePortActor:
     async def __init__(self, config: EdgePortConfig, dispatch: str | None = None, batching: str | None = None,
                        worker: int = 0, trunk_sources: tuple[Any, ...] = ()) -> None:
         logging.basicConfig(level=logging.INFO)
+        # Ray restarts a crashed actor with the arguments it was created with: a config applied in place since
+        # (reconfigure) is kept in the GCS under this actor's id and taken instead
+        config = recall_config(config)
+        apply_log_level(config.log_level)
         self.config = config
+        self._dispatch_arg, self.batching = dispatch, batching
         self._fingerprint = edge_fingerprint(config, dispatch, batching)
         self.dispatch = dispatch_mode(dispatch)
         options = edge_options(batching)
@@ -429,6 +439,24 @@ class EdgePortActor:
     async def fingerprint(self) -> str:
         return self._fingerprint
 
+    async def running_config(self) -> tuple[EdgePortConfig, str, str]:
+        """The config in force (the deploy's, or the last one applied in place), the dispatch mode and the
+        batching setting: what a redeploy compares its config with (config/changes.py)."""
+        return self.config, self.dispatch, self.batching or ""
+
+    async def reconfigure(self, config: EdgePortConfig, file: str = "edgeport.yaml") -> tuple[bool, str]:
+        """Apply ``config`` to this running worker in place (edge/reconfigure.py): (True, what changed), or
+        (False, why not: file, field, reason) with nothing changed. Kept for a crash restart of this actor."""
+        try:
+            diff = reconfigure_edge(self.edge, config, file=file)
+        except (ConfigRefused, TlsConfigError) as exc:
+            return False, str(exc)
+        if diff.changed:
+            self.config = config
+            self._fingerprint = edge_fingerprint(config, self._dispatch_arg, self.batching)
+            remember_config(config)
+        return True, diff.summary()
+
     async def dispatch_mode(self) -> str:
         """``embedded`` or ``dispatcher`` (how this EdgePort reaches the processors)."""
         return self.dispatch
@@ -481,6 +509,7 @@ class EdgePortActor:
         return [str(n) for n in self.edge.rate.protected_networks]
 
     async def stop(self) -> None:
+        forget_config()
         await self.trunk_sources.stop()
         await self.shared_hold_down.stop()
         if self.peer_link is not None:
@@ -490,9 +519,50 @@ class EdgePortActor:
         await self.events.stop()
 
 
+_APPLIED_KEY = "routr:edgeport-config:{actor_id}"
+
+
+def _applied_key() -> bytes:
+    return _APPLIED_KEY.format(actor_id=ray.get_runtime_context().get_actor_id()).encode()
+
+
+def remember_config(config: EdgePortConfig) -> None:
+    """Keep the config applied in place to this actor in the GCS (by its actor id: a replaced EdgePort is another
+    actor and never finds it)."""
+    from ray.experimental.internal_kv import _internal_kv_put
+
+    _internal_kv_put(_applied_key(), pickle.dumps(config), overwrite=True)
+
+
+def recall_config(config: EdgePortConfig) -> EdgePortConfig:
+    """The config last applied in place to this actor (a restart after a crash), else ``config``."""
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    try:
+        kept = _internal_kv_get(_applied_key())
+    except Exception:  # noqa: BLE001 - the GCS cannot say: the deploy's config
+        log.warning("EdgePort %s: cannot read the config applied in place; starting with the deploy's", config.ref)
+        return config
+    if not kept:
+        return config
+    applied = pickle.loads(kept)  # noqa: S301 - written by remember_config of this very actor
+    log.warning("EdgePort %s restarted: with the config applied in place after its deploy", config.ref)
+    return applied if isinstance(applied, EdgePortConfig) else config
+
+
+def forget_config() -> None:
+    from ray.experimental.internal_kv import _internal_kv_del
+
+    try:
+        _internal_kv_del(_applied_key())
+    except Exception:  # noqa: BLE001 - stopping anyway
+        pass
+
+
 def edge_fingerprint(config: EdgePortConfig, dispatch: str | None, batching: str | None) -> str:
-    """What a running EdgePort was started with (its secrets only hashed): a redeploy with anything else, e.g. a
-    rotated ``processor.token``, replaces it (routr_ray/actors/detached.py)."""
+    """What a running EdgePort runs with (its secrets only hashed; after an in-place change, the new config's): an
+    EdgePort of an older version, which cannot say its config, is replaced when this differs
+    (routr_ray/actors/detached.py)."""
     return fingerprint("edgeport", dataclasses.asdict(config), dispatch, batching)
 
 
@@ -545,34 +615,81 @@ def placement_options(config: EdgePortConfig) -> dict[str, Any]:
     return options
 
 
+def deployed_config(config: EdgePortConfig, health_port_offset: int = 0) -> EdgePortConfig:
+    """``config`` as the actor gets it: the default placement (:data:`EDGE_LABELS_ENV`) and the health port moved
+    by ``health_port_offset``."""
+    config = default_placement(config)
+    if health_port_offset and config.health.enabled:
+        health = dataclasses.replace(config.health, port=config.health.port + health_port_offset)
+        config = dataclasses.replace(config, health=health)
+    return config
+
+
+def running_edgeport_diff(config: EdgePortConfig, *, dispatch: str | None = None, file: str = "edgeport.yaml",
+                          timeout: float = 30.0) -> ConfigDiff | None:
+    """How the running EdgePort ``config.ref`` differs from ``config`` (as :func:`deployed_config` made it); None
+    when none runs, or it cannot say (dead, restarting, an older version): then a deploy replaces it."""
+    try:
+        handle = ray.get_actor(worker_name(config.ref, 0), namespace=NAMESPACE)
+    except ValueError:
+        return None
+    try:
+        running, running_dispatch, running_batching = ray.get(handle.running_config.remote(), timeout=timeout)
+    except Exception:  # noqa: BLE001 - replaced as before
+        return None
+    wanted = (dispatch_mode(dispatch), os.environ.get(BATCHING_ENV, ""))
+    return edgeport_diff(running, config, file=file, deploy_settings=wanted,
+                         running_settings=(running_dispatch, running_batching))
+
+
+def _reconfigure_workers(config: EdgePortConfig, file: str, timeout: float) -> str:
+    """Apply ``config`` in place to every worker of the running EdgePort (its worker count is unchanged: another
+    one is refused) and return what changed; ValueError with a worker's reason (file: field: reason) when one
+    cannot take it (e.g. a certificate file missing on its node)."""
+    handles = [ray.get_actor(worker_name(config.ref, i), namespace=NAMESPACE) for i in range(config.workers)]
+    results = ray.get([h.reconfigure.remote(config, file) for h in handles], timeout=timeout)
+    for ok, text in results:
+        if not ok:
+            raise ValueError(text)
+    return results[0][1]
+
+
 def deploy_edgeport(config: EdgePortConfig, *, health_port_offset: int = 0, timeout: float = 60.0,
-                    dispatch: str | None = None, trunk_sources: tuple[Any, ...] = ()) -> tuple[Any, list[str]]:
+                    dispatch: str | None = None, trunk_sources: tuple[Any, ...] = (),
+                    file: str = "edgeport.yaml") -> tuple[Any, list[str]]:
     """:func:`deploy_edgeports`, returning the first worker's handle."""
     handles, lines = deploy_edgeports(config, health_port_offset=health_port_offset, timeout=timeout,
-                                      dispatch=dispatch, trunk_sources=trunk_sources)
+                                      dispatch=dispatch, trunk_sources=trunk_sources, file=file)
     return handles[0], lines
 
 
 def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, timeout: float = 60.0,
-                     dispatch: str | None = None, trunk_sources: tuple[Any, ...] = ()) -> tuple[list[Any], list[str]]:
+                     dispatch: str | None = None, trunk_sources: tuple[Any, ...] = (),
+                     file: str = "edgeport.yaml") -> tuple[list[Any], list[str]]:
     """Start (or find) the ``config.workers`` actors of an EdgePort (:func:`worker_name`), sharing its ports
     (routr_ray/edge/workers.py); several EdgePorts on one node get distinct health ports, and worker i of one
     uses its health port + i. ``dispatch``: ``embedded`` or ``dispatcher`` (default:
     ``$ROUTR_RAY_EDGE_DISPATCH``, else embedded), read here in the driver so that the setting reaches the actor
     wherever it runs. All workers of an EdgePort run on the node of the first (its ports are that node's). An
-    EdgePort already running with another config (or token) is replaced; with the same one it is kept.
-    ``trunk_sources``: the source networks of the Trunks and Peers (``routr_ray/config/trunk_sources.py``), never
-    banned; each worker then follows the Connect resource board for changes (:class:`TrunkSourcesFollower`)."""
+    EdgePort already running with another config is updated in place when every change can be (issue 18:
+    config/changes.py, edge/reconfigure.py; its flows, transactions and registrations stay), and
+    :class:`ConfigRefused` (``file``: field: reason; nothing changed) when one cannot; with the same config it is
+    kept; one that cannot say what it runs (an older version) is replaced. ``trunk_sources``: the source networks
+    of the Trunks and Peers (``routr_ray/config/trunk_sources.py``), never banned; each worker then follows the Connect resource board for changes (:class:`TrunkSourcesFollower`)."""
     dispatch = dispatch_mode(dispatch)
     batching = os.environ.get(BATCHING_ENV, "")
     edge_options(batching)  # a bad setting fails here, in the driver
-    config = default_placement(config)
+    config = deployed_config(config, health_port_offset)
     # Serve's request router on the actor's own loop: no thread hop per dispatcher call
     extra: dict[str, Any] = one_loop_env("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP") if one_loop() else {}
-    if health_port_offset and config.health.enabled:
-        health = dataclasses.replace(config.health, port=config.health.port + health_port_offset)
-        config = dataclasses.replace(config, health=health)
-    _replace_changed_edgeport(config.ref, edge_fingerprint(config, dispatch, batching), timeout)
+    diff = running_edgeport_diff(config, dispatch=dispatch, file=file, timeout=timeout)
+    updated = ""
+    if diff is None:
+        _replace_changed_edgeport(config.ref, edge_fingerprint(config, dispatch, batching), timeout)
+    elif diff.refusals or diff.replaced:
+        raise ConfigRefused(diff)
+    elif diff.changed:
+        updated = _reconfigure_workers(config, file, timeout)
     first = EdgePortActor.options(  # type: ignore[attr-defined]
         name=worker_name(config.ref, 0), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         **placement_options(config), **extra,
@@ -591,6 +708,8 @@ def deploy_edgeports(config: EdgePortConfig, *, health_port_offset: int = 0, tim
         ray.get([h.ready.remote() for h in handles[1:]], timeout=timeout)
     workers = f" ({config.workers} workers)" if config.workers > 1 else ""
     lines = [f"EdgePort {config.ref:<12} {proto.upper():<4} {host}:{port}{workers}" for proto, host, port in listening]
+    if updated:
+        lines.append(updated)
     health: HealthConfig = config.health
     if health.enabled:
         ports = (f"{health.port}" if config.workers == 1 else f"{health.port}-{health.port + config.workers - 1}")

@@ -44,6 +44,7 @@ from routr_ray.actors import NAMESPACE
 from routr_ray.actors import location as location_actors
 from routr_ray.actors.links import registry as link_registry
 from routr_ray.config import ConfigInvalid, load_config_dir
+from routr_ray.config.changes import ConfigDiff, ShardLayout, refusal_message, refusals_of, shards_diff
 from routr_ray.config.dispatcher import DispatcherConfig, ProcessorConfig, dispatcher_token
 from routr_ray.config.edgeport import EdgePortConfig, TransportProtocol
 from routr_ray.config.loader import ConfigSet
@@ -377,6 +378,8 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
         # The order of creation is the order of start-up: the raylet starts only as many worker processes at once
         # as there are CPUs. First the Serve controller (the longest chain: controller -> replicas), then the
         # shards, then the EdgePorts; each part then waits in a thread of its own, side by side.
+        if not deployment.started_ray:  # a Ray of our own runs nothing yet
+            check_running(config, location, provider, redis_url)  # refused changes: before anything is changed
         proxies_ready = _create_serve(deployment) if options.deploy_serve else None
         shards = _create_shards(deployment, location, provider, redis_url)
         with ThreadPoolExecutor(max_workers=5, thread_name_prefix="routr-start") as pool:
@@ -668,6 +671,31 @@ def _start_api(deployment: Deployment, plan: Any, config_dir: Path, shards: int,
     return lines
 
 
+REFUSED_HINT = ("change it back to deploy the rest, or stop the server, change it and start it again (a restart "
+                "loses the calls in progress, and the bindings with the memory store)")
+
+
+def check_running(config: ConfigSet, location: LocationConfig, provider: str, redis_url: str | None) -> None:
+    """A deploy onto a cluster that already runs our actors: every change of an EdgePort or the Location that
+    cannot be applied in place (config/changes.py) stops it here, before anything is changed, with one line per
+    change naming the file, the field and why (issue 18 item 4). Nothing runs yet: nothing to check."""
+    from routr_ray.actors.edgeport import deployed_config, running_edgeport_diff
+
+    diffs: list[ConfigDiff] = []
+    for edge in edgeport_health_ports(config):
+        diff = running_edgeport_diff(deployed_config(edge), file=config.file_of(f"EdgePort/{edge.ref}",
+                                                                               "edgeport.yaml"))
+        if diff is not None:
+            diffs.append(diff)
+    running = location_actors.running_layout()
+    if running is not None:
+        wanted = ShardLayout(location.shards, provider, location_actors.store_digest(redis_url))
+        diffs.append(shards_diff(running, wanted, file=config.file_of("Location", "location.yaml")))
+    refusals = refusals_of(diffs)
+    if refusals:
+        raise StartupError(refusal_message(refusals, hint=REFUSED_HINT))
+
+
 def _start_edgeports(deployment: Deployment, config: ConfigSet) -> list[str]:
     from routr_ray.actors.edgeport import deploy_edgeports
 
@@ -675,7 +703,8 @@ def _start_edgeports(deployment: Deployment, config: ConfigSet) -> list[str]:
     protected = trunk_sources(config)
     for edge in edgeport_health_ports(config):
         try:
-            handles, summary = deploy_edgeports(edge, trunk_sources=protected)
+            handles, summary = deploy_edgeports(edge, trunk_sources=protected,
+                                                file=config.file_of(f"EdgePort/{edge.ref}", "edgeport.yaml"))
         except Exception as exc:  # noqa: BLE001
             raise StartupError(f"cannot start EdgePort {edge.ref}: {_root_cause(exc)}") from exc
         deployment.edgeports.extend(handles)

@@ -29,6 +29,7 @@ from routr_ray.actors import NAMESPACE
 from routr_ray.actors.detached import driver_node_strategy, fingerprint, replace_if_changed
 from routr_ray.actors.links import linked, serve_link
 from routr_ray.actors.metrics import RayMetricsBridge, observe_process
+from routr_ray.config.changes import ShardLayout
 from routr_ray.config.location import TOKEN_ENV
 from routr_ray.link import LinkError
 from routr_ray.link.client import LinkRemoteError
@@ -86,6 +87,7 @@ class LocationShardActor:
         self.metrics_bridge = RayMetricsBridge(self.metrics.registry, default_tags={"shard": str(index)})
         self.metrics_bridge.start()
         self.provider = provider
+        self.store_digest = store_digest(parameters)
         self.service.start_loading()  # in the background, retried with backoff: the shard serves meanwhile
         self._loaded = asyncio.get_running_loop().create_task(self._after_load())
         self.link = await serve_link(SHARD_NAME.format(index=index), self._link_call)
@@ -118,6 +120,27 @@ class LocationShardActor:
 
     async def ready(self) -> bool:
         return True
+
+    async def layout(self) -> tuple[int, str, str]:
+        """(shard count, provider, digest of the store parameters) this shard runs with: a redeploy that asks for
+        another is refused (config/changes.py)."""
+        return self.count, self.provider, self.store_digest
+
+
+def store_digest(parameters: str | None) -> str:
+    """A digest of the store's parameters (a Redis URL may hold a password: never kept in the clear)."""
+    return fingerprint("location-store", parameters or "")
+
+
+def running_layout(timeout: float = 30.0) -> ShardLayout | None:
+    """What the running shards were started with (shard 0 says); None without shards, or shards that cannot say
+    (an older version)."""
+    try:
+        handle = ray.get_actor(SHARD_NAME.format(index=0), namespace=NAMESPACE)
+        count, provider, store = ray.get(handle.layout.remote(), timeout=timeout)
+    except Exception:  # noqa: BLE001 - none, or an older version: nothing to compare
+        return None
+    return ShardLayout(count, provider, store)
 
 
 def shard_handles(count: int) -> list[Any]:

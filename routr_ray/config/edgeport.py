@@ -12,6 +12,7 @@ unknownMethodAction, processor.addr, securityContext (PKCS#12 key stores). routr
     workers: N                                                  # processes sharing the ports (SO_REUSEPORT)
     placement: {labels: {key: value}, resources: {name: amount}} # the Ray nodes it runs on (docs/distributed.md)
     processor: {addr, token}                                    # token: sent to a host:port dispatcher
+    logLevel: DEBUG | INFO | WARNING | ERROR                    # the EdgePort's log level (default INFO)
 
 `processor.token` defaults to `$ROUTR_RAY_DISPATCHER_TOKEN` (the token the dispatcher's gRPC port asks for, read
 when the config is loaded); it is sent only when `processor.addr` is `host:port`. A dispatcher of ours treats a
@@ -194,6 +195,7 @@ class EdgePortConfig:
     region: str | None = None
     workers: int = 1
     placement: Placement = Placement()
+    log_level: str = "INFO"  # the level of the EdgePort process's loggers (changes in place)
 
     def transport(self, protocol: TransportProtocol) -> Transport | None:
         return next((t for t in self.transports if t.protocol is protocol), None)
@@ -227,6 +229,7 @@ def build_edgeport(document: dict[str, Any], place: Place, environ: Mapping[str,
         workers=int(spec.get("workers", 1)),
         placement=_placement(spec.get("placement") or {}),
         region=metadata.get("region") if isinstance(metadata.get("region"), str) else None,
+        log_level=str(spec.get("logLevel", "INFO")).upper(),
     )
 
 

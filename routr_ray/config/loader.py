@@ -57,6 +57,12 @@ class ConfigSet:
     observability: ObservabilityConfig | None = None
     media: MediaRelayConfig | None = None  # the rtpengine middleware's instances (docs/media.md)
     connect_tokens: ConnectTokensConfig | None = None  # X-Connect-Token web agents (docs/connect.md); None: off
+    # the file each EdgePort ("EdgePort/<ref>") and the Location ("Location") came from (for deploy's messages)
+    origins: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    def file_of(self, what: str, default: str) -> str:
+        """The file ``what`` ("EdgePort/<ref>" or "Location") was read from, else ``default``."""
+        return next((file for key, file in self.origins if key == what), default)
 
 
 @dataclass
@@ -205,6 +211,8 @@ def _check_unit(files: Iterable[Path], problems: Problems) -> ConfigSet:
         observability=collected.observabilities[0][0] if collected.observabilities else None,
         media=collected.media[0][0] if collected.media else None,
         connect_tokens=collected.connect_tokens[0][0] if collected.connect_tokens else None,
+        origins=(*((f"EdgePort/{config.ref}", place.file) for config, place in collected.edgeports),
+                 *(("Location", place.file) for _, place in collected.locations[:1])),
     )
 
 

@@ -305,6 +305,7 @@ class EdgePort:
         )
         self.metrics = metrics or EdgeMetrics()
         self.ssl_context = ssl_context
+        self.tls_reload: Any = None  # tlsutil.ReloadableServerContext of a context built from the config
         # call events (routr_ray.observability.CallEventEmitter or anything with its methods); None: off
         self.events = events
         self.methods = MethodFilter(config.methods, config.unknown_method_action)
@@ -315,6 +316,11 @@ class EdgePort:
             max_connections=config.limits.max_connections,
             max_connections_per_source=config.limits.max_connections_per_source,
             is_protected=self.rate.is_protected,  # trunks and peers: never evicted
+        )
+        # shared by every listener and connection: reconfigure.py changes it in place
+        self.transport_limits = TransportLimits(
+            max_message_size=config.limits.max_message_size,
+            idle_timeout=config.limits.idle_timeout_seconds,
         )
         self.listeners: dict[TransportName, Listener] = {}
         self.worker = opts.worker
@@ -362,10 +368,7 @@ class EdgePort:
     # lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        limits = TransportLimits(
-            max_message_size=self.config.limits.max_message_size,
-            idle_timeout=self.config.limits.idle_timeout_seconds,
-        )
+        limits = self.transport_limits
         try:
             for transport in self.config.transports:
                 name = TransportName(transport.protocol.value)
@@ -435,12 +438,30 @@ class EdgePort:
 
     def _server_ssl_context(self) -> Any:
         if self.ssl_context is None:
-            from routr_ray.edge.tlsutil import server_context_from_config
+            from routr_ray.edge.tlsutil import ReloadableServerContext, server_context_from_config
 
             if self.config.security_context is None:
                 log.warning("tls/wss without securityContext: using a self-signed development certificate")
             self.ssl_context = server_context_from_config(self.config.security_context, ["localhost"])
+            self.tls_reload = ReloadableServerContext(self.ssl_context)
         return self.ssl_context
+
+    def reload_tls(self, context: Any) -> bool:
+        """New TLS/WSS handshakes use ``context`` from now on; open connections keep theirs (reconfigure.py).
+        False when the listeners' context was given by the caller (``ssl_context=``): it is theirs to change."""
+        if self.tls_reload is None:
+            log.warning("EdgePort %s: the TLS context was given at start; a new securityContext is not applied",
+                        self.ref)
+            return False
+        self.tls_reload.reload(context)
+        return True
+
+    def set_addresses(self, localnets: Iterable[str], external_addrs: Iterable[str]) -> None:
+        """New ``localnets``/``externalAddrs``: the next MessageRequest and the next address advertised carry
+        them (reconfigure.py)."""
+        self._localnets = list(localnets)
+        self._external = list(external_addrs)
+        self._refresh_addresses()
 
     async def stop(self) -> None:
         for txn in self.server_txns.values() + self.client_txns.values():

@@ -116,15 +116,33 @@ class RateLimiter:
         self._protected_buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._trusted = NetworkSet(self.trusted)
         self._protected = NetworkSet(config.trunks_and_peers.networks)
+        self._protected_sources: tuple[IPNetwork, ...] = ()  # the last protect(): kept across update()
         self.bans = 0
         self.protected_drops = 0  # requests of trunk/peer sources over their own limit (dropped, never banned)
 
     def protect(self, networks: Iterable[IPNetwork]) -> None:
         """The sources of Trunks and Peers now (replacing the previous set; the configured
         ``trunksAndPeers.networks`` always stay). A ban running on one of them ends at once."""
-        self._protected = NetworkSet((*self.config.trunks_and_peers.networks, *networks))
+        self._protected_sources = tuple(networks)
+        self._protected = NetworkSet((*self.config.trunks_and_peers.networks, *self._protected_sources))
         for host in [h for h in self._buckets if h in self._protected]:
             del self._buckets[host]
+
+    def update(self, config: RateLimit) -> None:
+        """A new ``rateLimit`` on the running limiter (issue 18: changed in place by a deploy): the sources keep
+        their buckets (capped at the new burst) and their running bans, except that a source now trusted or
+        protected, or every source when the limit is turned off, is unbanned at once."""
+        self.config = config
+        self.trusted = tuple(config.trusted)
+        self._trusted = NetworkSet(self.trusted)
+        self.protect(self._protected_sources)
+        if not config.enabled:
+            self._buckets.clear()
+            return
+        for host in [h for h in self._buckets if h in self._trusted]:
+            del self._buckets[host]
+        for bucket in self._buckets.values():
+            bucket.tokens = min(bucket.tokens, float(config.burst))
 
     @property
     def protected_networks(self) -> tuple[IPNetwork, ...]:

@@ -85,6 +85,34 @@ def server_context_from_config(security: object | None, dev_hosts: Iterable[str]
     return server_context(security=settings, dev_hosts=dev_hosts)
 
 
+class ReloadableServerContext:
+    """A listener's server context whose certificate can be replaced while it runs (issue 18: TLS certificates
+    reloaded for new connections). The listeners keep the context they were created with (``live``); after
+    :meth:`reload`, its SNI callback (called on every handshake, with or without SNI) hands each new handshake the
+    newest context, so the new certificate, key and trust store apply to new connections while the open ones
+    keep theirs. ``verify_mode`` and the protocol versions are copied onto ``live`` too: OpenSSL takes them from
+    it when a connection starts, before the callback runs."""
+
+    def __init__(self, live: ssl.SSLContext) -> None:
+        self.live = live
+        self.current = live
+        self.reloads = 0
+        live.sni_callback = self._pick
+
+    def _pick(self, ssl_object: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: ssl.SSLContext) -> None:
+        current = self.current
+        if current is not self.live:
+            ssl_object.context = current
+
+    def reload(self, new: ssl.SSLContext) -> None:
+        """New handshakes use ``new`` from now on."""
+        self.live.verify_mode = new.verify_mode
+        self.live.minimum_version = new.minimum_version
+        self.live.maximum_version = new.maximum_version
+        self.current = new
+        self.reloads += 1
+
+
 def server_context(
     *,
     cert_path: str | os.PathLike[str] | None = None,

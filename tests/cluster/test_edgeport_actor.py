@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import ray
 
-from routr_ray.actors.edgeport import NAME, deploy_edgeport
+from routr_ray.actors.edgeport import NAME, deploy_edgeport, edge_fingerprint
 from routr_ray.config.edgeport import EdgePortConfig, HealthConfig, Transport, TransportProtocol
 from tests.support.probes import metric_value, options_ping, scrape, udp_port
 from tests.support.redis_server import free_port
@@ -82,7 +82,9 @@ def test_workers_share_the_port_and_each_answers(ray_session: None) -> None:
             ray.kill(handle, no_restart=True)
 
 
-def test_a_redeploy_keeps_an_unchanged_edgeport_and_replaces_one_with_a_new_token(ray_session: None) -> None:
+def test_a_redeploy_keeps_an_unchanged_edgeport_and_gives_a_new_token_to_the_running_one(ray_session: None) -> None:
+    """A rotated ``processor.token`` is applied in place (issue 18 item 4): the actor, its flows and transactions
+    stay, and its fingerprint says it runs the new config (tests/cluster/test_edgeport_redeploy.py)."""
     import dataclasses
 
     port = udp_port()
@@ -96,9 +98,12 @@ def test_a_redeploy_keeps_an_unchanged_edgeport_and_replaces_one_with_a_new_toke
         first = ray.get_actor(name, namespace="routr")._actor_id
         deploy_edgeport(config)
         assert ray.get_actor(name, namespace="routr")._actor_id == first  # nothing changed: kept, flows kept
-        deploy_edgeport(dataclasses.replace(config, processor_token="new-token-0123456789"))
-        assert ray.get_actor(name, namespace="routr")._actor_id != first  # the rotated token is in use
-        assert options_ping(port) is not None  # and the new actor has the port
+        rotated = dataclasses.replace(config, processor_token="new-token-0123456789")
+        handle, lines = deploy_edgeport(rotated)
+        assert handle._actor_id == first  # kept: the token changes in place
+        assert f"EdgePort {config.ref}: updated in place: spec.processor.token" in lines
+        assert ray.get(handle.fingerprint.remote()) == edge_fingerprint(rotated, "embedded", "")
+        assert options_ping(port) is not None
     finally:
         ray.kill(ray.get_actor(name, namespace="routr"), no_restart=True)
 

@@ -17,16 +17,16 @@ def udp_port() -> int:
         return s.getsockname()[1]
 
 
-def options_ping(port: int, timeout: float = 1.0) -> bytes | None:
-    """OPTIONS sip:127.0.0.1:<port> (no user part: the EdgePort answers it itself) from a fresh source port;
-    the raw reply, or None after ``timeout``."""
+def options_ping(port: int, timeout: float = 1.0, source: str = "127.0.0.1") -> bytes | None:
+    """OPTIONS sip:127.0.0.1:<port> (no user part: the EdgePort answers it itself) from a fresh source port of
+    ``source``; the raw reply, or None after ``timeout``."""
     branch = "z9hG4bK" + uuid.uuid4().hex[:12]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((source, 0))
         local = s.getsockname()[1]
         message = (
             f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch={branch};rport\r\n"
+            f"Via: SIP/2.0/UDP {source}:{local};branch={branch};rport\r\n"
             "Max-Forwards: 70\r\n"
             f"From: <sip:probe@127.0.0.1>;tag={branch[-6:]}\r\n"
             f"To: <sip:127.0.0.1:{port}>\r\n"
