@@ -322,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("ROUTR_RAY_IN_NETNS") != "1":
         print("run it inside scripts/in-netns: Ray binds every interface", file=sys.stderr)
         return 2
+    # the server and every `routr-ray deploy` onto it run without Ray's token auth, as the test suites do (inside
+    # the loopback-only namespace of scripts/in-netns)
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
