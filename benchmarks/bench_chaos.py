@@ -118,6 +118,7 @@ class Chaos:
         self.redis: RedisProcess | None = None
         self.server: RoutrServer | None = None
         self.release = 0
+        self.deploys = 0
 
     # ---- configuration ----------------------------------------------------------------------------
 
@@ -148,13 +149,16 @@ class Chaos:
         raise RuntimeError(f"no Ray address in {self.server.log_path}")
 
     def deploy(self, **env: str) -> str:
-        """``routr-ray deploy`` of the config directory onto the running cluster; its last output line."""
+        """``routr-ray deploy`` of the config directory onto the running cluster; how it went, where its output is."""
+        started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-m", "routr_ray.cli", "deploy", "--address", self.ray_address(), str(self.config)],
             capture_output=True, text=True, timeout=300, env={**os.environ, **env},
         )
-        out = (done.stdout + done.stderr).strip().splitlines()
-        return f"deploy exit {done.returncode}: {out[-1] if out else ''}"
+        self.deploys += 1
+        log = self.workdir / f"deploy-{self.deploys}.log"
+        log.write_text(done.stdout + done.stderr)
+        return f"deploy exit {done.returncode} after {time.monotonic() - started:.1f}s (output: {log})"
 
     # ---- disruptions ------------------------------------------------------------------------------
 
@@ -211,7 +215,8 @@ class Chaos:
             document = yaml.safe_load(path.read_text())
             document["spec"]["cache"] = {"provider": "redis", "parameters": redis_url}
             path.write_text(yaml.safe_dump(document, sort_keys=False))
-        self.server = RoutrServer(self.workdir, self.config, ROUTR_PORT)
+        self.server = RoutrServer(self.workdir, self.config, ROUTR_PORT,
+                                  extra_args=("--log-dir", str(self.workdir / "ray-logs")))
         t0 = time.monotonic()
         self.server.start()
         print(f"routr-ray ready in {time.monotonic() - t0:.1f}s (Location: {'memory' if self.args.memory else 'Redis'}"

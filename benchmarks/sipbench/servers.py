@@ -109,11 +109,13 @@ class ServerProcess:
 class RoutrServer(ServerProcess):
     name = "routr-ray"
 
-    def __init__(self, workdir: Path, config: Path, port: int, redis_url: str | None = None) -> None:
+    def __init__(self, workdir: Path, config: Path, port: int, redis_url: str | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
         super().__init__(workdir / "routr-ray.log")
         self.config = config
         self.port = port
         self.redis_url = redis_url
+        self.extra_args = extra_args
 
     def start(self, timeout: float = 240.0) -> None:
         command = shutil.which("routr-ray")
@@ -121,6 +123,7 @@ class RoutrServer(ServerProcess):
         args += ["run", "--config", str(self.config), "--no-dashboard"]
         if self.redis_url:
             args += ["--redis", self.redis_url]
+        args += list(self.extra_args)
         env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
         self._spawn(args, env)
         self.wait_ready(self.port, timeout, marker="routr-ray is ready")

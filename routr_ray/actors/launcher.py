@@ -372,6 +372,8 @@ def start(options: RunOptions, *, on_ray_started: Callable[[], None] | None = No
         remove_temp_dir(deployment)
         raise
     deployment.started_ray = not options.address
+    if options.address:
+        _adopt_cluster_settings()
     if on_ray_started is not None:
         on_ray_started()
     try:
@@ -483,6 +485,30 @@ def _serve_settings_inherited() -> None:
     from routr_ray.actors.one_loop import inherit_one_loop
 
     inherit_one_loop()
+
+
+def _adopt_cluster_settings() -> None:
+    """A deploy onto a running cluster: when its worker processes inherited Serve's one-loop settings (a cluster
+    that ``routr-ray run`` started, :func:`_serve_settings_inherited`), this driver takes them as inherited too, so
+    the actor options it computes are the ones the running replicas were started with. Otherwise every deploy
+    would add a ``runtime_env`` that the running replicas lack: a new deployment version, and Serve would replace
+    every replica for nothing (measured: an unchanged deploy under load restarted the dispatcher and both Connect
+    replicas)."""
+    from routr_ray.actors.one_loop import INHERITED_ENV, ONE_LOOP_SETTINGS, inherit_one_loop, one_loop
+
+    if not one_loop():
+        return
+
+    @ray.remote(num_cpus=0)
+    def inherited() -> bool:
+        return os.environ.get(INHERITED_ENV) == "1" and all(
+            os.environ.get(name) == value for name, value in ONE_LOOP_SETTINGS.items())
+
+    try:
+        if ray.get(inherited.remote(), timeout=30):
+            inherit_one_loop()
+    except Exception as exc:  # noqa: BLE001 - then the runtime_env: correct, only a redeploy may restart replicas
+        log.warning("cannot read the cluster's Serve settings (%r): replicas may be restarted", exc)
 
 
 def _import_in_background() -> threading.Thread:

@@ -284,6 +284,11 @@ def test_run_deploy_status_locate_then_sigterm_leaves_nothing(
                               text=True, timeout=120, env=env())
     assert deployed.returncode == 0, deployed.stderr
     assert f"EdgePort ep-c         UDP  127.0.0.1:{ports['udp_c']}" in deployed.stdout
+    # the same dispatcher.yaml and code: the deploy keeps the replicas run started (no new deployment version, no
+    # rolling restart for nothing; issue 18: a deploy used to add a runtime_env the run's replicas lacked)
+    controller = "\n".join(p.read_text(errors="replace") for p in session_logs.glob("serve/controller_*.log"))
+    for name in ("dispatcher", "processor-echo"):
+        assert controller.count(f"Deploying new version of Deployment(name='{name}'") == 1, controller[-3000:]
 
     for n, port in enumerate((ports["udp_a"], ports["udp_b"], ports["udp_c"])):
         assert sip_options(port, n).startswith(b"SIP/2.0 200 ")
