@@ -94,9 +94,11 @@ BUILTIN_PROCESSORS = {
 # No access-log line per request (a file write per Ray call on the hot path); warnings and errors still logged.
 QUIET_LOGGING = {"enable_access_log": False}
 # A rolling update (new code, a new ROUTR_RAY_RELEASE, new options) starts each replacement replica before the
-# replica it replaces stops (Serve's max_surge_percent): the deployment never runs below its replica count, even
-# at one replica; the old replica then drains (ProcessorDeployment.__del__) and goes (issue 18 item 3).
-ROLLING_SURGE_PERCENT = 100
+# replica it replaces stops (Serve's max_surge_percent, rounded up to whole replicas: 1 % is one extra replica at a
+# time): the deployment never runs below its replica count, even at one replica, and only one new replica starts
+# at a time (a replica's start costs seconds of CPU: all at once starved the running ones on 2 cores, measured with
+# benchmarks/bench_chaos.py). The old replica then drains (ProcessorDeployment.__del__) and goes (issue 18 item 3).
+ROLLING_SURGE_PERCENT = 1
 
 MessageRequest = processor_pb2.MessageRequest
 MessageResponse = processor_pb2.MessageResponse
