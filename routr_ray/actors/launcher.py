@@ -1001,6 +1001,7 @@ def deploy(options: RunOptions) -> int:
         print("routr-ray: deploy needs --address (e.g. ray://head:10001 or auto)", file=sys.stderr)
         return 2
     started = time.monotonic()
+    _lower_priority()
     try:
         # the EdgePorts are ready when this returns, unless the app is managed elsewhere (it may not run yet)
         deployment = start(options, wait_ready=options.deploy_serve, not_ready_is_error=False)
@@ -1012,6 +1013,20 @@ def deploy(options: RunOptions) -> int:
         print(f"  {line}", flush=True)
     ray.shutdown()  # disconnect: the actors are detached and the Serve app keeps running
     return 0
+
+
+DEPLOY_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """A deploy is background work: this driver (Python and Ray start-up, the config and resources loaded: seconds
+    of CPU) runs at a lower CPU priority, so that on a node that also carries calls (``--address auto`` on a cluster
+    node, or next to ``routr-ray run``) the SIP path is not starved meanwhile (issue 18: measured with
+    benchmarks/bench_chaos.py on 2 cores)."""
+    try:
+        os.nice(DEPLOY_NICENESS)
+    except OSError:  # not allowed here: run as it is
+        pass
 
 
 def serve_config_app(args: dict[str, str]) -> Any:
