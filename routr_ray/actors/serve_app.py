@@ -301,8 +301,9 @@ class ProcessorDeployment:
         start = getattr(self.processor, "start", None)
         if start is not None:  # warm up before the first message (e.g. Connect: newest resources, their index)
             await start()
-        self.link = await serve_link(link_service, self._link_call) if link_service else None
         tune_gc()  # what the processor loaded (e.g. Connect's resources) is never re-scanned by gen-2 passes
+        # last: once listed, EdgePorts send here at once (a GC pass or anything else still to do would hold them up)
+        self.link = await serve_link(link_service, self._link_call) if link_service else None
 
     async def process_batch(self, payloads: Sequence[bytes]) -> list[bytes]:
         return await self._process(list(payloads))

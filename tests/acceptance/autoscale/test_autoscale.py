@@ -3,7 +3,7 @@ after it, with 0 failed calls, while the EdgePort keeps sending over the link.
 
 Its own server: config/ as shipped with tests/acceptance/autoscale/config laid over it (Connect autoscaled, short
 delays) and its ports moved to 26xxx. 1002 registers (a SIPp UAS); 1001 calls it (INVITE with digest, 200, ACK,
-BYE) at 20 calls/s for 30 s (the burst) while a second caller places 2 calls/s all along (the background: calls in
+BYE) at 40 calls/s for 30 s (the burst) while a second caller places 1 call/s all along (the background: calls in
 progress while the second replica drains). A watcher process (a Ray driver of the server's cluster) reads Serve's
 count of running Connect replicas and the link registry's servers of ``processor-connect`` twice a second.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -40,8 +41,11 @@ AUTOSCALE = Profile("autoscale", SHIPPED_CONFIG_DIR, PORTS, 26060, 26061, 26062,
                     {"1001": "1234", "1002": "1234", "asterisk": "1234"}, overlay=HERE / "config")
 METRICS_URL = f"http://127.0.0.1:{PORTS[9464]}/metrics"
 SERVICE = "processor-connect"
-BURST_RATE, BURST_SECONDS = 20, 30
-BACKGROUND_RATE, BACKGROUND_SECONDS = 2, 60
+# Messages in flight at Connect (both replicas), measured here on 2 busy cores: the burst about 0.5 (median of the
+# 1-s reports), the background alone (1 call/s) under 0.02. The overlay's targetOngoingRequests (0.12) sits between
+# the two with a margin of 4 or more on each side.
+BURST_RATE, BURST_SECONDS = 40, 30
+BACKGROUND_RATE, BACKGROUND_SECONDS = 1, 60
 UP_WITHIN = 45.0  # from the start of the load to a second replica running (decision in seconds; a replica starts
 DOWN_WITHIN = 40.0  # in 5-20 s on a loaded 2-core box); from the end of the burst to one replica again
 
@@ -169,7 +173,8 @@ def test_connect_scales_up_under_sip_load_and_down_after_with_no_failed_call(ser
         print(f"autoscaling: 2 replicas {up:.1f}s after the load started, 1 again {down:.1f}s after the burst "
               f"ended ({time.monotonic() - started:.0f}s in all); {burst_calls + background_calls} calls, 0 failed; "
               f"link batches {link_after - link_before:.0f}, Ray-call batches {ray_after:.0f}; messages in flight "
-              f"reported: burst max {max(burst_loads, default=float('nan')):.3f}, background only max "
+              f"reported: burst median {statistics.median(burst_loads or [float('nan')]):.3f} max "
+              f"{max(burst_loads, default=float('nan')):.3f}, background only max "
               f"{max(calm_loads, default=float('nan')):.3f}")
         assert burst_done - started < BURST_SECONDS + 30, "the server kept up with the burst's rate"
     finally:
