@@ -37,17 +37,18 @@ def replica_load(reports: Mapping[Any, float] | None, running: int) -> float | N
     return max(0.0, sum(values) / len(values)) * max(running, len(values))
 
 
-def desired_replicas(*, running: int, target_now: int, load: float | None, handle_requests: float,
-                     target: float, lowest: int, highest: int) -> int:
-    """Replicas needed for ``load`` messages in flight (and ``handle_requests`` requests Serve itself counts on
-    its handles, the Ray-call path, whose messages the replicas also count: the larger of the two, never the
-    sum), at ``target`` per replica, within ``lowest``..``highest``. With no report yet and nothing on the
-    handles, the current target stands."""
-    if load is None and handle_requests <= 0:
+def desired_replicas(*, running: int, target_now: int, load: float | None, queued: float, target: float,
+                     lowest: int, highest: int) -> int:
+    """Replicas needed for ``load`` messages in flight at the replicas plus ``queued`` requests waiting in Serve's
+    handles for a replica (not yet at any replica, so not in ``load``; Serve's count of requests *running* is
+    not used: the replicas count those messages themselves, and it also counts calls that are not traffic), at
+    ``target`` per replica, within ``lowest``..``highest``. With no report yet and nothing queued, the current
+    target stands."""
+    if load is None and queued <= 0:
         wanted = target_now
     else:
-        wanted = math.ceil(max(load or 0.0, handle_requests) / target) if target > 0 else highest
-    if running == 0 and wanted == 0 and handle_requests > 0:
+        wanted = math.ceil(((load or 0.0) + max(0.0, queued)) / target) if target > 0 else highest
+    if running == 0 and wanted == 0 and queued > 0:
         wanted = 1
     return max(lowest, min(highest, wanted))
 
@@ -62,7 +63,7 @@ def link_load_policy(ctx: Any) -> tuple[int, dict[str, Any]]:
         running=int(ctx.current_num_replicas),
         target_now=int(ctx.target_num_replicas),
         load=replica_load(metrics.get(LOAD_METRIC), int(ctx.current_num_replicas)),
-        handle_requests=float(ctx.total_num_requests or 0.0),
+        queued=float(ctx.total_queued_requests or 0.0),
         target=target,
         lowest=int(ctx.capacity_adjusted_min_replicas),
         highest=int(ctx.capacity_adjusted_max_replicas),

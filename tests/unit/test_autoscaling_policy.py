@@ -64,25 +64,23 @@ def test_replica_load_counts_replicas_that_have_not_reported_yet_at_the_mean() -
     assert replica_load({"a": float("nan"), "b": 2.0}, 1) == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize(("load", "handle", "expected"), [
+@pytest.mark.parametrize(("load", "queued", "expected"), [
     (None, 0.0, 1),   # no report yet: the current target stands
     (0.0, 0.0, 1),    # idle: the minimum
     (0.5, 0.0, 1),    # under the target of one replica
     (1.2, 0.0, 2),    # over: one more
     (9.0, 0.0, 3),    # far over: the maximum
-    (0.0, 1.5, 2),    # Serve's own count (Ray-call path) counts too
-    (2.5, 1.0, 3),    # the larger of the two, not the sum (the replicas count the Ray calls' messages as well)
+    (None, 1.5, 2),   # requests waiting in Serve's handles for a replica count too
+    (0.8, 0.5, 2),    # added to what the replicas carry (they have not seen those yet)
 ])
-def test_desired_replicas(load: float | None, handle: float, expected: int) -> None:
-    assert desired_replicas(running=1, target_now=1, load=load, handle_requests=handle, target=1.0,
+def test_desired_replicas(load: float | None, queued: float, expected: int) -> None:
+    assert desired_replicas(running=1, target_now=1, load=load, queued=queued, target=1.0,
                             lowest=1, highest=3) == expected
 
 
 def test_desired_replicas_stays_within_bounds() -> None:
-    assert desired_replicas(running=2, target_now=2, load=0.0, handle_requests=0.0, target=1.0,
-                            lowest=2, highest=4) == 2
-    assert desired_replicas(running=2, target_now=2, load=100.0, handle_requests=0.0, target=0.1,
-                            lowest=1, highest=2) == 2
+    assert desired_replicas(running=2, target_now=2, load=0.0, queued=0.0, target=1.0, lowest=2, highest=4) == 2
+    assert desired_replicas(running=2, target_now=2, load=100.0, queued=0.0, target=0.1, lowest=1, highest=2) == 2
 
 
 @dataclass
@@ -99,7 +97,7 @@ class FakeContext:
 
     current_num_replicas: int
     target_num_replicas: int
-    total_num_requests: float
+    total_queued_requests: float
     aggregated_metrics: dict[str, dict[str, float]]
     capacity_adjusted_min_replicas: int = 1
     capacity_adjusted_max_replicas: int = 2
@@ -108,7 +106,7 @@ class FakeContext:
 
 
 def test_the_policy_scales_on_link_load_that_serve_does_not_see() -> None:
-    # all traffic on the link: Serve's own count is 0, the replica reports 2 messages in flight on average
+    # all traffic on the link: nothing in Serve's handles, the replica reports 2 messages in flight on average
     busy = FakeContext(1, 1, 0.0, {LOAD_METRIC: {"replica-1": 2.0}})
     assert link_load_policy(busy) == (2, {})
     idle = FakeContext(2, 2, 0.0, {LOAD_METRIC: {"replica-1": 0.0, "replica-2": 0.1}})

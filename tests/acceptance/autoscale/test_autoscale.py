@@ -46,6 +46,7 @@ SERVICE = "processor-connect"
 # the two with a margin of 4 or more on each side.
 BURST_RATE, BURST_SECONDS = 40, 30
 BACKGROUND_RATE, BACKGROUND_SECONDS = 1, 60
+SETTLED_FOR = 8.0  # lookBackSeconds 4 + upscaleDelaySeconds 2, and a margin
 UP_WITHIN = 45.0  # from the start of the load to a second replica running (decision in seconds; a replica starts
 DOWN_WITHIN = 40.0  # in 5-20 s on a loaded 2-core box); from the end of the burst to one replica again
 
@@ -108,6 +109,21 @@ class Watcher:
             time.sleep(0.25)
         raise AssertionError(f"{what}: not within {timeout:.0f}s; last samples {self.samples[-5:]}")
 
+    def wait_steady(self, predicate, steady: float, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+        """Until every sample of the last ``steady`` seconds satisfies ``predicate``."""
+        start = time.monotonic()
+        since: float | None = None
+        while time.monotonic() - start < timeout:
+            if self.samples and predicate(self.samples[-1]):
+                since = since if since is not None else time.monotonic()
+                if time.monotonic() - since >= steady:
+                    return
+            else:
+                since = None
+            assert self.process.poll() is None, "the watcher exited"
+            time.sleep(0.25)
+        raise AssertionError(f"{what}: not for {steady:.0f}s within {timeout:.0f}s; last samples {self.samples[-5:]}")
+
     def stop(self) -> None:
         self.process.kill()
         self.process.wait(timeout=10)
@@ -134,7 +150,10 @@ def test_connect_scales_up_under_sip_load_and_down_after_with_no_failed_call(ser
     sipp = Sipp(tmp_path, AUTOSCALE)
     sipp.assert_ok(sipp.register("1002"))
     try:
-        watcher.wait(lambda s: s["running"] == 1 and s["links"] == 1, 60, "one Connect replica serving a link")
+        # idle and settled: one replica, nothing starting or stopping, for longer than a look-back window and the
+        # upscale delay (with this low target, one slow message of the start-up can ask for a second replica)
+        watcher.wait_steady(lambda s: s["running"] == 1 and s["links"] == 1 and set(s["states"]) == {"RUNNING"},
+                            SETTLED_FOR, 90, "one Connect replica serving a link, idle")
         link_before = link_calls("link")
         burst_calls, background_calls = BURST_RATE * BURST_SECONDS, BACKGROUND_RATE * BACKGROUND_SECONDS
         callee = sipp.uas("agent_call/uas.xml", CONTACT_PORTS["1002"], keys={"me": "1002"},
