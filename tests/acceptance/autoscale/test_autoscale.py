@@ -3,7 +3,7 @@ after it, with 0 failed calls, while the EdgePort keeps sending over the link.
 
 Its own server: config/ as shipped with tests/acceptance/autoscale/config laid over it (Connect autoscaled, short
 delays) and its ports moved to 26xxx. 1002 registers (a SIPp UAS); 1001 calls it (INVITE with digest, 200, ACK,
-BYE) at 40 calls/s for 30 s (the burst) while a second caller places 1 call/s all along (the background: calls in
+BYE) at 30 calls/s for 30 s (the burst) while a second caller places 1 call/s all along (the background: calls in
 progress while the second replica drains). A watcher process (a Ray driver of the server's cluster) reads Serve's
 count of running Connect replicas and the link registry's servers of ``processor-connect`` twice a second.
 """
@@ -41,10 +41,10 @@ AUTOSCALE = Profile("autoscale", SHIPPED_CONFIG_DIR, PORTS, 26060, 26061, 26062,
                     {"1001": "1234", "1002": "1234", "asterisk": "1234"}, overlay=HERE / "config")
 METRICS_URL = f"http://127.0.0.1:{PORTS[9464]}/metrics"
 SERVICE = "processor-connect"
-# Messages in flight at Connect (both replicas), measured here on 2 busy cores: the burst about 0.5 (median of the
-# 1-s reports), the background alone (1 call/s) under 0.02. The overlay's targetOngoingRequests (0.12) sits between
-# the two with a margin of 4 or more on each side.
-BURST_RATE, BURST_SECONDS = 40, 30
+# Messages in flight at Connect (both replicas), measured here on 2 busy cores: the burst 0.24-0.54 (median of the
+# 1-s reports), the background alone (1 call/s) under 0.025. The overlay's targetOngoingRequests (0.08) sits between
+# the two with a margin of about 3 on each side.
+BURST_RATE, BURST_SECONDS = 30, 30
 BACKGROUND_RATE, BACKGROUND_SECONDS = 1, 60
 SETTLED_FOR = 8.0  # lookBackSeconds 4 + upscaleDelaySeconds 2, and a margin
 UP_WITHIN = 45.0  # from the start of the load to a second replica running (decision in seconds; a replica starts
@@ -124,6 +124,17 @@ class Watcher:
             time.sleep(0.25)
         raise AssertionError(f"{what}: not for {steady:.0f}s within {timeout:.0f}s; last samples {self.samples[-5:]}")
 
+    def timeline(self, since: float) -> str:
+        """The samples as "seconds: running/links" wherever they change (for assertion messages)."""
+        points, last = [], None
+        for s in self.samples:
+            now = (s["running"], s["links"], tuple(sorted(s["states"].items())))  # type: ignore[union-attr]
+            if now != last:
+                points.append(f"{float(s['t']) - since:+.1f}s: {s['running']} running, {s['links']} links, "  # type: ignore[arg-type]
+                              f"{s['states']}")
+                last = now
+        return "; ".join(points)
+
     def stop(self) -> None:
         self.process.kill()
         self.process.wait(timeout=10)
@@ -149,6 +160,7 @@ def test_connect_scales_up_under_sip_load_and_down_after_with_no_failed_call(ser
     watcher = Watcher(address.group(1))
     sipp = Sipp(tmp_path, AUTOSCALE)
     sipp.assert_ok(sipp.register("1002"))
+    started_sipps: list[subprocess.Popen[bytes]] = []
     try:
         # idle and settled: one replica, nothing starting or stopping, for longer than a look-back window and the
         # upscale delay (with this low target, one slow message of the start-up can ask for a second replica)
@@ -156,16 +168,21 @@ def test_connect_scales_up_under_sip_load_and_down_after_with_no_failed_call(ser
                             SETTLED_FOR, 90, "one Connect replica serving a link, idle")
         link_before = link_calls("link")
         burst_calls, background_calls = BURST_RATE * BURST_SECONDS, BACKGROUND_RATE * BACKGROUND_SECONDS
-        callee = sipp.uas("agent_call/uas.xml", CONTACT_PORTS["1002"], keys={"me": "1002"},
-                          calls=burst_calls + background_calls, timeout_s=BACKGROUND_SECONDS + 60)
+        # the callee never stops by itself: SIPp counts a stray ACK (uas.xml) as a call of its own, so a count of
+        # the calls to take would end it before the last ones came (and they would get 503: nobody there)
+        callee = sipp.uas("autoscale/uas.xml", CONTACT_PORTS["1002"], keys={"me": "1002"},
+                          calls=10 * (burst_calls + background_calls), timeout_s=BACKGROUND_SECONDS + 120)
+        started_sipps.append(callee.process)
         auth = ("1001", sipp.password("1001"))
         background = sipp.start("agent_call/uac.xml", service="1002", keys={"caller": "1001"}, auth=auth,
                                 calls=background_calls, timeout_s=BACKGROUND_SECONDS + 50,
                                 extra=("-r", str(BACKGROUND_RATE)))
+        started_sipps.append(background.process)
         started = time.monotonic()
         burst = sipp.start("agent_call/uac.xml", service="1002", keys={"caller": "1001"}, auth=auth,
                            calls=burst_calls, timeout_s=BURST_SECONDS + 40,
                            extra=("-r", str(BURST_RATE)))
+        started_sipps.append(burst.process)
 
         up = watcher.wait(lambda s: s["running"] >= 2 and s["links"] >= 2, UP_WITHIN,
                           "a second Connect replica (and its link server) under load")
@@ -176,9 +193,9 @@ def test_connect_scales_up_under_sip_load_and_down_after_with_no_failed_call(ser
                             DOWN_WITHIN, "back to one Connect replica after the burst")
         calm_from = time.monotonic()
         background_result = background.result(timeout=BACKGROUND_SECONDS + 60)
+        print("timeline:", watcher.timeline(started))
         calm_loads = [s["load"] for s in watcher.samples if s["load"] is not None and s["t"] >= calm_from]
-        callee_result = callee.result(timeout=30)
-        sipp.assert_ok(burst_result, background_result, callee_result)  # every call of both callers completed
+        sipp.assert_ok(burst_result, background_result)  # every call of both callers completed (the callers' view)
 
         peak = max(int(s["running"]) for s in watcher.samples)  # type: ignore[call-overload]
         assert peak == 2, "maxReplicas is 2"
@@ -197,5 +214,9 @@ def test_connect_scales_up_under_sip_load_and_down_after_with_no_failed_call(ser
               f"{max(calm_loads, default=float('nan')):.3f}")
         assert burst_done - started < BURST_SECONDS + 30, "the server kept up with the burst's rate"
     finally:
+        for process in started_sipps:  # the callee always (it never stops by itself); the callers if they still run
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
         watcher.stop()
         sipp.unregister("1002")
