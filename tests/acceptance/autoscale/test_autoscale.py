@@ -41,9 +41,9 @@ AUTOSCALE = Profile("autoscale", SHIPPED_CONFIG_DIR, PORTS, 26060, 26061, 26062,
                     {"1001": "1234", "1002": "1234", "asterisk": "1234"}, overlay=HERE / "config")
 METRICS_URL = f"http://127.0.0.1:{PORTS[9464]}/metrics"
 SERVICE = "processor-connect"
-# Messages in flight at Connect (both replicas), measured here on 2 busy cores: the burst 0.24-0.54 (median of the
-# 1-s reports), the background alone (1 call/s) under 0.025. The overlay's targetOngoingRequests (0.08) sits between
-# the two with a margin of about 3 on each side.
+# Messages in flight at Connect (both replicas), measured here on 2 busy cores: the burst 0.16-0.54 (median of the
+# 1-s reports), the background alone (1 call/s) 0.008-0.025 at most. The overlay's targetOngoingRequests (0.05)
+# sits between the two with a margin of about 3 on each side.
 BURST_RATE, BURST_SECONDS = 30, 30
 BACKGROUND_RATE, BACKGROUND_SECONDS = 1, 60
 SETTLED_FOR = 8.0  # lookBackSeconds 4 + upscaleDelaySeconds 2, and a margin
