@@ -20,6 +20,7 @@ replica, so any replica verifies any other's nonces and tokens, and a restart ke
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import ray
 
 from routr_ray.actors import NAMESPACE
+from routr_ray.actors.links import directory
 from routr_ray.actors.location import ShardedLocationClient, shard_handles
 from routr_ray.actors.server_health import RegistrarHealth
 from routr_ray.config import Resources, load_config_dir
@@ -160,6 +162,9 @@ class _BoardFetch:
             raise
 
 
+WARM_LOCATION_S = 2.0
+
+
 class ConnectDeploymentProcessor:
     """What ``serve://connect`` runs: a ConnectProcessor whose Location is the sharded actors, and whose
     resources follow the board named ``board`` (None: the fixed set ``resources``); ``connect_tokens``: the web
@@ -169,7 +174,7 @@ class ConnectDeploymentProcessor:
 
     def __init__(self, resources: Resources, shard_count: int, nonce_key: str, board: str | None = None,
                  connect_tokens: dict[str, Any] | None = None) -> None:
-        location = ShardedLocationClient(shard_handles(shard_count))
+        self.location = location = ShardedLocationClient(shard_handles(shard_count))
         self.followed = FollowedResources(resources, _BoardFetch(board)) if board else None
         source: ResourceSource = self.followed or StaticResources(resources)
         verifier = ConnectTokenVerifier.from_options(connect_tokens) if connect_tokens else None
@@ -195,6 +200,19 @@ class ConnectDeploymentProcessor:
         the first messages do not wait for a 1000-agent set to arrive and be indexed (a ~200 ms stall)."""
         await self._follow()
         _ = self.processor.index
+        await self._warm_location()
+
+    async def _warm_location(self, within: float = WARM_LOCATION_S) -> None:
+        """Reach every Location shard once by the Ray call, learn their link servers, then once more over the links,
+        so that a replica started under load (scale-up) does not make its first messages wait for handles, the
+        registry and connections (issue 18). Best effort: a shard not up yet is reached later, as before."""
+        try:
+            async with asyncio.timeout(within):
+                await self.location.ping()  # the first call makes each shard's link pool: the directory looks it up
+                await directory().refresh_now()
+                await self.location.ping()  # now over the links: the connections are open
+        except Exception as exc:  # noqa: BLE001 - warming only: the messages reach the shards or get 503 as always
+            log.info("Connect: Location not warmed up before the first message (%r)", exc)
 
     async def process(self, request: processor_pb2.MessageRequest) -> processor_pb2.MessageResponse:
         await self._follow()

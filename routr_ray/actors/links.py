@@ -149,8 +149,10 @@ class AdvertisedServer:
             await asyncio.sleep(HEARTBEAT_S)
 
     async def close(self, drain: float = 0.0) -> None:
-        """Leave the registry, keep answering for ``drain`` seconds (clients refresh their lists meanwhile and
-        finish what they sent), then close."""
+        """Leave the registry (no client finds this server any more), then, with ``drain``, stop taking calls and
+        answer those that arrived (:meth:`LinkServer.drain`: clients are told at once and pick another server;
+        clients that do not understand it leave when their next registry refresh drops this server) for at most
+        ``drain`` seconds; then close."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
@@ -159,7 +161,10 @@ class AdvertisedServer:
         except Exception:  # noqa: BLE001 - best effort: the entry expires anyway
             pass
         if drain > 0:
-            await asyncio.sleep(drain)
+            started = time.monotonic()
+            finished = await self.server.drain(drain)
+            log.info("link: %s drained in %.1fs%s", self.service, time.monotonic() - started,
+                     "" if finished else " (timed out: the rest closed)")
         await self.server.close()
 
 
@@ -208,6 +213,7 @@ class LinkDirectory:
             pool = self._pools.get(service)
             if pool is not None:
                 pool.update(Endpoint(m, h, p, t) for m, h, p, t in endpoints)
+                LINK_STATS.servers[service] = len(pool)
 
     async def _follow(self) -> None:
         failing = False

@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from pathlib import Path
@@ -49,7 +50,7 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from routr_ray.actors.links import REFRESH_S as LINK_REFRESH_S
+from routr_ray.actors.autoscaling_policy import LOAD_METRIC, POLICY_FUNCTION
 from routr_ray.actors.links import linked, serve_link
 from routr_ray.actors.metrics import RayMetricsBridge, observe_process
 from routr_ray.actors.one_loop import ONE_LOOP_ENV, one_loop, one_loop_env  # noqa: F401 - ONE_LOOP_ENV re-exported
@@ -76,6 +77,7 @@ from routr_ray.dispatch.watch import DispatcherConfigWatcher
 from routr_ray.link import pack_list, unpack_list
 from routr_ray.proto.gen import processor_pb2
 from routr_ray.util.gc_tuning import tune_gc
+from routr_ray.util.inflight import InFlightMeter
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,12 @@ QUIET_LOGGING = {"enable_access_log": False}
 # at a time (a replica's start costs seconds of CPU: all at once starved the running ones on 2 cores, measured with
 # benchmarks/bench_chaos.py). The old replica then drains (ProcessorDeployment.__del__) and goes (issue 18 item 3).
 ROLLING_SURGE_PERCENT = 1
+# Autoscaled replicas report their load every second (Serve's default: 10 s, too slow to scale up within 10 s).
+AUTOSCALING_METRICS_INTERVAL_S = 1.0
+# How long Serve lets a stopping replica finish (Serve's own drain, then ours: the link's, finishing the batches in
+# flight, bounded by LINK_DRAIN_S) before it kills it.
+LINK_DRAIN_S = 10.0
+GRACEFUL_SHUTDOWN_TIMEOUT_S = 30.0
 
 MessageRequest = processor_pb2.MessageRequest
 MessageResponse = processor_pb2.MessageResponse
@@ -192,8 +200,8 @@ class DispatcherDeployment:
                                        health_period=health_period, metrics=self.metrics)
         if config is not None:
             self._apply(from_document(config))
-        # EdgePorts that send through the dispatcher (ROUTR_RAY_EDGE_DISPATCH=dispatcher) use this link when the
-        # dispatcher is not autoscaled (see ProcessorDeployment)
+        self.load = InFlightMeter()
+        # EdgePorts that send through the dispatcher (ROUTR_RAY_EDGE_DISPATCH=dispatcher) use this link
         self.link = await serve_link(DISPATCHER_LINK_SERVICE, self._link_call) if link else None
         tune_gc()
 
@@ -201,9 +209,15 @@ class DispatcherDeployment:
         return pack_list(await self.process_batch(unpack_list(payload)))
 
     async def __del__(self) -> None:
+        """Serve's graceful shutdown: the link's clients stop sending here, the batches in flight are answered."""
         link, self.link = getattr(self, "link", None), None
         if link is not None:
-            await link.close(drain=2 * LINK_REFRESH_S + 0.5)
+            await link.close(drain=LINK_DRAIN_S)
+
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve's custom autoscaling metric (with ``autoscaling``): the messages this replica worked on, time-averaged
+        since the last report, from the link and Ray calls alike (routr_ray/actors/autoscaling_policy.py)."""
+        return {LOAD_METRIC: self.load.average()}
 
     def _deployment_send(self, name: str) -> BatchSend:
         if name not in self._handles:
@@ -241,7 +255,12 @@ class DispatcherDeployment:
         """The entry point (EdgePorts, the front actor for gRPC callers): serialized MessageRequests in, serialized
         MessageResponses out (``b""`` means drop: ACK and responses are never answered). Its callers are our own
         processes, reached through Ray or the link: they apply the outside-caller policy themselves."""
-        responses = await self._core().handle_batch([MessageRequest.FromString(p) for p in payloads])
+        count = len(payloads)
+        self.load.begin(count)
+        try:
+            responses = await self._core().handle_batch([MessageRequest.FromString(p) for p in payloads])
+        finally:
+            self.load.end(count)
         return [r.SerializeToString() if r is not None else b"" for r in responses]
 
     async def describe(self) -> dict[str, Any]:
@@ -268,13 +287,16 @@ class DispatcherDeployment:
 class ProcessorDeployment:
     """Runs one processor-SDK class; ``process_batch`` is bytes in, bytes out, through a DeploymentHandle or,
     with ``link_service``, through the internal data plane (:mod:`routr_ray.actors.links`: the same batches over a
-    direct TCP connection, no Ray call per batch). A deployment Serve autoscales is built without a link:
-    Serve's autoscaler counts the requests it routes, and link calls would be invisible to it."""
+    direct TCP connection, no Ray call per batch). Every replica counts the messages it works on, by either path
+    (:class:`~routr_ray.util.inflight.InFlightMeter`), and reports them to Serve's autoscaler
+    (:meth:`record_autoscaling_stats`, :mod:`routr_ray.actors.autoscaling_policy`): an autoscaled processor keeps
+    its link and is scaled on the load it really carries."""
 
     async def __init__(self, name: str, options: dict[str, Any] | None = None,
                        link_service: str | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
         observe_process(deployment_name(name))
+        self.load = InFlightMeter()
         self.processor = import_processor(name)(**(options or {}))
         # a processor with its own Prometheus registry (Connect's routr_connect_*, the media relay's routr_media_*)
         # gets it mirrored into Ray's metrics
@@ -286,22 +308,36 @@ class ProcessorDeployment:
         start = getattr(self.processor, "start", None)
         if start is not None:  # warm up before the first message (e.g. Connect: newest resources, their index)
             await start()
-        self.link = await serve_link(link_service, self._link_call) if link_service else None
         tune_gc()  # what the processor loaded (e.g. Connect's resources) is never re-scanned by gen-2 passes
+        # last: once listed, EdgePorts send here at once (a GC pass or anything else still to do would hold them up)
+        self.link = await serve_link(link_service, self._link_call) if link_service else None
 
     async def process_batch(self, payloads: Sequence[bytes]) -> list[bytes]:
-        # a corrupt item is answered on its own; it does not fail the batch
-        return await self.processor.process_serialized(list(payloads))
+        return await self._process(list(payloads))
 
     async def _link_call(self, payload: bytes) -> bytes:
-        return pack_list(await self.processor.process_serialized(unpack_list(payload)))
+        return pack_list(await self._process(unpack_list(payload)))
+
+    async def _process(self, payloads: list[bytes]) -> list[bytes]:
+        # a corrupt item is answered on its own; it does not fail the batch
+        count = len(payloads)
+        self.load.begin(count)
+        try:
+            return await self.processor.process_serialized(payloads)
+        finally:
+            self.load.end(count)
+
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve's custom autoscaling metric (pushed only when the deployment has ``autoscaling``): the messages this
+        replica worked on, time-averaged since the last report (routr_ray/actors/autoscaling_policy.py)."""
+        return {LOAD_METRIC: self.load.average()}
 
     async def __del__(self) -> None:
-        """Serve's graceful shutdown: leave the link registry, answer what clients still send while they
-        notice, then close."""
+        """Serve's graceful shutdown (scale-down, new version): the link leaves the registry and tells its clients
+        to send no more, the batches in flight are answered, then it closes (:meth:`AdvertisedServer.close`)."""
         link, self.link = getattr(self, "link", None), None
         if link is not None:
-            await link.close(drain=2 * LINK_REFRESH_S + 0.5)
+            await link.close(drain=LINK_DRAIN_S)
         bridge, self.metrics_bridge = getattr(self, "metrics_bridge", None), None
         if bridge is not None:
             await bridge.stop()
@@ -316,6 +352,8 @@ class ProcessorDeployment:
 
 
 def _autoscaling_options(autoscaling: AutoscalingConfig | None) -> dict[str, Any]:
+    """Serve options of a deployment with ``autoscaling``: our policy (messages in flight, by link or Ray call,
+    :mod:`routr_ray.actors.autoscaling_policy`), reports every second averaged over ``lookBackSeconds``."""
     if autoscaling is None:
         return {}
     return {
@@ -325,8 +363,19 @@ def _autoscaling_options(autoscaling: AutoscalingConfig | None) -> dict[str, Any
             "target_ongoing_requests": autoscaling.target_ongoing_requests,
             "upscale_delay_s": autoscaling.upscale_delay_seconds,
             "downscale_delay_s": autoscaling.downscale_delay_seconds,
-        }
+            "look_back_period_s": autoscaling.look_back_seconds,
+            "metrics_interval_s": AUTOSCALING_METRICS_INTERVAL_S,
+            "policy": {"policy_function": POLICY_FUNCTION},
+        },
     }
+
+
+def _quiet_options(deployment: Any, **options: Any) -> Any:
+    """``deployment.options(**options)`` without Serve's DeprecationWarning for ``metrics_interval_s`` (the
+    replacement it names, an environment variable, would have to be set in every Ray process)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*metrics_interval_s.*", category=DeprecationWarning)
+        return deployment.options(**options)
 
 
 @cache
@@ -388,20 +437,23 @@ def build_app(
             continue
         options = processor_options.get(name)
         autoscaling = getattr(entry, "autoscaling", None)
-        link = None if autoscaling is not None else link_service_of(name)
-        bound[name] = ProcessorDeployment.options(  # type: ignore[attr-defined]
-            name=deployment_name(name), version=_version("processor", name, options, actor_options, link),
-            _internal=True, ray_actor_options=actor_options, logging_config=QUIET_LOGGING,
-            max_surge_percent=ROLLING_SURGE_PERCENT, **_autoscaling_options(autoscaling),
+        link = link_service_of(name)
+        bound[name] = _quiet_options(
+            ProcessorDeployment, name=deployment_name(name),
+            version=_version("processor", name, options, actor_options, link), _internal=True,
+            ray_actor_options=actor_options, logging_config=QUIET_LOGGING,
+            graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_TIMEOUT_S, max_surge_percent=ROLLING_SURGE_PERCENT,
+            **_autoscaling_options(autoscaling),
         ).bind(name, options, link)
     tokens = outbound_tokens(config, outbound_token).to_plain()
     version = _version("dispatcher", sorted(bound), _digest(json.dumps(tokens, sort_keys=True)),
-                       dataclasses.astuple(batching), health_period, actor_options, config.autoscaling is None)
-    return DispatcherDeployment.options(  # type: ignore[attr-defined]
-        user_config=to_document(config), version=version, _internal=True, ray_actor_options=actor_options,
-        logging_config=QUIET_LOGGING, max_surge_percent=ROLLING_SURGE_PERCENT,
+                       dataclasses.astuple(batching), health_period, actor_options)
+    return _quiet_options(
+        DispatcherDeployment, user_config=to_document(config), version=version, _internal=True,
+        ray_actor_options=actor_options, logging_config=QUIET_LOGGING,
+        graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_TIMEOUT_S, max_surge_percent=ROLLING_SURGE_PERCENT,
         **_autoscaling_options(config.autoscaling),
-    ).bind(bound, tokens=tokens, batching=batching, health_period=health_period, link=config.autoscaling is None)
+    ).bind(bound, tokens=tokens, batching=batching, health_period=health_period, link=True)
 
 
 def _digest(secret: str | None) -> str | None:

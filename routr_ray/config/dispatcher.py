@@ -45,13 +45,16 @@ DEFAULT_RETRY_AFTER_SECONDS = 5
 
 @dataclass(frozen=True)
 class AutoscalingConfig:
-    """Passed to Ray Serve's `autoscaling_config` (defaults are Serve's own)."""
+    """Passed to Ray Serve's `autoscaling_config` with routr-ray's policy (docs/dispatcher.md "Autoscaling"):
+    ``target_ongoing_requests`` is in messages in flight per replica, over the link and Ray calls alike. Defaults are
+    Serve's own, except ``look_back_seconds`` (Serve: 30), the window the load is averaged over."""
 
     min_replicas: int = 1
     max_replicas: int = 1
     target_ongoing_requests: float = 2.0
     upscale_delay_seconds: float = 30.0
     downscale_delay_seconds: float = 600.0
+    look_back_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,15 @@ def _autoscaling(raw: dict[str, Any] | None, at: Place) -> AutoscalingConfig | N
         target_ongoing_requests=float(raw.get("targetOngoingRequests", default.target_ongoing_requests)),
         upscale_delay_seconds=float(raw.get("upscaleDelaySeconds", default.upscale_delay_seconds)),
         downscale_delay_seconds=float(raw.get("downscaleDelaySeconds", default.downscale_delay_seconds)),
+        look_back_seconds=_look_back(raw.get("lookBackSeconds", default.look_back_seconds), at),
     )
+
+
+def _look_back(raw: Any, at: Place) -> float:
+    seconds = float(raw)
+    if seconds <= 1.0:  # replicas report every second: the window must hold more than one report
+        at.child("lookBackSeconds").error(f"lookBackSeconds ({seconds:g}) must be more than 1")
+    return seconds
 
 
 # --- the plain document (Serve user_config) ----------------------------------------------------------------
@@ -192,6 +203,7 @@ def _autoscaling_document(autoscaling: AutoscalingConfig) -> dict[str, Any]:
         "targetOngoingRequests": autoscaling.target_ongoing_requests,
         "upscaleDelaySeconds": autoscaling.upscale_delay_seconds,
         "downscaleDelaySeconds": autoscaling.downscale_delay_seconds,
+        "lookBackSeconds": autoscaling.look_back_seconds,
     }
 
 

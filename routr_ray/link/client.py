@@ -4,6 +4,9 @@ Errors say whether the call may have reached the server, which is what a caller 
 try elsewhere: :class:`LinkConnectError` means nothing was sent (no endpoint, connection refused or timed out);
 any other :class:`LinkError` (connection lost with the call in flight, or the server's ``ERROR`` answer) means the
 call may have run.
+
+A server that drains (its replica is stopping) says so on each connection (``GOAWAY``, :mod:`.frames`): the client
+acknowledges, sends nothing more there and is no longer picked by its pool; the calls it had sent are answered.
 """
 
 from __future__ import annotations
@@ -12,7 +15,20 @@ import asyncio
 import time
 from collections.abc import Iterable
 
-from .frames import CALL, ERROR, HELLO, MAX_FRAME, REPLY, Endpoint, FrameError, FrameReader, frame
+from .frames import (
+    CALL,
+    ERROR,
+    GOAWAY,
+    GOAWAY_ACK,
+    GOAWAY_ID,
+    HELLO,
+    MAX_FRAME,
+    REPLY,
+    Endpoint,
+    FrameError,
+    FrameReader,
+    frame,
+)
 
 
 class LinkError(ConnectionError):
@@ -36,6 +52,7 @@ class _ClientProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.pending: dict[int, asyncio.Future[bytes]] = {}
         self.closed = False
+        self.draining = False  # the server said GOAWAY: no more calls on this connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -50,6 +67,11 @@ class _ClientProtocol(asyncio.Protocol):
             return
         pending = self.pending
         for kind, call_id, payload in frames:
+            if call_id == GOAWAY_ID and kind == ERROR and payload == GOAWAY:
+                self.draining = True
+                if self.transport is not None and not self.transport.is_closing():
+                    self.transport.write(frame(GOAWAY_ACK, GOAWAY_ID))
+                continue
             future = pending.pop(call_id, None)
             if future is None or future.done():
                 continue  # its caller gave up (timeout, cancellation)
@@ -91,8 +113,14 @@ class LinkClient:
         return len(protocol.pending) if protocol is not None else 0
 
     @property
+    def draining(self) -> bool:
+        """Its server is going away: it takes no new calls (those in flight are answered)."""
+        protocol = self._protocol
+        return protocol is not None and protocol.draining
+
+    @property
     def usable(self) -> bool:
-        return self.broken_until <= time.monotonic()
+        return self.broken_until <= time.monotonic() and not self.draining
 
     async def _connect(self) -> _ClientProtocol:
         if self._lock is None:
@@ -123,7 +151,9 @@ class LinkClient:
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connect()
-        self._next_id = call_id = (self._next_id + 1) % _ID_WRAP
+        if protocol.draining:
+            raise LinkConnectError(f"link to {self.endpoint.host}:{self.endpoint.port} is draining")
+        self._next_id = call_id = self._next_id % (_ID_WRAP - 1) + 1  # 1 .. 2**32-1: never GOAWAY_ID
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         protocol.pending[call_id] = future
         assert protocol.transport is not None
@@ -186,10 +216,17 @@ class LinkPool:
         return best
 
     async def call(self, payload: bytes) -> bytes:
-        client = self.pick()
-        if client is None:
-            raise LinkConnectError("no usable endpoint")
-        return await client.call(payload)
+        """Call the least busy server; one that cannot take the call (refused, draining: nothing was sent) is
+        passed over for the next, until none is left (LinkConnectError)."""
+        for _ in range(len(self._clients)):
+            client = self.pick()
+            if client is None:
+                break
+            try:
+                return await client.call(payload)
+            except LinkConnectError:
+                continue  # that client is now unusable (backing off or draining): pick() passes it over
+        raise LinkConnectError("no usable endpoint")
 
     def close(self) -> None:
         for client in (*self._clients.values(), *self._retiring):

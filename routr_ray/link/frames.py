@@ -4,6 +4,13 @@ A frame is a 9-byte header, ``!IIB`` = payload length, call id, kind, then the p
 sends is ``HELLO`` with the server's token; then ``CALL`` frames, each answered (in any order) by a ``REPLY`` or an
 ``ERROR`` (UTF-8 text) with the same call id. Frames larger than the reader's limit are a protocol error: the
 connection is closed rather than buffering without bound.
+
+Draining (a replica Serve stops): the server sends ``ERROR`` on call id 0 (:data:`GOAWAY_ID`, never a call's:
+clients number calls from 1) with the payload :data:`GOAWAY`; a client that understands it sends no more calls on
+that connection and answers ``GOAWAY_ACK``, after which the server knows every call of that connection has
+arrived, answers the last of them and closes it. A client of an older version ignores the ``ERROR`` (no call has
+id 0) and leaves when the registry no longer lists the server, so a server never sends ``GOAWAY_ACK`` frames to
+anyone and only receives them from clients that know the frame.
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 HEADER = struct.Struct("!IIB")
-HELLO, CALL, REPLY, ERROR = 0, 1, 2, 3
-KINDS = frozenset((HELLO, CALL, REPLY, ERROR))
+HELLO, CALL, REPLY, ERROR, GOAWAY_ACK = 0, 1, 2, 3, 4
+KINDS = frozenset((HELLO, CALL, REPLY, ERROR, GOAWAY_ACK))
+GOAWAY_ID = 0
+GOAWAY = b"goaway"
 MAX_FRAME = 64 * 1024 * 1024
 _LEN = struct.Struct("!I")
 
@@ -98,5 +107,6 @@ def unpack_list(data: bytes) -> list[bytes]:
     return items
 
 
-__all__ = ["CALL", "ERROR", "HELLO", "MAX_FRAME", "REPLY", "Endpoint", "FrameError", "FrameReader", "frame",
+__all__ = ["CALL", "ERROR", "GOAWAY", "GOAWAY_ACK", "GOAWAY_ID", "HELLO", "MAX_FRAME", "REPLY", "Endpoint",
+           "FrameError", "FrameReader", "frame",
            "pack_list", "unpack_list"]

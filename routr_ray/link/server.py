@@ -12,6 +12,10 @@ is closed after those 9 bytes), a connection that has not authenticated within `
 closed, at most ``max_pending`` connections may be waiting to authenticate (a new one evicts the oldest, so a flood
 of idle connections cannot lock the cluster's own clients out), and at most ``max_connections`` may be open at all
 (beyond that a new connection is closed at once; the client then falls back to a Ray call).
+
+:meth:`LinkServer.drain` is the graceful stop (a replica Serve stops): no new connections, every connection told
+to send no more (``GOAWAY``, :mod:`.frames`), the calls that arrived answered, each connection closed once its
+client acknowledged (or left) and its calls are answered; what is still open after the timeout is closed.
 """
 
 from __future__ import annotations
@@ -23,7 +27,20 @@ from collections.abc import Awaitable, Callable
 
 from routr_ray.observability.ratelimit import RateLimitedLog
 
-from .frames import CALL, ERROR, HEADER, HELLO, MAX_FRAME, REPLY, FrameError, FrameReader, frame
+from .frames import (
+    CALL,
+    ERROR,
+    GOAWAY,
+    GOAWAY_ACK,
+    GOAWAY_ID,
+    HEADER,
+    HELLO,
+    MAX_FRAME,
+    REPLY,
+    FrameError,
+    FrameReader,
+    frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +73,8 @@ class LinkServer:
         self.calls = 0
         self.rejected = 0
         self.refused_connections = 0  # closed before authenticating: cap, eviction, timeout, bad or wrong HELLO
+        self.draining = False
+        self._drained: asyncio.Event | None = None
         self.errors = RateLimitedLog(log, interval=1.0)  # whatever a peer sends, a bounded number of lines
 
     async def start(self) -> tuple[str, int]:
@@ -77,6 +96,36 @@ class LinkServer:
         """Connections open but not authenticated yet."""
         return len(self._pending)
 
+    @property
+    def running(self) -> int:
+        """Calls being answered, over all connections."""
+        return sum(len(conn.running) for conn in self._connections)
+
+    async def drain(self, within: float) -> bool:
+        """Stop taking work and finish what arrived (see the module docstring), then :meth:`close`; True when every
+        connection finished within ``within`` seconds (else the rest is closed with its calls unanswered)."""
+        self.draining = True
+        self._drained = asyncio.Event()
+        if self._server is not None:
+            self._server.close()  # the listening socket: connections already open stay
+        for conn in list(self._connections):
+            if conn.authenticated:
+                conn.go_away()
+            else:
+                conn.abort()  # nothing of it can be in flight
+        self._check_drained()
+        try:
+            await asyncio.wait_for(self._drained.wait(), within)
+            finished = True
+        except TimeoutError:
+            finished = False
+        await self.close()
+        return finished
+
+    def _check_drained(self) -> None:
+        if self._drained is not None and not self._connections:
+            self._drained.set()
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -96,10 +145,15 @@ class _ServerProtocol(asyncio.Protocol):
         self.authenticated = False
         self.running: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self.going_away = False
+        self.acknowledged = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         server = self.server
+        if server.draining:
+            self._refuse("draining")
+            return
         if len(server._connections) >= server.max_connections:
             self._refuse("connection cap (%d) reached", server.max_connections)
             return
@@ -120,10 +174,21 @@ class _ServerProtocol(asyncio.Protocol):
             task.cancel()
         self.running.clear()
         self.transport = None
+        self.server._check_drained()
 
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+    def go_away(self) -> None:
+        """Tell the client to send no more calls here (it answers GOAWAY_ACK)."""
+        self.going_away = True
+        self._send(ERROR, GOAWAY_ID, GOAWAY)
+
+    def _close_when_done(self) -> None:
+        """After the client's GOAWAY_ACK every call of this connection has arrived: close once they are answered."""
+        if self.acknowledged and not self.running and self.transport is not None:
+            self.transport.close()  # after what is buffered is written
 
     def _refuse(self, reason: str, *args: object) -> None:
         self.server.refused_connections += 1
@@ -151,6 +216,10 @@ class _ServerProtocol(asyncio.Protocol):
             self.abort()
             return
         for kind, call_id, payload in frames:
+            if kind == GOAWAY_ACK and self.going_away:
+                self.acknowledged = True
+                self._close_when_done()
+                continue
             if kind != CALL:
                 self.server.errors.warning("kind", "link: closing a connection from %s: frame kind %d",
                                            self._peer(), kind)
@@ -183,6 +252,8 @@ class _ServerProtocol(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self.reader = FrameReader(self.server.max_frame)
+        if self.server.draining:
+            self.go_away()
         return rest
 
     def _start_call(self, call_id: int, payload: bytes) -> None:
@@ -203,8 +274,10 @@ class _ServerProtocol(asyncio.Protocol):
         if exc is not None:
             self.server.errors.warning("call", "link: a call failed: %r", exc)
             self._send(ERROR, call_id, repr(exc).encode("utf-8", "replace")[:1000])
-            return
-        self._send(REPLY, call_id, task.result())
+        else:
+            self._send(REPLY, call_id, task.result())
+        if self.acknowledged:
+            self._close_when_done()
 
     def _send(self, kind: int, call_id: int, payload: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -5,7 +5,8 @@
 * ``routr_process_*`` (prometheus_client's process collector): ``resident_memory_bytes``, ``cpu_seconds_total``,
   ``open_fds``, ``max_fds``, ``start_time_seconds``, ``virtual_memory_bytes``: what the RSS/CPU/file alerts of
   ``dashboards/alerts.yml`` watch;
-* ``routr_link_calls_total{service, path}`` and ``routr_link_in_flight{service}`` (``routr_ray/link/stats.py``).
+* ``routr_link_calls_total{service, path}``, ``routr_link_in_flight{service}`` and ``routr_link_servers{service}``
+  (``routr_ray/link/stats.py``).
 
 Each actor mirrors it into Ray's metrics with the tags ``component`` and ``instance`` (the same two keys in every
 process: ``routr_ray/actors/metrics.py`` :func:`~routr_ray.actors.metrics.start_process_bridge`).
@@ -42,6 +43,11 @@ class LinkCollector(Collector):
         for service, value in list(self.stats.in_flight.items()):
             in_flight.add_metric([service], value)
         yield in_flight
+        servers = GaugeMetricFamily("routr_link_servers", "Link servers of each service this process knows (a "
+                                    "processor deployment's: its replicas)", labels=["service"])
+        for service, value in list(self.stats.servers.items()):
+            servers.add_metric([service], value)
+        yield servers
 
 
 def process_registry() -> CollectorRegistry:

@@ -1,7 +1,8 @@
 """Serve autoscaling of a processor deployment, driven by the dispatcher config (issue 7 item 4).
 
 A slow processor (asyncio sleep, no CPU) behind the dispatcher: under concurrent load its deployment grows from
-1 replica, and it shrinks back to 1 once the load stops. Replicas take a tenth of a CPU, so they fit on 2 cores.
+1 replica, and it shrinks back to 1 once the load stops. The dispatcher reaches it over the link, which Serve does
+not see: the replicas' own counts of messages in flight drive the scale (routr_ray/actors/autoscaling_policy.py). Replicas take a tenth of a CPU, so they fit on 2 cores.
 """
 
 from __future__ import annotations

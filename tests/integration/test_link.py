@@ -9,7 +9,7 @@ import pytest
 
 from routr_ray.link import Endpoint, LinkClient, LinkConnectError, LinkError, LinkPool, LinkServer
 from routr_ray.link.client import LinkRemoteError
-from routr_ray.link.frames import CALL, HEADER, HELLO, REPLY, frame
+from routr_ray.link.frames import CALL, ERROR, GOAWAY, GOAWAY_ID, HEADER, HELLO, REPLY, frame
 
 TOKEN = b"t" * 32
 
@@ -176,6 +176,122 @@ async def test_pool_spreads_calls_and_drops_removed_endpoints() -> None:
         pool.close()
         await a.close()
         await b.close()
+
+
+# ---- draining (issue 18 item 2): a stopping replica takes no new call and answers those in flight -------------
+
+
+async def test_a_draining_server_answers_its_calls_in_flight_and_the_pool_sends_the_rest_elsewhere() -> None:
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    def named(name: str):  # type: ignore[no-untyped-def]
+        async def handler(payload: bytes) -> bytes:
+            seen.append(name)
+            if name == "a":
+                await release.wait()
+            return name.encode()
+        return handler
+
+    a, b = await started(named("a")), await started(named("b"))
+    pool = LinkPool()
+    pool.update([endpoint(a, "a")])
+    try:
+        in_flight = [asyncio.ensure_future(pool.call(b"x")) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert seen == ["a", "a", "a"]
+        pool.update([endpoint(a, "a"), endpoint(b, "b")])  # b joins; a is still listed (the registry lags)
+        drained = asyncio.ensure_future(a.drain(5.0))
+        await asyncio.sleep(0.05)
+        # a said GOAWAY: no new call goes there
+        assert [await pool.call(b"y") for _ in range(5)] == [b"b"] * 5
+        assert not drained.done()  # a waits for its calls in flight
+        release.set()
+        assert await asyncio.gather(*in_flight) == [b"a", b"a", b"a"]  # answered, not failed
+        assert await asyncio.wait_for(drained, 2.0) is True  # the client acknowledged: a closed at once
+        assert a.connections == 0
+        assert seen.count("a") == 3
+    finally:
+        pool.close()
+        await a.close()
+        await b.close()
+
+
+async def test_a_client_told_to_go_away_sends_nothing_more_and_new_connections_are_refused() -> None:
+    release = asyncio.Event()
+
+    async def hang(payload: bytes) -> bytes:
+        await release.wait()
+        return payload
+
+    server = await started(hang)
+    client = LinkClient(endpoint(server))
+    try:
+        call = asyncio.ensure_future(client.call(b"x"))
+        await asyncio.sleep(0.05)
+        drained = asyncio.ensure_future(server.drain(5.0))
+        await asyncio.sleep(0.05)
+        assert client.draining and not client.usable
+        with pytest.raises(LinkConnectError, match="draining"):  # nothing sent: the caller may go elsewhere
+            await client.call(b"y")
+        release.set()
+        assert await call == b"x"
+        assert await asyncio.wait_for(drained, 2.0) is True
+        assert server.calls == 1
+        fresh = LinkClient(endpoint(server))
+        with pytest.raises(LinkConnectError):  # the listening socket is closed
+            await fresh.call(b"z")
+    finally:
+        client.close()
+        await server.close()
+
+
+async def test_a_client_that_never_acknowledges_is_waited_for_until_it_leaves() -> None:
+    """A client of an older version ignores GOAWAY (an ERROR for call id 0, none of its calls): the server keeps
+    answering it until it closes (its registry refresh dropped the server), within the drain's time."""
+    server = await started()
+    reader, writer = await asyncio.open_connection(*server.address)
+    try:
+        writer.write(frame(HELLO, 0, TOKEN) + frame(CALL, 7, b"old"))
+        await writer.drain()
+        assert await asyncio.wait_for(reader.readexactly(HEADER.size + 3), 2) == frame(REPLY, 7, b"OLD")
+        drained = asyncio.ensure_future(server.drain(5.0))
+        goaway = await asyncio.wait_for(reader.readexactly(HEADER.size + len(GOAWAY)), 2)
+        assert goaway == frame(ERROR, GOAWAY_ID, GOAWAY)
+        writer.write(frame(CALL, 8, b"still"))  # sent before it noticed: answered
+        assert await asyncio.wait_for(reader.readexactly(HEADER.size + 5), 2) == frame(REPLY, 8, b"STILL")
+        assert not drained.done()
+        writer.close()
+        assert await asyncio.wait_for(drained, 2.0) is True
+    finally:
+        writer.close()
+        await server.close()
+
+
+async def test_a_drain_that_outlasts_its_time_closes_what_is_left() -> None:
+    async def hang(payload: bytes) -> bytes:
+        await asyncio.Event().wait()
+        return payload
+
+    server = await started(hang)
+    client = LinkClient(endpoint(server))
+    call = asyncio.ensure_future(client.call(b"x"))
+    await asyncio.sleep(0.05)
+    assert await server.drain(0.2) is False
+    with pytest.raises(LinkError):
+        await asyncio.wait_for(call, 2)
+    client.close()
+
+
+async def test_the_pool_passes_over_a_server_that_refuses_and_calls_the_next() -> None:
+    server = await started()
+    pool = LinkPool(retry_after=30)
+    pool.update([Endpoint("gone", "127.0.0.1", closed_port(), TOKEN), endpoint(server, "up")])
+    try:
+        assert {await pool.call(b"x") for _ in range(4)} == {b"X"}  # never a LinkConnectError to the caller
+    finally:
+        pool.close()
+        await server.close()
 
 
 # ---- before the token (DESIGN §6b): nothing buffered, no idle connection kept --------------------------------

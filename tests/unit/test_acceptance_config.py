@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from routr_ray.config import load_config_dir
 from routr_ray.config.connect_tokens import read_public_keys
 from routr_ray.config.edgeport import TransportProtocol
+from tests.acceptance.autoscale.test_autoscale import AUTOSCALE
 from tests.support.acceptance import (
     ACCEPTANCE,
     CONFIG_DIR,
@@ -53,7 +54,7 @@ def _port_of(value: object) -> int | None:
     return None
 
 
-@pytest.mark.parametrize("profile", [SHIPPED, EXTRAS, MEDIA], ids=lambda p: p.name)
+@pytest.mark.parametrize("profile", [SHIPPED, EXTRAS, MEDIA, AUTOSCALE], ids=lambda p: p.name)
 def test_the_rewrite_moves_ports_and_nothing_else(profile, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     copy = copy_config(profile, tmp_path / "config")
     source_files = sorted(p.relative_to(SHIPPED_CONFIG_DIR) for p in SHIPPED_CONFIG_DIR.rglob("*.yaml"))
@@ -198,6 +199,7 @@ def test_every_test_server_moves_every_port_the_shipped_config_opens() -> None:
     """Several `routr-ray run`s share one test session (and the README run uses the shipped ports): a port map
     that forgets one (the metrics export port did) makes two servers collide."""
     from tests.acceptance.api.test_api_provisioning import API_PORTS
+    from tests.acceptance.autoscale.test_autoscale import PORTS as AUTOSCALE_PORTS
     from tests.acceptance.observability.test_observability import PORTS as OBSERVABILITY_PORTS
     from tests.attack.test_restart_keeps_calls import PORTS as RESTART_PORTS
     from tests.support.acceptance import EXTRAS_PORTS, MEDIA_PORTS, SHIPPED_PORTS
@@ -205,7 +207,7 @@ def test_every_test_server_moves_every_port_the_shipped_config_opens() -> None:
     shipped = _shipped_ports()
     assert {5060, 8080, 9464, 51901, 51902}.issubset(shipped)
     maps = {"shipped": SHIPPED_PORTS, "extras": EXTRAS_PORTS, "media": MEDIA_PORTS, "api": API_PORTS,
-            "observability": OBSERVABILITY_PORTS, "restart": RESTART_PORTS}
+            "observability": OBSERVABILITY_PORTS, "restart": RESTART_PORTS, "autoscale": AUTOSCALE_PORTS}
     for name, ports in maps.items():
         assert shipped <= set(ports), f"{name} does not move {sorted(shipped - set(ports))}"
     targets = [port for ports in maps.values() for port in ports.values()]

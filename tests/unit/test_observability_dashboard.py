@@ -63,6 +63,7 @@ def known_series() -> dict[str, set[str]]:
     found.setdefault("routr_events_failed_total", {"sink"})
     found.setdefault("routr_link_calls_total", {"service", "path"})
     found.setdefault("routr_link_in_flight", {"service"})
+    found.setdefault("routr_link_servers", {"service"})
     return found
 
 
