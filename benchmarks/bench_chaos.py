@@ -150,6 +150,8 @@ class Chaos:
 
     def deploy(self, **env: str) -> str:
         """``routr-ray deploy`` of the config directory onto the running cluster; how it went, where its output is."""
+        if self.release and "ROUTR_RAY_RELEASE" not in env:  # the release rolled out stays: no roll back
+            env["ROUTR_RAY_RELEASE"] = f"chaos-{self.release}"
         started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-m", "routr_ray.cli", "deploy", "--address", self.ray_address(), str(self.config)],

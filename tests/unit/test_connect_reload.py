@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from routr_ray.config import Resources
+from routr_ray.config.resources import AccessControlList
 from routr_ray.processors.connect.reload import FollowedResources, ResourceBoardState, ResourceWatcher
 
 DOMAIN = """\
@@ -155,14 +156,27 @@ async def test_board_wakes_waiters_with_the_newer_set() -> None:
     assert await board.newer_than(1, 0.01) is None  # timeout
     waiter = asyncio.create_task(board.newer_than(1, 5.0))
     await asyncio.sleep(0)
-    new = Resources()
+    new = _resources("acl-new")
     assert await board.publish(new) == 2
     version, resources = await asyncio.wait_for(waiter, 1.0)
     assert version == 2 and resources is new
 
 
+async def test_publishing_the_same_set_again_changes_nothing() -> None:
+    """A deploy publishes the set it loaded: the same set again is no new version (no replica re-indexes it)."""
+    board = ResourceBoardState(_resources("acl-1"))
+    waiter = asyncio.create_task(board.newer_than(1, 0.3))
+    assert await board.publish(_resources("acl-1")) == 1  # equal, not the same object
+    assert await waiter is None  # nobody woken
+    assert await board.publish(_resources("acl-2")) == 2
+
+
+def _resources(acl_ref: str) -> Resources:
+    return Resources(access_control_lists=(AccessControlList(acl_ref, acl_ref),))
+
+
 async def test_replica_follows_the_board() -> None:
-    initial, newer, newest = Resources(), Resources(), Resources()
+    initial, newer, newest = _resources("initial"), _resources("newer"), _resources("newest")
     board = ResourceBoardState(initial)
     await board.publish(newer)  # published before the replica's first request
     followed = FollowedResources(initial, board.newer_than, wait_seconds=5.0)
