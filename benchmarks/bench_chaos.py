@@ -24,6 +24,8 @@ dispatcher.yaml), registers every benchmark user (``Expires: 3600``) and the SIP
                             update)
   ``edge-config``           edgeport.yaml's rate limit and ACL changed, then ``routr-ray deploy``
   ``scale``                 Connect to ``--replicas`` + 1 replicas at the disruption, back at two thirds
+  ``join``                  a Ray driver joins the cluster, runs one task, waits 10 s and leaves (what any
+                            ``routr-ray deploy`` costs the running server before it changes anything)
   ========================  ===============================================================================
 
 and prints, per phase: calls and REGISTERs made, failed share (failed + unfinished), p50/p99 of INVITE → 200 and
@@ -61,7 +63,7 @@ ROUTR_PORT = 5160          # benchmarks/config/edgeport.yaml
 LOCATION_ADDR = "127.0.0.1:52902"  # benchmarks/config/location.yaml
 CALLS_PORT, REGISTER_PORT, UAS_PORT, PRELOAD_PORT = 5261, 5262, 5280, 5263
 PHASES = ("baseline", "kill-connect", "kill-shard", "kill-dispatcher", "kill-edgeport", "rolling-update",
-          "edge-config", "scale")
+          "edge-config", "scale", "join")
 DEFAULT_PHASES = ("baseline", "kill-connect", "kill-shard", "rolling-update", "edge-config", "scale")
 
 
@@ -162,6 +164,15 @@ class Chaos:
         log.write_text(done.stdout + done.stderr)
         return f"deploy exit {done.returncode} after {time.monotonic() - started:.1f}s (output: {log})"
 
+    def join(self) -> str:
+        """A bare Ray driver on the cluster: one task, 10 s, gone."""
+        started = time.monotonic()
+        address = self.ray_address()
+        code = (f"import ray, time; ray.init(address={address!r}, logging_level='ERROR'); "
+                "ray.get(ray.remote(lambda: 1).remote()); time.sleep(10); ray.shutdown()")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        return f"a Ray driver joined and left: exit {done.returncode} after {time.monotonic() - started:.1f}s"
+
     # ---- disruptions ------------------------------------------------------------------------------
 
     def kill_role(self, match: Callable[[str], bool], what: str) -> str:
@@ -196,6 +207,8 @@ class Chaos:
         elif phase == "edge-config":
             self.change_edge_config()
             note(self.deploy())
+        elif phase == "join":
+            note(self.join())
         elif phase == "scale":
             self.write_config(self.args.replicas + 1)
             note(f"Connect to {self.args.replicas + 1} replicas: " + self.deploy())
