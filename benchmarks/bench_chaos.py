@@ -24,6 +24,7 @@ dispatcher.yaml), registers every benchmark user (``Expires: 3600``) and the SIP
                             update)
   ``edge-config``           edgeport.yaml's rate limit and ACL changed, then ``routr-ray deploy``
   ``scale``                 Connect to ``--replicas`` + 1 replicas at the disruption, back at two thirds
+  ``redeploy``              ``routr-ray deploy`` of the config unchanged (what a deploy's own work costs)
   ``join``                  a Ray driver joins the cluster, runs one task, waits 10 s and leaves (what any
                             ``routr-ray deploy`` costs the running server before it changes anything)
   ========================  ===============================================================================
@@ -63,7 +64,7 @@ ROUTR_PORT = 5160          # benchmarks/config/edgeport.yaml
 LOCATION_ADDR = "127.0.0.1:52902"  # benchmarks/config/location.yaml
 CALLS_PORT, REGISTER_PORT, UAS_PORT, PRELOAD_PORT = 5261, 5262, 5280, 5263
 PHASES = ("baseline", "kill-connect", "kill-shard", "kill-dispatcher", "kill-edgeport", "rolling-update",
-          "edge-config", "scale", "join")
+          "edge-config", "scale", "join", "redeploy")
 DEFAULT_PHASES = ("baseline", "kill-connect", "kill-shard", "rolling-update", "edge-config", "scale")
 
 
@@ -206,6 +207,8 @@ class Chaos:
             note(self.deploy(ROUTR_RAY_RELEASE=f"chaos-{self.release}"))
         elif phase == "edge-config":
             self.change_edge_config()
+            note(self.deploy())
+        elif phase == "redeploy":
             note(self.deploy())
         elif phase == "join":
             note(self.join())
