@@ -17,6 +17,7 @@ from pathlib import Path
 
 from routr_ray.config import ConfigInvalid, DispatcherConfig, load_config_dir
 from routr_ray.config.documents import config_files_in
+from routr_ray.util.priority import lower_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class DispatcherConfigWatcher:
         return self
 
     def _run(self) -> None:
+        lower_this_thread()  # a reload is background work (routr_ray/util/priority.py)
         while not self._stop.wait(self.interval):
             self.check()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from routr_ray.config import ConfigInvalid, Resources, load_resources
 from routr_ray.config.documents import config_files_in
+from routr_ray.util.priority import lower_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class ResourceWatcher:
             self._thread = None
 
     def _run(self) -> None:
+        lower_this_thread()  # a reload is background work (routr_ray/util/priority.py)
         while not self._stop.wait(self.interval):
             try:
                 self.poll()
