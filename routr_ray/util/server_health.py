@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from routr_ray.util.versions import Versions
+
 __all__ = ["HealthFollower", "HealthSnapshot", "HealthView", "ServerHealth", "server_key"]
 
 log = logging.getLogger(__name__)
@@ -74,23 +76,17 @@ class ServerHealth:
         self.max_entries = max_entries
         self.max_seconds = max_seconds
         self.epoch = secrets.token_hex(8)
-        self.version = 1
+        self.versions = Versions()
         self._held: OrderedDict[Key, float] = OrderedDict()  # key -> until (our clock)
         self._down: frozenset[Key] = frozenset()
         self._contacts: frozenset[tuple[str, str]] = frozenset()
-        self._changed: asyncio.Condition | None = None
 
-    def _condition(self) -> asyncio.Condition:
-        if self._changed is None:  # created on the loop that uses it
-            self._changed = asyncio.Condition()
-        return self._changed
+    @property
+    def version(self) -> int:
+        return self.versions.current
 
     async def _bump(self) -> int:
-        changed = self._condition()
-        async with changed:
-            self.version += 1
-            changed.notify_all()
-        return self.version
+        return await self.versions.bump()
 
     async def mark(self, entries: Iterable[Held]) -> int:
         """Servers held down by an EdgePort: (transport, host, port, seconds) each; a later end wins."""
@@ -129,17 +125,9 @@ class ServerHealth:
     async def newer_than(self, epoch: str, version: int, wait_seconds: float) -> HealthSnapshot | None:
         """The current snapshot as soon as it is newer than ``version`` of ``epoch`` (at once for another epoch);
         None after ``wait_seconds``."""
-        if epoch != self.epoch or self.version > version:
+        if epoch != self.epoch or await self.versions.wait_above(version, wait_seconds):
             return self.snapshot()
-        if wait_seconds <= 0:
-            return None
-        changed = self._condition()
-        async with changed:
-            try:
-                await asyncio.wait_for(changed.wait_for(lambda: self.version > version), wait_seconds)
-            except TimeoutError:
-                return None
-        return self.snapshot()
+        return None
 
 
 class HealthView:

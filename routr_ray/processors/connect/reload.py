@@ -20,6 +20,7 @@ from pathlib import Path
 from routr_ray.config import ConfigInvalid, Resources, load_resources
 from routr_ray.config.documents import config_files_in
 from routr_ray.util.priority import lower_this_thread
+from routr_ray.util.versions import Versions
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +125,12 @@ class ResourceBoardState:
     """The newest resource set and its version (starts at 1); readers wait for a newer version."""
 
     def __init__(self, resources: Resources) -> None:
-        self.version = 1
+        self.versions = Versions()
         self.resources = resources
-        self._changed: asyncio.Condition | None = None
 
-    def _condition(self) -> asyncio.Condition:
-        if self._changed is None:  # created on the loop that uses it
-            self._changed = asyncio.Condition()
-        return self._changed
+    @property
+    def version(self) -> int:
+        return self.versions.current
 
     async def publish(self, resources: Resources) -> int:
         """Make ``resources`` the newest set (a new version, every waiter woken), unless it equals the current one:
@@ -140,26 +139,14 @@ class ResourceBoardState:
         (seconds of CPU on a loaded node, measured under SIPp load with benchmarks/bench_chaos.py)."""
         if resources == self.resources:
             return self.version
-        changed = self._condition()
-        async with changed:
-            self.version += 1
-            self.resources = resources
-            changed.notify_all()
-        return self.version
+        self.resources = resources
+        return await self.versions.bump()
 
     async def newer_than(self, version: int, wait_seconds: float) -> tuple[int, Resources] | None:
         """The current (version, set) as soon as the version is above ``version``; None after ``wait_seconds``."""
-        if self.version > version:
+        if await self.versions.wait_above(version, wait_seconds):
             return self.version, self.resources
-        if wait_seconds <= 0:
-            return None
-        changed = self._condition()
-        async with changed:
-            try:
-                await asyncio.wait_for(changed.wait_for(lambda: self.version > version), wait_seconds)
-            except TimeoutError:
-                return None
-            return self.version, self.resources
+        return None
 
 
 class FollowedResources:
